@@ -1,0 +1,51 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Release builds of the engine trade bounds checks for speed; the tests run the same
+/// code in release, so every kernel is still checked against its naive reference.
+var engineSettings: [SwiftSetting] = []
+#if arch(x86_64)
+  engineSettings.append(
+    .unsafeFlags(
+      ["-Ounchecked", "-enforce-exclusivity=unchecked", "-Xcc", "-march=x86-64-v3"],
+      .when(configuration: .release)))
+#endif
+
+let package = Package(
+  name: "ptrain",
+  platforms: [.macOS(.v15)],
+  products: [
+    .library(name: "PTrain", targets: ["PTrain"]),
+    .executable(name: "ptrain", targets: ["ptrain"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    .systemLibrary(
+      name: "CHwloc", pkgConfig: "hwloc",
+      providers: [.apt(["libhwloc-dev"]), .brew(["hwloc"])]),
+    .systemLibrary(
+      name: "CZlib", pkgConfig: "zlib",
+      providers: [.apt(["zlib1g-dev"])]),
+    .target(
+      name: "CMNIST",
+      exclude: ["data"],
+      cSettings: [.unsafeFlags(["-std=c23"])]),
+    .target(
+      name: "PTrain",
+      dependencies: ["CHwloc", "CZlib", "CMNIST"],
+      swiftSettings: engineSettings),
+    .executableTarget(
+      name: "ptrain",
+      dependencies: [
+        "PTrain",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .testTarget(
+      name: "PTrainTests",
+      dependencies: ["PTrain", "ptrain"],
+      swiftSettings: engineSettings),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,2 @@
+// Makes hwloc importable from Swift; nothing else lives here.
+#include <hwloc.h>

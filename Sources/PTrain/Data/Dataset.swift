@@ -1,0 +1,134 @@
+import CMNIST
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Labelled 28×28 grayscale images, kept as bytes; the trainer normalises each batch as
+/// it feeds it.
+public struct LabeledImages: Sendable {
+  /// `count` images of `ModelSpec.imagePixels` bytes each, row-major.
+  public let pixels: [UInt8]
+  /// One label per image, each below `classes`.
+  public let labels: [UInt8]
+  public let classes: Int
+  public var count: Int { labels.count }
+
+  /// Pairs images with labels, validating shapes and labels. `name` appears in errors.
+  public init(images: IDXFile, labels: IDXFile, classes: Int = 10, name: String) throws {
+    let imageCount = images.dimensions[0], labelCount = labels.dimensions[0]
+    guard images.dimensions[1] == ModelSpec.imageHeight, images.dimensions[2] == ModelSpec.imageWidth
+    else {
+      throw PTrainError(
+        "\(name): images are \(images.dimensions[1])×\(images.dimensions[2]); the model needs \(ModelSpec.imageHeight)×\(ModelSpec.imageWidth)"
+      )
+    }
+    guard imageCount == labelCount else {
+      throw PTrainError("\(name): \(imageCount) images but \(labelCount) labels")
+    }
+    if let bad = labels.bytes.firstIndex(where: { Int($0) >= classes }) {
+      throw PTrainError("\(name): label \(labels.bytes[bad]) at index \(bad) is not below the \(classes) classes")
+    }
+    self.pixels = images.bytes
+    self.labels = labels.bytes
+    self.classes = classes
+  }
+
+  /// Wraps bytes already in memory. `pixels.count` must be `labels.count × 784`.
+  public init(pixels: [UInt8], labels: [UInt8], classes: Int = 10) throws {
+    guard pixels.count == labels.count * ModelSpec.imagePixels else {
+      throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of 28×28")
+    }
+    if let bad = labels.firstIndex(where: { Int($0) >= classes }) {
+      throw PTrainError("label \(labels[bad]) at index \(bad) is not below the \(classes) classes")
+    }
+    self.pixels = pixels
+    self.labels = labels
+    self.classes = classes
+  }
+
+  /// The first `count` images. Cost: O(count · 784).
+  public func prefix(_ count: Int) -> LabeledImages {
+    // Safe: a prefix of valid data is valid.
+    try! LabeledImages(
+      pixels: Array(pixels.prefix(count * ModelSpec.imagePixels)), labels: Array(labels.prefix(count)),
+      classes: classes)
+  }
+}
+
+/// A training and a test split.
+public struct Dataset: Sendable {
+  public let name: String
+  public let train: LabeledImages
+  public let test: LabeledImages
+
+  /// The four standard IDX file names, without `.gz`.
+  public static let fileNames = [
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+  ]
+
+  /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
+  public static let fashionMNISTDirectory = "/usr/share/datasets/fashion-mnist"
+
+  /// The real MNIST compiled into the binary. Cost: inflating 11 MB (≈ 0.3 s).
+  public static func bundledMNIST() throws -> Dataset {
+    let files = (0..<cmnist_file_count()).map { cmnist_files()[$0] }
+    let decoded = try files.map { file -> IDXFile in
+      let name = String(cString: file.name)
+      let bytes = Array(UnsafeBufferPointer(start: file.bytes, count: file.count))
+      return try IDXFile.decode(bytes, name: "bundled \(name)", dimensionCount: name.contains("images") ? 3 : 1)
+    }
+    return try Dataset(name: "mnist", files: decoded)
+  }
+
+  /// The gzip bytes of one bundled MNIST file, by its standard name (without `.gz`).
+  public static func bundledMNISTFile(_ name: String) -> [UInt8]? {
+    for index in 0..<cmnist_file_count() where String(cString: cmnist_files()[index].name) == name {
+      let file = cmnist_files()[index]
+      return Array(UnsafeBufferPointer(start: file.bytes, count: file.count))
+    }
+    return nil
+  }
+
+  /// Reads the four standard files from `directory`, each either raw or as `NAME.gz`.
+  public static func load(directory: String, name: String) throws -> Dataset {
+    var isDirectory = stat()
+    guard stat(directory, &isDirectory) == 0 else {
+      throw PTrainError("\(directory): \(String(cString: strerror(errno)))")
+    }
+    let decoded = try fileNames.map { file -> IDXFile in
+      let raw = directory + "/" + file
+      let path = access(raw, F_OK) == 0 ? raw : raw + ".gz"
+      guard access(path, F_OK) == 0 else {
+        throw PTrainError("\(directory): neither \(file) nor \(file).gz is there")
+      }
+      return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
+    }
+    return try Dataset(name: name, files: decoded)
+  }
+
+  /// Fashion-MNIST from Debian's package, with install instructions when it is missing.
+  public static func fashionMNIST(directory: String = fashionMNISTDirectory) throws -> Dataset {
+    guard access(directory, F_OK) == 0 else {
+      throw PTrainError(
+        "Fashion-MNIST is not installed at \(directory): run `sudo apt-get install dataset-fashion-mnist`, or pass --data DIR"
+      )
+    }
+    return try load(directory: directory, name: "fashion-mnist")
+  }
+
+  private init(name: String, files: [IDXFile]) throws {
+    self.name = name
+    train = try LabeledImages(images: files[0], labels: files[1], name: "\(name) training set")
+    test = try LabeledImages(images: files[2], labels: files[3], name: "\(name) test set")
+  }
+
+  public init(name: String, train: LabeledImages, test: LabeledImages) {
+    self.name = name
+    self.train = train
+    self.test = test
+  }
+}

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// A decoded IDX file of unsigned bytes: the format of MNIST and Fashion-MNIST.
+///
+/// An IDX file is a big-endian magic number `00 00 08 <dims>`, one big-endian UInt32
+/// per dimension, then the bytes in row-major order. The reader validates all of it
+/// and refuses declared sizes that the input cannot hold before allocating anything.
+public struct IDXFile: Sendable {
+  /// The dimensions, outermost first (count, rows, columns for images).
+  public let dimensions: [Int]
+  /// The payload.
+  public let bytes: [UInt8]
+
+  /// The largest payload the reader will allocate: 1 GiB.
+  public static let maximumBytes = 1 << 30
+  /// Deflate cannot expand data by more than about 1032:1.
+  static let maximumInflateRatio = 1032
+
+  /// Reads and validates the file at `path`, raw or gzip-compressed, expecting
+  /// `dimensionCount` dimensions. Cost: one read of the file plus O(payload).
+  public static func read(path: String, dimensionCount: Int) throws -> IDXFile {
+    try decode(readFile(path), name: path, dimensionCount: dimensionCount)
+  }
+
+  /// Decodes IDX bytes (raw or gzip-compressed) named `name` in errors.
+  public static func decode(_ input: [UInt8], name: String, dimensionCount: Int) throws -> IDXFile {
+    let stream = try ByteStream(bytes: input, name: name)
+    var header = [UInt8](repeating: 0, count: 4 + 4 * dimensionCount)
+    let headerRead = try header.withUnsafeMutableBytes { try stream.read(into: $0) }
+    guard headerRead == header.count else {
+      throw PTrainError("\(name): truncated: the IDX header needs \(header.count) bytes, found \(headerRead)")
+    }
+    guard header[0] == 0, header[1] == 0, header[2] == 0x08, Int(header[3]) == dimensionCount else {
+      let magic = header[0..<4].map { String(format2: $0) }.joined()
+      throw PTrainError(
+        "\(name): not an IDX file of unsigned bytes with \(dimensionCount) dimension(s) (magic 0x\(magic), expected 0x000008\(String(format2: UInt8(dimensionCount))))"
+      )
+    }
+    var dimensions: [Int] = []
+    var total = 1
+    for d in 0..<dimensionCount {
+      let offset = 4 + 4 * d
+      let value = header[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+      dimensions.append(value)
+      total = total.multipliedReportingOverflow(by: max(value, 1)).partialValue
+      if total > maximumBytes || value == 0 {
+        throw PTrainError(
+          "\(name): absurd dimensions \(dimensions.map(String.init).joined(separator: "×")): the limit is \(maximumBytes) bytes and every dimension must be positive"
+        )
+      }
+    }
+    let available =
+      stream.isCompressed
+      ? input.count * maximumInflateRatio : input.count - header.count
+    guard total <= available else {
+      throw PTrainError(
+        "\(name): truncated: the header declares \(total) bytes of data but the file can hold at most \(available)"
+      )
+    }
+    var bytes = [UInt8](repeating: 0, count: total)
+    let read = try bytes.withUnsafeMutableBytes { try stream.read(into: $0) }
+    guard read == total else {
+      throw PTrainError("\(name): truncated: expected \(total) bytes of data, found \(read)")
+    }
+    guard try stream.atEnd() else {
+      throw PTrainError("\(name): unexpected bytes after the \(total) bytes of data")
+    }
+    return IDXFile(dimensions: dimensions, bytes: bytes)
+  }
+
+  /// The bytes of the file at `path`, with a one-line error if it cannot be read.
+  static func readFile(_ path: String) throws -> [UInt8] {
+    guard let file = fopen(path, "rb") else {
+      throw PTrainError("\(path): \(String(cString: strerror(errno)))")
+    }
+    defer { fclose(file) }
+    var info = stat()
+    guard fstat(fileno(file), &info) == 0 else {
+      throw PTrainError("\(path): \(String(cString: strerror(errno)))")
+    }
+    guard (info.st_mode & S_IFMT) == S_IFREG else { throw PTrainError("\(path): not a regular file") }
+    let size = Int(info.st_size)
+    guard size <= maximumBytes else {
+      throw PTrainError("\(path): \(size) bytes is over the \(maximumBytes)-byte limit")
+    }
+    var bytes = [UInt8](repeating: 0, count: size)
+    let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) }
+    guard read == size else { throw PTrainError("\(path): read \(read) of \(size) bytes") }
+    return bytes
+  }
+}

@@ -1,0 +1,107 @@
+// 3×3 "valid" convolution over one NHWC image, lowered onto `gemm` through im2col.
+// Weights are HWIO: `w[((ky * 3 + kx) * cin + ci) * cout + co]`, which makes the
+// im2col row for output pixel p line up with the weight row index.
+
+/// The shape of a 3×3 valid convolution over one image.
+public struct Conv3x3Shape: Sendable, Equatable {
+  public let height: Int, width: Int, inChannels: Int, outChannels: Int
+  public init(height: Int, width: Int, inChannels: Int, outChannels: Int) {
+    self.height = height
+    self.width = width
+    self.inChannels = inChannels
+    self.outChannels = outChannels
+  }
+  public var outHeight: Int { height - 2 }
+  public var outWidth: Int { width - 2 }
+  /// Output pixels, the GEMM `m`.
+  public var outPixels: Int { outHeight * outWidth }
+  /// The im2col row length, the GEMM `k`: 9 · inChannels.
+  public var patch: Int { 9 * inChannels }
+  public var weightCount: Int { patch * outChannels }
+  /// FLOP of one forward pass (also of each of the two gradients).
+  public var flops: Int { 2 * outPixels * patch * outChannels }
+}
+
+/// Copies every 3×3×cin input patch into one row of `columns` (outPixels × patch).
+/// Each (pixel, ky) pair is one contiguous copy of 3·cin Floats. Cost: O(outPixels · patch).
+@inlinable
+public func im2col3x3(
+  _ input: UnsafePointer<Float>, shape s: Conv3x3Shape, columns: UnsafeMutablePointer<Float>
+) {
+  let run = 3 * s.inChannels
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let row = columns + (oy * s.outWidth + ox) * s.patch
+      for ky in 0..<3 {
+        (row + ky * run).update(from: input + ((oy + ky) * s.width + ox) * s.inChannels, count: run)
+      }
+    }
+  }
+}
+
+/// Forward: `output[p][co] = bias[co] + Σ columns[p][·] · weights[·][co]`, after filling
+/// `columns` from `input`. Cost: `shape.flops` FLOP.
+@inlinable
+public func conv3x3Forward(
+  input: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
+  columns: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+) {
+  im2col3x3(input, shape: s, columns: columns)
+  fillRows(output, rows: s.outPixels, columns: s.outChannels, with: bias)
+  gemm(
+    m: s.outPixels, n: s.outChannels, k: s.patch,
+    a: columns, aRowStride: s.patch, aColStride: 1,
+    b: weights, ldb: s.outChannels, c: output, ldc: s.outChannels, accumulate: true)
+}
+
+/// Weight and bias gradients, accumulated: `dW += columnsᵀ · dOutput`, `dB += Σ_p dOutput[p]`.
+/// `columns` is the im2col matrix the forward pass left. Cost: `shape.flops` FLOP.
+@inlinable
+public func conv3x3WeightGradient(
+  columns: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>
+) {
+  gemm(
+    m: s.patch, n: s.outChannels, k: s.outPixels,
+    a: columns, aRowStride: 1, aColStride: s.patch,
+    b: outputGradient, ldb: s.outChannels, c: weightGradient, ldc: s.outChannels,
+    accumulate: true)
+  addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+}
+
+/// Writes `transposed[co][k] = weights[k][co]`, the layout the input gradient needs.
+/// Cost: O(weightCount).
+@inlinable
+public func transposeWeights(
+  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, into transposed: UnsafeMutablePointer<Float>
+) {
+  for k in 0..<s.patch {
+    for co in 0..<s.outChannels { transposed[co * s.patch + k] = weights[k * s.outChannels + co] }
+  }
+}
+
+/// Input gradient: `dColumns = dOutput · Wᵀ`, then each patch row is added back onto
+/// the input pixels it came from (col2im). Overwrites `inputGradient`.
+/// Cost: `shape.flops` FLOP plus O(outPixels · patch) adds.
+@inlinable
+public func conv3x3InputGradient(
+  outputGradient: UnsafePointer<Float>, transposedWeights: UnsafePointer<Float>,
+  shape s: Conv3x3Shape, columnGradient: UnsafeMutablePointer<Float>,
+  inputGradient: UnsafeMutablePointer<Float>
+) {
+  gemm(
+    m: s.outPixels, n: s.patch, k: s.outChannels,
+    a: outputGradient, aRowStride: s.outChannels, aColStride: 1,
+    b: transposedWeights, ldb: s.patch, c: columnGradient, ldc: s.patch, accumulate: false)
+  inputGradient.update(repeating: 0, count: s.height * s.width * s.inChannels)
+  let run = 3 * s.inChannels
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let row = columnGradient + (oy * s.outWidth + ox) * s.patch
+      for ky in 0..<3 {
+        addInPlace(inputGradient + ((oy + ky) * s.width + ox) * s.inChannels, row + ky * run, count: run)
+      }
+    }
+  }
+}

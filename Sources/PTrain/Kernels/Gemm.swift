@@ -1,0 +1,65 @@
+/// The vector that the GEMM micro-kernel keeps per row: 32 Floats (two AVX2 or one
+/// AVX-512 register pair). Every GEMM `n` in the model is a multiple of it.
+public typealias GemmLane = SIMD16<Float>
+
+/// General matrix multiply: `C[m×n] = (accumulate ? C : 0) + A[m×k] · B[k×n]`.
+///
+/// A is read through strides, `A[i][p] = a[i * aRowStride + p * aColStride]`, so one
+/// routine serves `A` and `Aᵀ`; B and C are row-major with leading dimensions `ldb` and
+/// `ldc`. `n` must be a multiple of `GemmLane.scalarCount`.
+///
+/// The micro-kernel holds a 4-row × 32-column tile of C in registers, broadcasts one
+/// A element per row and streams one row of B per step. Rows past `m` in the last tile
+/// are clamped onto row `m - 1`: they compute and store the same values twice, which
+/// is correct for both modes. Cost: 2·m·n·k FLOP, O(m·n) stores.
+@inlinable
+public func gemm(
+  m: Int, n: Int, k: Int,
+  a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+  b: UnsafePointer<Float>, ldb: Int,
+  c: UnsafeMutablePointer<Float>, ldc: Int,
+  accumulate: Bool
+) {
+  let width = GemmLane.scalarCount
+  precondition(n % width == 0, "gemm: n = \(n) is not a multiple of \(width)")
+  guard m > 0 else { return }
+  var i = 0
+  while i < m {
+    let a0 = a + i * aRowStride
+    let a1 = a + min(i + 1, m - 1) * aRowStride
+    let a2 = a + min(i + 2, m - 1) * aRowStride
+    let a3 = a + min(i + 3, m - 1) * aRowStride
+    let c0p = UnsafeMutableRawPointer(c + i * ldc)
+    let c1p = UnsafeMutableRawPointer(c + min(i + 1, m - 1) * ldc)
+    let c2p = UnsafeMutableRawPointer(c + min(i + 2, m - 1) * ldc)
+    let c3p = UnsafeMutableRawPointer(c + min(i + 3, m - 1) * ldc)
+    var j = 0
+    while j < n {
+      let offset = j * MemoryLayout<Float>.stride
+      var c0 = GemmLane(), c1 = GemmLane(), c2 = GemmLane(), c3 = GemmLane()
+      if accumulate {
+        c0 = c0p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        c1 = c1p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        c2 = c2p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        c3 = c3p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+      }
+      var bRow = UnsafeRawPointer(b + j)
+      var aIndex = 0
+      for _ in 0..<k {
+        let bv = bRow.loadUnaligned(as: GemmLane.self)
+        c0 = c0.addingProduct(a0[aIndex], bv)
+        c1 = c1.addingProduct(a1[aIndex], bv)
+        c2 = c2.addingProduct(a2[aIndex], bv)
+        c3 = c3.addingProduct(a3[aIndex], bv)
+        bRow += ldb * MemoryLayout<Float>.stride
+        aIndex += aColStride
+      }
+      c3p.storeBytes(of: c3, toByteOffset: offset, as: GemmLane.self)
+      c2p.storeBytes(of: c2, toByteOffset: offset, as: GemmLane.self)
+      c1p.storeBytes(of: c1, toByteOffset: offset, as: GemmLane.self)
+      c0p.storeBytes(of: c0, toByteOffset: offset, as: GemmLane.self)
+      j += width
+    }
+    i += 4
+  }
+}

@@ -1,0 +1,56 @@
+/// Adam with Keras's defaults and update rule:
+/// `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
+/// `θ -= α · m / (√v + ε)` with `α = lr · √(1 - β2^t) / (1 - β1^t)`.
+///
+/// The moments live in flat buffers parallel to the parameters, so any contiguous range
+/// can be updated independently; that lets every worker update its own slice.
+public final class Adam {
+  public let learningRate: Float
+  public let beta1: Float = 0.9
+  public let beta2: Float = 0.999
+  public let epsilon: Float = 1e-7
+  /// Steps taken so far (`t` of the last update).
+  public private(set) var step = 0
+  /// First and second moments, one per parameter.
+  public let firstMoment: AlignedFloats
+  public let secondMoment: AlignedFloats
+
+  public init(parameterCount: Int, learningRate: Float = 1e-3) {
+    self.learningRate = learningRate
+    firstMoment = AlignedFloats(count: parameterCount)
+    secondMoment = AlignedFloats(count: parameterCount)
+  }
+
+  /// The step size `α` of the next step, `t = step + 1`. Every worker calls this
+  /// during a step; one of them calls `finishStep()` once all have updated.
+  public func stepSizeForNext() -> Float {
+    let t = Double(step + 1)
+    let correction = (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t))
+    return Float(Double(learningRate) * correction)
+  }
+
+  /// Records that a step's updates are complete.
+  public func finishStep() { step += 1 }
+
+  /// Updates `parameters[range]` from `gradient[range] · gradientScale`.
+  /// Cost: O(range.count), about ten FLOP per parameter.
+  public func update(
+    _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+    gradientScale: Float, stepSize alpha: Float
+  ) {
+    let m = firstMoment.base, v = secondMoment.base
+    let keep1 = 1 - beta1, keep2 = 1 - beta2
+    for i in range {
+      let g = gradient[i] * gradientScale
+      m[i] += (g - m[i]) * keep1
+      v[i] += (g * g - v[i]) * keep2
+      parameters[i] -= alpha * m[i] / (v[i].squareRoot() + epsilon)
+    }
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif

@@ -1,0 +1,128 @@
+import CHwloc
+
+/// The machine as hwloc sees it, and where ptrain's workers go on it.
+///
+/// Owns the hwloc topology handle, which is read-only after loading and so safe to use
+/// from every worker thread. Only the CPUs this process may use are counted.
+public final class Topology: @unchecked Sendable {
+  /// One cache level's count and size.
+  public struct Cache: Sendable, Equatable, Codable {
+    public let level: Int
+    public let count: Int
+    public let bytes: Int
+  }
+
+  /// Where one worker runs: a physical core and one of its PUs (hardware threads).
+  public struct Placement: Sendable, Equatable, Codable {
+    public let worker: Int
+    /// The core's logical index (0..<physicalCores).
+    public let core: Int
+    /// The operating system's CPU number of the PU.
+    public let cpu: Int
+  }
+
+  private let handle: hwloc_topology_t
+  public let packages: Int
+  public let numaNodes: Int
+  /// For each physical core in logical order, the OS CPU numbers of its PUs.
+  public let coreCPUs: [[Int]]
+  public let caches: [Cache]
+  /// Whether this system lets a thread bind itself to a CPU.
+  public let canBindThreads: Bool
+
+  public var physicalCores: Int { coreCPUs.count }
+  public var processingUnits: Int { coreCPUs.reduce(0) { $0 + $1.count } }
+
+  /// Loads the topology of this machine. Cost: a few milliseconds (reads sysfs).
+  public init() throws {
+    var topology: hwloc_topology_t?
+    let initStatus = hwloc_topology_init(&topology)
+    guard initStatus == 0, let topology else {
+      throw PTrainError("hwloc could not initialise a topology")
+    }
+    let loadStatus = hwloc_topology_load(topology)
+    guard loadStatus == 0 else {
+      hwloc_topology_destroy(topology)
+      throw PTrainError("hwloc could not load this machine's topology")
+    }
+    handle = topology
+    func count(_ type: hwloc_obj_type_t) -> Int {
+      Int(max(hwloc_get_nbobjs_by_type(topology, type), 0))
+    }
+    packages = max(count(HWLOC_OBJ_PACKAGE), 1)
+    numaNodes = max(count(HWLOC_OBJ_NUMANODE), 1)
+    var cores: [[Int]] = []
+    for index in 0..<count(HWLOC_OBJ_CORE) {
+      guard let core = hwloc_get_obj_by_type(topology, HWLOC_OBJ_CORE, UInt32(index)) else { continue }
+      let cpus = Topology.cpus(in: core.pointee.cpuset)
+      if !cpus.isEmpty { cores.append(cpus) }
+    }
+    if cores.isEmpty {  // Some virtual machines report PUs without cores.
+      for index in 0..<count(HWLOC_OBJ_PU) {
+        if let pu = hwloc_get_obj_by_type(topology, HWLOC_OBJ_PU, UInt32(index)) {
+          cores.append([Int(pu.pointee.os_index)])
+        }
+      }
+    }
+    coreCPUs = cores
+    var caches: [Cache] = []
+    for (level, type) in [(1, HWLOC_OBJ_L1CACHE), (2, HWLOC_OBJ_L2CACHE), (3, HWLOC_OBJ_L3CACHE)] {
+      let n = count(type)
+      guard n > 0, let first = hwloc_get_obj_by_type(topology, type, 0), let attr = first.pointee.attr
+      else { continue }
+      caches.append(Cache(level: level, count: n, bytes: Int(attr.pointee.cache.size)))
+    }
+    self.caches = caches
+    let support = hwloc_topology_get_support(topology)
+    canBindThreads = support?.pointee.cpubind?.pointee.set_thread_cpubind ?? 0 != 0
+  }
+
+  deinit { hwloc_topology_destroy(handle) }
+
+  /// Where `threads` workers go: one per physical core first, then the second PU of
+  /// each core, and so on; past the PU count, placements wrap around (oversubscribed).
+  /// Cost: O(threads + PUs).
+  public func plan(threads: Int) -> [Placement] {
+    var order: [(core: Int, cpu: Int)] = []
+    let deepest = coreCPUs.map(\.count).max() ?? 0
+    for round in 0..<deepest {
+      for (core, cpus) in coreCPUs.enumerated() where round < cpus.count {
+        order.append((core, cpus[round]))
+      }
+    }
+    return (0..<threads).map { worker in
+      let slot = order[worker % order.count]
+      return Placement(worker: worker, core: slot.core, cpu: slot.cpu)
+    }
+  }
+
+  /// Binds the calling thread to the single CPU `cpu`. Returns false where binding is
+  /// not supported or fails. Cost: one system call.
+  @discardableResult
+  public func bindCurrentThread(toCPU cpu: Int) -> Bool {
+    guard canBindThreads, let set = hwloc_bitmap_alloc() else { return false }
+    defer { hwloc_bitmap_free(set) }
+    hwloc_bitmap_only(set, UInt32(cpu))
+    return hwloc_set_cpubind(handle, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0
+  }
+
+  /// The OS CPU numbers the calling thread is allowed to run on. Cost: one system call.
+  public func currentThreadBinding() -> [Int] {
+    guard let set = hwloc_bitmap_alloc() else { return [] }
+    defer { hwloc_bitmap_free(set) }
+    guard hwloc_get_cpubind(handle, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0 else { return [] }
+    return Topology.cpus(in: set)
+  }
+
+  /// The OS CPU numbers set in an hwloc bitmap, ascending.
+  private static func cpus(in set: hwloc_const_cpuset_t?) -> [Int] {
+    guard let set else { return [] }
+    var cpus: [Int] = []
+    var index = hwloc_bitmap_first(set)
+    while index >= 0 {
+      cpus.append(Int(index))
+      index = hwloc_bitmap_next(set, index)
+    }
+    return cpus
+  }
+}

@@ -1,0 +1,81 @@
+/// Hyper-parameters and execution settings of a training run.
+public struct TrainingOptions: Sendable, Equatable {
+  /// Worker threads, one per physical core by default.
+  public var threads: Int
+  public var epochs: Int
+  public var batchSize: Int
+  /// Adam's learning rate (Keras default 1e-3).
+  public var learningRate: Float
+  /// Seeds initialisation and every epoch's shuffle.
+  public var seed: UInt64
+  /// Images per shard: the unit of work a worker computes into its own gradient slot.
+  /// It is fixed independently of `threads`, which is what makes results identical
+  /// across thread counts.
+  public var shardSize: Int
+
+  public init(
+    threads: Int, epochs: Int = 5, batchSize: Int = 32, learningRate: Float = 1e-3,
+    seed: UInt64 = 1, shardSize: Int = 4
+  ) {
+    self.threads = threads
+    self.epochs = epochs
+    self.batchSize = batchSize
+    self.learningRate = learningRate
+    self.seed = seed
+    self.shardSize = shardSize
+  }
+
+  /// Throws a one-line error for the first setting that cannot work.
+  public func validate() throws {
+    guard threads >= 1 else { throw PTrainError("--threads must be at least 1, got \(threads)") }
+    guard epochs >= 1 else { throw PTrainError("--epochs must be at least 1, got \(epochs)") }
+    guard batchSize >= 1 else { throw PTrainError("--batch-size must be at least 1, got \(batchSize)") }
+    guard batchSize <= 65536 else { throw PTrainError("--batch-size must be at most 65536, got \(batchSize)") }
+    guard learningRate.isFinite, learningRate > 0 else {
+      throw PTrainError("--learning-rate must be a positive finite number, got \(learningRate)")
+    }
+    guard shardSize >= 1 else { throw PTrainError("the shard size must be at least 1, got \(shardSize)") }
+  }
+}
+
+/// What a training run reports as it goes.
+public enum TrainingEvent: Sendable {
+  /// A step finished. Sent after every step, from a worker thread.
+  case step(StepProgress)
+  /// An epoch finished, with its test metrics when test data was given.
+  case epochFinished(EpochReport)
+}
+
+/// Progress within an epoch.
+public struct StepProgress: Sendable {
+  public let epoch: Int, epochs: Int
+  public let step: Int, stepsPerEpoch: Int
+  /// Images trained on so far in this epoch.
+  public let images: Int
+  /// Mean training loss over this epoch so far.
+  public let loss: Double
+  /// Seconds since the epoch began.
+  public let seconds: Double
+}
+
+/// One finished epoch.
+public struct EpochReport: Sendable, Codable {
+  public let epoch: Int
+  public let trainLoss: Double
+  public let trainAccuracy: Double
+  /// Seconds spent training (evaluation excluded).
+  public let trainSeconds: Double
+  public let imagesPerSecond: Double
+  public let test: Evaluation?
+}
+
+/// The result of `Trainer.train`.
+public struct TrainingSummary: Sendable {
+  public let epochs: [EpochReport]
+  /// Training throughput over the whole run, evaluation excluded.
+  public let imagesPerSecond: Double
+  /// Wall-clock seconds of the whole run, evaluation included.
+  public let seconds: Double
+  /// The last epoch's test evaluation, if test data was given.
+  public var finalEvaluation: Evaluation? { epochs.last?.test }
+}

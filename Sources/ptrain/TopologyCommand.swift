@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import PTrain
+
+struct TopologyCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "topology",
+    abstract: "Show the machine as hwloc sees it and where N workers would be pinned.")
+
+  @Option(help: "Workers to plan for (default: the number of physical cores).")
+  var threads: Int?
+
+  @Flag(help: "Print one JSON object instead of text.")
+  var json = false
+
+  func run() throws {
+    let topology = try Topology()
+    let threads = self.threads ?? topology.physicalCores
+    guard threads >= 1 else { throw PTrainError("--threads must be at least 1, got \(threads)") }
+    let plan = topology.plan(threads: threads)
+    if json {
+      struct Report: Encodable {
+        let packages, numa_nodes, physical_cores, processing_units: Int
+        let caches: [Topology.Cache]
+        let can_bind_threads: Bool
+        let plan: [Topology.Placement]
+      }
+      try printJSON(
+        Report(
+          packages: topology.packages, numa_nodes: topology.numaNodes,
+          physical_cores: topology.physicalCores, processing_units: topology.processingUnits,
+          caches: topology.caches, can_bind_threads: topology.canBindThreads, plan: plan))
+      return
+    }
+    print(
+      "machine: \(topology.packages) package(s), \(topology.numaNodes) NUMA node(s), \(topology.physicalCores) physical core(s), \(topology.processingUnits) PU(s)"
+    )
+    for cache in topology.caches {
+      print("  L\(cache.level): \(cache.count) × \(formatBytes(cache.bytes))")
+    }
+    print("thread binding: \(topology.canBindThreads ? "supported" : "not supported (workers will float)")")
+    print("plan for \(threads) worker(s):")
+    for placement in plan {
+      print("  worker \(placement.worker) → core \(placement.core), CPU \(placement.cpu)")
+    }
+    if threads > topology.processingUnits {
+      Terminal.warn("\(threads) workers on \(topology.processingUnits) CPUs: several workers share a CPU")
+    }
+  }
+}
+
+/// `bytes` as KiB or MiB.
+func formatBytes(_ bytes: Int) -> String {
+  bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes >> 10) KiB"
+}
+
+/// Prints `value` as one line of JSON with sorted keys on stdout.
+func printJSON<T: Encodable>(_ value: T) throws {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.sortedKeys]
+  print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

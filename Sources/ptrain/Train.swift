@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import PTrain
+
+/// The datasets `--dataset` names.
+enum DatasetName: String, ExpressibleByArgument, CaseIterable {
+  case mnist
+  case fashionMNIST = "fashion-mnist"
+}
+
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Train the MNIST CNN on pinned data-parallel workers (the default subcommand).",
+    discussion: """
+      Progress goes to stderr: a progress bar on a terminal, one line per epoch otherwise. \
+      The same --seed gives bit-identical parameters whatever --threads is.
+      """)
+
+  @Option(help: "Worker threads, each pinned to its own core. (default: physical cores)")
+  var threads: Int?
+
+  @Option(help: "Passes over the training data.")
+  var epochs: Int = 5
+
+  @Option(help: "Images per optimizer step.")
+  var batchSize: Int = 32
+
+  @Option(parsing: .unconditional, help: "Adam's learning rate.")
+  var learningRate: Float = 0.001
+
+  @Option(help: "Seeds initialisation and shuffling.")
+  var seed: UInt64 = 1
+
+  @Option(help: "mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist).")
+  var dataset: DatasetName = .mnist
+
+  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
+  var data: String?
+
+  @Option(help: "Train on the first N training images only.")
+  var trainLimit: Int?
+
+  @Flag(help: "Print one JSON summary on stdout at the end.")
+  var json = false
+
+  @Flag(help: "No progress output.")
+  var quiet = false
+
+  func run() throws {
+    try CPUSupport.requireVectorUnits()
+    let topology = try Topology()
+    let options = TrainingOptions(
+      threads: threads ?? topology.physicalCores, epochs: epochs, batchSize: batchSize,
+      learningRate: learningRate, seed: seed)
+    try options.validate()
+    if let trainLimit, trainLimit < 1 {
+      throw PTrainError("--train-limit must be at least 1, got \(trainLimit)")
+    }
+    if options.threads > topology.processingUnits {
+      Terminal.warn(
+        "\(options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower")
+    }
+    let loaded = try loadDataset()
+    var train = loaded.train
+    if let trainLimit {
+      guard trainLimit <= train.count else {
+        throw PTrainError("--train-limit \(trainLimit) is larger than the \(train.count) training images of \(loaded.name)")
+      }
+      train = train.prefix(trainLimit)
+    }
+    let trainer = try Trainer(options: options, topology: topology)
+    if !trainer.pool.isPinned && topology.canBindThreads {
+      Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")
+    }
+    let progress = ProgressReporter(enabled: !quiet, interactive: Terminal.stderrIsTTY, batchSize: batchSize)
+    let summary = trainer.train(train, evaluatingOn: loaded.test, onEvent: progress.handle)
+    let evaluation = summary.finalEvaluation!
+    if json {
+      try printJSON(
+        RunSummary(
+          dataset: loaded.name, trainImages: train.count, options: options, summary: summary,
+          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned))
+    } else {
+      print(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
+    }
+  }
+
+  private func loadDataset() throws -> Dataset {
+    if let data { return try Dataset.load(directory: data, name: (data as NSString).lastPathComponent) }
+    switch dataset {
+    case .mnist: return try Dataset.bundledMNIST()
+    case .fashionMNIST: return try Dataset.fashionMNIST()
+    }
+  }
+}
+
+/// The `--json` summary. Field names are part of the CLI's interface.
+struct RunSummary: Encodable {
+  let dataset: String
+  let train_images: Int
+  let threads: Int
+  let batch_size: Int
+  let epochs: Int
+  let learning_rate: Float
+  let seed: UInt64
+  let seconds: Double
+  let images_per_second: Double
+  let test_loss: Double
+  let test_accuracy: Double
+  let per_class: [Evaluation.ClassMetrics]
+  let confusion_matrix: [[Int]]
+  let history: [Epoch]
+  let parameters_sha256: String
+  let pinned: Bool
+
+  struct Epoch: Encodable {
+    let epoch: Int
+    let train_loss: Double
+    let train_accuracy: Double
+    let test_loss: Double?
+    let test_accuracy: Double?
+    let images_per_second: Double
+  }
+
+  init(
+    dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary,
+    evaluation: Evaluation, parametersSHA256: String, pinned: Bool
+  ) {
+    self.dataset = dataset
+    train_images = trainImages
+    threads = options.threads
+    batch_size = options.batchSize
+    epochs = options.epochs
+    learning_rate = options.learningRate
+    seed = options.seed
+    seconds = summary.seconds
+    images_per_second = summary.imagesPerSecond
+    test_loss = evaluation.loss
+    test_accuracy = evaluation.accuracy
+    per_class = evaluation.classes
+    confusion_matrix = evaluation.confusion
+    history = summary.epochs.map {
+      Epoch(
+        epoch: $0.epoch, train_loss: $0.trainLoss, train_accuracy: $0.trainAccuracy,
+        test_loss: $0.test?.loss, test_accuracy: $0.test?.accuracy, images_per_second: $0.imagesPerSecond)
+    }
+    parameters_sha256 = parametersSHA256
+    self.pinned = pinned
+  }
+}
