@@ -114,6 +114,15 @@ public final class Topology: @unchecked Sendable {
     return Topology.cpus(in: set)
   }
 
+  /// The OS CPU number the calling thread ran on most recently, or nil if unknown.
+  /// Cost: one system call.
+  public func currentCPU() -> Int? {
+    guard let set = hwloc_bitmap_alloc() else { return nil }
+    defer { hwloc_bitmap_free(set) }
+    guard hwloc_get_last_cpu_location(handle, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0 else { return nil }
+    return Topology.cpus(in: set).first
+  }
+
   /// The OS CPU numbers set in an hwloc bitmap, ascending.
   private static func cpus(in set: hwloc_const_cpuset_t?) -> [Int] {
     guard let set else { return [] }

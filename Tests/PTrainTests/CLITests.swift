@@ -1,0 +1,101 @@
+import Foundation
+import PTrain
+import XCTest
+
+/// Runs the built `ptrain` binary as a user would.
+final class CLITests: XCTestCase {
+  struct Result {
+    let status: Int32
+    let stdout: String
+    let stderr: String
+  }
+
+  static var binary: URL {
+    let beside = Bundle.main.bundleURL.appendingPathComponent("ptrain")
+    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+    return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("ptrain")
+  }
+
+  func ptrain(_ arguments: [String]) throws -> Result {
+    let process = Process()
+    process.executableURL = Self.binary
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return Result(
+      status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+      stderr: String(decoding: stderr, as: UTF8.self))
+  }
+
+  /// Every bad input ends in exactly one line on stderr and a non-zero exit.
+  func testBadInputGivesOneLineErrorAndNonZeroExit() throws {
+    let truncated = try makeTemporaryDirectory()
+    for name in Dataset.fileNames {
+      try Data(Dataset.bundledMNISTFile(name)!.prefix(500)).write(to: truncated.appendingPathComponent(name + ".gz"))
+    }
+    let cases: [([String], String)] = [
+      (["--threads", "0"], "--threads must be at least 1, got 0"),
+      (["--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+      (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+      (["--learning-rate", "-1"], "--learning-rate must be a positive finite number"),
+      (["--learning-rate", "nan"], "--learning-rate must be a positive finite number, got nan"),
+      (["--learning-rate", "fast"], "fast"),
+      (["--train-limit", "70000"], "--train-limit 70000 is larger than the 60000 training images of mnist"),
+      (["--train-limit", "0"], "--train-limit must be at least 1"),
+      (["--data", "/nonexistent/mnist"], "/nonexistent/mnist: No such file or directory"),
+      (["--data", truncated.path], "truncated"),
+      (["--dataset", "cifar"], "cifar"),
+      (["--no-such-flag"], "no-such-flag"),
+    ]
+    for (arguments, fragment) in cases {
+      let result = try ptrain(arguments.contains("--epochs") ? arguments : arguments + ["--epochs", "1"])
+      XCTAssertNotEqual(result.status, 0, "\(arguments)")
+      let lines = result.stderr.split(separator: "\n")
+      XCTAssertEqual(lines.count, 1, "\(arguments): \(result.stderr)")
+      XCTAssertTrue(result.stderr.hasPrefix("ptrain: error: "), "\(arguments): \(result.stderr)")
+      XCTAssertTrue(result.stderr.contains(fragment), "\(arguments): '\(result.stderr)' lacks '\(fragment)'")
+      XCTAssertEqual(result.stdout, "", "\(arguments)")
+    }
+  }
+
+  /// `ptrain --threads T --train-limit N --epochs 1 --json` prints the same
+  /// parameters_sha256 for every T, and the summary holds the documented fields.
+  func testJSONSummaryAndDeterminismAcrossThreads() throws {
+    var hashes: Set<String> = []
+    for threads in [1, 2, 3] {
+      let result = try ptrain(["--threads", "\(threads)", "--train-limit", "640", "--epochs", "1", "--json"])
+      XCTAssertEqual(result.status, 0, result.stderr)
+      let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+      for key in [
+        "test_accuracy", "test_loss", "images_per_second", "threads", "batch_size", "epochs", "seconds",
+        "parameters_sha256", "per_class", "confusion_matrix",
+      ] {
+        XCTAssertNotNil(json[key], "missing \(key)")
+      }
+      XCTAssertEqual(json["threads"] as? Int, threads)
+      XCTAssertEqual(json["batch_size"] as? Int, 32)
+      XCTAssertGreaterThan(json["test_accuracy"] as? Double ?? 0, 0.5)
+      hashes.insert(try XCTUnwrap(json["parameters_sha256"] as? String))
+      XCTAssertTrue(result.stderr.contains("epoch 1"), "one plain progress line per epoch when stderr is not a TTY")
+      if threads > ProcessInfo.processInfo.activeProcessorCount {
+        XCTAssertTrue(result.stderr.contains("warning: \(threads) threads"), result.stderr)
+      }
+    }
+    XCTAssertEqual(hashes.count, 1, "parameters differ across thread counts: \(hashes)")
+  }
+
+  func testTopologyCommand() throws {
+    let text = try ptrain(["topology", "--threads", "2"])
+    XCTAssertEqual(text.status, 0, text.stderr)
+    XCTAssertTrue(text.stdout.contains("physical core"))
+    XCTAssertTrue(text.stdout.contains("worker 1 → core"))
+    let json = try ptrain(["topology", "--json"])
+    let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+    XCTAssertEqual(object["physical_cores"] as? Int, try Topology().physicalCores)
+  }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import PTrain
+import XCTest
+
+/// `count` Floats uniform in [-1, 1) from a fixed seed.
+func randomFloats(_ count: Int, seed: UInt64) -> [Float] {
+  var generator = SeededGenerator(seed: seed)
+  return (0..<count).map { _ in generator.nextUnitFloat() * 2 - 1 }
+}
+
+/// Asserts that two arrays agree element-wise within `tolerance · max(1, |expected|)`.
+func assertClose(
+  _ actual: [Float], _ expected: [Float], tolerance: Float = 1e-4, _ message: String = "",
+  file: StaticString = #filePath, line: UInt = #line
+) {
+  XCTAssertEqual(actual.count, expected.count, "count " + message, file: file, line: line)
+  var worst: (index: Int, error: Float) = (0, 0)
+  for (index, (a, e)) in zip(actual, expected).enumerated() {
+    let error = abs(a - e) / max(1, abs(e))
+    if !(error <= worst.error) { worst = (index, error) }
+  }
+  XCTAssertLessThanOrEqual(
+    worst.error, tolerance,
+    "\(message): index \(worst.index) is \(actual[worst.index]), expected \(expected[worst.index])",
+    file: file, line: line)
+}
+
+/// Calls `body` with mutable pointers to copies of the arrays and returns the copies.
+func withPointers(
+  _ arrays: [[Float]], _ body: ([UnsafeMutablePointer<Float>]) -> Void
+) -> [[Float]] {
+  let buffers = arrays.map { array -> UnsafeMutablePointer<Float> in
+    let pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(array.count, 1))
+    pointer.initialize(from: array, count: array.count)
+    return pointer
+  }
+  body(buffers)
+  defer { buffers.forEach { $0.deallocate() } }
+  return zip(arrays, buffers).map { Array(UnsafeBufferPointer(start: $1, count: $0.count)) }
+}
+
+/// The root of this package's checkout, found from this file's path.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+  .deletingLastPathComponent().deletingLastPathComponent()
+
+/// A fresh empty directory under the system's temporary directory.
+func makeTemporaryDirectory() throws -> URL {
+  let url = FileManager.default.temporaryDirectory.appendingPathComponent(
+    "ptrain-tests-\(UUID().uuidString)")
+  try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  return url
+}
