@@ -24,7 +24,8 @@ struct PTrainCommand: ParsableCommand {
     } catch {
       let code = exitCode(for: error)
       if code == .success { exit(withError: error) }  // --help, --version
-      let message = message(for: error)
+      let message =
+        message(for: error)
         .split(separator: "\n").first.map(String.init) ?? "invalid arguments"
       let text = message.hasPrefix("Error: ") ? String(message.dropFirst(7)) : message
       Terminal.fail(text, code: code == .validationFailure ? 64 : code.rawValue)

@@ -20,16 +20,16 @@ struct TopologyCommand: ParsableCommand {
     let plan = topology.plan(threads: threads)
     if json {
       struct Report: Encodable {
-        let packages, numa_nodes, physical_cores, processing_units: Int
+        let packages, numaNodes, physicalCores, processingUnits: Int
         let caches: [Topology.Cache]
-        let can_bind_threads: Bool
+        let canBindThreads: Bool
         let plan: [Topology.Placement]
       }
       try printJSON(
         Report(
-          packages: topology.packages, numa_nodes: topology.numaNodes,
-          physical_cores: topology.physicalCores, processing_units: topology.processingUnits,
-          caches: topology.caches, can_bind_threads: topology.canBindThreads, plan: plan))
+          packages: topology.packages, numaNodes: topology.numaNodes,
+          physicalCores: topology.physicalCores, processingUnits: topology.processingUnits,
+          caches: topology.caches, canBindThreads: topology.canBindThreads, plan: plan))
       return
     }
     print(
@@ -54,9 +54,10 @@ func formatBytes(_ bytes: Int) -> String {
   bytes >= 1 << 20 ? "\(bytes >> 20) MiB" : "\(bytes >> 10) KiB"
 }
 
-/// Prints `value` as one line of JSON with sorted keys on stdout.
+/// Prints `value` as one line of JSON on stdout, keys sorted and in snake_case.
 func printJSON<T: Encodable>(_ value: T) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.sortedKeys]
+  encoder.keyEncodingStrategy = .convertToSnakeCase
   print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

@@ -65,7 +65,8 @@ struct Train: ParsableCommand {
     var train = loaded.train
     if let trainLimit {
       guard trainLimit <= train.count else {
-        throw PTrainError("--train-limit \(trainLimit) is larger than the \(train.count) training images of \(loaded.name)")
+        throw PTrainError(
+          "--train-limit \(trainLimit) is larger than the \(train.count) training images of \(loaded.name)")
       }
       train = train.prefix(trainLimit)
     }
@@ -95,32 +96,32 @@ struct Train: ParsableCommand {
   }
 }
 
-/// The `--json` summary. Field names are part of the CLI's interface.
+/// The `--json` summary. Its snake_case field names are part of the CLI's interface.
 struct RunSummary: Encodable {
   let dataset: String
-  let train_images: Int
+  let trainImages: Int
   let threads: Int
-  let batch_size: Int
+  let batchSize: Int
   let epochs: Int
-  let learning_rate: Float
+  let learningRate: Float
   let seed: UInt64
   let seconds: Double
-  let images_per_second: Double
-  let test_loss: Double
-  let test_accuracy: Double
-  let per_class: [Evaluation.ClassMetrics]
-  let confusion_matrix: [[Int]]
+  let imagesPerSecond: Double
+  let testLoss: Double
+  let testAccuracy: Double
+  let perClass: [Evaluation.ClassMetrics]
+  let confusionMatrix: [[Int]]
   let history: [Epoch]
-  let parameters_sha256: String
+  let parametersSHA256: String
   let pinned: Bool
 
   struct Epoch: Encodable {
     let epoch: Int
-    let train_loss: Double
-    let train_accuracy: Double
-    let test_loss: Double?
-    let test_accuracy: Double?
-    let images_per_second: Double
+    let trainLoss: Double
+    let trainAccuracy: Double
+    let testLoss: Double?
+    let testAccuracy: Double?
+    let imagesPerSecond: Double
   }
 
   init(
@@ -128,24 +129,24 @@ struct RunSummary: Encodable {
     evaluation: Evaluation, parametersSHA256: String, pinned: Bool
   ) {
     self.dataset = dataset
-    train_images = trainImages
+    self.trainImages = trainImages
     threads = options.threads
-    batch_size = options.batchSize
+    batchSize = options.batchSize
     epochs = options.epochs
-    learning_rate = options.learningRate
+    learningRate = options.learningRate
     seed = options.seed
     seconds = summary.seconds
-    images_per_second = summary.imagesPerSecond
-    test_loss = evaluation.loss
-    test_accuracy = evaluation.accuracy
-    per_class = evaluation.classes
-    confusion_matrix = evaluation.confusion
+    imagesPerSecond = summary.imagesPerSecond
+    testLoss = evaluation.loss
+    testAccuracy = evaluation.accuracy
+    perClass = evaluation.classes
+    confusionMatrix = evaluation.confusion
     history = summary.epochs.map {
       Epoch(
-        epoch: $0.epoch, train_loss: $0.trainLoss, train_accuracy: $0.trainAccuracy,
-        test_loss: $0.test?.loss, test_accuracy: $0.test?.accuracy, images_per_second: $0.imagesPerSecond)
+        epoch: $0.epoch, trainLoss: $0.trainLoss, trainAccuracy: $0.trainAccuracy,
+        testLoss: $0.test?.loss, testAccuracy: $0.test?.accuracy, imagesPerSecond: $0.imagesPerSecond)
     }
-    parameters_sha256 = parametersSHA256
+    self.parametersSHA256 = parametersSHA256
     self.pinned = pinned
   }
 }

@@ -20,7 +20,8 @@ final class CLITests: XCTestCase {
     let process = Process()
     process.executableURL = Self.binary
     process.arguments = arguments
-    let out = Pipe(), err = Pipe()
+    let out = Pipe()
+    let err = Pipe()
     process.standardOutput = out
     process.standardError = err
     try process.run()

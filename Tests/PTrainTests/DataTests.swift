@@ -70,10 +70,14 @@ final class DataTests: XCTestCase {
     let images = idxImages(count: 4)
     expectError("truncated") { _ = try IDXFile.decode(Array(images.prefix(3)), name: "f", dimensionCount: 3) }
     expectError("truncated") { _ = try IDXFile.decode(Array(images.dropLast(5)), name: "f", dimensionCount: 3) }
-    expectError("truncated") { _ = try IDXFile.decode(Array(try gzip(images).dropLast(20)), name: "f", dimensionCount: 3) }
+    expectError("truncated") {
+      _ = try IDXFile.decode(Array(try gzip(images).dropLast(20)), name: "f", dimensionCount: 3)
+    }
     expectError("unexpected bytes") { _ = try IDXFile.decode(images + [1, 2], name: "f", dimensionCount: 3) }
     expectError("magic 0x00000801") { _ = try IDXFile.decode(idxLabels(count: 4), name: "f", dimensionCount: 3) }
-    expectError("magic 0x7f454c46") { _ = try IDXFile.decode([0x7f, 0x45, 0x4c, 0x46] + images.dropFirst(4), name: "f", dimensionCount: 3) }
+    expectError("magic 0x7f454c46") {
+      _ = try IDXFile.decode([0x7f, 0x45, 0x4c, 0x46] + images.dropFirst(4), name: "f", dimensionCount: 3)
+    }
     // 2^31 images of 28×28: refused from the header, before any allocation.
     var absurd = images
     absurd.replaceSubrange(4..<8, with: [0x80, 0, 0, 0])
@@ -86,14 +90,20 @@ final class DataTests: XCTestCase {
     let mismatched = try writeDataset(images: 4, labels: 3, gzip: true)
     expectError("4 images but 3 labels") { _ = try Dataset.load(directory: mismatched.path, name: "x") }
     let badLabel = try writeDataset(images: 3, labels: 3, gzip: false, labelValue: 10)
-    expectError("label 10 at index 0 is not below the 10 classes") { _ = try Dataset.load(directory: badLabel.path, name: "x") }
+    expectError("label 10 at index 0 is not below the 10 classes") {
+      _ = try Dataset.load(directory: badLabel.path, name: "x")
+    }
     let wrongSize = try makeTemporaryDirectory()
     for name in Dataset.fileNames {
       let bytes = name.contains("images") ? idxImages(count: 2, rows: 32, columns: 32) : idxLabels(count: 2)
       try Data(bytes).write(to: wrongSize.appendingPathComponent(name))
     }
-    expectError("images are 32×32; the model needs 28×28") { _ = try Dataset.load(directory: wrongSize.path, name: "x") }
-    expectError("apt-get install dataset-fashion-mnist") { _ = try Dataset.fashionMNIST(directory: "/nonexistent/fashion") }
+    expectError("images are 32×32; the model needs 28×28") {
+      _ = try Dataset.load(directory: wrongSize.path, name: "x")
+    }
+    expectError("apt-get install dataset-fashion-mnist") {
+      _ = try Dataset.fashionMNIST(directory: "/nonexistent/fashion")
+    }
   }
 
   // MARK: - Helpers

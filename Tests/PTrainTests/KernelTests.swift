@@ -9,7 +9,8 @@ final class KernelTests: XCTestCase {
     at x: [Float], indices: [Int], epsilon: Float = 1e-2, _ f: ([Float]) -> Double
   ) -> [Float] {
     indices.map { i in
-      var plus = x, minus = x
+      var plus = x
+      var minus = x
       plus[i] += epsilon
       minus[i] -= epsilon
       return Float((f(plus) - f(minus)) / Double(2 * epsilon))
@@ -24,15 +25,22 @@ final class KernelTests: XCTestCase {
   let firstLayerConv = Conv3x3Shape(height: 7, width: 6, inChannels: 1, outChannels: 32)
 
   func convForward(_ x: [Float], _ w: [Float], _ b: [Float], _ s: Conv3x3Shape) -> (out: [Float], columns: [Float]) {
-    let r = withPointers([x, w, b, [Float](repeating: 0, count: s.outPixels * s.patch), [Float](repeating: 0, count: s.outPixels * s.outChannels)]) { p in
+    let r = withPointers([
+      x, w, b, [Float](repeating: 0, count: s.outPixels * s.patch),
+      [Float](repeating: 0, count: s.outPixels * s.outChannels),
+    ]) { p in
       conv3x3Forward(input: p[0], shape: s, weights: p[1], bias: p[2], columns: p[3], output: p[4])
     }
     return (r[4], r[3])
   }
 
   func testGemmMatchesNaiveInAllStrideModes() {
-    let m = 7, n = 32, k = 5
-    let a = randomFloats(m * k, seed: 1), b = randomFloats(k * n, seed: 2), c0 = randomFloats(m * n, seed: 3)
+    let m = 7
+    let n = 32
+    let k = 5
+    let a = randomFloats(m * k, seed: 1)
+    let b = randomFloats(k * n, seed: 2)
+    let c0 = randomFloats(m * n, seed: 3)
     let expected = Naive.gemm(a, b, m: m, n: n, k: k)
     let plain = withPointers([a, b, c0]) { p in
       gemm(m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: false)
@@ -52,7 +60,8 @@ final class KernelTests: XCTestCase {
   func testConvForwardMatchesNaive() {
     for s in [smallConv, firstLayerConv] {
       let x = randomFloats(s.height * s.width * s.inChannels, seed: 4)
-      let w = randomFloats(s.weightCount, seed: 5), b = randomFloats(s.outChannels, seed: 6)
+      let w = randomFloats(s.weightCount, seed: 5)
+      let b = randomFloats(s.outChannels, seed: 6)
       assertClose(convForward(x, w, b, s).out, Naive.convForward(x, w, b, s), "conv forward \(s)")
     }
   }
@@ -60,10 +69,12 @@ final class KernelTests: XCTestCase {
   func testConvGradientsMatchNaiveAndFiniteDifferences() {
     for s in [smallConv, firstLayerConv] {
       let x = randomFloats(s.height * s.width * s.inChannels, seed: 7)
-      let w = randomFloats(s.weightCount, seed: 8), b = randomFloats(s.outChannels, seed: 9)
+      let w = randomFloats(s.weightCount, seed: 8)
+      let b = randomFloats(s.outChannels, seed: 9)
       let dOut = randomFloats(s.outPixels * s.outChannels, seed: 10)
       let columns = convForward(x, w, b, s).columns
-      let zerosW = [Float](repeating: 0, count: w.count), zerosB = [Float](repeating: 0, count: b.count)
+      let zerosW = [Float](repeating: 0, count: w.count)
+      let zerosB = [Float](repeating: 0, count: b.count)
       let grads = withPointers([columns, dOut, zerosW, zerosB]) { p in
         conv3x3WeightGradient(columns: p[0], outputGradient: p[1], shape: s, weightGradient: p[2], biasGradient: p[3])
       }
@@ -76,15 +87,19 @@ final class KernelTests: XCTestCase {
         numericGradient(at: w, indices: sample) { self.dot(self.convForward(x, $0, b, s).out, dOut) }, tolerance: 1e-2,
         "dW finite differences \(s)")
       assertClose(
-        grads[3], numericGradient(at: b, indices: Array(0..<b.count)) { self.dot(self.convForward(x, w, $0, s).out, dOut) },
+        grads[3],
+        numericGradient(at: b, indices: Array(0..<b.count)) { self.dot(self.convForward(x, w, $0, s).out, dOut) },
         tolerance: 1e-2, "dB finite differences \(s)")
       guard s.patch % 16 == 0 else { continue }  // conv1's input gradient is never needed
       let transposed = withPointers([w, [Float](repeating: 0, count: w.count)]) { p in
         transposeWeights(p[0], shape: s, into: p[1])
       }[1]
       assertClose(transposed, Naive.transpose(w, rows: s.patch, columns: s.outChannels), "transpose")
-      let dX = withPointers([dOut, transposed, [Float](repeating: 0, count: columns.count), [Float](repeating: 7, count: x.count)]) { p in
-        conv3x3InputGradient(outputGradient: p[0], transposedWeights: p[1], shape: s, columnGradient: p[2], inputGradient: p[3])
+      let dX = withPointers([
+        dOut, transposed, [Float](repeating: 0, count: columns.count), [Float](repeating: 7, count: x.count),
+      ]) { p in
+        conv3x3InputGradient(
+          outputGradient: p[0], transposedWeights: p[1], shape: s, columnGradient: p[2], inputGradient: p[3])
       }[3]
       assertClose(dX, naive.dX, "dX \(s)")
       let xSample = Array(stride(from: 0, to: x.count, by: max(x.count / 41, 1)))
@@ -108,7 +123,9 @@ final class KernelTests: XCTestCase {
       let out = pool(x)
       assertClose(out, Naive.maxPool(x, height: height, width: width, channels: channels), "pool forward")
       let dX = withPointers([x, out, dOut, [Float](repeating: 9, count: x.count)]) { p in
-        maxPool2x2Backward(input: p[0], output: p[1], outputGradient: p[2], height: height, width: width, channels: channels, inputGradient: p[3])
+        maxPool2x2Backward(
+          input: p[0], output: p[1], outputGradient: p[2], height: height, width: width, channels: channels,
+          inputGradient: p[3])
       }[3]
       assertClose(dX, Naive.maxPoolBackward(x, dOut, height: height, width: width, channels: channels), "pool backward")
       let sample = Array(stride(from: 0, to: x.count, by: 7))
@@ -120,15 +137,19 @@ final class KernelTests: XCTestCase {
 
   func testMaxPoolBackwardRoutesTiesToTheFirstPosition() {
     let x = [Float](repeating: 1, count: 2 * 2 * 16)
-    let dX = withPointers([x, [Float](repeating: 1, count: 16), [Float](repeating: 3, count: 16), [Float](repeating: 0, count: x.count)]) { p in
-      maxPool2x2Backward(input: p[0], output: p[1], outputGradient: p[2], height: 2, width: 2, channels: 16, inputGradient: p[3])
+    let dX = withPointers([
+      x, [Float](repeating: 1, count: 16), [Float](repeating: 3, count: 16), [Float](repeating: 0, count: x.count),
+    ]) { p in
+      maxPool2x2Backward(
+        input: p[0], output: p[1], outputGradient: p[2], height: 2, width: 2, channels: 16, inputGradient: p[3])
     }[3]
     XCTAssertEqual(Array(dX[0..<16]), [Float](repeating: 3, count: 16))
     XCTAssertEqual(Array(dX[16...]), [Float](repeating: 0, count: 48))
   }
 
   func testReLUForwardAndBackward() {
-    let x = randomFloats(37, seed: 13), dOut = randomFloats(37, seed: 14)
+    let x = randomFloats(37, seed: 13)
+    let dOut = randomFloats(37, seed: 14)
     let y = withPointers([x]) { p in reluForward(p[0], count: x.count) }[0]
     XCTAssertEqual(y, x.map { max($0, 0) })
     let dX = withPointers([y, dOut]) { p in reluBackward(activation: p[0], gradient: p[1], count: x.count) }[1]
@@ -140,8 +161,11 @@ final class KernelTests: XCTestCase {
   }
 
   func testDenseForwardAndBackward() {
-    let inputs = 48, outputs = 10
-    let x = randomFloats(inputs, seed: 15), w = randomFloats(inputs * outputs, seed: 16), b = randomFloats(outputs, seed: 17)
+    let inputs = 48
+    let outputs = 10
+    let x = randomFloats(inputs, seed: 15)
+    let w = randomFloats(inputs * outputs, seed: 16)
+    let b = randomFloats(outputs, seed: 17)
     let dOut = randomFloats(outputs, seed: 18)
     func forward(_ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
       withPointers([x, w, b, [Float](repeating: 0, count: outputs)]) { p in
@@ -149,12 +173,23 @@ final class KernelTests: XCTestCase {
       }[3]
     }
     assertClose(forward(x, w, b), Naive.dense(x, w, b), "dense forward")
-    let g = withPointers([x, w, dOut, [Float](repeating: 0, count: w.count), [Float](repeating: 0, count: outputs), [Float](repeating: 5, count: inputs)]) { p in
-      denseBackward(input: p[0], inputs: inputs, weights: p[1], outputs: outputs, outputGradient: p[2], weightGradient: p[3], biasGradient: p[4], inputGradient: p[5])
+    let g = withPointers([
+      x, w, dOut, [Float](repeating: 0, count: w.count), [Float](repeating: 0, count: outputs),
+      [Float](repeating: 5, count: inputs),
+    ]) { p in
+      denseBackward(
+        input: p[0], inputs: inputs, weights: p[1], outputs: outputs, outputGradient: p[2], weightGradient: p[3],
+        biasGradient: p[4], inputGradient: p[5])
     }
-    assertClose(g[3], numericGradient(at: w, indices: Array(0..<w.count)) { self.dot(forward(x, $0, b), dOut) }, tolerance: 1e-2, "dense dW")
-    assertClose(g[4], numericGradient(at: b, indices: Array(0..<outputs)) { self.dot(forward(x, w, $0), dOut) }, tolerance: 1e-2, "dense dB")
-    assertClose(g[5], numericGradient(at: x, indices: Array(0..<inputs)) { self.dot(forward($0, w, b), dOut) }, tolerance: 1e-2, "dense dX")
+    assertClose(
+      g[3], numericGradient(at: w, indices: Array(0..<w.count)) { self.dot(forward(x, $0, b), dOut) }, tolerance: 1e-2,
+      "dense dW")
+    assertClose(
+      g[4], numericGradient(at: b, indices: Array(0..<outputs)) { self.dot(forward(x, w, $0), dOut) }, tolerance: 1e-2,
+      "dense dB")
+    assertClose(
+      g[5], numericGradient(at: x, indices: Array(0..<inputs)) { self.dot(forward($0, w, b), dOut) }, tolerance: 1e-2,
+      "dense dX")
   }
 
   func testSoftmaxCrossEntropyMatchesNaiveAndFiniteDifferences() {
@@ -170,7 +205,9 @@ final class KernelTests: XCTestCase {
     let (expectedValue, expectedGradient) = Naive.softmaxCrossEntropy(z, label: 3)
     XCTAssertEqual(Double(value), expectedValue, accuracy: 1e-5)
     assertClose(gradient, expectedGradient.map(Float.init), "softmax gradient")
-    assertClose(gradient, numericGradient(at: z, indices: Array(0..<10), epsilon: 1e-3) { Double(loss($0).0) }, tolerance: 1e-2, "softmax finite differences")
+    assertClose(
+      gradient, numericGradient(at: z, indices: Array(0..<10), epsilon: 1e-3) { Double(loss($0).0) }, tolerance: 1e-2,
+      "softmax finite differences")
     XCTAssertEqual(loss([Float](repeating: 0, count: 9) + [1000]).0, 1000, accuracy: 1e-3, "stable for large logits")
   }
 }

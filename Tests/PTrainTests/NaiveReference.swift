@@ -72,7 +72,9 @@ enum Naive {
       for ox in 0..<width / 2 {
         for c in 0..<channels {
           var best = -Float.infinity
-          for dy in 0..<2 { for dx in 0..<2 { best = max(best, x[((2 * oy + dy) * width + 2 * ox + dx) * channels + c]) } }
+          for dy in 0..<2 {
+            for dx in 0..<2 { best = max(best, x[((2 * oy + dy) * width + 2 * ox + dx) * channels + c]) }
+          }
           out.append(best)
         }
       }

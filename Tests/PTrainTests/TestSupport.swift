@@ -35,7 +35,7 @@ func withPointers(
     return pointer
   }
   body(buffers)
-  defer { buffers.forEach { $0.deallocate() } }
+  defer { for buffer in buffers { buffer.deallocate() } }
   return zip(arrays, buffers).map { Array(UnsafeBufferPointer(start: $1, count: $0.count)) }
 }
 

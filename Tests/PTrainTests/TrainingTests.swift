@@ -4,7 +4,8 @@ import XCTest
 final class TrainingTests: XCTestCase {
   static let mnist = try! Dataset.bundledMNIST()
 
-  func train(threads: Int, seed: UInt64 = 3, images: Int = 320, batchSize: Int = 32, epochs: Int = 1) throws -> Trainer {
+  func train(threads: Int, seed: UInt64 = 3, images: Int = 320, batchSize: Int = 32, epochs: Int = 1) throws -> Trainer
+  {
     let trainer = try Trainer(
       options: TrainingOptions(threads: threads, epochs: epochs, batchSize: batchSize, seed: seed))
     _ = trainer.train(Self.mnist.train.prefix(images))
@@ -33,7 +34,8 @@ final class TrainingTests: XCTestCase {
       if tensor.name.hasSuffix("bias") {
         XCTAssertTrue(slice.allSatisfy { $0 == 0 }, tensor.name)
       } else {
-        let fans = tensor.shape.count == 4 ? (9 * tensor.shape[2], 9 * tensor.shape[3]) : (tensor.shape[1], tensor.shape[0])
+        let fans =
+          tensor.shape.count == 4 ? (9 * tensor.shape[2], 9 * tensor.shape[3]) : (tensor.shape[1], tensor.shape[0])
         let limit = (6 / Float(fans.0 + fans.1)).squareRoot()
         XCTAssertLessThanOrEqual(slice.map(abs).max()!, limit, tensor.name)
         XCTAssertGreaterThan(slice.map(abs).max()!, 0.9 * limit, tensor.name)
@@ -47,7 +49,8 @@ final class TrainingTests: XCTestCase {
     var generator = SeededGenerator(seed: 5)
     var parameters = spec.initialParameters(using: &generator)
     for i in parameters.indices { parameters[i] += generator.nextUnitFloat() * 0.02 - 0.01 }  // non-zero biases
-    let image = Array(Self.mnist.train.pixels[0..<784]), label = Int(Self.mnist.train.labels[0])
+    let image = Array(Self.mnist.train.pixels[0..<784])
+    let label = Int(Self.mnist.train.labels[0])
     let replica = Replica(spec: spec)
     func loss(_ p: [Float]) -> Double {
       image.withUnsafeBufferPointer { image in
@@ -68,14 +71,17 @@ final class TrainingTests: XCTestCase {
     }
     for tensor in spec.tensors {
       // The entries with the largest gradients in each tensor, where the check is sharpest.
-      let indices = (tensor.offset..<(tensor.offset + tensor.count)).sorted { abs(gradient[$0]) > abs(gradient[$1]) }.prefix(6)
+      let indices = (tensor.offset..<(tensor.offset + tensor.count)).sorted { abs(gradient[$0]) > abs(gradient[$1]) }
+        .prefix(6)
       for i in indices {
         let epsilon: Float = 1e-3
-        var plus = parameters, minus = parameters
+        var plus = parameters
+        var minus = parameters
         plus[i] += epsilon
         minus[i] -= epsilon
         let numeric = (loss(plus) - loss(minus)) / Double(2 * epsilon)
-        XCTAssertEqual(Double(gradient[i]), numeric, accuracy: 2e-3 + 0.05 * abs(numeric), "\(tensor.name)[\(i - tensor.offset)]")
+        XCTAssertEqual(
+          Double(gradient[i]), numeric, accuracy: 2e-3 + 0.05 * abs(numeric), "\(tensor.name)[\(i - tensor.offset)]")
       }
     }
   }

@@ -48,7 +48,8 @@ final class WorkerTests: XCTestCase {
     pool.run { _ in }
     XCTAssertEqual(topology.currentThreadBinding(), before, "the calling thread's binding changed")
     final class Box: @unchecked Sendable { var cpus: [Int] = [] }
-    let other = Box(), finished = DispatchSemaphore(value: 0)
+    let other = Box()
+    let finished = DispatchSemaphore(value: 0)
     Thread {
       other.cpus = topology.currentThreadBinding()
       finished.signal()
@@ -60,7 +61,8 @@ final class WorkerTests: XCTestCase {
   func testRunReachesEveryWorkerAndBarrierOrdersPhases() throws {
     let pool = try WorkerPool(topology: try Topology(), threads: 3)
     for _ in 0..<50 {
-      var first = [Int](repeating: 0, count: 3), second = [Int](repeating: 0, count: 3)
+      var first = [Int](repeating: 0, count: 3)
+      var second = [Int](repeating: 0, count: 3)
       first.withUnsafeMutableBufferPointer { first in
         second.withUnsafeMutableBufferPointer { second in
           pool.run { worker in

@@ -18,7 +18,8 @@ public struct LabeledImages: Sendable {
 
   /// Pairs images with labels, validating shapes and labels. `name` appears in errors.
   public init(images: IDXFile, labels: IDXFile, classes: Int = 10, name: String) throws {
-    let imageCount = images.dimensions[0], labelCount = labels.dimensions[0]
+    let imageCount = images.dimensions[0]
+    let labelCount = labels.dimensions[0]
     guard images.dimensions[1] == ModelSpec.imageHeight, images.dimensions[2] == ModelSpec.imageWidth
     else {
       throw PTrainError(

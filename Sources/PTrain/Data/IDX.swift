@@ -30,7 +30,9 @@ public struct IDXFile: Sendable {
   public static func decode(_ input: [UInt8], name: String, dimensionCount: Int) throws -> IDXFile {
     let stream = try ByteStream(bytes: input, name: name)
     var header = [UInt8](repeating: 0, count: 4 + 4 * dimensionCount)
-    let magicRead = try header.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<4])) }
+    let magicRead = try header.withUnsafeMutableBytes {
+      try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<4]))
+    }
     guard magicRead == 4 else {
       throw PTrainError("\(name): truncated: \(magicRead) bytes, too short for an IDX header")
     }
@@ -40,7 +42,9 @@ public struct IDXFile: Sendable {
         "\(name): not an IDX file of unsigned bytes with \(dimensionCount) dimension(s) (magic 0x\(magic), expected 0x000008\(String(format2: UInt8(dimensionCount))))"
       )
     }
-    let dimensionsRead = try header.withUnsafeMutableBytes { try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[4...])) }
+    let dimensionsRead = try header.withUnsafeMutableBytes {
+      try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[4...]))
+    }
     guard dimensionsRead == 4 * dimensionCount else {
       throw PTrainError("\(name): truncated: the IDX header needs \(header.count) bytes, found \(4 + dimensionsRead)")
     }

@@ -74,7 +74,9 @@ public func reluBackward(
 /// normalisation of PyTorch's MNIST example). Cost: `count` multiply-adds.
 @inlinable
 public func normalizePixels(_ bytes: UnsafePointer<UInt8>, count: Int, into x: UnsafeMutablePointer<Float>) {
-  let mean: Float = 0.1307, deviation: Float = 0.3081
-  let scale = 1 / (255 * deviation), shift = -mean / deviation
+  let mean: Float = 0.1307
+  let deviation: Float = 0.3081
+  let scale = 1 / (255 * deviation)
+  let shift = -mean / deviation
   for i in 0..<count { x[i] = Float(bytes[i]) * scale + shift }
 }

@@ -36,7 +36,10 @@ public func gemm(
     var j = 0
     while j < n {
       let offset = j * MemoryLayout<Float>.stride
-      var c0 = GemmLane(), c1 = GemmLane(), c2 = GemmLane(), c3 = GemmLane()
+      var c0 = GemmLane()
+      var c1 = GemmLane()
+      var c2 = GemmLane()
+      var c3 = GemmLane()
       if accumulate {
         c0 = c0p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c1 = c1p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)

@@ -8,7 +8,8 @@ public func maxPool2x2Forward(
   _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
   output: UnsafeMutablePointer<Float>
 ) {
-  let outHeight = height / 2, outWidth = width / 2
+  let outHeight = height / 2
+  let outWidth = width / 2
   for oy in 0..<outHeight {
     for ox in 0..<outWidth {
       let top = UnsafeRawPointer(input + ((2 * oy) * width + 2 * ox) * channels)
@@ -20,7 +21,8 @@ public func maxPool2x2Forward(
         let b = top.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
         let d = bottom.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
         let e = bottom.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
-        out.storeBytes(of: pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
+        out.storeBytes(
+          of: pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
       }
     }
   }
@@ -35,7 +37,8 @@ public func maxPool2x2Backward(
   height: Int, width: Int, channels: Int, inputGradient: UnsafeMutablePointer<Float>
 ) {
   inputGradient.update(repeating: 0, count: height * width * channels)
-  let outHeight = height / 2, outWidth = width / 2
+  let outHeight = height / 2
+  let outWidth = width / 2
   let right = channels * MemoryLayout<Float>.stride
   let down = width * channels * MemoryLayout<Float>.stride
   for oy in 0..<outHeight {
@@ -52,7 +55,7 @@ public func maxPool2x2Backward(
         @inline(__always) func route(_ offset: Int) {
           let hit = x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self) .== m
           let mine = hit .& .!taken
-          taken = taken .| hit
+          taken .|= hit
           dx.storeBytes(
             of: SIMD16<Float>().replacing(with: g, where: mine), toByteOffset: c + offset,
             as: SIMD16<Float>.self)

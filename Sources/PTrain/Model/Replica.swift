@@ -16,7 +16,8 @@ public final class Replica {
 
   public init(spec: ModelSpec) {
     self.spec = spec
-    let c1 = spec.conv1, c2 = spec.conv2
+    let c1 = spec.conv1
+    let c2 = spec.conv2
     input = AlignedFloats(count: ModelSpec.imagePixels)
     columns1 = AlignedFloats(count: c1.outPixels * c1.patch)
     activation1 = AlignedFloats(count: c1.outPixels * c1.outChannels)

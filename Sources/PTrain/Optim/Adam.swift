@@ -38,8 +38,10 @@ public final class Adam {
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
     gradientScale: Float, stepSize alpha: Float
   ) {
-    let m = firstMoment.base, v = secondMoment.base
-    let keep1 = 1 - beta1, keep2 = 1 - beta2
+    let m = firstMoment.base
+    let v = secondMoment.base
+    let keep1 = 1 - beta1
+    let keep2 = 1 - beta2
     for i in range {
       let g = gradient[i] * gradientScale
       m[i] += (g - m[i]) * keep1

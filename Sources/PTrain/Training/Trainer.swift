@@ -99,30 +99,36 @@ public final class Trainer {
   private func trainEpoch(
     _ data: LabeledImages, order: [Int32], epoch: Int, onEvent: (TrainingEvent) -> Void
   ) -> (Double, Int) {
-    let batch = options.batchSize, shardSize = options.shardSize, workers = pool.count
+    let batch = options.batchSize
+    let shardSize = options.shardSize
+    let workers = pool.count
     let steps = (data.count + batch - 1) / batch
     let parameterCount = spec.parameterCount
     let sliceLength = roundUp((parameterCount + workers - 1) / workers, toMultipleOf: 16)
     let params = parameters.base
     let slotBases = slots.map(\.base)
-    let stats = shardStats.base, statsStride = Self.statsStride
+    let stats = shardStats.base
+    let statsStride = Self.statsStride
     let clock = ContinuousClock()
     let start = clock.now
-    var epochLoss = 0.0, epochCorrect = 0
+    var epochLoss = 0.0
+    var epochCorrect = 0
     data.pixels.withUnsafeBufferPointer { pixels in
       data.labels.withUnsafeBufferPointer { labels in
         order.withUnsafeBufferPointer { order in
           pool.run { worker in
             let replica = replicas[worker]
             for step in 0..<steps {
-              let first = step * batch, count = min(batch, data.count - first)
+              let first = step * batch
+              let count = min(batch, data.count - first)
               let shards = (count + shardSize - 1) / shardSize
               // Phase 1: shard gradients, each into its own slot.
               if worker < shards { replica.prepareBackward(parameters: params) }
               for shard in stride(from: worker, to: shards, by: workers) {
                 let slot = slotBases[shard]
                 slot.update(repeating: 0, count: parameterCount)
-                var loss: Float = 0, correct = 0
+                var loss: Float = 0
+                var correct = 0
                 let end = min((shard + 1) * shardSize, count)
                 for position in (first + shard * shardSize)..<(first + end) {
                   let index = Int(order[position])
@@ -187,7 +193,9 @@ public final class Trainer {
   public func evaluate(_ data: LabeledImages) -> Evaluation {
     var losses = [Float](repeating: 0, count: data.count)
     var predictions = [Int](repeating: 0, count: data.count)
-    let block = 64, workers = pool.count, params = parameters.base
+    let block = 64
+    let workers = pool.count
+    let params = parameters.base
     data.pixels.withUnsafeBufferPointer { pixels in
       losses.withUnsafeMutableBufferPointer { losses in
         predictions.withUnsafeMutableBufferPointer { predictions in
