@@ -1,6 +1,10 @@
-/// The vector that the GEMM micro-kernel keeps per row: 32 Floats (two AVX2 or one
-/// AVX-512 register pair). Every GEMM `n` in the model is a multiple of it.
+/// The vector the GEMM micro-kernel keeps per row: 16 Floats (two AVX2 registers).
+/// Every GEMM `n` in the model is a multiple of it.
 public typealias GemmLane = SIMD16<Float>
+
+/// Rows of C that one micro-kernel tile holds: 6 rows × 16 columns are 12 AVX2
+/// accumulators, leaving registers for one row of B and a broadcast.
+public let gemmTileRows = 6
 
 /// General matrix multiply: `C[m×n] = (accumulate ? C : 0) + A[m×k] · B[k×n]`.
 ///
@@ -8,7 +12,7 @@ public typealias GemmLane = SIMD16<Float>
 /// routine serves `A` and `Aᵀ`; B and C are row-major with leading dimensions `ldb` and
 /// `ldc`. `n` must be a multiple of `GemmLane.scalarCount`.
 ///
-/// The micro-kernel holds a 4-row × 32-column tile of C in registers, broadcasts one
+/// The micro-kernel holds a 6-row × 16-column tile of C in registers, broadcasts one
 /// A element per row and streams one row of B per step. Rows past `m` in the last tile
 /// are clamped onto row `m - 1`: they compute and store the same values twice, which
 /// is correct for both modes. Cost: 2·m·n·k FLOP, O(m·n) stores.
@@ -29,10 +33,14 @@ public func gemm(
     let a1 = a + min(i + 1, m - 1) * aRowStride
     let a2 = a + min(i + 2, m - 1) * aRowStride
     let a3 = a + min(i + 3, m - 1) * aRowStride
+    let a4 = a + min(i + 4, m - 1) * aRowStride
+    let a5 = a + min(i + 5, m - 1) * aRowStride
     let c0p = UnsafeMutableRawPointer(c + i * ldc)
     let c1p = UnsafeMutableRawPointer(c + min(i + 1, m - 1) * ldc)
     let c2p = UnsafeMutableRawPointer(c + min(i + 2, m - 1) * ldc)
     let c3p = UnsafeMutableRawPointer(c + min(i + 3, m - 1) * ldc)
+    let c4p = UnsafeMutableRawPointer(c + min(i + 4, m - 1) * ldc)
+    let c5p = UnsafeMutableRawPointer(c + min(i + 5, m - 1) * ldc)
     var j = 0
     while j < n {
       let offset = j * MemoryLayout<Float>.stride
@@ -40,11 +48,15 @@ public func gemm(
       var c1 = GemmLane()
       var c2 = GemmLane()
       var c3 = GemmLane()
+      var c4 = GemmLane()
+      var c5 = GemmLane()
       if accumulate {
         c0 = c0p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c1 = c1p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c2 = c2p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c3 = c3p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        c4 = c4p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        c5 = c5p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
       }
       var bRow = UnsafeRawPointer(b + j)
       var aIndex = 0
@@ -54,15 +66,19 @@ public func gemm(
         c1 = c1.addingProduct(a1[aIndex], bv)
         c2 = c2.addingProduct(a2[aIndex], bv)
         c3 = c3.addingProduct(a3[aIndex], bv)
+        c4 = c4.addingProduct(a4[aIndex], bv)
+        c5 = c5.addingProduct(a5[aIndex], bv)
         bRow += ldb * MemoryLayout<Float>.stride
         aIndex += aColStride
       }
+      c5p.storeBytes(of: c5, toByteOffset: offset, as: GemmLane.self)
+      c4p.storeBytes(of: c4, toByteOffset: offset, as: GemmLane.self)
       c3p.storeBytes(of: c3, toByteOffset: offset, as: GemmLane.self)
       c2p.storeBytes(of: c2, toByteOffset: offset, as: GemmLane.self)
       c1p.storeBytes(of: c1, toByteOffset: offset, as: GemmLane.self)
       c0p.storeBytes(of: c0, toByteOffset: offset, as: GemmLane.self)
       j += width
     }
-    i += 4
+    i += gemmTileRows
   }
 }

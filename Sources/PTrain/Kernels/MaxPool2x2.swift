@@ -1,3 +1,10 @@
+/// The lane-wise maximum of two vectors as one compare and blend. (The standard library's
+/// `pointwiseMax` follows IEEE `maximum` NaN rules lane by lane and does not vectorise.)
+@inlinable @inline(__always)
+public func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+  a.replacing(with: b, where: b .> a)
+}
+
 // 2×2 max-pooling with stride 2 over one NHWC image; odd trailing rows and columns
 // are dropped, as Keras and PyTorch do. Channels must be a multiple of 16.
 
@@ -22,7 +29,7 @@ public func maxPool2x2Forward(
         let d = bottom.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
         let e = bottom.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
         out.storeBytes(
-          of: pointwiseMax(pointwiseMax(a, b), pointwiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
+          of: lanewiseMax(lanewiseMax(a, b), lanewiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
       }
     }
   }

@@ -4,8 +4,16 @@
 
 /// The vector instructions the release build is compiled for.
 public enum CPUSupport {
-  /// Throws a one-line error when this CPU lacks AVX2 or FMA, which the x86-64 release
-  /// build (`-march=x86-64-v3`) uses everywhere. Linux x86-64 only; elsewhere a no-op.
+  #if PTRAIN_AVX512
+    static let requiredFlags = ["avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl"]
+    static let level = "x86-64-v4"
+  #else
+    static let requiredFlags = ["avx2", "fma"]
+    static let level = "x86-64-v3"
+  #endif
+
+  /// Throws a one-line error when this CPU lacks the vector instructions the release build
+  /// was compiled for (`PTRAIN_MARCH`, AVX2 and FMA by default). Linux x86-64 only; elsewhere a no-op.
   /// Cost: one read of /proc/cpuinfo.
   public static func requireVectorUnits() throws {
     #if arch(x86_64) && os(Linux)
@@ -16,10 +24,10 @@ public enum CPUSupport {
         let text = String(cString: line)
         guard text.hasPrefix("flags") else { continue }
         let flags = Set(text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }))
-        let missing = ["avx2", "fma"].filter { !flags.contains(Substring($0)) }
+        let missing = requiredFlags.filter { !flags.contains(Substring($0)) }
         if !missing.isEmpty {
           throw PTrainError(
-            "this CPU lacks \(missing.joined(separator: " and ")), which this build of ptrain needs (x86-64-v3)")
+            "this CPU lacks \(missing.joined(separator: " and ")), which this build of ptrain needs (\(level))")
         }
         return
       }
