@@ -27,6 +27,19 @@ enum Report {
   }
 }
 
+extension Report {
+  /// The per-phase split of training time, one line per phase.
+  static func profile(_ profile: PhaseProfile) -> String {
+    var lines = ["", "where training time went (seconds per worker, averaged over workers)"]
+    for (name, seconds) in profile.phases {
+      lines.append(
+        name.padding(toLength: 10, withPad: " ", startingAt: 0)
+          + String(format: "%8.3f s  %5.1f%%", seconds, 100 * seconds / max(profile.total, 1e-12)))
+    }
+    return lines.joined(separator: "\n")
+  }
+}
+
 /// Renders training events on stderr: a redrawn progress bar on a terminal, else one
 /// plain line per epoch. Redraws at most ten times a second.
 final class ProgressReporter {

@@ -47,6 +47,9 @@ struct Train: ParsableCommand {
   @Flag(help: "No progress output.")
   var quiet = false
 
+  @Flag(help: "At the end, print where training time went: compute, reduce, optimizer, data, barrier.")
+  var profile = false
+
   func run() throws {
     try CPUSupport.requireVectorUnits()
     let topology = try Topology()
@@ -81,9 +84,11 @@ struct Train: ParsableCommand {
       try printJSON(
         RunSummary(
           dataset: loaded.name, trainImages: train.count, options: options, summary: summary,
-          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned))
+          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
+          profile: profile ? trainer.profile : nil))
     } else {
       print(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
+      if profile { print(Report.profile(trainer.profile)) }
     }
   }
 
@@ -114,6 +119,8 @@ struct RunSummary: Encodable {
   let history: [Epoch]
   let parametersSHA256: String
   let pinned: Bool
+  /// Seconds per phase, averaged over workers; present with --profile.
+  let profile: PhaseProfile?
 
   struct Epoch: Encodable {
     let epoch: Int
@@ -126,8 +133,9 @@ struct RunSummary: Encodable {
 
   init(
     dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary,
-    evaluation: Evaluation, parametersSHA256: String, pinned: Bool
+    evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?
   ) {
+    self.profile = profile
     self.dataset = dataset
     self.trainImages = trainImages
     threads = options.threads

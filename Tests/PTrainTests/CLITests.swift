@@ -2,6 +2,10 @@ import Foundation
 import PTrain
 import XCTest
 
+#if canImport(FoundationXML)
+  import FoundationXML
+#endif
+
 /// Runs the built `ptrain` binary as a user would.
 final class CLITests: XCTestCase {
   struct Result {
@@ -98,5 +102,39 @@ final class CLITests: XCTestCase {
     let json = try ptrain(["topology", "--json"])
     let object = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
     XCTAssertEqual(object["physical_cores"] as? Int, try Topology().physicalCores)
+  }
+
+  func testBenchReportsEveryThreadCountAndWritesAChart() throws {
+    let chart = try makeTemporaryDirectory().appendingPathComponent("scaling.svg")
+    let result = try ptrain(["bench", "--threads", "1,2", "--steps", "5", "--json", "--svg", chart.path])
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+    let rows = try XCTUnwrap(json["rows"] as? [[String: Any]])
+    XCTAssertEqual(rows.map { $0["threads"] as? Int }, [1, 2])
+    for row in rows {
+      XCTAssertGreaterThan(row["images_per_second"] as? Double ?? 0, 0)
+      XCTAssertGreaterThan(row["fma_peak_gflops"] as? Double ?? 0, 0)
+      let split = try XCTUnwrap(row["step_milliseconds"] as? [String: Double])
+      XCTAssertEqual(Set(split.keys), ["compute", "reduce", "optimizer", "data", "barrier"])
+      XCTAssertGreaterThan(split["compute"] ?? 0, 0)
+    }
+    XCTAssertEqual(rows[0]["speedup"] as? Double, 1)
+    let svg = try String(contentsOf: chart, encoding: .utf8)
+    XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("polyline") && svg.hasSuffix("</svg>\n"))
+    XCTAssertNoThrow(try XMLDocument(data: Data(svg.utf8)), "the chart is well-formed XML")
+    let bad = try ptrain(["bench", "--threads", "1,x"])
+    XCTAssertNotEqual(bad.status, 0)
+    XCTAssertEqual(
+      bad.stderr, "ptrain: error: --threads takes positive integers separated by commas, like 1,2,8; got '1,x'\n")
+  }
+
+  func testProfileSplitsTrainingTime() throws {
+    let result = try ptrain(["--train-limit", "320", "--epochs", "1", "--profile", "--json", "--quiet"])
+    XCTAssertEqual(result.status, 0, result.stderr)
+    let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+    let profile = try XCTUnwrap(json["profile"] as? [String: Double])
+    XCTAssertEqual(Set(profile.keys), ["compute", "reduce", "optimizer", "data", "barrier"])
+    XCTAssertGreaterThan(profile["compute"] ?? 0, profile["reduce"] ?? 0)
+    XCTAssertEqual(result.stderr, "", "--quiet prints nothing on stderr")
   }
 }

@@ -24,6 +24,12 @@ public final class Trainer {
   /// Per-shard loss sums and correct counts, one cache line per shard.
   private let shardStats: AlignedFloats
   private static let statsStride = 16
+  /// Per-worker phase nanoseconds, one cache line per worker: compute, barrier, reduce,
+  /// optimizer.
+  private let phaseNanoseconds: UnsafeMutablePointer<UInt64>
+  private static let phaseStride = 8
+  /// Time per phase over every `train` call so far, averaged over the workers.
+  public private(set) var profile = PhaseProfile()
 
   /// Creates the workers, their replicas and gradient slots, and draws the initial
   /// parameters from `options.seed`. Cost: thread start-up plus O(parameters · shards).
@@ -40,6 +46,8 @@ public final class Trainer {
     slotStride = roundUp(spec.parameterCount, toMultipleOf: 16)
     let shards = (options.batchSize + options.shardSize - 1) / options.shardSize
     shardStats = AlignedFloats(count: shards * Self.statsStride)
+    phaseNanoseconds = .allocate(capacity: pool.count * Self.phaseStride)
+    phaseNanoseconds.initialize(repeating: 0, count: pool.count * Self.phaseStride)
     var replicas = [Replica?](repeating: nil, count: pool.count)
     var slots = [AlignedFloats?](repeating: nil, count: shards)
     let workers = pool.count
@@ -56,6 +64,8 @@ public final class Trainer {
     self.replicas = replicas.map { $0! }
     self.slots = slots.map { $0! }
   }
+
+  deinit { phaseNanoseconds.deallocate() }
 
   /// A copy of the parameters.
   public var parameterValues: [Float] { parameters.array }
@@ -78,7 +88,9 @@ public final class Trainer {
     var trainSeconds = 0.0
     var order = (0..<data.count).map { Int32($0) }
     for epoch in 1...options.epochs {
+      let shuffleStart = clock.now
       generator.shuffle(&order)
+      profile.data += (clock.now - shuffleStart).seconds
       let epochStart = clock.now
       let (loss, correct) = trainEpoch(data, order: order, epoch: epoch, onEvent: onEvent)
       let seconds = (clock.now - epochStart).seconds
@@ -89,6 +101,16 @@ public final class Trainer {
         imagesPerSecond: Double(data.count) / seconds, test: test.map(evaluate))
       reports.append(report)
       onEvent(.epochFinished(report))
+    }
+    let workers = pool.count
+    for worker in 0..<workers {
+      let times = phaseNanoseconds + worker * Self.phaseStride
+      let scale = 1e-9 / Double(workers)
+      profile.compute += Double(times[0]) * scale
+      profile.barrier += Double(times[1]) * scale
+      profile.reduce += Double(times[2]) * scale
+      profile.optimizer += Double(times[3]) * scale
+      for phase in 0..<4 { times[phase] = 0 }
     }
     return TrainingSummary(
       epochs: reports, imagesPerSecond: Double(data.count * options.epochs) / trainSeconds,
@@ -118,6 +140,14 @@ public final class Trainer {
         order.withUnsafeBufferPointer { order in
           pool.run { worker in
             let replica = replicas[worker]
+            let times = phaseNanoseconds + worker * Self.phaseStride
+            var mark = monotonicNanoseconds()
+            /// Adds the time since the last mark to `phase`.
+            func charge(_ phase: Int) {
+              let now = monotonicNanoseconds()
+              times[phase] &+= now &- mark
+              mark = now
+            }
             for step in 0..<steps {
               let first = step * batch
               let count = min(batch, data.count - first)
@@ -141,12 +171,15 @@ public final class Trainer {
                 stats[shard * statsStride] = loss
                 stats[shard * statsStride + 1] = Float(correct)
               }
+              charge(0)
               pool.barrier.wait()
+              charge(1)
               // Phase 2: reduce and update this worker's slice of the parameters.
               let alpha = optimizer.stepSizeForNext()
               let slice = min(worker * sliceLength, parameterCount)..<min((worker + 1) * sliceLength, parameterCount)
               if !slice.isEmpty {
                 reduceSlots(slotBases, count: shards, range: slice)
+                charge(2)
                 optimizer.update(
                   slice, parameters: params, gradient: slotBases[0],
                   gradientScale: 1 / Float(count), stepSize: alpha)
@@ -157,7 +190,9 @@ public final class Trainer {
                   epochCorrect += Int(stats[shard * statsStride + 1])
                 }
               }
+              charge(3)
               pool.barrier.wait()
+              charge(1)
               if worker == 0 {
                 optimizer.finishStep()
                 onEvent(
@@ -166,6 +201,7 @@ public final class Trainer {
                       epoch: epoch, epochs: options.epochs, step: step + 1, stepsPerEpoch: steps,
                       images: first + count, loss: epochLoss / Double(first + count),
                       seconds: (clock.now - start).seconds)))
+                charge(0)
               }
             }
           }
