@@ -1,17 +1,26 @@
 /// The machine's measured fused multiply-add peak, the yardstick for kernel efficiency.
 public enum FMAPeak {
-  /// GFLOP/s of SIMD16 fused multiply-adds with all of `pool`'s workers running at once:
-  /// each keeps 12 independent accumulator chains, enough to cover FMA latency on every
-  /// current x86 core. Cost: `iterations` × 12 FMAs per worker (≈ 0.1 s by default).
+  #if PTRAIN_AVX512
+    /// One AVX-512 register.
+    typealias Lane = SIMD16<Float>
+  #else
+    /// One AVX2 register.
+    typealias Lane = SIMD8<Float>
+  #endif
+
+  /// GFLOP/s of vector fused multiply-adds with all of `pool`'s workers running at once.
+  /// Each worker keeps 10 independent accumulator chains of one register each: more than
+  /// FMA latency × pipes (4 × 2) on current x86 cores, and few enough that nothing spills.
+  /// Cost: `iterations` × 10 FMAs per worker (≈ 0.1 s by default).
   public static func measure(pool: WorkerPool, iterations: Int = 4_000_000) -> Double {
     var sinks = [Float](repeating: 0, count: pool.count)
     let start = monotonicNanoseconds()
     sinks.withUnsafeMutableBufferPointer { sinks in
       pool.run { worker in
-        let x = SIMD16<Float>(repeating: 0.999_9)
-        let y = SIMD16<Float>(repeating: 1e-6)
-        var a0 = SIMD16<Float>(repeating: Float(worker))
-        var (a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11) = (a0, a0, a0, a0, a0, a0, a0, a0, a0, a0, a0)
+        let x = Lane(repeating: 0.999_9)
+        let y = Lane(repeating: 1e-6)
+        var a0 = Lane(repeating: Float(worker))
+        var (a1, a2, a3, a4, a5, a6, a7, a8, a9) = (a0, a0, a0, a0, a0, a0, a0, a0, a0)
         for _ in 0..<iterations {
           a0 = a0.addingProduct(x, y)
           a1 = a1.addingProduct(x, y)
@@ -23,14 +32,12 @@ public enum FMAPeak {
           a7 = a7.addingProduct(x, y)
           a8 = a8.addingProduct(x, y)
           a9 = a9.addingProduct(x, y)
-          a10 = a10.addingProduct(x, y)
-          a11 = a11.addingProduct(x, y)
         }
-        sinks[worker] = (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11).sum()
+        sinks[worker] = (a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9).sum()
       }
     }
     let seconds = Double(monotonicNanoseconds() - start) * 1e-9
-    let flops = Double(pool.count) * Double(iterations) * 12 * 16 * 2
+    let flops = Double(pool.count) * Double(iterations) * 10 * Double(Lane.scalarCount) * 2
     return sinks.contains(.nan) ? 0 : flops / seconds / 1e9
   }
 }
