@@ -2,9 +2,15 @@
 /// Every GEMM `n` in the model is a multiple of it.
 public typealias GemmLane = SIMD16<Float>
 
-/// Rows of C that one micro-kernel tile holds: 6 rows × 16 columns are 12 AVX2
-/// accumulators, leaving registers for one row of B and a broadcast.
-public let gemmTileRows = 6
+#if PTRAIN_AVX512
+  /// Rows of C that one micro-kernel tile holds: 8 rows × 16 columns are 8 AVX-512
+  /// accumulators, enough independent chains to cover FMA latency × pipes.
+  public let gemmTileRows = 8
+#else
+  /// Rows of C that one micro-kernel tile holds: 6 rows × 16 columns are 12 AVX2
+  /// accumulators, leaving registers for one row of B and a broadcast.
+  public let gemmTileRows = 6
+#endif
 
 /// General matrix multiply: `C[m×n] = (accumulate ? C : 0) + A[m×k] · B[k×n]`.
 ///
@@ -12,7 +18,7 @@ public let gemmTileRows = 6
 /// routine serves `A` and `Aᵀ`; B and C are row-major with leading dimensions `ldb` and
 /// `ldc`. `n` must be a multiple of `GemmLane.scalarCount`.
 ///
-/// The micro-kernel holds a 6-row × 16-column tile of C in registers, broadcasts one
+/// The micro-kernel holds a `gemmTileRows` × 16-column tile of C in registers, broadcasts one
 /// A element per row and streams one row of B per step. Rows past `m` in the last tile
 /// are clamped onto row `m - 1`: they compute and store the same values twice, which
 /// is correct for both modes. Cost: 2·m·n·k FLOP, O(m·n) stores.
@@ -35,12 +41,20 @@ public func gemm(
     let a3 = a + min(i + 3, m - 1) * aRowStride
     let a4 = a + min(i + 4, m - 1) * aRowStride
     let a5 = a + min(i + 5, m - 1) * aRowStride
+    #if PTRAIN_AVX512
+      let a6 = a + min(i + 6, m - 1) * aRowStride
+      let a7 = a + min(i + 7, m - 1) * aRowStride
+    #endif
     let c0p = UnsafeMutableRawPointer(c + i * ldc)
     let c1p = UnsafeMutableRawPointer(c + min(i + 1, m - 1) * ldc)
     let c2p = UnsafeMutableRawPointer(c + min(i + 2, m - 1) * ldc)
     let c3p = UnsafeMutableRawPointer(c + min(i + 3, m - 1) * ldc)
     let c4p = UnsafeMutableRawPointer(c + min(i + 4, m - 1) * ldc)
     let c5p = UnsafeMutableRawPointer(c + min(i + 5, m - 1) * ldc)
+    #if PTRAIN_AVX512
+      let c6p = UnsafeMutableRawPointer(c + min(i + 6, m - 1) * ldc)
+      let c7p = UnsafeMutableRawPointer(c + min(i + 7, m - 1) * ldc)
+    #endif
     var j = 0
     while j < n {
       let offset = j * MemoryLayout<Float>.stride
@@ -50,6 +64,10 @@ public func gemm(
       var c3 = GemmLane()
       var c4 = GemmLane()
       var c5 = GemmLane()
+      #if PTRAIN_AVX512
+        var c6 = GemmLane()
+        var c7 = GemmLane()
+      #endif
       if accumulate {
         c0 = c0p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c1 = c1p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
@@ -57,6 +75,10 @@ public func gemm(
         c3 = c3p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c4 = c4p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
         c5 = c5p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        #if PTRAIN_AVX512
+          c6 = c6p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+          c7 = c7p.loadUnaligned(fromByteOffset: offset, as: GemmLane.self)
+        #endif
       }
       var bRow = UnsafeRawPointer(b + j)
       var aIndex = 0
@@ -68,10 +90,18 @@ public func gemm(
         c3 = c3.addingProduct(a3[aIndex], bv)
         c4 = c4.addingProduct(a4[aIndex], bv)
         c5 = c5.addingProduct(a5[aIndex], bv)
+        #if PTRAIN_AVX512
+          c6 = c6.addingProduct(a6[aIndex], bv)
+          c7 = c7.addingProduct(a7[aIndex], bv)
+        #endif
         bRow += ldb * MemoryLayout<Float>.stride
         aIndex += aColStride
       }
       c5p.storeBytes(of: c5, toByteOffset: offset, as: GemmLane.self)
+      #if PTRAIN_AVX512
+        c6p.storeBytes(of: c6, toByteOffset: offset, as: GemmLane.self)
+        c7p.storeBytes(of: c7, toByteOffset: offset, as: GemmLane.self)
+      #endif
       c4p.storeBytes(of: c4, toByteOffset: offset, as: GemmLane.self)
       c3p.storeBytes(of: c3, toByteOffset: offset, as: GemmLane.self)
       c2p.storeBytes(of: c2, toByteOffset: offset, as: GemmLane.self)
