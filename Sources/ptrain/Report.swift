@@ -45,14 +45,12 @@ extension Report {
 final class ProgressReporter {
   private let enabled: Bool
   private let interactive: Bool
-  private let batchSize: Int
   private var lastDraw = ContinuousClock.now
   private let clock = ContinuousClock()
 
-  init(enabled: Bool, interactive: Bool, batchSize: Int) {
+  init(enabled: Bool, interactive: Bool) {
     self.enabled = enabled
     self.interactive = interactive
-    self.batchSize = batchSize
   }
 
   func handle(_ event: TrainingEvent) {

@@ -77,7 +77,7 @@ struct Train: ParsableCommand {
     if !trainer.pool.isPinned && topology.canBindThreads {
       Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")
     }
-    let progress = ProgressReporter(enabled: !quiet, interactive: Terminal.stderrIsTTY, batchSize: batchSize)
+    let progress = ProgressReporter(enabled: !quiet, interactive: Terminal.stderrIsTTY)
     let summary = trainer.train(train, evaluatingOn: loaded.test, onEvent: progress.handle)
     let evaluation = summary.finalEvaluation!
     if json {
