@@ -61,8 +61,9 @@ struct Bench: ParsableCommand {
       let after = trainer.profile
       let peak = FMAPeak.measure(pool: trainer.pool)
       let gflops = summary.imagesPerSecond * Double(trainer.spec.trainingFlopsPerImage) / 1e9
-      let base = rows.first.map { $0.imagesPerSecond / Double($0.threads) } ?? summary.imagesPerSecond / Double(count)
-      let speedup = summary.imagesPerSecond / (base * Double(rows.first?.threads ?? count))
+      // Speed-up and efficiency are relative to the first thread count of the sweep.
+      let speedup = summary.imagesPerSecond / (rows.first?.imagesPerSecond ?? summary.imagesPerSecond)
+      let efficiency = speedup * Double(rows.first?.threads ?? count) / Double(count)
       var split: [String: Double] = [:]
       for ((name, end), (_, start)) in zip(after.phases, before.phases) {
         split[name] = (end - start) / Double(timedSteps) * 1000
@@ -70,7 +71,7 @@ struct Bench: ParsableCommand {
       rows.append(
         Row(
           threads: count, imagesPerSecond: summary.imagesPerSecond, speedup: speedup,
-          efficiency: speedup * Double(rows.first?.threads ?? count) / Double(count), gflops: gflops,
+          efficiency: efficiency, gflops: gflops,
           fmaPeakGflops: peak, percentOfPeak: peak > 0 ? 100 * gflops / peak : 0, stepMilliseconds: split))
     }
     if let svg {
