@@ -54,10 +54,10 @@ struct Bench: ParsableCommand {
     for count in counts {
       if !json { Terminal.error("bench: \(count) thread(s)…") }
       let trainer = try Trainer(
-        options: TrainingOptions(threads: count, epochs: 1, batchSize: batchSize), topology: topology)
-      _ = trainer.train(warmUp)
+        options: TrainingOptions(threads: count, epochs: 2, batchSize: batchSize), topology: topology)
+      try trainer.train(warmUp, untilEpoch: 1)
       let before = trainer.profile
-      let summary = trainer.train(timed)
+      let summary = try trainer.train(timed, untilEpoch: 2)
       let after = trainer.profile
       let peak = FMAPeak.measure(pool: trainer.pool)
       let gflops = summary.imagesPerSecond * Double(trainer.spec.trainingFlopsPerImage) / 1e9

@@ -4,11 +4,15 @@ import PTrain
 /// Human-readable results: the final metrics, per-class table and confusion matrix.
 enum Report {
   static func text(evaluation e: Evaluation, summary: TrainingSummary, sha256: String) -> String {
+    text(
+      evaluation: e, headline: String(format: "  %.0f img/s  %.1f s", summary.imagesPerSecond, summary.seconds),
+      sha256: sha256)
+  }
+
+  /// The metrics, with `headline` appended to the first line.
+  static func text(evaluation e: Evaluation, headline: String, sha256: String) -> String {
     var lines: [String] = []
-    lines.append(
-      String(
-        format: "test accuracy %.2f%%  test loss %.4f  %.0f img/s  %.1f s", e.accuracy * 100, e.loss,
-        summary.imagesPerSecond, summary.seconds))
+    lines.append(String(format: "test accuracy %.2f%%  test loss %.4f", e.accuracy * 100, e.loss) + headline)
     lines.append("")
     lines.append("class  precision  recall      f1  support")
     for (index, c) in e.classes.enumerated() {
@@ -81,6 +85,11 @@ final class ProgressReporter {
       line += String(format: "  %.0f img/s  %.1f s", r.imagesPerSecond, r.trainSeconds)
       Terminal.error((interactive ? "\r\u{1B}[K" : "") + line)
     }
+  }
+
+  /// Ends a half-drawn progress bar so that the next line starts clean.
+  func finishLine() {
+    if enabled && interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
   }
 
   /// `seconds` as m:ss.

@@ -2,102 +2,87 @@ import ArgumentParser
 import Foundation
 import PTrain
 
-/// The datasets `--dataset` names.
-enum DatasetName: String, ExpressibleByArgument, CaseIterable {
-  case mnist
-  case fashionMNIST = "fashion-mnist"
-}
-
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "train",
     abstract: "Train the MNIST CNN on pinned data-parallel workers (the default subcommand).",
     discussion: """
       Progress goes to stderr: a progress bar on a terminal, one line per epoch otherwise. \
-      The same --seed gives bit-identical parameters whatever --threads is.
+      The same --seed gives bit-identical parameters whatever --threads is. With --resume, \
+      training continues from a checkpoint exactly as if it had never stopped; the \
+      hyper-parameters and data come from the checkpoint, and --epochs is the total to reach.
       """)
 
-  @Option(help: "Worker threads, each pinned to its own core. (default: physical cores)")
-  var threads: Int?
+  @OptionGroup var hyperParameters: HyperParameterOptions
+  @OptionGroup var data: DataOptions
+  @OptionGroup var checkpoints: CheckpointOptions
+  @OptionGroup var output: OutputOptions
 
-  @Option(help: "Passes over the training data.")
-  var epochs: Int = 5
-
-  @Option(help: "Images per optimizer step.")
-  var batchSize: Int = 32
-
-  @Option(parsing: .unconditional, help: "Adam's learning rate.")
-  var learningRate: Float = 0.001
-
-  @Option(help: "Seeds initialisation and shuffling.")
-  var seed: UInt64 = 1
-
-  @Option(help: "mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist).")
-  var dataset: DatasetName = .mnist
-
-  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
-  var data: String?
-
-  @Option(help: "Train on the first N training images only.")
-  var trainLimit: Int?
-
-  @Flag(help: "Print one JSON summary on stdout at the end.")
-  var json = false
-
-  @Flag(help: "No progress output.")
-  var quiet = false
-
-  @Flag(help: "At the end, print where training time went: compute, reduce, optimizer, data, barrier.")
-  var profile = false
+  @Option(help: ArgumentHelp("Continue the run saved in PATH.", valueName: "PATH"))
+  var resume: String?
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
+    try checkpoints.validate()
     let topology = try Topology()
-    let options = TrainingOptions(
-      threads: threads ?? topology.physicalCores, epochs: epochs, batchSize: batchSize,
-      learningRate: learningRate, seed: seed)
-    try options.validate()
-    if let trainLimit, trainLimit < 1 {
-      throw PTrainError("--train-limit must be at least 1, got \(trainLimit)")
-    }
-    if options.threads > topology.processingUnits {
-      Terminal.warn(
-        "\(options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower")
-    }
-    let loaded = try loadDataset()
-    var train = loaded.train
-    if let trainLimit {
-      guard trainLimit <= train.count else {
+    let trainer: Trainer
+    let dataset: Dataset
+    let train: LabeledImages
+    var metadata: [String: String]
+    if let resume {
+      let checkpoint = try Checkpoint(path: resume)
+      let state = try checkpoint.trainingState()
+      try refuseChanges(to: state, path: resume)
+      let epochs = hyperParameters.epochs ?? state.options.epochs
+      guard epochs > state.epochsCompleted else {
         throw PTrainError(
-          "--train-limit \(trainLimit) is larger than the \(train.count) training images of \(loaded.name)")
+          "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on")
       }
-      train = train.prefix(trainLimit)
-    }
-    let trainer = try Trainer(options: options, topology: topology)
-    if !trainer.pool.isPinned && topology.canBindThreads {
-      Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")
-    }
-    let progress = ProgressReporter(enabled: !quiet, interactive: Terminal.stderrIsTTY)
-    let summary = trainer.train(train, evaluatingOn: loaded.test, onEvent: progress.handle)
-    let evaluation = summary.finalEvaluation!
-    if json {
-      try printJSON(
-        RunSummary(
-          dataset: loaded.name, trainImages: train.count, options: options, summary: summary,
-          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
-          profile: profile ? trainer.profile : nil))
+      dataset = try data.load(defaultsFrom: checkpoint.metadata)
+      train = try data.trainingImages(of: dataset, limit: checkpoint.metadata["train_images"].flatMap { Int($0) })
+      guard train.fingerprint == state.dataFingerprint else {
+        throw PTrainError(
+          "\(resume) was trained on \(state.dataFingerprint), but this data is \(train.fingerprint); resume on the same data")
+      }
+      trainer = try Trainer(
+        resuming: state, threads: hyperParameters.threads ?? topology.physicalCores, epochs: epochs, topology: topology)
+      metadata = checkpoint.metadata.filter { ["source_model", "new_head"].contains($0.key) }
     } else {
-      print(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
-      if profile { print(Report.profile(trainer.profile)) }
+      let options = try hyperParameters.options(topology: topology)
+      dataset = try data.load()
+      train = try data.trainingImages(of: dataset)
+      trainer = try Trainer(options: options, topology: topology)
+      metadata = [:]
     }
+    metadata.merge(data.metadata(for: dataset, trainImages: train.count)) { _, new in new }
+    warnAboutPlacement(trainer: trainer, topology: topology)
+    try TrainingSession(
+      trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata
+    ).run()
   }
 
-  private func loadDataset() throws -> Dataset {
-    if let data { return try Dataset.load(directory: data, name: (data as NSString).lastPathComponent) }
-    switch dataset {
-    case .mnist: return try Dataset.bundledMNIST()
-    case .fashionMNIST: return try Dataset.fashionMNIST()
+  /// A resume keeps the checkpoint's hyper-parameters; asking for different ones is an error.
+  private func refuseChanges(to state: TrainingState, path: String) throws {
+    let conflicts: [(flag: String, given: String?, saved: String)] = [
+      ("--batch-size", hyperParameters.batchSize.map { "\($0)" }, "\(state.options.batchSize)"),
+      ("--learning-rate", hyperParameters.learningRate.map { "\($0)" }, "\(state.options.learningRate)"),
+      ("--seed", hyperParameters.seed.map { "\($0)" }, "\(state.options.seed)"),
+    ]
+    for conflict in conflicts where conflict.given != nil && conflict.given != conflict.saved {
+      throw PTrainError(
+        "\(conflict.flag) \(conflict.given!) differs from \(path)'s \(conflict.saved); a resume keeps the checkpoint's hyper-parameters")
     }
+  }
+}
+
+/// Warns when workers outnumber CPUs or could not be pinned.
+func warnAboutPlacement(trainer: Trainer, topology: Topology) {
+  if trainer.options.threads > topology.processingUnits {
+    Terminal.warn(
+      "\(trainer.options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower")
+  }
+  if !trainer.pool.isPinned && topology.canBindThreads {
+    Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")
   }
 }
 
@@ -121,6 +106,8 @@ struct RunSummary: Encodable {
   let pinned: Bool
   /// Seconds per phase, averaged over workers; present with --profile.
   let profile: PhaseProfile?
+  /// Where the checkpoint went; present with --save.
+  let checkpoint: String?
 
   struct Epoch: Encodable {
     let epoch: Int
@@ -133,9 +120,10 @@ struct RunSummary: Encodable {
 
   init(
     dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary,
-    evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?
+    evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?
   ) {
     self.profile = profile
+    self.checkpoint = checkpoint
     self.dataset = dataset
     self.trainImages = trainImages
     threads = options.threads

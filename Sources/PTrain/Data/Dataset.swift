@@ -50,6 +50,13 @@ public struct LabeledImages: Sendable {
     self.classes = classes
   }
 
+  /// Identifies the data for checkpoints: the image count and a hash of the labels.
+  /// Cost: O(count).
+  public var fingerprint: String {
+    let hash = labels.withUnsafeBytes { SHA256.hex($0) }
+    return "\(count) images, labels sha256 \(hash.prefix(16))"
+  }
+
   /// The first `count` images. Cost: O(count · 784).
   public func prefix(_ count: Int) -> LabeledImages {
     // Safe: a prefix of valid data is valid.

@@ -23,7 +23,7 @@ public struct IDXFile: Sendable {
   /// Reads and validates the file at `path`, raw or gzip-compressed, expecting
   /// `dimensionCount` dimensions. Cost: one read of the file plus O(payload).
   public static func read(path: String, dimensionCount: Int) throws -> IDXFile {
-    try decode(readFile(path), name: path, dimensionCount: dimensionCount)
+    try decode(readFile(path, limit: maximumBytes), name: path, dimensionCount: dimensionCount)
   }
 
   /// Decodes IDX bytes (raw or gzip-compressed) named `name` in errors.
@@ -80,24 +80,4 @@ public struct IDXFile: Sendable {
     return IDXFile(dimensions: dimensions, bytes: bytes)
   }
 
-  /// The bytes of the file at `path`, with a one-line error if it cannot be read.
-  static func readFile(_ path: String) throws -> [UInt8] {
-    guard let file = fopen(path, "rb") else {
-      throw PTrainError("\(path): \(String(cString: strerror(errno)))")
-    }
-    defer { fclose(file) }
-    var info = stat()
-    guard fstat(fileno(file), &info) == 0 else {
-      throw PTrainError("\(path): \(String(cString: strerror(errno)))")
-    }
-    guard (info.st_mode & S_IFMT) == S_IFREG else { throw PTrainError("\(path): not a regular file") }
-    let size = Int(info.st_size)
-    guard size <= maximumBytes else {
-      throw PTrainError("\(path): \(size) bytes is over the \(maximumBytes)-byte limit")
-    }
-    var bytes = [UInt8](repeating: 0, count: size)
-    let read = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, file) }
-    guard read == size else { throw PTrainError("\(path): read \(read) of \(size) bytes") }
-    return bytes
-  }
 }

@@ -22,6 +22,8 @@ public struct ModelSpec: Sendable, Equatable {
     public let shape: [Int]
     public let offset: Int
     public var count: Int { shape.reduce(1, *) }
+    /// The layer the tensor belongs to.
+    public var layer: Layer { Layer(rawValue: String(name.prefix { $0 != "." }))! }
   }
 
   public static let imageHeight = 28

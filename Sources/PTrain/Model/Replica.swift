@@ -13,9 +13,15 @@ public final class Replica {
   let pooled1Gradient: AlignedFloats, columns2Gradient: AlignedFloats
   let activation1Gradient: AlignedFloats
   let conv2WeightsTransposed: AlignedFloats
+  /// Which layers get gradients; backward skips the work of the others and stops as
+  /// soon as no trainable layer lies below.
+  let trainsConv1: Bool, trainsConv2: Bool, trainsDense: Bool
 
-  public init(spec: ModelSpec) {
+  public init(spec: ModelSpec, frozen: Set<ModelSpec.Layer> = []) {
     self.spec = spec
+    trainsConv1 = !frozen.contains(.conv1)
+    trainsConv2 = !frozen.contains(.conv2)
+    trainsDense = !frozen.contains(.dense)
     let c1 = spec.conv1
     let c2 = spec.conv2
     input = AlignedFloats(count: ModelSpec.imagePixels)
@@ -67,12 +73,14 @@ public final class Replica {
   /// weights). Call once after the parameters change and before `backward`.
   /// Cost: O(conv2 weights).
   public func prepareBackward(parameters p: UnsafePointer<Float>) {
+    guard trainsConv1 else { return }
     transposeWeights(p + spec.conv2Weight, shape: spec.conv2, into: conv2WeightsTransposed.base)
   }
 
   /// After `forward` on an image, adds that image's gradient of the cross-entropy loss
-  /// to `gradient` (laid out like the parameters) and returns the loss.
-  /// Cost: ≈ 9.4 MFLOP.
+  /// to `gradient` (laid out like the parameters) and returns the loss. Frozen layers'
+  /// gradients are neither computed nor written. Cost: ≈ 9.4 MFLOP with nothing frozen,
+  /// ≈ 0.03 MFLOP with only the dense head trainable.
   public func backward(
     label: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>
   ) -> Float {
@@ -81,8 +89,10 @@ public final class Replica {
       logits: logits.base, classes: s.classes, label: label, gradient: logitGradient.base)
     denseBackward(
       input: pooled2.base, inputs: s.features, weights: p + s.denseWeight, outputs: s.classes,
-      outputGradient: logitGradient.base, weightGradient: g + s.denseWeight,
-      biasGradient: g + s.denseBias, inputGradient: pooled2Gradient.base)
+      outputGradient: logitGradient.base, weightGradient: trainsDense ? g + s.denseWeight : nil,
+      biasGradient: trainsDense ? g + s.denseBias : nil,
+      inputGradient: trainsConv1 || trainsConv2 ? pooled2Gradient.base : nil)
+    guard trainsConv1 || trainsConv2 else { return loss }
     maxPool2x2Backward(
       input: activation2.base, output: pooled2.base, outputGradient: pooled2Gradient.base,
       height: s.conv2.outHeight, width: s.conv2.outWidth, channels: s.conv2.outChannels,
@@ -90,9 +100,12 @@ public final class Replica {
     reluBackward(
       activation: activation2.base, gradient: activation2Gradient.base,
       count: activation2.count)
-    conv3x3WeightGradient(
-      columns: columns2.base, outputGradient: activation2Gradient.base, shape: s.conv2,
-      weightGradient: g + s.conv2Weight, biasGradient: g + s.conv2Bias)
+    if trainsConv2 {
+      conv3x3WeightGradient(
+        columns: columns2.base, outputGradient: activation2Gradient.base, shape: s.conv2,
+        weightGradient: g + s.conv2Weight, biasGradient: g + s.conv2Bias)
+    }
+    guard trainsConv1 else { return loss }
     conv3x3InputGradient(
       outputGradient: activation2Gradient.base, transposedWeights: conv2WeightsTransposed.base,
       shape: s.conv2, columnGradient: columns2Gradient.base, inputGradient: pooled1Gradient.base)

@@ -29,6 +29,13 @@ public final class Adam {
     return Float(Double(learningRate) * correction)
   }
 
+  /// Restores the step count and both moments from a checkpoint.
+  public func restore(step: Int, firstMoment m: [Float], secondMoment v: [Float]) {
+    self.step = step
+    firstMoment.copy(from: m)
+    secondMoment.copy(from: v)
+  }
+
   /// Records that a step's updates are complete.
   public func finishStep() { step += 1 }
 

@@ -3,7 +3,7 @@
 /// Initialisation and every epoch's shuffle draw from one generator in a fixed order,
 /// so a seed fixes the whole run whatever the thread count. Its state is four words,
 /// which checkpoints can store.
-public struct SeededGenerator: RandomNumberGenerator, Equatable {
+public struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
   /// The four 64-bit words of xoshiro256** state.
   public var state: (UInt64, UInt64, UInt64, UInt64)
 

@@ -1,26 +1,44 @@
+import Synchronization
+
 /// Data-parallel training of the MNIST CNN on pinned workers.
 ///
 /// Each step cuts the batch into shards of `options.shardSize` images. Worker `w`
 /// computes shards `w, w + N, …`, each into its own gradient slot. After a barrier every
-/// worker reduces one contiguous slice of the parameters across all slots in a fixed
-/// pairwise tree, scales it by 1 / batch and applies Adam to that slice. Which worker
-/// computes which shard never changes a bit of the result, so any thread count gives the
-/// same parameters for the same seed.
+/// worker reduces one contiguous slice of the trainable parameters across all slots in
+/// a fixed pairwise tree and checks it for non-finite values. After a second barrier,
+/// if every shard's loss and every gradient is finite, each worker applies Adam to its
+/// slice; otherwise all stop before changing anything. Which worker computes which
+/// shard never changes a bit of the result, so any thread count gives the same
+/// parameters for the same seed.
 ///
-/// A whole epoch runs inside one `WorkerPool.run`; steps are separated by two barriers.
+/// A whole epoch runs inside one `WorkerPool.run`; steps are separated by three barriers.
+/// The trainer remembers where it is (epoch, step, generator), so `state()` can be
+/// saved and `init(resuming:)` continues bit for bit.
 public final class Trainer {
   public let spec: ModelSpec
-  public let options: TrainingOptions
+  public private(set) var options: TrainingOptions
   public let pool: WorkerPool
   /// The parameters, laid out as `spec` documents.
   public let parameters: AlignedFloats
   public let optimizer: Adam
-  /// The generator that drew the initial parameters and draws each epoch's shuffle.
-  public private(set) var generator: SeededGenerator
+  /// Whole epochs finished, and steps finished in the epoch after them.
+  public private(set) var epochsCompleted = 0
+  public private(set) var stepsIntoEpoch = 0
+
+  /// The generator before it shuffled epoch `epochsCompleted + 1`. It first drew the
+  /// initial parameters; each epoch's shuffle then continues it.
+  private var epochGenerator: SeededGenerator
+  /// Summed loss and correct count of the finished steps of the current epoch.
+  private var epochLoss = 0.0
+  private var epochCorrect = 0
+  /// The fingerprint of the data the current position refers to.
+  private var dataFingerprint = ""
+  private let stopFlag = Atomic<Bool>(false)
+  /// Set by worker 0 when a step met a non-finite loss or gradient.
+  private var failure: PTrainError?
 
   private var replicas: [Replica] = []
   private var slots: [AlignedFloats] = []
-  private let slotStride: Int
   /// Per-shard loss sums and correct counts, one cache line per shard.
   private let shardStats: AlignedFloats
   private static let statsStride = 16
@@ -28,6 +46,10 @@ public final class Trainer {
   /// optimizer.
   private let phaseNanoseconds: UnsafeMutablePointer<UInt64>
   private static let phaseStride = 8
+  /// Decisions shared at barriers, one cache line each: line 0 holds "stop after this
+  /// step"; line `w + 1` the first non-finite gradient index worker `w` found, or -1.
+  private let flags: UnsafeMutablePointer<Int>
+  private static let flagStride = 8
   /// Time per phase over every `train` call so far, averaged over the workers.
   public private(set) var profile = PhaseProfile()
 
@@ -41,20 +63,21 @@ public final class Trainer {
     var generator = SeededGenerator(seed: options.seed)
     parameters = AlignedFloats(count: spec.parameterCount)
     parameters.copy(from: spec.initialParameters(using: &generator))
-    self.generator = generator
+    epochGenerator = generator
     optimizer = Adam(parameterCount: spec.parameterCount, learningRate: options.learningRate)
-    slotStride = roundUp(spec.parameterCount, toMultipleOf: 16)
     let shards = (options.batchSize + options.shardSize - 1) / options.shardSize
     shardStats = AlignedFloats(count: shards * Self.statsStride)
     phaseNanoseconds = .allocate(capacity: pool.count * Self.phaseStride)
     phaseNanoseconds.initialize(repeating: 0, count: pool.count * Self.phaseStride)
+    flags = .allocate(capacity: (pool.count + 1) * Self.flagStride)
+    flags.initialize(repeating: 0, count: (pool.count + 1) * Self.flagStride)
     var replicas = [Replica?](repeating: nil, count: pool.count)
     var slots = [AlignedFloats?](repeating: nil, count: shards)
     let workers = pool.count
     replicas.withUnsafeMutableBufferPointer { replicaSlots in
       slots.withUnsafeMutableBufferPointer { gradientSlots in
         pool.run { worker in  // first touch on the worker's own NUMA node
-          replicaSlots[worker] = Replica(spec: spec)
+          replicaSlots[worker] = Replica(spec: spec, frozen: options.frozen)
           for shard in stride(from: worker, to: shards, by: workers) {
             gradientSlots[shard] = AlignedFloats(count: spec.parameterCount)
           }
@@ -65,7 +88,30 @@ public final class Trainer {
     self.slots = slots.map { $0! }
   }
 
-  deinit { phaseNanoseconds.deallocate() }
+  /// Continues the run that `state` was saved from, on `threads` workers, until
+  /// `epochs` epochs are complete (the saved run's target by default). Training from
+  /// here gives bit-identical results to never having stopped.
+  public convenience init(
+    resuming state: TrainingState, threads: Int, epochs: Int? = nil, topology: Topology? = nil
+  ) throws {
+    var options = state.options
+    options.threads = threads
+    if let epochs { options.epochs = epochs }
+    try self.init(options: options, spec: state.spec, topology: topology)
+    parameters.copy(from: state.parameters)
+    optimizer.restore(step: state.adamStep, firstMoment: state.firstMoment, secondMoment: state.secondMoment)
+    epochsCompleted = state.epochsCompleted
+    stepsIntoEpoch = state.stepsIntoEpoch
+    epochGenerator = state.epochGenerator
+    epochLoss = state.epochLoss
+    epochCorrect = state.epochCorrect
+    dataFingerprint = state.dataFingerprint
+  }
+
+  deinit {
+    phaseNanoseconds.deallocate()
+    flags.deallocate()
+  }
 
   /// A copy of the parameters.
   public var parameterValues: [Float] { parameters.array }
@@ -75,33 +121,112 @@ public final class Trainer {
     SHA256.hex(UnsafeRawBufferPointer(start: parameters.base, count: parameters.count * 4))
   }
 
-  /// Trains for `options.epochs` epochs over `data`, evaluating on `test` after each one
-  /// when given. `onEvent` runs on a worker thread after every step and on the calling
-  /// thread after every epoch; keep it short. Cost: ≈ 14.25 MFLOP per image per epoch.
+  /// Overwrites the parameters of `layers` with theirs in `values`, a parameter buffer
+  /// laid out for `source` (which may differ from `spec` in its head only), for starting
+  /// from pre-trained weights. Call between `train` calls. Cost: O(parameters).
+  public func loadParameters(_ values: [Float], from source: ModelSpec, layers: Set<ModelSpec.Layer>) {
+    precondition(values.count == source.parameterCount, "expected \(source.parameterCount) parameters")
+    for layer in layers {
+      let from = source.parameterRange(of: layer)
+      let to = spec.parameterRange(of: layer)
+      precondition(from.count == to.count, "layer \(layer) differs between the models")
+      for (target, origin) in zip(to, from) { parameters.base[target] = values[origin] }
+    }
+  }
+
+  /// Everything needed to continue this run later. Safe to call between `train` calls
+  /// and from a `.step` event handler. Cost: O(parameters).
+  public func state() -> TrainingState {
+    TrainingState(
+      spec: spec, options: options, parameters: parameters.array, firstMoment: optimizer.firstMoment.array,
+      secondMoment: optimizer.secondMoment.array, adamStep: optimizer.step, epochsCompleted: epochsCompleted,
+      stepsIntoEpoch: stepsIntoEpoch, epochGenerator: epochGenerator, epochLoss: epochLoss,
+      epochCorrect: epochCorrect, dataFingerprint: dataFingerprint)
+  }
+
+  /// Asks a running `train` to stop once the step in progress has been applied. Safe
+  /// from any thread (a signal handler should go through a dispatch source).
+  public func requestStop() { stopFlag.store(true, ordering: .relaxed) }
+
+  /// Trains over `data` until `untilEpoch` (by default `options.epochs`) epochs are
+  /// complete, continuing from the current position, and evaluates on `test` after each finished epoch when given.
+  /// `onEvent` runs on a worker thread after every step and on the calling thread after
+  /// every epoch; keep it short.
+  ///
+  /// Returns early, with `stopped` set, when `requestStop()` was called. Throws, leaving
+  /// the parameters as they were before the offending step, when a loss or gradient is
+  /// not finite, or when resuming mid-epoch on different data.
+  /// Cost: ≈ 14.25 MFLOP per image per epoch.
+  @discardableResult
   public func train(
-    _ data: LabeledImages, evaluatingOn test: LabeledImages? = nil,
+    _ data: LabeledImages, evaluatingOn test: LabeledImages? = nil, untilEpoch: Int? = nil,
     onEvent: (TrainingEvent) -> Void = { _ in }
-  ) -> TrainingSummary {
+  ) throws -> TrainingSummary {
+    let target = untilEpoch ?? options.epochs
+    let fingerprint = data.fingerprint
+    if stepsIntoEpoch > 0 && fingerprint != dataFingerprint {
+      throw PTrainError(
+        "cannot continue mid-epoch on different data: the run was on \(dataFingerprint), this is \(fingerprint)")
+    }
+    guard data.count > 0 else { throw PTrainError("no training images") }
+    if let bad = data.labels.firstIndex(where: { Int($0) >= spec.classes }) {
+      throw PTrainError("training label \(data.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
+    }
+    if let test, let bad = test.labels.firstIndex(where: { Int($0) >= spec.classes }) {
+      throw PTrainError("test label \(test.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
+    }
+    dataFingerprint = fingerprint
     let clock = ContinuousClock()
     let runStart = clock.now
     var reports: [EpochReport] = []
     var trainSeconds = 0.0
-    var order = (0..<data.count).map { Int32($0) }
-    for epoch in 1...options.epochs {
+    var trainedImages = 0
+    var stopped = false
+    defer { collectProfile() }
+    while epochsCompleted < target {
+      if stopFlag.load(ordering: .relaxed) {
+        stopped = true
+        break
+      }
       let shuffleStart = clock.now
+      var order = (0..<data.count).map { Int32($0) }
+      var generator = epochGenerator
       generator.shuffle(&order)
       profile.data += (clock.now - shuffleStart).seconds
+      let firstStep = stepsIntoEpoch
       let epochStart = clock.now
-      let (loss, correct) = trainEpoch(data, order: order, epoch: epoch, onEvent: onEvent)
+      let finishedEpoch = trainEpoch(data, order: order, target: target, onEvent: onEvent)
       let seconds = (clock.now - epochStart).seconds
       trainSeconds += seconds
+      trainedImages += min((stepsIntoEpoch - firstStep) * options.batchSize, data.count - firstStep * options.batchSize)
+      if let failure {
+        self.failure = nil
+        throw failure
+      }
+      guard finishedEpoch else {
+        stopped = true
+        break
+      }
       let report = EpochReport(
-        epoch: epoch, trainLoss: loss / Double(max(data.count, 1)),
-        trainAccuracy: Double(correct) / Double(max(data.count, 1)), trainSeconds: seconds,
-        imagesPerSecond: Double(data.count) / seconds, test: test.map(evaluate))
+        epoch: epochsCompleted + 1, trainLoss: epochLoss / Double(data.count),
+        trainAccuracy: Double(epochCorrect) / Double(data.count), trainSeconds: seconds,
+        imagesPerSecond: Double(data.count - firstStep * options.batchSize) / seconds, test: test.map(evaluate))
+      epochsCompleted += 1
+      stepsIntoEpoch = 0
+      epochLoss = 0
+      epochCorrect = 0
+      epochGenerator = generator
       reports.append(report)
       onEvent(.epochFinished(report))
     }
+    if stopped { stopFlag.store(false, ordering: .relaxed) }
+    return TrainingSummary(
+      epochs: reports, imagesPerSecond: trainSeconds > 0 ? Double(trainedImages) / trainSeconds : 0,
+      seconds: (clock.now - runStart).seconds, stopped: stopped)
+  }
+
+  /// Adds the workers' phase times to `profile` and clears them.
+  private func collectProfile() {
     let workers = pool.count
     for worker in 0..<workers {
       let times = phaseNanoseconds + worker * Self.phaseStride
@@ -112,34 +237,50 @@ public final class Trainer {
       profile.optimizer += Double(times[3]) * scale
       for phase in 0..<4 { times[phase] = 0 }
     }
-    return TrainingSummary(
-      epochs: reports, imagesPerSecond: Double(data.count * options.epochs) / trainSeconds,
-      seconds: (clock.now - runStart).seconds)
   }
 
-  /// One epoch in one fan-out; returns the summed loss and the correct count.
+  /// The parameter ranges worker `worker` of `workers` reduces and updates: its share of
+  /// the trainable layers' parameters, cut into slices of a multiple of 16.
+  private func ranges(ofWorker worker: Int, workers: Int) -> [Range<Int>] {
+    let trainable = ModelSpec.Layer.allCases.filter { !options.frozen.contains($0) }.map { spec.parameterRange(of: $0) }
+    let total = trainable.reduce(0) { $0 + $1.count }
+    let sliceLength = roundUp((total + workers - 1) / workers, toMultipleOf: 16)
+    var wanted = min(worker * sliceLength, total)..<min((worker + 1) * sliceLength, total)
+    var result: [Range<Int>] = []
+    for range in trainable {
+      let take = min(wanted.lowerBound, range.count)..<min(wanted.upperBound, range.count)
+      if !take.isEmpty { result.append((range.lowerBound + take.lowerBound)..<(range.lowerBound + take.upperBound)) }
+      wanted = max(wanted.lowerBound - range.count, 0)..<max(wanted.upperBound - range.count, 0)
+    }
+    return result
+  }
+
+  /// Runs the current epoch from step `stepsIntoEpoch` in one fan-out. Returns whether
+  /// it reached the end; it stops early on `requestStop()` or a non-finite value.
   private func trainEpoch(
-    _ data: LabeledImages, order: [Int32], epoch: Int, onEvent: (TrainingEvent) -> Void
-  ) -> (Double, Int) {
+    _ data: LabeledImages, order: [Int32], target: Int, onEvent: (TrainingEvent) -> Void
+  ) -> Bool {
     let batch = options.batchSize
     let shardSize = options.shardSize
     let workers = pool.count
     let steps = (data.count + batch - 1) / batch
+    let firstStep = stepsIntoEpoch
     let parameterCount = spec.parameterCount
-    let sliceLength = roundUp((parameterCount + workers - 1) / workers, toMultipleOf: 16)
+    let workerRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
     let params = parameters.base
     let slotBases = slots.map(\.base)
     let stats = shardStats.base
     let statsStride = Self.statsStride
+    let flags = self.flags
+    let flagStride = Self.flagStride
     let clock = ContinuousClock()
     let start = clock.now
-    var epochLoss = 0.0
-    var epochCorrect = 0
     data.pixels.withUnsafeBufferPointer { pixels in
       data.labels.withUnsafeBufferPointer { labels in
         order.withUnsafeBufferPointer { order in
           pool.run { worker in
             let replica = replicas[worker]
+            let myRanges = workerRanges[worker]
             let times = phaseNanoseconds + worker * Self.phaseStride
             var mark = monotonicNanoseconds()
             /// Adds the time since the last mark to `phase`.
@@ -148,7 +289,7 @@ public final class Trainer {
               times[phase] &+= now &- mark
               mark = now
             }
-            for step in 0..<steps {
+            for step in firstStep..<steps {
               let first = step * batch
               let count = min(batch, data.count - first)
               let shards = (count + shardSize - 1) / shardSize
@@ -174,41 +315,69 @@ public final class Trainer {
               charge(0)
               pool.barrier.wait()
               charge(1)
-              // Phase 2: reduce and update this worker's slice of the parameters.
-              let alpha = optimizer.stepSizeForNext()
-              let slice = min(worker * sliceLength, parameterCount)..<min((worker + 1) * sliceLength, parameterCount)
-              if !slice.isEmpty {
-                reduceSlots(slotBases, count: shards, range: slice)
-                charge(2)
-                optimizer.update(
-                  slice, parameters: params, gradient: slotBases[0],
-                  gradientScale: 1 / Float(count), stepSize: alpha)
-              }
-              if worker == 0 {
-                for shard in 0..<shards {
-                  epochLoss += Double(stats[shard * statsStride])
-                  epochCorrect += Int(stats[shard * statsStride + 1])
+              // Phase 2: reduce this worker's slice and check that it is finite.
+              var firstNonFinite = -1
+              for range in myRanges {
+                reduceSlots(slotBases, count: shards, range: range)
+                if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
+                  firstNonFinite = bad
                 }
+              }
+              flags[(worker + 1) * flagStride] = firstNonFinite
+              if worker == 0 { flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0 }
+              charge(2)
+              pool.barrier.wait()
+              charge(1)
+              // Phase 3: every worker reaches the same verdict, then updates its slice.
+              let badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
+              let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
+              if badGradient != nil || badLoss != nil {
+                if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
+                break
+              }
+              let alpha = optimizer.stepSizeForNext()
+              for range in myRanges {
+                optimizer.update(
+                  range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count), stepSize: alpha)
               }
               charge(3)
               pool.barrier.wait()
               charge(1)
               if worker == 0 {
+                for shard in 0..<shards {
+                  epochLoss += Double(stats[shard * statsStride])
+                  epochCorrect += Int(stats[shard * statsStride + 1])
+                }
                 optimizer.finishStep()
+                stepsIntoEpoch = step + 1
                 onEvent(
                   .step(
                     StepProgress(
-                      epoch: epoch, epochs: options.epochs, step: step + 1, stepsPerEpoch: steps,
+                      epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
                       images: first + count, loss: epochLoss / Double(first + count),
                       seconds: (clock.now - start).seconds)))
                 charge(0)
               }
+              if flags[0] != 0 { break }
             }
           }
         }
       }
     }
-    return (epochLoss, epochCorrect)
+    return stepsIntoEpoch == steps
+  }
+
+  /// Records why training stopped at `step`: the tensor of the first non-finite
+  /// gradient and the non-finite loss, whichever were seen.
+  private func recordFailure(step: Int, gradientIndex: Int?, loss: Float?) {
+    var what: [String] = []
+    if let loss { what.append("loss (\(loss))") }
+    if let gradientIndex, let tensor = spec.tensor(containing: gradientIndex) {
+      what.append("gradient in layer \(tensor.layer.rawValue) (\(spec.torchName(of: tensor)))")
+    }
+    failure = PTrainError(
+      "non-finite \(what.joined(separator: " and ")) at epoch \(epochsCompleted + 1), step \(step + 1) (global step \(optimizer.step + 1)); stopped before applying it, so the parameters are those of the step before"
+    )
   }
 
   /// Sums `slots[0..<count][range]` into `slots[0][range]` in a fixed pairwise tree:

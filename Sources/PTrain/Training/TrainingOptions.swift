@@ -12,11 +12,14 @@ public struct TrainingOptions: Sendable, Equatable {
   /// It is fixed independently of `threads`, which is what makes results identical
   /// across thread counts.
   public var shardSize: Int
+  /// Layers that keep their parameters: they get no gradients and no updates.
+  public var frozen: Set<ModelSpec.Layer>
 
   public init(
     threads: Int, epochs: Int = 5, batchSize: Int = 32, learningRate: Float = 1e-3,
-    seed: UInt64 = 1, shardSize: Int = 4
+    seed: UInt64 = 1, shardSize: Int = 4, frozen: Set<ModelSpec.Layer> = []
   ) {
+    self.frozen = frozen
     self.threads = threads
     self.epochs = epochs
     self.batchSize = batchSize
@@ -35,6 +38,9 @@ public struct TrainingOptions: Sendable, Equatable {
       throw PTrainError("--learning-rate must be a positive finite number, got \(learningRate)")
     }
     guard shardSize >= 1 else { throw PTrainError("the shard size must be at least 1, got \(shardSize)") }
+    guard frozen.count < ModelSpec.Layer.allCases.count else {
+      throw PTrainError("--freeze names every layer; leave at least one to train")
+    }
   }
 }
 
@@ -76,6 +82,8 @@ public struct TrainingSummary: Sendable {
   public let imagesPerSecond: Double
   /// Wall-clock seconds of the whole run, evaluation included.
   public let seconds: Double
+  /// Whether the run ended early because `Trainer.requestStop()` was called.
+  public let stopped: Bool
   /// The last epoch's test evaluation, if test data was given.
   public var finalEvaluation: Evaluation? { epochs.last?.test }
 }

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import PTrain
+
+/// `ptrain evaluate`: test metrics of a saved model.
+struct Evaluate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "evaluate",
+    abstract: "Report test loss, accuracy, per-class metrics and the confusion matrix of a checkpoint.",
+    discussion: """
+      Reads any .safetensors file with the model's PyTorch tensor names (one saved by ptrain or \\
+      by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on.
+      """)
+
+  @Option(help: ArgumentHelp("The .safetensors checkpoint to evaluate.", valueName: "PATH"))
+  var model: String
+
+  @Option(help: "mnist (bundled) or fashion-mnist. (default: the checkpoint's dataset, else mnist)")
+  var dataset: DatasetName?
+
+  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
+  var data: String?
+
+  @Option(help: "Worker threads. (default: physical cores)")
+  var threads: Int?
+
+  @Flag(help: "Print one JSON object with the same field names as train's summary.")
+  var json = false
+
+  /// The `--json` output: a subset of `RunSummary`'s fields, with the same names.
+  struct Output: Encodable {
+    let model: String
+    let dataset: String
+    let testImages: Int
+    let threads: Int
+    let seconds: Double
+    let testLoss: Double
+    let testAccuracy: Double
+    let perClass: [Evaluation.ClassMetrics]
+    let confusionMatrix: [[Int]]
+    let parametersSHA256: String
+  }
+
+  func run() throws {
+    try CPUSupport.requireVectorUnits()
+    let checkpoint = try Checkpoint(path: model)
+    let topology = try Topology()
+    var source = DataOptions()
+    source.dataset = dataset
+    source.data = data
+    let loaded = try source.load(defaultsFrom: checkpoint.metadata)
+    if let bad = loaded.test.labels.firstIndex(where: { Int($0) >= checkpoint.spec.classes }) {
+      throw PTrainError(
+        "\(loaded.name) test label \(loaded.test.labels[bad]) at index \(bad) is not below \(model)'s \(checkpoint.spec.classes) classes"
+      )
+    }
+    let trainer = try Trainer(
+      options: TrainingOptions(threads: threads ?? topology.physicalCores, epochs: 1), spec: checkpoint.spec,
+      topology: topology)
+    trainer.loadParameters(checkpoint.parameters, from: checkpoint.spec, layers: Set(ModelSpec.Layer.allCases))
+    let clock = ContinuousClock()
+    let start = clock.now
+    let evaluation = trainer.evaluate(loaded.test)
+    let elapsed = (clock.now - start).components
+    let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+    if json {
+      try printJSON(
+        Output(
+          model: model, dataset: loaded.name, testImages: loaded.test.count, threads: trainer.options.threads,
+          seconds: seconds, testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, perClass: evaluation.classes,
+          confusionMatrix: evaluation.confusion, parametersSHA256: trainer.parametersSHA256))
+    } else {
+      print("\(model) on the \(loaded.test.count) test images of \(loaded.name)")
+      print(Report.text(evaluation: evaluation, headline: "", sha256: trainer.parametersSHA256))
+    }
+  }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import PTrain
+
+/// The datasets `--dataset` names.
+enum DatasetName: String, ExpressibleByArgument, CaseIterable {
+  case mnist
+  case fashionMNIST = "fashion-mnist"
+}
+
+/// Where the images come from: `--dataset`, `--data` and `--train-limit`.
+struct DataOptions: ParsableArguments {
+  @Option(help: "mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist). (default: mnist)")
+  var dataset: DatasetName?
+
+  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
+  var data: String?
+
+  @Option(help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
+  var trainLimit: Int?
+
+  /// Whether the user chose the data on the command line.
+  var isGiven: Bool { dataset != nil || data != nil }
+
+  /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
+  /// was chosen, or the bundled MNIST.
+  func load(defaultsFrom metadata: [String: String] = [:]) throws -> Dataset {
+    if let data { return try Dataset.load(directory: data, name: (data as NSString).lastPathComponent) }
+    if dataset == nil, let directory = metadata["data_directory"] {
+      return try Dataset.load(directory: directory, name: metadata["dataset"] ?? directory)
+    }
+    switch dataset ?? metadata["dataset"].flatMap(DatasetName.init(rawValue:)) ?? .mnist {
+    case .mnist: return try Dataset.bundledMNIST()
+    case .fashionMNIST: return try Dataset.fashionMNIST()
+    }
+  }
+
+  /// The training images, cut to `--train-limit` (or `limit`) when given.
+  func trainingImages(of dataset: Dataset, limit: Int? = nil) throws -> LabeledImages {
+    guard let trainLimit = trainLimit ?? limit else { return dataset.train }
+    guard trainLimit >= 1 else { throw PTrainError("--train-limit must be at least 1, got \(trainLimit)") }
+    guard trainLimit <= dataset.train.count else {
+      throw PTrainError(
+        "--train-limit \(trainLimit) is larger than the \(dataset.train.count) training images of \(dataset.name)")
+    }
+    return dataset.train.prefix(trainLimit)
+  }
+
+  /// `__metadata__` entries that let `--resume` and `evaluate` find the data again.
+  func metadata(for dataset: Dataset, trainImages: Int) -> [String: String] {
+    var result = ["dataset": dataset.name, "train_images": String(trainImages)]
+    if let data { result["data_directory"] = (data as NSString).standardizingPath }
+    return result
+  }
+}
+
+/// Hyper-parameters shared by `train` and `finetune`. Options left out stay nil so that
+/// a resume can tell them from the checkpoint's.
+struct HyperParameterOptions: ParsableArguments {
+  @Option(help: "Worker threads, each pinned to its own core. (default: physical cores)")
+  var threads: Int?
+
+  @Option(help: "Passes over the training data; with --resume, the total to reach. (default: 5)")
+  var epochs: Int?
+
+  @Option(help: "Images per optimizer step. (default: 32)")
+  var batchSize: Int?
+
+  @Option(parsing: .unconditional, help: "Adam's learning rate. (default: 0.001)")
+  var learningRate: Float?
+
+  @Option(help: "Seeds initialisation and shuffling. (default: 1)")
+  var seed: UInt64?
+
+  /// The options with defaults filled in.
+  func options(topology: Topology, frozen: Set<ModelSpec.Layer> = []) throws -> TrainingOptions {
+    let options = TrainingOptions(
+      threads: threads ?? topology.physicalCores, epochs: epochs ?? 5, batchSize: batchSize ?? 32,
+      learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen)
+    try options.validate()
+    return options
+  }
+}
+
+/// `--save` and `--checkpoint-every`.
+struct CheckpointOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Write a .safetensors checkpoint to PATH at the end, on Ctrl-C, and with --checkpoint-every.",
+      valueName: "PATH"))
+  var save: String?
+
+  @Option(help: ArgumentHelp("Also save every N optimizer steps (needs --save).", valueName: "N"))
+  var checkpointEvery: Int?
+
+  func validate() throws {
+    if let checkpointEvery {
+      guard checkpointEvery >= 1 else { throw PTrainError("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
+      guard save != nil else { throw PTrainError("--checkpoint-every needs --save PATH to know where to write") }
+    }
+    if let save {
+      var info = stat()
+      if stat(save, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+        throw PTrainError("--save \(save) is a directory; give a file path such as \(save)/model.safetensors")
+      }
+    }
+  }
+}
+
+/// `--json`, `--quiet` and `--profile`.
+struct OutputOptions: ParsableArguments {
+  @Flag(help: "Print one JSON summary on stdout at the end.")
+  var json = false
+
+  @Flag(help: "No progress output.")
+  var quiet = false
+
+  @Flag(help: "At the end, print where training time went: compute, reduce, optimizer, data, barrier.")
+  var profile = false
+}

@@ -1,0 +1,117 @@
+import Dispatch
+import Foundation
+import PTrain
+
+/// Runs a prepared trainer the way the CLI promises: progress, checkpoints every N
+/// steps and at the end, a clean stop on Ctrl-C or SIGTERM, and the final report.
+struct TrainingSession {
+  let trainer: Trainer
+  let dataset: Dataset
+  let train: LabeledImages
+  let checkpoints: CheckpointOptions
+  let output: OutputOptions
+  /// Extra `__metadata__` for every checkpoint (the data's name, the source model, …).
+  let metadata: [String: String]
+
+  /// Trains to the end (or until interrupted), saving as asked. Exits 130 on SIGINT and
+  /// 143 on SIGTERM once the checkpoint is written; a second signal exits at once.
+  func run() throws {
+    let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
+    let interrupts = InterruptHandler { trainer.requestStop() }
+    var saveError: Error?
+    var lastSaved: (path: String, step: Int)?
+    let summary: TrainingSummary
+    do {
+      summary = try trainer.train(train, evaluatingOn: dataset.test) { event in
+        progress.handle(event)
+        if case .step = event, let every = checkpoints.checkpointEvery, let path = checkpoints.save,
+          trainer.optimizer.step % every == 0, saveError == nil
+        {
+          do {
+            try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+            lastSaved = (path, trainer.optimizer.step)
+          } catch {
+            saveError = error
+            trainer.requestStop()
+          }
+        }
+      }
+    } catch let error as PTrainError {
+      progress.finishLine()
+      let kept = lastSaved.map { "; the last checkpoint, \($0.path) at step \($0.step), is untouched" } ?? ""
+      throw PTrainError(error.description + kept)
+    }
+    if let saveError { throw saveError }
+    if summary.stopped {
+      progress.finishLine()
+      let signal = interrupts.received ?? SIGINT
+      let position = "epoch \(trainer.epochsCompleted + 1), step \(trainer.stepsIntoEpoch) (global step \(trainer.optimizer.step))"
+      if let path = checkpoints.save {
+        try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+        Terminal.error("ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: ptrain train --resume \(path)")
+      } else {
+        Terminal.error("ptrain: interrupted at \(position); nothing saved (no --save)")
+      }
+      exit(128 + signal)
+    }
+    interrupts.disarm()
+    let evaluation = trainer.evaluate(dataset.test)
+    if let path = checkpoints.save {
+      var extra = metadata
+      extra["test_accuracy"] = "\(evaluation.accuracy)"
+      extra["test_loss"] = "\(evaluation.loss)"
+      try Checkpoint.save(trainer.state(), to: path, extra: extra)
+    }
+    if output.json {
+      try printJSON(
+        RunSummary(
+          dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
+          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
+          profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save))
+    } else {
+      print(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
+      if let path = checkpoints.save { print("checkpoint saved to \(path)") }
+      if output.profile { print(Report.profile(trainer.profile)) }
+    }
+  }
+}
+
+/// Turns the first SIGINT or SIGTERM into a stop request and the second into an
+/// immediate exit. Signals are received through dispatch sources, not in a signal
+/// handler, so the stop request runs as ordinary code.
+final class InterruptHandler: @unchecked Sendable {
+  private var sources: [DispatchSourceSignal] = []
+  private let lock = NSLock()
+  private var first: Int32?
+
+  /// The first signal received, if any.
+  var received: Int32? { lock.withLock { first } }
+
+  init(onFirstSignal: @escaping @Sendable () -> Void) {
+    for signalNumber in [SIGINT, SIGTERM] {
+      signal(signalNumber, SIG_IGN)
+      let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
+      source.setEventHandler { [unowned self] in
+        let isFirst = lock.withLock {
+          defer { first = first ?? signalNumber }
+          return first == nil
+        }
+        guard isFirst else {
+          Terminal.error("\nptrain: second interrupt, exiting now")
+          _exit(128 + signalNumber)
+        }
+        Terminal.error("\nptrain: stopping after this step (interrupt again to exit at once)")
+        onFirstSignal()
+      }
+      source.resume()
+      sources.append(source)
+    }
+  }
+
+  /// Restores the default actions once training is over.
+  func disarm() {
+    for source in sources { source.cancel() }
+    signal(SIGINT, SIG_DFL)
+    signal(SIGTERM, SIG_DFL)
+  }
+}
