@@ -8,7 +8,7 @@ final class EmbeddingExampleTests: XCTestCase {
     let mnist = try Dataset.bundledMNIST()
     let options = TrainingOptions(threads: 2, epochs: 1, batchSize: 32, learningRate: 1e-3, seed: 7)
     let trainer = try Trainer(options: options)
-    let summary = trainer.train(mnist.train.prefix(2_000), evaluatingOn: mnist.test) { event in
+    let summary = try trainer.train(mnist.train.prefix(2_000), evaluatingOn: mnist.test) { event in
       if case .epochFinished(let epoch) = event {
         print("epoch \(epoch.epoch): \(Int(epoch.imagesPerSecond)) img/s")
       }

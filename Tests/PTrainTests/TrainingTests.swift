@@ -8,7 +8,7 @@ final class TrainingTests: XCTestCase {
   {
     let trainer = try Trainer(
       options: TrainingOptions(threads: threads, epochs: epochs, batchSize: batchSize, seed: seed))
-    _ = trainer.train(Self.mnist.train.prefix(images))
+    try trainer.train(Self.mnist.train.prefix(images))
     return trainer
   }
 
@@ -92,7 +92,7 @@ final class TrainingTests: XCTestCase {
     let test = Self.mnist.test.prefix(1000)
     let before = trainer.evaluate(test)
     var steps = 0
-    let summary = trainer.train(Self.mnist.train.prefix(2000), evaluatingOn: test) { event in
+    let summary = try trainer.train(Self.mnist.train.prefix(2000), evaluatingOn: test) { event in
       if case .step = event { steps += 1 }
     }
     XCTAssertEqual(steps, 63)

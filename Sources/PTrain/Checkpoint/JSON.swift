@@ -52,7 +52,7 @@ public enum JSONValue: Equatable, Sendable {
 
 /// A strict RFC 8259 parser over UTF-8 bytes with a nesting limit, so that hostile
 /// input costs at most O(bytes) time and memory and never recurses deeply.
-struct JSONParser {
+public struct JSONParser {
   /// The deepest nesting of arrays and objects accepted.
   static let maximumDepth = 32
 
@@ -60,7 +60,7 @@ struct JSONParser {
   private var position = 0
 
   /// Parses `bytes` as exactly one JSON value; throws an error naming the byte offset.
-  static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+  public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
     var parser = JSONParser(bytes: bytes)
     let value = try parser.value(depth: 0)
     parser.skipWhitespace()

@@ -11,7 +11,7 @@ import Synchronization
 /// shard never changes a bit of the result, so any thread count gives the same
 /// parameters for the same seed.
 ///
-/// A whole epoch runs inside one `WorkerPool.run`; steps are separated by three barriers.
+/// A whole epoch runs inside one `WorkerPool.run`; each step costs three barriers.
 /// The trainer remembers where it is (epoch, step, generator), so `state()` can be
 /// saved and `init(resuming:)` continues bit for bit.
 public final class Trainer {
@@ -46,8 +46,8 @@ public final class Trainer {
   /// optimizer.
   private let phaseNanoseconds: UnsafeMutablePointer<UInt64>
   private static let phaseStride = 8
-  /// Decisions shared at barriers, one cache line each: line 0 holds "stop after this
-  /// step"; line `w + 1` the first non-finite gradient index worker `w` found, or -1.
+  /// Decisions shared at barriers, one cache line each: line 0 holds "stop before the
+  /// next step", written by worker 0 after each step; line `w + 1` the first non-finite gradient index worker `w` found, or -1.
   private let flags: UnsafeMutablePointer<Int>
   private static let flagStride = 8
   /// Time per phase over every `train` call so far, averaged over the workers.
@@ -144,8 +144,10 @@ public final class Trainer {
       epochCorrect: epochCorrect, dataFingerprint: dataFingerprint)
   }
 
-  /// Asks a running `train` to stop once the step in progress has been applied. Safe
-  /// from any thread (a signal handler should go through a dispatch source).
+  /// Asks a running `train` to stop once the step in progress has been applied; from a
+  /// `.step` event handler, before the next step. The work the other workers have begun
+  /// on that next step is discarded. Safe from any thread (a signal handler should go
+  /// through a dispatch source).
   public func requestStop() { stopFlag.store(true, ordering: .relaxed) }
 
   /// Trains over `data` until `untilEpoch` (by default `options.epochs`) epochs are
@@ -273,6 +275,7 @@ public final class Trainer {
     let statsStride = Self.statsStride
     let flags = self.flags
     let flagStride = Self.flagStride
+    flags[0] = 0
     let clock = ContinuousClock()
     let start = clock.now
     data.pixels.withUnsafeBufferPointer { pixels in
@@ -315,6 +318,7 @@ public final class Trainer {
               charge(0)
               pool.barrier.wait()
               charge(1)
+              if flags[0] != 0 { break }  // a stop was requested after the last step
               // Phase 2: reduce this worker's slice and check that it is finite.
               var firstNonFinite = -1
               for range in myRanges {
@@ -324,7 +328,6 @@ public final class Trainer {
                 }
               }
               flags[(worker + 1) * flagStride] = firstNonFinite
-              if worker == 0 { flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0 }
               charge(2)
               pool.barrier.wait()
               charge(1)
@@ -356,9 +359,9 @@ public final class Trainer {
                       epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
                       images: first + count, loss: epochLoss / Double(first + count),
                       seconds: (clock.now - start).seconds)))
+                flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
                 charge(0)
               }
-              if flags[0] != 0 { break }
             }
           }
         }
