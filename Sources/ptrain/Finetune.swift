@@ -24,7 +24,9 @@ struct Finetune: ParsableCommand {
   @Flag(help: "Replace the classifier (dense) with a freshly initialised one.")
   var newHead = false
 
-  @Option(help: "Classes of the new head; needs --new-head when it differs from the checkpoint's. (default: the checkpoint's)")
+  @Option(
+    help: "Classes of the new head; needs --new-head when it differs from the checkpoint's. (default: the checkpoint's)"
+  )
   var classes: Int?
 
   @OptionGroup var hyperParameters: HyperParameterOptions
@@ -46,7 +48,8 @@ struct Finetune: ParsableCommand {
     }
     guard newHead || classes == checkpoint.spec.classes else {
       throw PTrainError(
-        "\(source) has a \(checkpoint.spec.classes)-class head but --classes is \(classes); add --new-head to replace it")
+        "\(source) has a \(checkpoint.spec.classes)-class head but --classes is \(classes); add --new-head to replace it"
+      )
     }
     if newHead && frozen.contains(.dense) {
       throw PTrainError("--freeze dense with --new-head would keep the new head at its random initial weights")

@@ -95,7 +95,9 @@ struct CheckpointOptions: ParsableArguments {
 
   func validate() throws {
     if let checkpointEvery {
-      guard checkpointEvery >= 1 else { throw PTrainError("--checkpoint-every must be at least 1, got \(checkpointEvery)") }
+      guard checkpointEvery >= 1 else {
+        throw PTrainError("--checkpoint-every must be at least 1, got \(checkpointEvery)")
+      }
       guard save != nil else { throw PTrainError("--checkpoint-every needs --save PATH to know where to write") }
     }
     if let save {

@@ -36,13 +36,15 @@ struct Train: ParsableCommand {
       let epochs = hyperParameters.epochs ?? state.options.epochs
       guard epochs > state.epochsCompleted else {
         throw PTrainError(
-          "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on")
+          "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on"
+        )
       }
       dataset = try data.load(defaultsFrom: checkpoint.metadata)
       train = try data.trainingImages(of: dataset, limit: checkpoint.metadata["train_images"].flatMap { Int($0) })
       guard train.fingerprint == state.dataFingerprint else {
         throw PTrainError(
-          "\(resume) was trained on \(state.dataFingerprint), but this data is \(train.fingerprint); resume on the same data")
+          "\(resume) was trained on \(state.dataFingerprint), but this data is \(train.fingerprint); resume on the same data"
+        )
       }
       trainer = try Trainer(
         resuming: state, threads: hyperParameters.threads ?? topology.physicalCores, epochs: epochs, topology: topology)
@@ -70,7 +72,8 @@ struct Train: ParsableCommand {
     ]
     for conflict in conflicts where conflict.given != nil && conflict.given != conflict.saved {
       throw PTrainError(
-        "\(conflict.flag) \(conflict.given!) differs from \(path)'s \(conflict.saved); a resume keeps the checkpoint's hyper-parameters")
+        "\(conflict.flag) \(conflict.given!) differs from \(path)'s \(conflict.saved); a resume keeps the checkpoint's hyper-parameters"
+      )
     }
   }
 }
@@ -79,7 +82,8 @@ struct Train: ParsableCommand {
 func warnAboutPlacement(trainer: Trainer, topology: Topology) {
   if trainer.options.threads > topology.processingUnits {
     Terminal.warn(
-      "\(trainer.options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower")
+      "\(trainer.options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower"
+    )
   }
   if !trainer.pool.isPinned && topology.canBindThreads {
     Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")

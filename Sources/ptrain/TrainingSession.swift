@@ -45,10 +45,13 @@ struct TrainingSession {
     if summary.stopped {
       progress.finishLine()
       let signal = interrupts.received ?? SIGINT
-      let position = "epoch \(trainer.epochsCompleted + 1), step \(trainer.stepsIntoEpoch) (global step \(trainer.optimizer.step))"
+      let position =
+        "epoch \(trainer.epochsCompleted + 1), step \(trainer.stepsIntoEpoch) (global step \(trainer.optimizer.step))"
       if let path = checkpoints.save {
         try Checkpoint.save(trainer.state(), to: path, extra: metadata)
-        Terminal.error("ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: ptrain train --resume \(path)")
+        Terminal.error(
+          "ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: ptrain train --resume \(path)"
+        )
       } else {
         Terminal.error("ptrain: interrupted at \(position); nothing saved (no --save)")
       }

@@ -8,34 +8,7 @@ import XCTest
 
 /// Runs the built `ptrain` binary as a user would.
 final class CLITests: XCTestCase {
-  struct Result {
-    let status: Int32
-    let stdout: String
-    let stderr: String
-  }
-
-  static var binary: URL {
-    let beside = Bundle.main.bundleURL.appendingPathComponent("ptrain")
-    if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
-    return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("ptrain")
-  }
-
-  func ptrain(_ arguments: [String]) throws -> Result {
-    let process = Process()
-    process.executableURL = Self.binary
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return Result(
-      status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-      stderr: String(decoding: stderr, as: UTF8.self))
-  }
+  func ptrain(_ arguments: [String]) throws -> CLIResult { try runPTrain(arguments) }
 
   /// Every bad input ends in exactly one line on stderr and a non-zero exit.
   func testBadInputGivesOneLineErrorAndNonZeroExit() throws {

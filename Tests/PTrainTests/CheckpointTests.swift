@@ -38,17 +38,40 @@ final class CheckpointTests: XCTestCase {
       (safetensorsBytes(header: "[1]"), "does not start with a JSON object"),
       (safetensorsBytes(header: "{\"t\":"), "bad JSON"),
       (safetensorsBytes(header: "{\(tensor)}", dataBytes: 4), "outside the 4 data bytes"),
-      (safetensorsBytes(header: "{\(tensor),\"u\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", dataBytes: 8), "overlap"),
-      (safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", dataBytes: 8), "hole"),
+      (
+        safetensorsBytes(
+          header: "{\(tensor),\"u\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", dataBytes: 8), "overlap"
+      ),
+      (
+        safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", dataBytes: 8),
+        "hole"
+      ),
       (safetensorsBytes(header: "{\(tensor)}", dataBytes: 12), "the tensors cover 8 data bytes but the file holds 12"),
-      (safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", dataBytes: 8), "do not hold"),
-      (safetensorsBytes(header: "{\"t\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", dataBytes: 8), "unknown dtype"),
-      (safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", dataBytes: 8), "non-negative integer"),
-      (safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[99999999999,99999999999],\"data_offsets\":[0,8]}}", dataBytes: 8), "more elements than the file has bytes"),
+      (
+        safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", dataBytes: 8),
+        "do not hold"
+      ),
+      (
+        safetensorsBytes(header: "{\"t\":{\"dtype\":\"Q4\",\"shape\":[2],\"data_offsets\":[0,8]}}", dataBytes: 8),
+        "unknown dtype"
+      ),
+      (
+        safetensorsBytes(header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", dataBytes: 8),
+        "non-negative integer"
+      ),
+      (
+        safetensorsBytes(
+          header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[99999999999,99999999999],\"data_offsets\":[0,8]}}", dataBytes: 8
+        ), "more elements than the file has bytes"
+      ),
       (safetensorsBytes(header: "{\(tensor),\(tensor)}", dataBytes: 8), "appears twice"),
       (safetensorsBytes(header: "{\"__metadata__\":{\"a\":1}}"), "not a string"),
       (safetensorsBytes(header: String(repeating: "[", count: 100) + String(repeating: "]", count: 100)), "JSON"),
-      (safetensorsBytes(header: "{\"a\":" + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}"), "nested deeper"),
+      (
+        safetensorsBytes(
+          header: "{\"a\":" + String(repeating: "[", count: 100) + String(repeating: "]", count: 100) + "}"),
+        "nested deeper"
+      ),
     ]
     for (bytes, fragment) in cases {
       XCTAssertThrowsError(try SafeTensors.parse(bytes, name: "f.safetensors"), fragment) { error in
@@ -62,11 +85,17 @@ final class CheckpointTests: XCTestCase {
 
   func testJSONParserAcceptsValidAndRefusesInvalidText() throws {
     let parse = { (text: String) in try JSONParser.parse(Array(text.utf8)) }
-    XCTAssertEqual(try parse(#" {"a" : [1, -2.5e3, true, false, null], "b": "x\u00e9\ud83d\ude00\n"} "#),
-      .object([("a", .array([.number("1"), .number("-2.5e3"), .bool(true), .bool(false), .null])), ("b", .string("xé😀\n"))]))
+    XCTAssertEqual(
+      try parse(#" {"a" : [1, -2.5e3, true, false, null], "b": "x\u00e9\ud83d\ude00\n"} "#),
+      .object([
+        ("a", .array([.number("1"), .number("-2.5e3"), .bool(true), .bool(false), .null])), ("b", .string("xé😀\n")),
+      ]))
     XCTAssertEqual(try parse("18446744073709551616").nonNegativeInt, nil, "too big for Int")
     XCTAssertEqual(try parse("42").nonNegativeInt, 42)
-    for bad in ["", "{", "[1,]", "{\"a\"}", "01", "1.", "-", "\"\\x\"", "\"\\ud800\"", "\"a", "tru", "[1] 2", "\"\u{01}\"", "{\"a\":1,}"] {
+    for bad in [
+      "", "{", "[1,]", "{\"a\"}", "01", "1.", "-", "\"\\x\"", "\"\\ud800\"", "\"a", "tru", "[1] 2", "\"\u{01}\"",
+      "{\"a\":1,}",
+    ] {
       XCTAssertThrowsError(try parse(bad), bad) { XCTAssertTrue("\($0)".hasPrefix("bad JSON at byte"), "\($0)") }
     }
   }
@@ -92,7 +121,9 @@ final class CheckpointTests: XCTestCase {
       assertClose(logits, TorchReference.forward(standardised, state: state), tolerance: 1e-4, "image \(index)")
     }
     // And reading the tensors back restores ptrain's layout exactly.
-    let bytes = values.withUnsafeBufferPointer { SafeTensors.encode(tensors: spec.torchTensors($0.baseAddress!), metadata: [:]) }
+    let bytes = values.withUnsafeBufferPointer {
+      SafeTensors.encode(tensors: spec.torchTensors($0.baseAddress!), metadata: [:])
+    }
     var restored = [Float](repeating: 0, count: spec.parameterCount)
     try restored.withUnsafeMutableBufferPointer {
       try spec.readTorchTensors(from: SafeTensors.parse(bytes, name: "m"), into: $0.baseAddress!, path: "m")
@@ -185,7 +216,8 @@ final class CheckpointTests: XCTestCase {
       for layer in ModelSpec.Layer.allCases {
         let range = spec.parameterRange(of: layer)
         XCTAssertEqual(
-          Array(partial[range]), frozen.contains(layer) ? [Float](repeating: 0, count: range.count) : Array(full[range]),
+          Array(partial[range]),
+          frozen.contains(layer) ? [Float](repeating: 0, count: range.count) : Array(full[range]),
           "\(layer) with \(frozen) frozen")
       }
     }

@@ -50,3 +50,51 @@ func makeTemporaryDirectory() throws -> URL {
   try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
   return url
 }
+
+/// What a finished `ptrain` process left behind.
+struct CLIResult {
+  let status: Int32
+  let stdout: String
+  let stderr: String
+
+  /// stdout parsed as one JSON object.
+  func json() throws -> [String: Any] {
+    try XCTUnwrap(JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any], stdout)
+  }
+}
+
+/// The built `ptrain` binary, beside the test bundle.
+var ptrainBinary: URL {
+  let beside = Bundle.main.bundleURL.appendingPathComponent("ptrain")
+  if FileManager.default.isExecutableFile(atPath: beside.path) { return beside }
+  return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("ptrain")
+}
+
+/// Runs `ptrain` with `arguments` to completion. When `signal` is given, sends it
+/// once `trigger` appears on stderr (the process's progress lines), and again after
+/// `repeatAfter` seconds if set.
+func runPTrain(_ arguments: [String], signal: Int32? = nil, when trigger: String = "") throws -> CLIResult {
+  let process = Process()
+  process.executableURL = ptrainBinary
+  process.arguments = arguments
+  let out = Pipe()
+  let err = Pipe()
+  process.standardOutput = out
+  process.standardError = err
+  try process.run()
+  var stderr = Data()
+  if let signal {
+    while !String(decoding: stderr, as: UTF8.self).contains(trigger) {
+      let chunk = err.fileHandleForReading.availableData
+      if chunk.isEmpty { break }
+      stderr += chunk
+    }
+    kill(process.processIdentifier, signal)
+  }
+  let stdout = out.fileHandleForReading.readDataToEndOfFile()
+  stderr += err.fileHandleForReading.readDataToEndOfFile()
+  process.waitUntilExit()
+  return CLIResult(
+    status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+    stderr: String(decoding: stderr, as: UTF8.self))
+}

@@ -120,7 +120,8 @@ public struct Checkpoint: Sendable {
         try spec.readTorchTensors(from: file, prefix: "optimizer.\(kind).", into: $0.baseAddress!, path: path)
       }
       if let bad = values.firstIndex(where: { !$0.isFinite || (kind == "exp_avg_sq" && $0 < 0) }) {
-        throw PTrainError("\(path): optimizer.\(kind).\(spec.torchName(of: spec.tensor(containing: bad)!)) is out of range")
+        throw PTrainError(
+          "\(path): optimizer.\(kind).\(spec.torchName(of: spec.tensor(containing: bad)!)) is out of range")
       }
       moments.append(values)
     }
@@ -151,7 +152,9 @@ public struct Checkpoint: Sendable {
     ]
     metadata.merge(fields) { _, own in own }
     var tensors: [(name: String, shape: [Int], values: [Float])] = []
-    for (prefix, values) in [("", state.parameters), ("optimizer.exp_avg.", state.firstMoment), ("optimizer.exp_avg_sq.", state.secondMoment)] {
+    for (prefix, values) in [
+      ("", state.parameters), ("optimizer.exp_avg.", state.firstMoment), ("optimizer.exp_avg_sq.", state.secondMoment),
+    ] {
       tensors += values.withUnsafeBufferPointer { spec.torchTensors($0.baseAddress!, prefix: prefix) }
     }
     return SafeTensors.encode(tensors: tensors, metadata: metadata)
@@ -161,7 +164,9 @@ public struct Checkpoint: Sendable {
   /// with a non-finite parameter or moment, so no checkpoint ever holds NaN.
   /// Cost: O(parameters) plus two fsyncs.
   public static func save(_ state: TrainingState, to path: String, extra: [String: String] = [:]) throws {
-    for (name, values) in [("parameter", state.parameters), ("Adam moment", state.firstMoment), ("Adam moment", state.secondMoment)] {
+    for (name, values) in [
+      ("parameter", state.parameters), ("Adam moment", state.firstMoment), ("Adam moment", state.secondMoment),
+    ] {
       if let bad = values.firstIndex(where: { !$0.isFinite }) {
         let tensor = state.spec.tensor(containing: bad)!
         throw PTrainError("not saving \(path): a \(name) of \(tensor.name) is not finite")

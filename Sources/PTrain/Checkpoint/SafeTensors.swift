@@ -75,7 +75,9 @@ public struct SafeTensors: Sendable {
       }
     }
     var end = 0
-    for entry in entries.values.sorted(by: { ($0.bytes.lowerBound, $0.bytes.upperBound) < ($1.bytes.lowerBound, $1.bytes.upperBound) }) {
+    for entry in entries.values.sorted(by: {
+      ($0.bytes.lowerBound, $0.bytes.upperBound) < ($1.bytes.lowerBound, $1.bytes.upperBound)
+    }) {
       guard entry.bytes.lowerBound == end else {
         throw PTrainError(
           entry.bytes.lowerBound < end
@@ -160,7 +162,9 @@ public struct SafeTensors: Sendable {
   {
     var fields: [String] = []
     if !metadata.isEmpty {
-      let pairs = metadata.sorted { $0.key < $1.key }.map { JSONValue.quoted($0.key) + ":" + JSONValue.quoted($0.value) }
+      let pairs = metadata.sorted { $0.key < $1.key }.map {
+        JSONValue.quoted($0.key) + ":" + JSONValue.quoted($0.value)
+      }
       fields.append("\"__metadata__\":{" + pairs.joined(separator: ",") + "}")
     }
     var offset = 0
@@ -168,7 +172,8 @@ public struct SafeTensors: Sendable {
       precondition(tensor.shape.reduce(1, *) == tensor.values.count, "\(tensor.name): shape does not fit its values")
       let end = offset + 4 * tensor.values.count
       fields.append(
-        JSONValue.quoted(tensor.name) + ":{\"dtype\":\"F32\",\"shape\":[" + tensor.shape.map(String.init).joined(separator: ",")
+        JSONValue.quoted(tensor.name) + ":{\"dtype\":\"F32\",\"shape\":["
+          + tensor.shape.map(String.init).joined(separator: ",")
           + "],\"data_offsets\":[\(offset),\(end)]}")
       offset = end
     }
@@ -181,7 +186,10 @@ public struct SafeTensors: Sendable {
     for tensor in tensors {
       for value in tensor.values {
         let bits = value.bitPattern
-        bytes += [UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8), UInt8(truncatingIfNeeded: bits >> 16), UInt8(truncatingIfNeeded: bits >> 24)]
+        bytes += [
+          UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8), UInt8(truncatingIfNeeded: bits >> 16),
+          UInt8(truncatingIfNeeded: bits >> 24),
+        ]
       }
     }
     return bytes

@@ -172,10 +172,12 @@ public final class Trainer {
     }
     guard data.count > 0 else { throw PTrainError("no training images") }
     if let bad = data.labels.firstIndex(where: { Int($0) >= spec.classes }) {
-      throw PTrainError("training label \(data.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
+      throw PTrainError(
+        "training label \(data.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
     }
     if let test, let bad = test.labels.firstIndex(where: { Int($0) >= spec.classes }) {
-      throw PTrainError("test label \(test.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
+      throw PTrainError(
+        "test label \(test.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
     }
     dataFingerprint = fingerprint
     let clock = ContinuousClock()
