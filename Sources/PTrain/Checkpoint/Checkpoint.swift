@@ -47,7 +47,16 @@ public struct Checkpoint: Sendable {
   /// Reads and validates the checkpoint at `path`. Every problem becomes a one-line
   /// error naming the file. Cost: one read of the file plus O(parameters).
   public init(path: String) throws {
-    let file = try SafeTensors.read(path: path)
+    try self.init(file: SafeTensors.read(path: path), path: path)
+  }
+
+  /// Validates checkpoint `bytes` already in memory; `name` starts every error.
+  /// Cost: O(bytes).
+  public init(bytes: [UInt8], name: String) throws {
+    try self.init(file: SafeTensors.parse(bytes, name: name), path: name)
+  }
+
+  private init(file: SafeTensors, path: String) throws {
     self.path = path
     self.file = file
     metadata = file.metadata

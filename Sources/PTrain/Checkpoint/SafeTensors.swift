@@ -146,12 +146,16 @@ public struct SafeTensors: Sendable {
     guard let entry = entries[name] else { return nil }
     guard entry.dtype == "F32" else { throw PTrainError("\(name) is \(entry.dtype); ptrain needs F32") }
     let start = data.startIndex + entry.bytes.lowerBound
-    return (0..<entry.bytes.count / 4).map { index in
-      let at = start + 4 * index
-      return Float(
-        bitPattern: UInt32(data[at]) | UInt32(data[at + 1]) << 8 | UInt32(data[at + 2]) << 16
-          | UInt32(data[at + 3]) << 24)
+    var values = [Float](repeating: 0, count: entry.bytes.count / 4)
+    data.withUnsafeBytes { source in
+      values.withUnsafeMutableBytes { target in
+        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[(start - data.startIndex)...].prefix(target.count)))
+      }
     }
+    #if _endian(big)
+      for index in values.indices { values[index] = Float(bitPattern: UInt32(littleEndian: values[index].bitPattern)) }
+    #endif
+    return values
   }
 
   /// Encodes F32 tensors and string metadata as safetensors bytes, tensors in the given
@@ -184,13 +188,12 @@ public struct SafeTensors: Sendable {
     for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: header.count >> shift)) }
     bytes += header
     for tensor in tensors {
-      for value in tensor.values {
-        let bits = value.bitPattern
-        bytes += [
-          UInt8(truncatingIfNeeded: bits), UInt8(truncatingIfNeeded: bits >> 8), UInt8(truncatingIfNeeded: bits >> 16),
-          UInt8(truncatingIfNeeded: bits >> 24),
-        ]
-      }
+      #if _endian(big)
+        let littleEndian = tensor.values.map { Float(bitPattern: $0.bitPattern.littleEndian) }
+      #else
+        let littleEndian = tensor.values
+      #endif
+      littleEndian.withUnsafeBytes { bytes.append(contentsOf: $0) }
     }
     return bytes
   }
