@@ -37,22 +37,23 @@ struct Finetune: ParsableCommand {
   func run() throws {
     try CPUSupport.requireVectorUnits()
     try checkpoints.validate()
-    let frozen = Set(
+    let frozen = try usage {
       try freeze.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map {
         try ModelSpec.Layer(named: $0.trimmingCharacters(in: .whitespaces))
-      })
+      }
+    }.reduce(into: Set<ModelSpec.Layer>()) { $0.insert($1) }
     let checkpoint = try Checkpoint(path: source)
     let classes = self.classes ?? checkpoint.spec.classes
     guard (2...Checkpoint.maximumClasses).contains(classes) else {
-      throw PTrainError("--classes must be between 2 and \(Checkpoint.maximumClasses), got \(classes)")
+      throw ValidationError("--classes must be between 2 and \(Checkpoint.maximumClasses), got \(classes)")
     }
     guard newHead || classes == checkpoint.spec.classes else {
-      throw PTrainError(
+      throw ValidationError(
         "\(source) has a \(checkpoint.spec.classes)-class head but --classes is \(classes); add --new-head to replace it"
       )
     }
     if newHead && frozen.contains(.dense) {
-      throw PTrainError("--freeze dense with --new-head would keep the new head at its random initial weights")
+      throw ValidationError("--freeze dense with --new-head would keep the new head at its random initial weights")
     }
     let topology = try Topology()
     let options = try hyperParameters.options(topology: topology, frozen: frozen)

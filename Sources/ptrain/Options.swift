@@ -38,9 +38,9 @@ struct DataOptions: ParsableArguments {
   /// The training images, cut to `--train-limit` (or `limit`) when given.
   func trainingImages(of dataset: Dataset, limit: Int? = nil) throws -> LabeledImages {
     guard let trainLimit = trainLimit ?? limit else { return dataset.train }
-    guard trainLimit >= 1 else { throw PTrainError("--train-limit must be at least 1, got \(trainLimit)") }
+    guard trainLimit >= 1 else { throw ValidationError("--train-limit must be at least 1, got \(trainLimit)") }
     guard trainLimit <= dataset.train.count else {
-      throw PTrainError(
+      throw ValidationError(
         "--train-limit \(trainLimit) is larger than the \(dataset.train.count) training images of \(dataset.name)")
     }
     return dataset.train.prefix(trainLimit)
@@ -77,7 +77,7 @@ struct HyperParameterOptions: ParsableArguments {
     let options = TrainingOptions(
       threads: threads ?? topology.physicalCores, epochs: epochs ?? 5, batchSize: batchSize ?? 32,
       learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen)
-    try options.validate()
+    try usage { try options.validate() }
     return options
   }
 }
@@ -93,18 +93,25 @@ struct CheckpointOptions: ParsableArguments {
   @Option(help: ArgumentHelp("Also save every N optimizer steps (needs --save).", valueName: "N"))
   var checkpointEvery: Int?
 
+  /// Refuses settings that cannot work before any training time is spent: a bad
+  /// `--checkpoint-every`, or a `--save` path that is a directory or whose directory
+  /// is missing or not writable.
   func validate() throws {
     if let checkpointEvery {
       guard checkpointEvery >= 1 else {
-        throw PTrainError("--checkpoint-every must be at least 1, got \(checkpointEvery)")
+        throw ValidationError("--checkpoint-every must be at least 1, got \(checkpointEvery)")
       }
-      guard save != nil else { throw PTrainError("--checkpoint-every needs --save PATH to know where to write") }
+      guard save != nil else { throw ValidationError("--checkpoint-every needs --save PATH to know where to write") }
     }
-    if let save {
-      var info = stat()
-      if stat(save, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-        throw PTrainError("--save \(save) is a directory; give a file path such as \(save)/model.safetensors")
-      }
+    guard let save else { return }
+    var info = stat()
+    if stat(save, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
+      throw ValidationError("--save \(save) is a directory; give a file path such as \(save)/model.safetensors")
+    }
+    let directory = (save as NSString).deletingLastPathComponent
+    let folder = directory.isEmpty ? "." : directory
+    guard access(folder, W_OK) == 0 else {
+      throw ValidationError("--save \(save): cannot write in \(folder): \(String(cString: strerror(errno)))")
     }
   }
 }

@@ -33,6 +33,16 @@ struct PTrainCommand: ParsableCommand {
   }
 }
 
+/// Runs `body`, reporting its `PTrainError` as bad usage (exit 64) rather than as a
+/// runtime failure (exit 1). For checks of flag values and their combinations.
+func usage<T>(_ body: () throws -> T) throws -> T {
+  do {
+    return try body()
+  } catch let error as PTrainError {
+    throw ValidationError(error.description)
+  }
+}
+
 /// Where the CLI writes: results on stdout, progress, warnings and errors on stderr.
 enum Terminal {
   /// Whether stderr is an interactive terminal (progress bars) or a file (plain lines).

@@ -35,7 +35,7 @@ struct Train: ParsableCommand {
       try refuseChanges(to: state, path: resume)
       let epochs = hyperParameters.epochs ?? state.options.epochs
       guard epochs > state.epochsCompleted else {
-        throw PTrainError(
+        throw ValidationError(
           "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on"
         )
       }
@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
       ("--seed", hyperParameters.seed.map { "\($0)" }, "\(state.options.seed)"),
     ]
     for conflict in conflicts where conflict.given != nil && conflict.given != conflict.saved {
-      throw PTrainError(
+      throw ValidationError(
         "\(conflict.flag) \(conflict.given!) differs from \(path)'s \(conflict.saved); a resume keeps the checkpoint's hyper-parameters"
       )
     }

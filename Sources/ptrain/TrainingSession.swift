@@ -95,11 +95,12 @@ final class InterruptHandler: @unchecked Sendable {
       signal(signalNumber, SIG_IGN)
       let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
       source.setEventHandler { [unowned self] in
+        // `data` counts the signals since the last call: two quick ones arrive together.
         let isFirst = lock.withLock {
           defer { first = first ?? signalNumber }
           return first == nil
         }
-        guard isFirst else {
+        guard isFirst && source.data < 2 else {
           Terminal.error("\nptrain: second interrupt, exiting now")
           _exit(128 + signalNumber)
         }

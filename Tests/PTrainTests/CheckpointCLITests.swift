@@ -74,7 +74,7 @@ final class CheckpointCLITests: XCTestCase {
     let directory = try makeTemporaryDirectory()
     let path = directory.appendingPathComponent("run.safetensors").path
     let arguments = ["--train-limit", "6400", "--epochs", "3", "--threads", "2"]
-    let interrupted = try runPTrain(arguments + ["--save", path], signal: SIGINT, when: "epoch 1 ")
+    let interrupted = try runPTrain(arguments + ["--save", path], signals: [(SIGINT, "epoch 1 ")])
     XCTAssertEqual(interrupted.status, 130, interrupted.stderr)
     XCTAssertTrue(interrupted.stderr.contains("stopping after this step"), interrupted.stderr)
     XCTAssertTrue(interrupted.stderr.contains("checkpoint saved to \(path)"), interrupted.stderr)
@@ -88,9 +88,22 @@ final class CheckpointCLITests: XCTestCase {
     XCTAssertEqual(
       try resumed.json()["parameters_sha256"] as? String, try straight.json()["parameters_sha256"] as? String)
 
-    let terminated = try runPTrain(arguments, signal: SIGTERM, when: "epoch 1 ")
+    let terminated = try runPTrain(arguments, signals: [(SIGTERM, "epoch 1 ")])
     XCTAssertEqual(terminated.status, 143, terminated.stderr)
     XCTAssertTrue(terminated.stderr.contains("nothing saved (no --save)"), terminated.stderr)
+  }
+
+  /// A second Ctrl-C during a long step exits at once, without a checkpoint.
+  func testSecondInterruptExitsAtOnce() throws {
+    let directory = try makeTemporaryDirectory()
+    let path = directory.appendingPathComponent("never.safetensors").path
+    // One step of 6,400 images takes about 0.3 s, far longer than a signal's round trip.
+    let result = try runPTrain(
+      ["--train-limit", "6400", "--batch-size", "6400", "--epochs", "50", "--save", path],
+      signals: [(SIGINT, "epoch 1 "), (SIGINT, "stopping after this step")])
+    XCTAssertEqual(result.status, 130, result.stderr)
+    XCTAssertTrue(result.stderr.contains("second interrupt, exiting now"), result.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: path))
   }
 
   /// A non-finite loss stops the run with the step and layer named; the last checkpoint

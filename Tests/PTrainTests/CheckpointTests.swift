@@ -249,6 +249,32 @@ final class CheckpointTests: XCTestCase {
     XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("x").path))
   }
 
+  /// A write that fails half-way (here: over the file-size limit) leaves the previous
+  /// checkpoint untouched and no temporary file behind.
+  func testFailedWriteKeepsThePreviousCheckpoint() throws {
+    let directory = try makeTemporaryDirectory()
+    let path = directory.appendingPathComponent("run.safetensors").path
+    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1))
+    try Checkpoint.save(trainer.state(), to: path)
+    let before = try Data(contentsOf: URL(fileURLWithPath: path))
+    var saved = rlimit()
+    getrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+    var small = saved
+    small.rlim_cur = 4096
+    let oldHandler = signal(SIGXFSZ, SIG_IGN)
+    setrlimit(Int32(RLIMIT_FSIZE.rawValue), &small)
+    defer {
+      setrlimit(Int32(RLIMIT_FSIZE.rawValue), &saved)
+      signal(SIGXFSZ, oldHandler)
+    }
+    try trainer.train(Self.mnist.train.prefix(32))
+    XCTAssertThrowsError(try Checkpoint.save(trainer.state(), to: path)) {
+      XCTAssertTrue("\($0)".contains("write failed: File too large; the previous file, if any, is untouched"), "\($0)")
+    }
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+    XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path), ["run.safetensors"])
+  }
+
   func testCheckpointErrorsNameTheProblem() throws {
     let directory = try makeTemporaryDirectory()
     let spec = ModelSpec()

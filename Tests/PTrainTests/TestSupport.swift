@@ -70,10 +70,9 @@ var ptrainBinary: URL {
   return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("ptrain")
 }
 
-/// Runs `ptrain` with `arguments` to completion. When `signal` is given, sends it
-/// once `trigger` appears on stderr (the process's progress lines), and again after
-/// `repeatAfter` seconds if set.
-func runPTrain(_ arguments: [String], signal: Int32? = nil, when trigger: String = "") throws -> CLIResult {
+/// Runs `ptrain` with `arguments` to completion. For each `(signal, trigger)` in turn,
+/// waits until `trigger` appears on stderr, then sends `signal`.
+func runPTrain(_ arguments: [String], signals: [(Int32, String)] = []) throws -> CLIResult {
   let process = Process()
   process.executableURL = ptrainBinary
   process.arguments = arguments
@@ -83,7 +82,7 @@ func runPTrain(_ arguments: [String], signal: Int32? = nil, when trigger: String
   process.standardError = err
   try process.run()
   var stderr = Data()
-  if let signal {
+  for (signal, trigger) in signals {
     while !String(decoding: stderr, as: UTF8.self).contains(trigger) {
       let chunk = err.fileHandleForReading.availableData
       if chunk.isEmpty { break }

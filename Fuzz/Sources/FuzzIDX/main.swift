@@ -1,7 +1,8 @@
+import PTrain
+
 #if canImport(Glibc)
   import Glibc
 #endif
-import PTrain
 
 // libFuzzer feeds every input to `FuzzEntryPoints.idx` through
 // `LLVMFuzzerTestOneInput`. Whichever `main` the linker keeps (libFuzzer's own, or this

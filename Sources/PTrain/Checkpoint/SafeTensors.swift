@@ -149,7 +149,8 @@ public struct SafeTensors: Sendable {
     var values = [Float](repeating: 0, count: entry.bytes.count / 4)
     data.withUnsafeBytes { source in
       values.withUnsafeMutableBytes { target in
-        target.copyMemory(from: UnsafeRawBufferPointer(rebasing: source[(start - data.startIndex)...].prefix(target.count)))
+        target.copyMemory(
+          from: UnsafeRawBufferPointer(rebasing: source[(start - data.startIndex)...].prefix(target.count)))
       }
     }
     #if _endian(big)
