@@ -44,6 +44,7 @@ final class ByteStream {
     guard buffer.count > 0 else { return 0 }
     guard let stream else {
       let count = min(buffer.count, bytes.count - position)
+      guard count > 0 else { return 0 }
       bytes.withUnsafeBytes { source in
         buffer.baseAddress!.copyMemory(from: source.baseAddress! + position, byteCount: count)
       }

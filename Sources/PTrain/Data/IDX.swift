@@ -69,15 +69,25 @@ public struct IDXFile: Sendable {
         "\(name): truncated: the header declares \(total) bytes of data but the file can hold at most \(available)"
       )
     }
-    var bytes = [UInt8](repeating: 0, count: total)
-    let read = try bytes.withUnsafeMutableBytes { try stream.read(into: $0) }
-    guard read == total else {
-      throw PTrainError("\(name): truncated: expected \(total) bytes of data, found \(read)")
+    // Grow the payload as data actually arrives, so that a small file that merely claims
+    // a large size never gets a large allocation.
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(min(total, 1 << 24))
+    var chunk = [UInt8](repeating: 0, count: min(total, 1 << 16))
+    while bytes.count < total {
+      let wanted = min(chunk.count, total - bytes.count)
+      let read = try chunk.withUnsafeMutableBytes {
+        try stream.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<wanted]))
+      }
+      if read == 0 { break }
+      bytes.append(contentsOf: chunk[0..<read])
+    }
+    guard bytes.count == total else {
+      throw PTrainError("\(name): truncated: expected \(total) bytes of data, found \(bytes.count)")
     }
     guard try stream.atEnd() else {
       throw PTrainError("\(name): unexpected bytes after the \(total) bytes of data")
     }
     return IDXFile(dimensions: dimensions, bytes: bytes)
   }
-
 }
