@@ -33,7 +33,12 @@ public func im2col3x3(
     for ox in 0..<s.outWidth {
       let row = columns + (oy * s.outWidth + ox) * s.patch
       for ky in 0..<3 {
-        (row + ky * run).update(from: input + ((oy + ky) * s.width + ox) * s.inChannels, count: run)
+        let source = input + ((oy + ky) * s.width + ox) * s.inChannels
+        if run < 16 {  // conv1's 3-Float runs: a call to memmove would cost more than the copy
+          for t in 0..<run { row[ky * run + t] = source[t] }
+        } else {
+          (row + ky * run).update(from: source, count: run)
+        }
       }
     }
   }
