@@ -3,7 +3,7 @@ import PTrain
 import XCTest
 
 /// Replays the fuzzers' seed corpora (`Fuzz/corpus/`) and every input a fuzzer ever
-/// crashed on (`Tests/PTrainTests/FuzzRegressions/`) through the same entry points.
+/// crashed on (`Fuzz/regressions/`) through the same entry points.
 final class FuzzRegressionTests: XCTestCase {
   /// The files under `directory`, sorted; none if it does not exist.
   func inputs(_ directory: URL) throws -> [URL] {
@@ -15,7 +15,7 @@ final class FuzzRegressionTests: XCTestCase {
   func replay(_ target: String, through entryPoint: ([UInt8]) -> Void) throws -> Int {
     let directories = [
       packageRoot.appendingPathComponent("Fuzz/corpus/\(target)"),
-      packageRoot.appendingPathComponent("Tests/PTrainTests/FuzzRegressions/\(target)"),
+      packageRoot.appendingPathComponent("Fuzz/regressions/\(target)"),
     ]
     var count = 0
     for file in try directories.flatMap(inputs) {
