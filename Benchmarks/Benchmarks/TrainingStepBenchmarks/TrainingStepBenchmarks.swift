@@ -27,7 +27,7 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 100)
     ) { benchmark, trainer in
       for _ in benchmark.scaledIterations {
-        let summary = trainer.train(data)
+        let summary = try trainer.train(data, untilEpoch: trainer.epochsCompleted + 1)
         benchmark.measurement(imagesPerSecond, Int(summary.imagesPerSecond))
       }
     } setup: {
