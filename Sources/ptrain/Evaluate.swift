@@ -8,7 +8,7 @@ struct Evaluate: ParsableCommand {
     commandName: "evaluate",
     abstract: "Report test loss, accuracy, per-class metrics and the confusion matrix of a checkpoint.",
     discussion: """
-      Reads any .safetensors file with the model's PyTorch tensor names (one saved by ptrain or \\
+      Reads any .safetensors file with the model's PyTorch tensor names (one saved by ptrain or \
       by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on.
       """)
 

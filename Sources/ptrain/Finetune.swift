@@ -8,9 +8,9 @@ struct Finetune: ParsableCommand {
     commandName: "finetune",
     abstract: "Fine-tune a pre-trained checkpoint on new data, optionally with frozen layers and a new head.",
     discussion: """
-      Loads only the weights of --from (not its optimizer state or position) and starts a fresh \\
-      Adam. Frozen layers keep their weights, get no gradients, and their backward work is \\
-      skipped. Layers: conv1 (0), conv2 (3), dense (7), named or by their index in PyTorch's \\
+      Loads only the weights of --from (not its optimizer state or position) and starts a fresh \
+      Adam. Frozen layers keep their weights, get no gradients, and their backward work is \
+      skipped. Layers: conv1 (0), conv2 (3), dense (7), named or by their index in PyTorch's \
       nn.Sequential. Try "only N labels" with --train-limit N.
       """)
 

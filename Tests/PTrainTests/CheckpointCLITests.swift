@@ -128,6 +128,20 @@ final class CheckpointCLITests: XCTestCase {
     XCTAssertEqual(kept.metadata["adam_step"], "1")
   }
 
+  /// Every subcommand documents its flags, in clean prose.
+  func testHelpDocumentsTheNewFlags() throws {
+    let expected = [
+      "train": ["--save", "--checkpoint-every", "--resume"], "evaluate": ["--model", "--json"],
+      "finetune": ["--from", "--freeze", "--new-head", "--classes", "--train-limit"],
+    ]
+    for (command, flags) in expected {
+      let help = try runPTrain(["help", command])
+      XCTAssertEqual(help.status, 0, help.stderr)
+      for flag in flags { XCTAssertTrue(help.stdout.contains(flag), "\(command) --help lacks \(flag)") }
+      XCTAssertFalse(help.stdout.contains("\\"), "a stray backslash in \(command)'s help: \(help.stdout)")
+    }
+  }
+
   /// Every bad checkpoint input ends in one line on stderr and a non-zero exit.
   func testBadCheckpointInputGivesOneLineErrors() throws {
     let directory = try makeTemporaryDirectory()
