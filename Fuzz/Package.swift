@@ -1,18 +1,16 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-/// libFuzzer targets for ptrain's readers. They build only with the fuzzer runtime, which
-/// supplies `main`, so this is a package of its own; `tools/fuzz` builds and runs them:
+/// The libFuzzer binary for ptrain's readers. It builds only with the fuzzer runtime, so
+/// this is a package of its own; `tools/fuzz` builds and runs it:
 /// `swift build --package-path Fuzz -Xswiftc -sanitize=fuzzer,address`.
 let package = Package(
   name: "ptrain-fuzz",
   platforms: [.macOS(.v15)],
   dependencies: [.package(name: "ptrain", path: "..")],
   targets: [
-    .executableTarget(
-      name: "FuzzIDX", dependencies: [.product(name: "PTrain", package: "ptrain")]),
-    .executableTarget(
-      name: "FuzzSafeTensors", dependencies: [.product(name: "PTrain", package: "ptrain")]),
+    // One binary for both readers; tools/fuzz picks one with PTRAIN_FUZZ_TARGET.
+    .executableTarget(name: "FuzzReaders", dependencies: [.product(name: "PTrain", package: "ptrain")])
   ],
   swiftLanguageModes: [.v5]
 )

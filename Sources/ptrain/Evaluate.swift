@@ -49,11 +49,8 @@ struct Evaluate: ParsableCommand {
     source.dataset = dataset
     source.data = data
     let loaded = try source.load(defaultsFrom: checkpoint.metadata)
-    if let bad = loaded.test.labels.firstIndex(where: { Int($0) >= checkpoint.spec.classes }) {
-      throw PTrainError(
-        "\(loaded.name) test label \(loaded.test.labels[bad]) at index \(bad) is not below \(model)'s \(checkpoint.spec.classes) classes"
-      )
-    }
+    try LabeledImages.requireLabels(
+      loaded.test.labels, below: checkpoint.spec.classes, name: "\(loaded.name) test set, for \(model)")
     let trainer = try Trainer(
       options: TrainingOptions(threads: threads ?? topology.physicalCores, epochs: 1), spec: checkpoint.spec,
       topology: topology)

@@ -19,9 +19,6 @@ struct DataOptions: ParsableArguments {
   @Option(help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
   var trainLimit: Int?
 
-  /// Whether the user chose the data on the command line.
-  var isGiven: Bool { dataset != nil || data != nil }
-
   /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
   /// was chosen, or the bundled MNIST.
   func load(defaultsFrom metadata: [String: String] = [:]) throws -> Dataset {

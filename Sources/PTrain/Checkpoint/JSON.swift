@@ -106,50 +106,47 @@ public struct JSONParser {
   }
 
   private mutating func object(depth: Int) throws -> JSONValue {
-    guard depth <= Self.maximumDepth else { throw failure("nested deeper than \(Self.maximumDepth)") }
-    position += 1
     var members: [(key: String, value: JSONValue)] = []
-    skipWhitespace()
-    if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
-      position += 1
-      return .object(members)
-    }
-    while true {
-      skipWhitespace()
-      guard position < bytes.count, bytes[position] == UInt8(ascii: "\"") else { throw failure("expected a key") }
-      let key = try string()
-      skipWhitespace()
-      try expect(":")
-      members.append((key, try value(depth: depth)))
-      skipWhitespace()
-      guard position < bytes.count else { throw failure("unexpected end in an object") }
-      position += 1
-      if bytes[position - 1] == UInt8(ascii: "}") { return .object(members) }
-      guard bytes[position - 1] == UInt8(ascii: ",") else {
-        position -= 1
-        throw failure("expected , or }")
+    try sequence(closing: "}", depth: depth) { parser in
+      guard parser.position < parser.bytes.count, parser.bytes[parser.position] == UInt8(ascii: "\"") else {
+        throw parser.failure("expected a key")
       }
+      let key = try parser.string()
+      parser.skipWhitespace()
+      try parser.expect(":")
+      members.append((key, try parser.value(depth: depth)))
     }
+    return .object(members)
   }
 
   private mutating func array(depth: Int) throws -> JSONValue {
+    var elements: [JSONValue] = []
+    try sequence(closing: "]", depth: depth) { elements.append(try $0.value(depth: depth)) }
+    return .array(elements)
+  }
+
+  /// Reads the elements of an object or array after its opening byte, calling `element`
+  /// at each one (after whitespace) until `closing`, with commas in between.
+  private mutating func sequence(
+    closing: Unicode.Scalar, depth: Int, element: (inout JSONParser) throws -> Void
+  ) throws {
     guard depth <= Self.maximumDepth else { throw failure("nested deeper than \(Self.maximumDepth)") }
     position += 1
-    var elements: [JSONValue] = []
     skipWhitespace()
-    if position < bytes.count, bytes[position] == UInt8(ascii: "]") {
+    if position < bytes.count, bytes[position] == UInt8(ascii: closing) {
       position += 1
-      return .array(elements)
+      return
     }
     while true {
-      elements.append(try value(depth: depth))
       skipWhitespace()
-      guard position < bytes.count else { throw failure("unexpected end in an array") }
+      try element(&self)
+      skipWhitespace()
+      guard position < bytes.count else { throw failure("unexpected end before \(closing)") }
       position += 1
-      if bytes[position - 1] == UInt8(ascii: "]") { return .array(elements) }
+      if bytes[position - 1] == UInt8(ascii: closing) { return }
       guard bytes[position - 1] == UInt8(ascii: ",") else {
         position -= 1
-        throw failure("expected , or ]")
+        throw failure("expected , or \(closing)")
       }
     }
   }

@@ -29,9 +29,7 @@ public struct LabeledImages: Sendable {
     guard imageCount == labelCount else {
       throw PTrainError("\(name): \(imageCount) images but \(labelCount) labels")
     }
-    if let bad = labels.bytes.firstIndex(where: { Int($0) >= classes }) {
-      throw PTrainError("\(name): label \(labels.bytes[bad]) at index \(bad) is not below the \(classes) classes")
-    }
+    try Self.requireLabels(labels.bytes, below: classes, name: name)
     self.pixels = images.bytes
     self.labels = labels.bytes
     self.classes = classes
@@ -42,12 +40,18 @@ public struct LabeledImages: Sendable {
     guard pixels.count == labels.count * ModelSpec.imagePixels else {
       throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of 28×28")
     }
-    if let bad = labels.firstIndex(where: { Int($0) >= classes }) {
-      throw PTrainError("label \(labels[bad]) at index \(bad) is not below the \(classes) classes")
-    }
+    try Self.requireLabels(labels, below: classes, name: nil)
     self.pixels = pixels
     self.labels = labels
     self.classes = classes
+  }
+
+  /// Throws, naming `name` (when given), the first label and its index, if any label is
+  /// not below `classes`. Cost: O(labels).
+  public static func requireLabels(_ labels: [UInt8], below classes: Int, name: String?) throws {
+    guard let bad = labels.firstIndex(where: { Int($0) >= classes }) else { return }
+    throw PTrainError(
+      (name.map { "\($0): " } ?? "") + "label \(labels[bad]) at index \(bad) is not below the \(classes) classes")
   }
 
   /// Identifies the data for checkpoints: the image count and a hash of the labels.
@@ -105,7 +109,7 @@ public struct Dataset: Sendable {
   public static func load(directory: String, name: String) throws -> Dataset {
     var isDirectory = stat()
     guard stat(directory, &isDirectory) == 0 else {
-      throw PTrainError("\(directory): \(String(cString: strerror(errno)))")
+      throw PTrainError("\(directory): \(errnoText())")
     }
     let decoded = try fileNames.map { file -> IDXFile in
       let raw = directory + "/" + file

@@ -171,14 +171,8 @@ public final class Trainer {
         "cannot continue mid-epoch on different data: the run was on \(dataFingerprint), this is \(fingerprint)")
     }
     guard data.count > 0 else { throw PTrainError("no training images") }
-    if let bad = data.labels.firstIndex(where: { Int($0) >= spec.classes }) {
-      throw PTrainError(
-        "training label \(data.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
-    }
-    if let test, let bad = test.labels.firstIndex(where: { Int($0) >= spec.classes }) {
-      throw PTrainError(
-        "test label \(test.labels[bad]) at index \(bad) is not below the model's \(spec.classes) classes")
-    }
+    try LabeledImages.requireLabels(data.labels, below: spec.classes, name: "training data")
+    if let test { try LabeledImages.requireLabels(test.labels, below: spec.classes, name: "test data") }
     dataFingerprint = fingerprint
     let clock = ContinuousClock()
     let runStart = clock.now

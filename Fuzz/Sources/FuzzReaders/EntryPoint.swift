@@ -1,0 +1,25 @@
+import PTrain
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The reader under test, chosen once by PTRAIN_FUZZ_TARGET: `idx` (the IDX/gzip reader)
+/// or `safetensors` (the JSON parser, the safetensors reader and the checkpoint loader).
+/// A global outside main.swift, so it is initialised on first use whichever `main` runs.
+let fuzzTarget: ([UInt8]) -> Void = {
+  switch getenv("PTRAIN_FUZZ_TARGET").map({ String(cString: $0) }) {
+  case "idx": return FuzzEntryPoints.idx
+  case "safetensors": return FuzzEntryPoints.safetensors
+  default:
+    fputs("FuzzReaders: set PTRAIN_FUZZ_TARGET to idx or safetensors\n", stderr)
+    exit(64)
+  }
+}()
+
+/// libFuzzer's entry point: feeds one input to `fuzzTarget`.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
+  fuzzTarget(start.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [])
+  return 0
+}
