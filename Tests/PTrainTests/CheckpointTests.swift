@@ -115,7 +115,10 @@ final class CheckpointTests: XCTestCase {
     for index in [0, 7] {
       let image = Array(Self.mnist.test.pixels[(index * 784)..<((index + 1) * 784)])
       let logits = values.withUnsafeBufferPointer { p in
-        image.withUnsafeBufferPointer { Array(replica.forward(image: $0.baseAddress!, parameters: p.baseAddress!)) }
+        replica.prepare(parameters: p.baseAddress!)
+        return image.withUnsafeBufferPointer {
+          Array(replica.forward(image: $0.baseAddress!, parameters: p.baseAddress!))
+        }
       }
       let standardised = image.map { (Float($0) / 255 - 0.1307) / 0.3081 }
       assertClose(logits, TorchReference.forward(standardised, state: state), tolerance: 1e-4, "image \(index)")
@@ -204,8 +207,8 @@ final class CheckpointTests: XCTestCase {
       let replica = Replica(spec: spec, frozen: frozen)
       var g = [Float](repeating: 0, count: spec.parameterCount)
       values.withUnsafeBufferPointer { p in
+        replica.prepare(parameters: p.baseAddress!)
         _ = image.withUnsafeBufferPointer { replica.forward(image: $0.baseAddress!, parameters: p.baseAddress!) }
-        replica.prepareBackward(parameters: p.baseAddress!)
         _ = replica.backward(label: 5, parameters: p.baseAddress!, gradient: &g)
       }
       return g

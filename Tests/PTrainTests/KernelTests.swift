@@ -90,23 +90,101 @@ final class KernelTests: XCTestCase {
         grads[3],
         numericGradient(at: b, indices: Array(0..<b.count)) { self.dot(self.convForward(x, w, $0, s).out, dOut) },
         tolerance: 1e-2, "dB finite differences \(s)")
-      guard s.patch % 16 == 0 else { continue }  // conv1's input gradient is never needed
-      let transposed = withPointers([w, [Float](repeating: 0, count: w.count)]) { p in
-        transposeWeights(p[0], shape: s, into: p[1])
-      }[1]
-      assertClose(transposed, Naive.transpose(w, rows: s.patch, columns: s.outChannels), "transpose")
-      let dX = withPointers([
-        dOut, transposed, [Float](repeating: 0, count: columns.count), [Float](repeating: 7, count: x.count),
+    }
+  }
+
+  /// conv1's path: direct one-channel convolution, bit-identical to im2col + GEMM.
+  func testOneChannelConvMatchesIm2colBitForBit() {
+    let s = firstLayerConv
+    let x = randomFloats(s.height * s.width, seed: 21)
+    let w = randomFloats(s.weightCount, seed: 22)
+    let b = randomFloats(s.outChannels, seed: 23)
+    let dOut = randomFloats(s.outPixels * s.outChannels, seed: 24)
+    let (expected, columns) = convForward(x, w, b, s)
+    let out = withPointers([x, w, b, [Float](repeating: 9, count: expected.count)]) { p in
+      conv3x3OneChannelForward(input: p[0], shape: s, weights: p[1], bias: p[2], output: p[3])
+    }[3]
+    XCTAssertEqual(out, expected, "forward")
+    assertClose(out, Naive.convForward(x, w, b, s), "forward against naive")
+    let previousW = randomFloats(w.count, seed: 25)
+    let previousB = randomFloats(b.count, seed: 26)
+    let viaGemm = withPointers([columns, dOut, previousW, previousB]) { p in
+      conv3x3WeightGradient(columns: p[0], outputGradient: p[1], shape: s, weightGradient: p[2], biasGradient: p[3])
+    }
+    let direct = withPointers([x, dOut, previousW, previousB]) { p in
+      conv3x3OneChannelWeightGradient(
+        input: p[0], outputGradient: p[1], shape: s, weightGradient: p[2], biasGradient: p[3])
+    }
+    XCTAssertEqual(direct[2], viaGemm[2], "dW")
+    XCTAssertEqual(direct[3], viaGemm[3], "dB")
+    let naive = Naive.convBackward(x, w, dOut, s)
+    assertClose(direct[2], zip(naive.dW, previousW).map(+), "dW against naive")
+  }
+
+  /// conv2's path, Winograd F(2×2, 3×3), on odd and even output sizes.
+  var winogradShapes: [Conv3x3Shape] {
+    [smallConv, Conv3x3Shape(height: 7, width: 8, inChannels: 16, outChannels: 32)]
+  }
+
+  func winogradForward(_ x: [Float], _ w: [Float], _ b: [Float], _ s: Conv3x3Shape)
+    -> (out: [Float], inputTiles: [Float])
+  {
+    let scratch = WinogradScratch(s)
+    let r = withPointers([
+      x, w, b, [Float](repeating: 0, count: winogradWeightCount(s)),
+      [Float](repeating: 0, count: scratch.inputTiles), [Float](repeating: 0, count: scratch.products),
+      [Float](repeating: 0, count: s.outPixels * s.outChannels),
+    ]) { p in
+      winogradTransformWeights(p[1], shape: s, into: p[3])
+      winogradConv3x3Forward(
+        input: p[0], shape: s, transformedWeights: p[3], bias: p[2], inputTiles: p[4], products: p[5], output: p[6])
+    }
+    return (r[6], r[4])
+  }
+
+  func testWinogradConvMatchesNaiveAndFiniteDifferences() {
+    for s in winogradShapes {
+      let x = randomFloats(s.height * s.width * s.inChannels, seed: 11)
+      let w = randomFloats(s.weightCount, seed: 12)
+      let b = randomFloats(s.outChannels, seed: 13)
+      let dOut = randomFloats(s.outPixels * s.outChannels, seed: 14)
+      let (out, inputTiles) = winogradForward(x, w, b, s)
+      assertClose(out, Naive.convForward(x, w, b, s), "Winograd forward \(s)")
+      let naive = Naive.convBackward(x, w, dOut, s)
+      let scratch = WinogradScratch(s)
+      let previousW = randomFloats(w.count, seed: 15)
+      let previousB = randomFloats(b.count, seed: 16)
+      let grads = withPointers([
+        inputTiles, dOut, [Float](repeating: 0, count: scratch.gradientTiles),
+        [Float](repeating: 0, count: scratch.products), previousW, previousB,
       ]) { p in
-        conv3x3InputGradient(
-          outputGradient: p[0], transposedWeights: p[1], shape: s, columnGradient: p[2], inputGradient: p[3])
-      }[3]
-      assertClose(dX, naive.dX, "dX \(s)")
+        winogradConv3x3WeightGradient(
+          inputTiles: p[0], outputGradient: p[1], shape: s, gradientTiles: p[2], products: p[3],
+          weightGradient: p[4], biasGradient: p[5])
+      }
+      assertClose(grads[4], zip(naive.dW, previousW).map(+), "Winograd dW accumulates \(s)")
+      assertClose(grads[5], zip(naive.dB, previousB).map(+), "Winograd dB accumulates \(s)")
+      let dX = withPointers([
+        dOut, w, [Float](repeating: 0, count: winogradWeightCount(s)),
+        [Float](repeating: 0, count: scratch.gradientTiles), [Float](repeating: 0, count: scratch.products),
+        [Float](repeating: 7, count: x.count), [Float](repeating: 0, count: winogradWeightCount(s)),
+      ]) { p in
+        winogradTransformWeights(p[1], shape: s, into: p[6])
+        winogradFlipTransformedWeights(p[6], shape: s, into: p[2])
+        winogradConv3x3InputGradient(
+          outputGradient: p[0], shape: s, flippedWeights: p[2], gradientTiles: p[3], products: p[4],
+          inputGradient: p[5])
+      }[5]
+      assertClose(dX, naive.dX, "Winograd dX \(s)")
+      let loss = { (x: [Float], w: [Float]) in self.dot(self.winogradForward(x, w, b, s).out, dOut) }
+      let sample = Array(stride(from: 0, to: w.count, by: max(w.count / 37, 1)))
+      assertClose(
+        sample.map { naive.dW[$0] }, numericGradient(at: w, indices: sample) { loss(x, $0) }, tolerance: 1e-2,
+        "Winograd dW finite differences \(s)")
       let xSample = Array(stride(from: 0, to: x.count, by: max(x.count / 41, 1)))
       assertClose(
-        xSample.map { dX[$0] },
-        numericGradient(at: x, indices: xSample) { self.dot(self.convForward($0, w, b, s).out, dOut) }, tolerance: 1e-2,
-        "dX finite differences \(s)")
+        xSample.map { dX[$0] }, numericGradient(at: x, indices: xSample) { loss($0, w) }, tolerance: 1e-2,
+        "Winograd dX finite differences \(s)")
     }
   }
 

@@ -55,7 +55,8 @@ final class TrainingTests: XCTestCase {
     func loss(_ p: [Float]) -> Double {
       image.withUnsafeBufferPointer { image in
         p.withUnsafeBufferPointer { p in
-          Double(replica.evaluate(image: image.baseAddress!, label: label, parameters: p.baseAddress!).loss)
+          replica.prepare(parameters: p.baseAddress!)
+          return Double(replica.evaluate(image: image.baseAddress!, label: label, parameters: p.baseAddress!).loss)
         }
       }
     }
@@ -63,8 +64,8 @@ final class TrainingTests: XCTestCase {
     image.withUnsafeBufferPointer { image in
       parameters.withUnsafeBufferPointer { p in
         gradient.withUnsafeMutableBufferPointer { g in
+          replica.prepare(parameters: p.baseAddress!)
           replica.forward(image: image.baseAddress!, parameters: p.baseAddress!)
-          replica.prepareBackward(parameters: p.baseAddress!)
           _ = replica.backward(label: label, parameters: p.baseAddress!, gradient: g.baseAddress!)
         }
       }

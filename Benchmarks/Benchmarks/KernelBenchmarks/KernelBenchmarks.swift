@@ -30,31 +30,48 @@ func kernel(_ name: String, flops: Int, repeats: Int = 100, _ body: @escaping ()
 }
 
 let benchmarks: @Sendable () -> Void = {
+  // conv2 both ways: im2col + GEMM, and Winograd F(2×2, 3×3), which the engine uses. The
+  // GFLOP/s of both count direct-convolution FLOP, so Winograd's are "effective" ones.
   let conv = ModelSpec().conv2
   let input = buffer(conv.height * conv.width * conv.inChannels)
   let weights = buffer(conv.weightCount)
-  let transposed = buffer(conv.weightCount)
   let bias = buffer(conv.outChannels)
   let columns = buffer(conv.outPixels * conv.patch)
   let output = buffer(conv.outPixels * conv.outChannels)
   let weightGradient = buffer(conv.weightCount)
   let biasGradient = buffer(conv.outChannels)
-  let columnGradient = buffer(conv.outPixels * conv.patch)
   let inputGradient = buffer(conv.height * conv.width * conv.inChannels)
-  transposeWeights(weights, shape: conv, into: transposed)
+  let scratch = WinogradScratch(conv)
+  let filters = buffer(winogradWeightCount(conv))
+  let flippedFilters = buffer(winogradWeightCount(conv))
+  let inputTiles = buffer(scratch.inputTiles)
+  let gradientTiles = buffer(scratch.gradientTiles)
+  let products = buffer(scratch.products)
+  winogradTransformWeights(weights, shape: conv, into: filters)
+  winogradFlipTransformedWeights(filters, shape: conv, into: flippedFilters)
 
-  kernel("conv2 forward", flops: conv.flops) {
+  kernel("conv2 forward (im2col)", flops: conv.flops) {
     conv3x3Forward(input: input, shape: conv, weights: weights, bias: bias, columns: columns, output: output)
   }
-  kernel("conv2 weight gradient", flops: conv.flops) {
+  kernel("conv2 weight gradient (im2col)", flops: conv.flops) {
     conv3x3WeightGradient(
       columns: columns, outputGradient: output, shape: conv, weightGradient: weightGradient,
       biasGradient: biasGradient)
   }
-  kernel("conv2 input gradient", flops: conv.flops) {
-    conv3x3InputGradient(
-      outputGradient: output, transposedWeights: transposed, shape: conv, columnGradient: columnGradient,
-      inputGradient: inputGradient)
+  kernel("conv2 forward (Winograd)", flops: conv.flops) {
+    winogradConv3x3Forward(
+      input: input, shape: conv, transformedWeights: filters, bias: bias, inputTiles: inputTiles,
+      products: products, output: output)
+  }
+  kernel("conv2 weight gradient (Winograd)", flops: conv.flops) {
+    winogradConv3x3WeightGradient(
+      inputTiles: inputTiles, outputGradient: output, shape: conv, gradientTiles: gradientTiles,
+      products: products, weightGradient: weightGradient, biasGradient: biasGradient)
+  }
+  kernel("conv2 input gradient (Winograd)", flops: conv.flops) {
+    winogradConv3x3InputGradient(
+      outputGradient: output, shape: conv, flippedWeights: flippedFilters, gradientTiles: gradientTiles,
+      products: products, inputGradient: inputGradient)
   }
   let pooled = buffer(5 * 5 * 64)
   kernel("max-pool 11×11×64 forward", flops: 3 * 5 * 5 * 64, repeats: 1000) {

@@ -1,4 +1,6 @@
-// 3×3 "valid" convolution over one NHWC image, lowered onto `gemm` through im2col.
+// 3×3 "valid" convolution over one NHWC image, lowered onto `gemm` through im2col. The
+// engine uses it for layers with few input channels (conv1); layers with many run
+// through Winograd (Winograd.swift), which needs a third of the multiplies.
 // Weights are HWIO: `w[((ky * 3 + kx) * cin + ci) * cout + co]`, which makes the
 // im2col row for output pixel p line up with the weight row index.
 
@@ -73,40 +75,4 @@ public func conv3x3WeightGradient(
     b: outputGradient, ldb: s.outChannels, c: weightGradient, ldc: s.outChannels,
     accumulate: true)
   addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
-}
-
-/// Writes `transposed[co][k] = weights[k][co]`, the layout the input gradient needs.
-/// Cost: O(weightCount).
-@inlinable
-public func transposeWeights(
-  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, into transposed: UnsafeMutablePointer<Float>
-) {
-  for k in 0..<s.patch {
-    for co in 0..<s.outChannels { transposed[co * s.patch + k] = weights[k * s.outChannels + co] }
-  }
-}
-
-/// Input gradient: `dColumns = dOutput · Wᵀ`, then each patch row is added back onto
-/// the input pixels it came from (col2im). Overwrites `inputGradient`.
-/// Cost: `shape.flops` FLOP plus O(outPixels · patch) adds.
-@inlinable
-public func conv3x3InputGradient(
-  outputGradient: UnsafePointer<Float>, transposedWeights: UnsafePointer<Float>,
-  shape s: Conv3x3Shape, columnGradient: UnsafeMutablePointer<Float>,
-  inputGradient: UnsafeMutablePointer<Float>
-) {
-  gemm(
-    m: s.outPixels, n: s.patch, k: s.outChannels,
-    a: outputGradient, aRowStride: s.outChannels, aColStride: 1,
-    b: transposedWeights, ldb: s.patch, c: columnGradient, ldc: s.patch, accumulate: false)
-  inputGradient.update(repeating: 0, count: s.height * s.width * s.inChannels)
-  let run = 3 * s.inChannels
-  for oy in 0..<s.outHeight {
-    for ox in 0..<s.outWidth {
-      let row = columnGradient + (oy * s.outWidth + ox) * s.patch
-      for ky in 0..<3 {
-        addInPlace(inputGradient + ((oy + ky) * s.width + ox) * s.inChannels, row + ky * run, count: run)
-      }
-    }
-  }
 }

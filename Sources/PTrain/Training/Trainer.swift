@@ -293,7 +293,7 @@ public final class Trainer {
               let count = min(batch, data.count - first)
               let shards = (count + shardSize - 1) / shardSize
               // Phase 1: shard gradients, each into its own slot.
-              if worker < shards { replica.prepareBackward(parameters: params) }
+              if worker < shards { replica.prepare(parameters: params) }
               for shard in stride(from: worker, to: shards, by: workers) {
                 let slot = slotBases[shard]
                 slot.update(repeating: 0, count: parameterCount)
@@ -405,6 +405,7 @@ public final class Trainer {
         predictions.withUnsafeMutableBufferPointer { predictions in
           pool.run { worker in
             let replica = replicas[worker]
+            replica.prepare(parameters: params)
             for blockStart in stride(from: worker * block, to: data.count, by: workers * block) {
               for index in blockStart..<min(blockStart + block, data.count) {
                 let result = replica.evaluate(

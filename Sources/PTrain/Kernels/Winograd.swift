@@ -1,0 +1,434 @@
+// Winograd F(2×2, 3×3) for 3×3 convolutions with many channels (Lavin & Gray, 2015).
+//
+// A 3×3 correlation is cut into 2×2 output tiles. Each tile's 4×4 input patch d and each
+// 3×3 filter g are transformed into 16 "points", multiplied point by point and summed over
+// input channels, which is one GEMM per point, then transformed back:
+//
+//   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
+//
+// That is 16 multiplies per output tile and channel pair instead of 36, so 2.25× fewer
+// FLOP before tile padding. The same tiles give both gradients: the input gradient is
+// the correlation of the zero-padded output gradient with the flipped filters, and the
+// weight gradient is F(3×3, 2×2), `dW = G^T [ Σ_tiles (A e Aᵀ) ⊙ (Bᵀ d B) ] G`, which
+// reuses the forward pass's input tiles.
+//
+// Transformed data is point-major: `u[(point · tiles + tile) · channels + c]`, so each
+// point's GEMM reads a plain row-major matrix. Channel counts must be multiples of 16;
+// the transforms run on 16 channels at a time. All transforms use only adds and halvings.
+
+/// The tiling of a 3×3 correlation over an NHWC image with `padding` zeros on each side,
+/// into 2×2 output tiles. The last row and column of tiles may reach past the output.
+public struct WinogradTiling: Sendable, Equatable {
+  /// The input image: height × width × channels.
+  public let height: Int, width: Int, channels: Int
+  /// Zeros assumed around the input on every side.
+  public let padding: Int
+
+  public init(height: Int, width: Int, channels: Int, padding: Int) {
+    precondition(channels % 16 == 0, "Winograd tiling: channels = \(channels) is not a multiple of 16")
+    self.height = height
+    self.width = width
+    self.channels = channels
+    self.padding = padding
+  }
+
+  /// The forward pass of `shape`: its input, no padding.
+  public static func forward(_ shape: Conv3x3Shape) -> WinogradTiling {
+    WinogradTiling(height: shape.height, width: shape.width, channels: shape.inChannels, padding: 0)
+  }
+
+  /// The input gradient of `shape`: its output gradient, padded by 2, correlated with the
+  /// flipped filters gives a gradient the size of the input.
+  public static func inputGradient(_ shape: Conv3x3Shape) -> WinogradTiling {
+    WinogradTiling(
+      height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2)
+  }
+
+  public var outHeight: Int { height + 2 * padding - 2 }
+  public var outWidth: Int { width + 2 * padding - 2 }
+  public var tilesY: Int { (outHeight + 1) / 2 }
+  public var tilesX: Int { (outWidth + 1) / 2 }
+  public var tiles: Int { tilesY * tilesX }
+  /// Floats of the transformed input: 16 points × tiles × channels.
+  public var transformedCount: Int { 16 * tiles * channels }
+}
+
+/// The number of Winograd points of F(2×2, 3×3): a 4×4 tile.
+public let winogradPoints = 16
+
+/// Floats of `winogradTransformWeights`' output for `shape`: 16 × in × out channels.
+public func winogradWeightCount(_ shape: Conv3x3Shape) -> Int {
+  winogradPoints * shape.inChannels * shape.outChannels
+}
+
+@usableFromInline typealias WinogradLane = SIMD16<Float>
+
+/// `Bᵀ x` for the 4 values of one column (or `x B` for one row) of a 4×4 input tile.
+@inlinable @inline(__always)
+func winogradB(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
+  -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+{
+  (x0 - x2, x1 + x2, x2 - x1, x1 - x3)
+}
+
+/// `A x` for the 2 values of one column (or row) of a 2×2 output-gradient tile.
+@inlinable @inline(__always)
+func winogradA(_ x0: WinogradLane, _ x1: WinogradLane)
+  -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+{
+  (x0, x0 + x1, x0 - x1, -x1)
+}
+
+/// `Aᵀ x` for the 4 values of one column (or row) of a point tile: 2 outputs.
+@inlinable @inline(__always)
+func winogradAT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
+  -> (WinogradLane, WinogradLane)
+{
+  (x0 + x1 + x2, x1 - x2 - x3)
+}
+
+/// `Gᵀ x` for the 4 values of one column (or row) of a point tile: 3 outputs.
+@inlinable @inline(__always)
+func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
+  -> (WinogradLane, WinogradLane, WinogradLane)
+{
+  let half = WinogradLane(repeating: 0.5)
+  let sum = half * (x1 + x2)
+  return (x0 + sum, half * (x1 - x2), sum + x3)
+}
+
+/// Transforms every 4×4 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, reading zeros
+/// outside the image. Cost: O(tiles · 16 · channels) adds.
+@inlinable
+public func winogradTransformInput(
+  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, into u: UnsafeMutablePointer<Float>
+) {
+  let channels = t.channels
+  let pointStride = t.tiles * channels
+  let source = UnsafeRawPointer(input)
+  let zero = WinogradLane()
+  for ty in 0..<t.tilesY {
+    for tx in 0..<t.tilesX {
+      let y0 = 2 * ty - t.padding
+      let x0 = 2 * tx - t.padding
+      let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
+      for c in stride(from: 0, to: channels, by: 16) {
+        @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
+          let y = y0 + dy
+          let x = x0 + dx
+          guard y >= 0, y < t.height, x >= 0, x < t.width else { return zero }
+          return source.loadUnaligned(
+            fromByteOffset: ((y * t.width + x) * channels + c) * 4, as: WinogradLane.self)
+        }
+        let r0 = winogradB(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
+        let r1 = winogradB(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
+        let r2 = winogradB(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
+        let r3 = winogradB(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
+        @inline(__always) func store(
+          _ column: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ q: Int
+        ) {
+          let offset = (q * pointStride + c) * 4
+          let row = 4 * pointStride * 4
+          target.storeBytes(of: column.0, toByteOffset: offset, as: WinogradLane.self)
+          target.storeBytes(of: column.1, toByteOffset: offset + row, as: WinogradLane.self)
+          target.storeBytes(of: column.2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
+          target.storeBytes(of: column.3, toByteOffset: offset + 3 * row, as: WinogradLane.self)
+        }
+        store(winogradB(r0.0, r1.0, r2.0, r3.0), 0)
+        store(winogradB(r0.1, r1.1, r2.1, r3.1), 1)
+        store(winogradB(r0.2, r1.2, r2.2, r3.2), 2)
+        store(winogradB(r0.3, r1.3, r2.3, r3.3), 3)
+      }
+    }
+  }
+}
+
+/// Transforms HWIO 3×3 filters: `v[point][ci][co] = (G g Gᵀ)[point]` where g is the
+/// filter from input channel ci to output channel co. Cost: O(16 · in · out) adds, 16
+/// channels at a time; run once per parameter change.
+@inlinable
+public func winogradTransformWeights(
+  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, into v: UnsafeMutablePointer<Float>
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  precondition(cout % 16 == 0, "Winograd filters: outChannels = \(cout) is not a multiple of 16")
+  let source = UnsafeRawPointer(weights)
+  let target = UnsafeMutableRawPointer(v)
+  let half = WinogradLane(repeating: 0.5)
+  /// `G x` for the 3 values of one column (or row) of 16 filters.
+  @inline(__always) func transform(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
+    -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+  {
+    (g0, half * (g0 + g1 + g2), half * (g0 - g1 + g2), g2)
+  }
+  for ci in 0..<cin {
+    for co in stride(from: 0, to: cout, by: 16) {
+      @inline(__always) func g(_ ky: Int, _ kx: Int) -> WinogradLane {
+        source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
+      }
+      // Columns first (G g), then each of the 4 resulting rows (· Gᵀ).
+      let c0 = transform(g(0, 0), g(1, 0), g(2, 0))
+      let c1 = transform(g(0, 1), g(1, 1), g(2, 1))
+      let c2 = transform(g(0, 2), g(1, 2), g(2, 2))
+      @inline(__always) func store(_ row: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ p: Int) {
+        let offset = ((p * 4) * pairs + ci * cout + co) * 4
+        target.storeBytes(of: row.0, toByteOffset: offset, as: WinogradLane.self)
+        target.storeBytes(of: row.1, toByteOffset: offset + pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.2, toByteOffset: offset + 2 * pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.3, toByteOffset: offset + 3 * pairs * 4, as: WinogradLane.self)
+      }
+      store(transform(c0.0, c1.0, c2.0), 0)
+      store(transform(c0.1, c1.1, c2.1), 1)
+      store(transform(c0.2, c1.2, c2.2), 2)
+      store(transform(c0.3, c1.3, c2.3), 3)
+    }
+  }
+}
+
+/// The input gradient's filters from the forward ones: `flipped[point][co][ci]` is the
+/// transform of `g[ky][kx] = w[2 - ky][2 - kx][ci][co]`, in and out channels swapped and
+/// the filter turned by 180°. Turning g only swaps points 0 and 3 along each axis of
+/// G g Gᵀ (G's middle rows are symmetric, its outer rows mirror each other), so this is
+/// a transpose with permuted points. Cost: O(16 · in · out) moves.
+@inlinable
+public func winogradFlipTransformedWeights(
+  _ v: UnsafePointer<Float>, shape s: Conv3x3Shape, into flipped: UnsafeMutablePointer<Float>
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  @inline(__always) func mirror(_ i: Int) -> Int { i == 0 || i == 3 ? 3 - i : i }
+  for p in 0..<4 {
+    for q in 0..<4 {
+      let source = v + (mirror(p) * 4 + mirror(q)) * pairs
+      let target = flipped + (p * 4 + q) * pairs
+      for ci in 0..<cin {
+        for co in 0..<cout { target[co * cin + ci] = source[ci * cout + co] }
+      }
+    }
+  }
+}
+
+/// One GEMM per point: `m[point] = u[point] · v[point]`, (tiles × in) · (in × out).
+/// Cost: 2 · 16 · tiles · in · out FLOP.
+@inlinable
+public func winogradMultiply(
+  _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, tiles: Int, inChannels: Int,
+  outChannels: Int, into m: UnsafeMutablePointer<Float>
+) {
+  for point in 0..<winogradPoints {
+    gemm(
+      m: tiles, n: outChannels, k: inChannels,
+      a: u + point * tiles * inChannels, aRowStride: inChannels, aColStride: 1,
+      b: v + point * inChannels * outChannels, ldb: outChannels,
+      c: m + point * tiles * outChannels, ldc: outChannels, accumulate: false)
+  }
+}
+
+/// Transforms the point products back into 2×2 output tiles and writes the output
+/// (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given. Tile
+/// outputs past the edge are dropped. Cost: O(tiles · 16 · channels) adds.
+@inlinable
+public func winogradTransformOutput(
+  _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
+  into output: UnsafeMutablePointer<Float>
+) {
+  let pointStride = t.tiles * channels
+  let target = UnsafeMutableRawPointer(output)
+  for ty in 0..<t.tilesY {
+    for tx in 0..<t.tilesX {
+      let source = UnsafeRawPointer(m + (ty * t.tilesX + tx) * channels)
+      let rows = min(2, t.outHeight - 2 * ty)
+      let columns = min(2, t.outWidth - 2 * tx)
+      for c in stride(from: 0, to: channels, by: 16) {
+        @inline(__always) func load(_ p: Int, _ q: Int) -> WinogradLane {
+          source.loadUnaligned(fromByteOffset: ((p * 4 + q) * pointStride + c) * 4, as: WinogradLane.self)
+        }
+        let s0 = winogradAT(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
+        let s1 = winogradAT(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
+        let s2 = winogradAT(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
+        let s3 = winogradAT(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
+        let left = winogradAT(s0.0, s1.0, s2.0, s3.0)
+        let right = winogradAT(s0.1, s1.1, s2.1, s3.1)
+        let b =
+          bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
+          ?? WinogradLane()
+        @inline(__always) func store(_ value: WinogradLane, _ dy: Int, _ dx: Int) {
+          guard dy < rows, dx < columns else { return }
+          let pixel = (2 * ty + dy) * t.outWidth + 2 * tx + dx
+          target.storeBytes(of: value + b, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+        }
+        store(left.0, 0, 0)
+        store(right.0, 0, 1)
+        store(left.1, 1, 0)
+        store(right.1, 1, 1)
+      }
+    }
+  }
+}
+
+/// Transforms each 2×2 tile of an output gradient (`t.outHeight` × `t.outWidth` ×
+/// `channels`, zeros past the edge) into `e[point][tile][c] = (A e Aᵀ)[point]`, the
+/// weight gradient's second operand. Cost: O(tiles · 16 · channels) adds.
+@inlinable
+public func winogradTransformOutputGradient(
+  _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int,
+  into e: UnsafeMutablePointer<Float>
+) {
+  let pointStride = t.tiles * channels
+  let source = UnsafeRawPointer(gradient)
+  let zero = WinogradLane()
+  for ty in 0..<t.tilesY {
+    for tx in 0..<t.tilesX {
+      let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
+      for c in stride(from: 0, to: channels, by: 16) {
+        @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
+          let y = 2 * ty + dy
+          let x = 2 * tx + dx
+          guard y < t.outHeight, x < t.outWidth else { return zero }
+          return source.loadUnaligned(
+            fromByteOffset: ((y * t.outWidth + x) * channels + c) * 4, as: WinogradLane.self)
+        }
+        let r0 = winogradA(load(0, 0), load(0, 1))
+        let r1 = winogradA(load(1, 0), load(1, 1))
+        @inline(__always) func store(
+          _ column: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ q: Int
+        ) {
+          let offset = (q * pointStride + c) * 4
+          let row = 4 * pointStride * 4
+          target.storeBytes(of: column.0, toByteOffset: offset, as: WinogradLane.self)
+          target.storeBytes(of: column.1, toByteOffset: offset + row, as: WinogradLane.self)
+          target.storeBytes(of: column.2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
+          target.storeBytes(of: column.3, toByteOffset: offset + 3 * row, as: WinogradLane.self)
+        }
+        store(winogradA(r0.0, r1.0), 0)
+        store(winogradA(r0.1, r1.1), 1)
+        store(winogradA(r0.2, r1.2), 2)
+        store(winogradA(r0.3, r1.3), 3)
+      }
+    }
+  }
+}
+
+/// Adds the weight gradient of one image to `weightGradient` (HWIO):
+/// `dW += Gᵀ [ Σ_tiles u[point][tile][ci] · e[point][tile][co] ] G`, from the forward
+/// pass's input tiles `u` and the transformed output gradient `e`. `products` is scratch
+/// of `winogradWeightCount(shape)` floats. Cost: 2 · 16 · tiles · in · out FLOP for the
+/// GEMMs plus O(16 · in · out) for the inverse transform.
+@inlinable
+public func winogradWeightGradient(
+  inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
+  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>,
+  weightGradient: UnsafeMutablePointer<Float>
+) {
+  let tiles = WinogradTiling.forward(s).tiles
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  for point in 0..<winogradPoints {
+    gemm(
+      m: cin, n: cout, k: tiles,
+      a: u + point * tiles * cin, aRowStride: 1, aColStride: cin,
+      b: e + point * tiles * cout, ldb: cout,
+      c: products + point * pairs, ldc: cout, accumulate: false)
+  }
+  let source = UnsafeRawPointer(products)
+  let target = UnsafeMutableRawPointer(weightGradient)
+  for ci in 0..<cin {
+    for co in stride(from: 0, to: cout, by: 16) {
+      @inline(__always) func load(_ p: Int, _ q: Int) -> WinogradLane {
+        source.loadUnaligned(fromByteOffset: ((p * 4 + q) * pairs + ci * cout + co) * 4, as: WinogradLane.self)
+      }
+      let s0 = winogradGT(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
+      let s1 = winogradGT(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
+      let s2 = winogradGT(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
+      let s3 = winogradGT(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
+      @inline(__always) func add(_ column: (WinogradLane, WinogradLane, WinogradLane), _ kx: Int) {
+        let offset = ((kx * cin + ci) * cout + co) * 4
+        let row = 3 * pairs * 4
+        let sum0 = target.loadUnaligned(fromByteOffset: offset, as: WinogradLane.self) + column.0
+        let sum1 = target.loadUnaligned(fromByteOffset: offset + row, as: WinogradLane.self) + column.1
+        let sum2 = target.loadUnaligned(fromByteOffset: offset + 2 * row, as: WinogradLane.self) + column.2
+        target.storeBytes(of: sum0, toByteOffset: offset, as: WinogradLane.self)
+        target.storeBytes(of: sum1, toByteOffset: offset + row, as: WinogradLane.self)
+        target.storeBytes(of: sum2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
+      }
+      add(winogradGT(s0.0, s1.0, s2.0, s3.0), 0)
+      add(winogradGT(s0.1, s1.1, s2.1, s3.1), 1)
+      add(winogradGT(s0.2, s1.2, s2.2, s3.2), 2)
+    }
+  }
+}
+
+// MARK: - The three passes of a convolution layer
+
+/// Scratch sizes, in Floats, for the three passes of a Winograd layer of `shape`.
+public struct WinogradScratch: Sendable {
+  /// The forward pass's transformed input, kept for the weight gradient.
+  public let inputTiles: Int
+  /// Transformed output gradients: the weight gradient's `e` or the input gradient's tiles.
+  public let gradientTiles: Int
+  /// Point products of any pass.
+  public let products: Int
+
+  public init(_ s: Conv3x3Shape) {
+    let forward = WinogradTiling.forward(s)
+    let backward = WinogradTiling.inputGradient(s)
+    inputTiles = forward.transformedCount
+    gradientTiles = max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
+    products = max(
+      winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels,
+      winogradWeightCount(s))
+  }
+}
+
+/// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), with `weights` from
+/// `winogradTransformWeights`. Leaves the transformed input in
+/// `inputTiles` for `winogradConv3x3WeightGradient`. Cost: 2 · 16 · tiles · in · out FLOP
+/// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.
+@inlinable
+public func winogradConv3x3Forward(
+  input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
+  bias: UnsafePointer<Float>, inputTiles: UnsafeMutablePointer<Float>,
+  products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+) {
+  let tiling = WinogradTiling.forward(s)
+  winogradTransformInput(input, tiling: tiling, into: inputTiles)
+  winogradMultiply(
+    inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels,
+    outChannels: s.outChannels, into: products)
+  winogradTransformOutput(products, tiling: tiling, channels: s.outChannels, bias: bias, into: output)
+}
+
+/// Input gradient: the output gradient, padded by 2, correlated with the flipped filters
+/// (`winogradFlipTransformedWeights`). Overwrites `inputGradient`.
+/// Cost: 2 · 16 · tiles · in · out FLOP over the input's tiles plus O(tiles · 16 · channels).
+@inlinable
+public func winogradConv3x3InputGradient(
+  outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
+  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
+  inputGradient: UnsafeMutablePointer<Float>
+) {
+  let tiling = WinogradTiling.inputGradient(s)
+  winogradTransformInput(outputGradient, tiling: tiling, into: gradientTiles)
+  winogradMultiply(
+    gradientTiles, flippedWeights, tiles: tiling.tiles, inChannels: s.outChannels,
+    outChannels: s.inChannels, into: products)
+  winogradTransformOutput(products, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
+}
+
+/// Weight and bias gradients, accumulated: `dW += F(3×3, 2×2)(input, dOutput)` from the
+/// forward pass's `inputTiles`, and `dB += Σ_p dOutput[p]`.
+/// Cost: 2 · 16 · tiles · in · out FLOP plus O(16 · in · out + tiles · 16 · out).
+@inlinable
+public func winogradConv3x3WeightGradient(
+  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
+  weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>
+) {
+  winogradTransformOutputGradient(
+    outputGradient, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
+  winogradWeightGradient(
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products,
+    weightGradient: weightGradient)
+  addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+}
