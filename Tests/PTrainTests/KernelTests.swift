@@ -101,10 +101,14 @@ final class KernelTests: XCTestCase {
     let b = randomFloats(s.outChannels, seed: 23)
     let dOut = randomFloats(s.outPixels * s.outChannels, seed: 24)
     let (expected, columns) = convForward(x, w, b, s)
-    let out = withPointers([x, w, b, [Float](repeating: 9, count: expected.count)]) { p in
-      conv3x3OneChannelForward(input: p[0], shape: s, weights: p[1], bias: p[2], output: p[3])
-    }[3]
+    func direct(relu: Bool) -> [Float] {
+      withPointers([x, w, b, [Float](repeating: 9, count: expected.count)]) { p in
+        conv3x3OneChannelForward(input: p[0], shape: s, weights: p[1], bias: p[2], relu: relu, output: p[3])
+      }[3]
+    }
+    let out = direct(relu: false)
     XCTAssertEqual(out, expected, "forward")
+    XCTAssertEqual(direct(relu: true), expected.map { max($0, 0) }, "forward + ReLU")
     assertClose(out, Naive.convForward(x, w, b, s), "forward against naive")
     let previousW = randomFloats(w.count, seed: 25)
     let previousB = randomFloats(b.count, seed: 26)
@@ -126,7 +130,7 @@ final class KernelTests: XCTestCase {
     [smallConv, Conv3x3Shape(height: 7, width: 8, inChannels: 16, outChannels: 32)]
   }
 
-  func winogradForward(_ x: [Float], _ w: [Float], _ b: [Float], _ s: Conv3x3Shape)
+  func winogradForward(_ x: [Float], _ w: [Float], _ b: [Float], _ s: Conv3x3Shape, relu: Bool = false)
     -> (out: [Float], inputTiles: [Float])
   {
     let scratch = WinogradScratch(s)
@@ -137,7 +141,8 @@ final class KernelTests: XCTestCase {
     ]) { p in
       winogradTransformWeights(p[1], shape: s, into: p[3])
       winogradConv3x3Forward(
-        input: p[0], shape: s, transformedWeights: p[3], bias: p[2], inputTiles: p[4], products: p[5], output: p[6])
+        input: p[0], shape: s, transformedWeights: p[3], bias: p[2], relu: relu, inputTiles: p[4], products: p[5],
+        output: p[6])
     }
     return (r[6], r[4])
   }
@@ -149,7 +154,9 @@ final class KernelTests: XCTestCase {
       let b = randomFloats(s.outChannels, seed: 13)
       let dOut = randomFloats(s.outPixels * s.outChannels, seed: 14)
       let (out, inputTiles) = winogradForward(x, w, b, s)
-      assertClose(out, Naive.convForward(x, w, b, s), "Winograd forward \(s)")
+      let naiveOut = Naive.convForward(x, w, b, s)
+      assertClose(out, naiveOut, "Winograd forward \(s)")
+      assertClose(winogradForward(x, w, b, s, relu: true).out, naiveOut.map { max($0, 0) }, "Winograd + ReLU \(s)")
       let naive = Naive.convBackward(x, w, dOut, s)
       let scratch = WinogradScratch(s)
       let previousW = randomFloats(w.count, seed: 15)
@@ -225,17 +232,36 @@ final class KernelTests: XCTestCase {
     XCTAssertEqual(Array(dX[16...]), [Float](repeating: 0, count: 48))
   }
 
-  func testReLUForwardAndBackward() {
-    let x = randomFloats(37, seed: 13)
-    let dOut = randomFloats(37, seed: 14)
-    let y = withPointers([x]) { p in reluForward(p[0], count: x.count) }[0]
-    XCTAssertEqual(y, x.map { max($0, 0) })
-    let dX = withPointers([y, dOut]) { p in reluBackward(activation: p[0], gradient: p[1], count: x.count) }[1]
-    XCTAssertEqual(dX, zip(x, dOut).map { $0 > 0 ? $1 : 0 })
-    let numeric = numericGradient(at: x, indices: Array(0..<x.count), epsilon: 1e-3) { x in
-      self.dot(withPointers([x]) { p in reluForward(p[0], count: x.count) }[0], dOut)
+  /// A max-pool over a ReLU output, backward through both: the gradient of
+  /// `Σ dOut ⊙ pool(relu(x))`, against the naive composition and finite differences.
+  func testMaxPoolBackwardThroughReLU() {
+    let (height, width, channels) = (5, 6, 16)
+    let x = randomFloats(height * width * channels, seed: 13)
+    let dOut = randomFloats((height / 2) * (width / 2) * channels, seed: 14)
+    func forward(_ x: [Float]) -> (activation: [Float], pooled: [Float]) {
+      let r = withPointers([x, [Float](repeating: 0, count: dOut.count)]) { p in
+        for i in 0..<x.count / 16 {
+          let v = UnsafeRawPointer(p[0] + 16 * i).loadUnaligned(as: SIMD16<Float>.self)
+          UnsafeMutableRawPointer(p[0] + 16 * i).storeBytes(of: relu(v), as: SIMD16<Float>.self)
+        }
+        maxPool2x2Forward(p[0], height: height, width: width, channels: channels, output: p[1])
+      }
+      return (r[0], r[1])
     }
-    assertClose(dX, numeric, tolerance: 1e-2, "relu finite differences")
+    let (activation, pooled) = forward(x)
+    XCTAssertEqual(activation, x.map { max($0, 0) })
+    let dX = withPointers([activation, pooled, dOut, [Float](repeating: 9, count: x.count)]) { p in
+      maxPool2x2Backward(
+        input: p[0], output: p[1], outputGradient: p[2], height: height, width: width, channels: channels,
+        throughReLU: true, inputGradient: p[3])
+    }[3]
+    let naive = Naive.maxPoolBackward(activation, dOut, height: height, width: width, channels: channels)
+    XCTAssertEqual(dX, zip(naive, x).map { $1 > 0 ? $0 : 0 })
+    let sample = Array(stride(from: 0, to: x.count, by: 5))
+    assertClose(
+      sample.map { dX[$0] },
+      numericGradient(at: x, indices: sample, epsilon: 1e-4) { self.dot(forward($0).pooled, dOut) },
+      tolerance: 1e-2, "pool ∘ relu finite differences")
   }
 
   func testDenseForwardAndBackward() {

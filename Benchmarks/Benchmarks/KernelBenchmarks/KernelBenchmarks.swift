@@ -60,7 +60,7 @@ let benchmarks: @Sendable () -> Void = {
   }
   kernel("conv2 forward (Winograd)", flops: conv.flops) {
     winogradConv3x3Forward(
-      input: input, shape: conv, transformedWeights: filters, bias: bias, inputTiles: inputTiles,
+      input: input, shape: conv, transformedWeights: filters, bias: bias, relu: true, inputTiles: inputTiles,
       products: products, output: output)
   }
   kernel("conv2 weight gradient (Winograd)", flops: conv.flops) {

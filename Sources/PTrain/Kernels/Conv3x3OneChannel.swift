@@ -58,12 +58,12 @@ func window(_ input: UnsafePointer<Float>, width: Int, _ oy: Int, _ ox: Int)
 }
 
 /// Forward of a one-channel 3×3 valid convolution: `output[p][co] = bias[co] + Σ_t
-/// x[p + t] · w[t][co]`, adding taps in order. Needs `inChannels == 1` and `outChannels`
-/// a multiple of 32. Cost: `shape.flops` FLOP, no scratch.
+/// x[p + t] · w[t][co]`, adding taps in order, then `relu` when asked. Needs
+/// `inChannels == 1` and `outChannels` a multiple of 32. Cost: `shape.flops` FLOP, no scratch.
 @inlinable
 public func conv3x3OneChannelForward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, weights: UnsafePointer<Float>,
-  bias: UnsafePointer<Float>, output: UnsafeMutablePointer<Float>
+  bias: UnsafePointer<Float>, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
   precondition(s.inChannels == 1 && s.outChannels % 32 == 0, "conv3x3OneChannel: shape \(s)")
   let cout = s.outChannels
@@ -93,8 +93,8 @@ public func conv3x3OneChannelForward(
         low = low.addingProduct(x.8, w.low.8)
         high = high.addingProduct(x.8, w.high.8)
         let target = UnsafeMutableRawPointer(output + (oy * s.outWidth + ox) * cout + block)
-        target.storeBytes(of: low, as: GemmLane.self)
-        target.storeBytes(of: high, toByteOffset: 64, as: GemmLane.self)
+        target.storeBytes(of: applyReLU ? relu(low) : low, as: GemmLane.self)
+        target.storeBytes(of: applyReLU ? relu(high) : high, toByteOffset: 64, as: GemmLane.self)
       }
     }
   }

@@ -65,40 +65,12 @@ public func addColumnSums(
   }
 }
 
-/// ReLU in place: `x[i] = max(x[i], 0)`. Cost: `count` compares.
-@inlinable
-public func reluForward(_ x: UnsafeMutablePointer<Float>, count: Int) {
-  var i = 0
-  while i + 16 <= count {
-    let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
-    UnsafeMutableRawPointer(x + i).storeBytes(
-      of: v.replacing(with: 0, where: v .< 0), as: SIMD16<Float>.self)
-    i += 16
-  }
-  while i < count {
-    x[i] = max(x[i], 0)
-    i += 1
-  }
-}
-
-/// ReLU backward in place: `gradient[i] = 0` wherever the ReLU output `activation[i]`
-/// is not positive. Cost: `count` compares.
-@inlinable
-public func reluBackward(
-  activation: UnsafePointer<Float>, gradient: UnsafeMutablePointer<Float>, count: Int
-) {
-  var i = 0
-  while i + 16 <= count {
-    let a = UnsafeRawPointer(activation + i).loadUnaligned(as: SIMD16<Float>.self)
-    let g = UnsafeRawPointer(gradient + i).loadUnaligned(as: SIMD16<Float>.self)
-    UnsafeMutableRawPointer(gradient + i).storeBytes(
-      of: g.replacing(with: 0, where: a .<= 0), as: SIMD16<Float>.self)
-    i += 16
-  }
-  while i < count {
-    if activation[i] <= 0 { gradient[i] = 0 }
-    i += 1
-  }
+/// ReLU of 16 lanes, `max(v, 0)`, as one compare and blend. The conv kernels apply it
+/// as they store their outputs, and `maxPool2x2Backward(throughReLU:)` takes its
+/// gradient, so no separate pass over the activations is needed.
+@inlinable @inline(__always)
+public func relu(_ v: SIMD16<Float>) -> SIMD16<Float> {
+  v.replacing(with: 0, where: v .< 0)
 }
 
 /// Converts `count` pixel bytes to standardised Floats, `x = (byte / 255 - mean) / std`

@@ -36,16 +36,26 @@ public func maxPool2x2Forward(
 }
 
 /// Backward: routes each output gradient to the first window position (row-major) that
-/// holds the max, and zeroes every other input gradient. Overwrites `inputGradient`.
-/// Cost: O(height · width · channels).
+/// holds the max, and zeroes every other input gradient. With `throughReLU` the input is
+/// a ReLU output and the gradient goes through that ReLU too: it is zero wherever the max
+/// is not positive. Overwrites `inputGradient`. Cost: O(height · width · channels).
 @inlinable
 public func maxPool2x2Backward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
-  height: Int, width: Int, channels: Int, inputGradient: UnsafeMutablePointer<Float>
+  height: Int, width: Int, channels: Int, throughReLU: Bool = false,
+  inputGradient: UnsafeMutablePointer<Float>
 ) {
-  inputGradient.update(repeating: 0, count: height * width * channels)
   let outHeight = height / 2
   let outWidth = width / 2
+  // Every window position is written below; only a dropped odd row or column is zeroed here.
+  if width % 2 == 1 {
+    for y in 0..<(2 * outHeight) {
+      (inputGradient + (y * width + width - 1) * channels).update(repeating: 0, count: channels)
+    }
+  }
+  if height % 2 == 1 {
+    (inputGradient + (height - 1) * width * channels).update(repeating: 0, count: width * channels)
+  }
   let right = channels * MemoryLayout<Float>.stride
   let down = width * channels * MemoryLayout<Float>.stride
   for oy in 0..<outHeight {
@@ -57,7 +67,8 @@ public func maxPool2x2Backward(
       let dy = UnsafeRawPointer(outputGradient + (oy * outWidth + ox) * channels)
       for c in stride(from: 0, to: channels * MemoryLayout<Float>.stride, by: 64) {
         let m = pooled.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
-        let g = dy.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        var g = dy.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        if throughReLU { g.replace(with: 0, where: m .<= 0) }
         var taken = SIMDMask<SIMD16<Int32>>()
         @inline(__always) func route(_ offset: Int) {
           let hit = x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self) .== m

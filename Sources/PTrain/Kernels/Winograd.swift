@@ -226,12 +226,13 @@ public func winogradMultiply(
 }
 
 /// Transforms the point products back into 2×2 output tiles and writes the output
-/// (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given. Tile
-/// outputs past the edge are dropped. Cost: O(tiles · 16 · channels) adds.
+/// (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given, through
+/// `relu` when asked. Tile outputs past the edge are dropped.
+/// Cost: O(tiles · 16 · channels) adds.
 @inlinable
 public func winogradTransformOutput(
   _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
-  into output: UnsafeMutablePointer<Float>
+  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
   let pointStride = t.tiles * channels
   let target = UnsafeMutableRawPointer(output)
@@ -256,7 +257,9 @@ public func winogradTransformOutput(
         @inline(__always) func store(_ value: WinogradLane, _ dy: Int, _ dx: Int) {
           guard dy < rows, dx < columns else { return }
           let pixel = (2 * ty + dy) * t.outWidth + 2 * tx + dx
-          target.storeBytes(of: value + b, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+          let sum = value + b
+          target.storeBytes(
+            of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
         }
         store(left.0, 0, 0)
         store(right.0, 0, 1)
@@ -381,14 +384,15 @@ public struct WinogradScratch: Sendable {
   }
 }
 
-/// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), with `weights` from
+/// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), then `relu` when
+/// asked, with `weights` from
 /// `winogradTransformWeights`. Leaves the transformed input in
 /// `inputTiles` for `winogradConv3x3WeightGradient`. Cost: 2 · 16 · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.
 @inlinable
 public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
-  bias: UnsafePointer<Float>, inputTiles: UnsafeMutablePointer<Float>,
+  bias: UnsafePointer<Float>, relu applyReLU: Bool, inputTiles: UnsafeMutablePointer<Float>,
   products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.forward(s)
@@ -396,7 +400,8 @@ public func winogradConv3x3Forward(
   winogradMultiply(
     inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, into: products)
-  winogradTransformOutput(products, tiling: tiling, channels: s.outChannels, bias: bias, into: output)
+  winogradTransformOutput(
+    products, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
 }
 
 /// Input gradient: the output gradient, padded by 2, correlated with the flipped filters

@@ -58,15 +58,13 @@ public final class Replica {
     normalizePixels(image, count: ModelSpec.imagePixels, into: input.base)
     conv3x3OneChannelForward(
       input: input.base, shape: s.conv1, weights: p + s.conv1Weight, bias: p + s.conv1Bias,
-      output: activation1.base)
-    reluForward(activation1.base, count: activation1.count)
+      relu: true, output: activation1.base)
     maxPool2x2Forward(
       activation1.base, height: s.conv1.outHeight, width: s.conv1.outWidth,
       channels: s.conv1.outChannels, output: pooled1.base)
     winogradConv3x3Forward(
       input: pooled1.base, shape: s.conv2, transformedWeights: conv2Filters.base, bias: p + s.conv2Bias,
-      inputTiles: conv2InputTiles.base, products: conv2Products.base, output: activation2.base)
-    reluForward(activation2.base, count: activation2.count)
+      relu: true, inputTiles: conv2InputTiles.base, products: conv2Products.base, output: activation2.base)
     maxPool2x2Forward(
       activation2.base, height: s.conv2.outHeight, width: s.conv2.outWidth,
       channels: s.conv2.outChannels, output: pooled2.base)
@@ -105,10 +103,7 @@ public final class Replica {
     maxPool2x2Backward(
       input: activation2.base, output: pooled2.base, outputGradient: pooled2Gradient.base,
       height: s.conv2.outHeight, width: s.conv2.outWidth, channels: s.conv2.outChannels,
-      inputGradient: activation2Gradient.base)
-    reluBackward(
-      activation: activation2.base, gradient: activation2Gradient.base,
-      count: activation2.count)
+      throughReLU: true, inputGradient: activation2Gradient.base)
     if trainsConv2 {
       winogradConv3x3WeightGradient(
         inputTiles: conv2InputTiles.base, outputGradient: activation2Gradient.base, shape: s.conv2,
@@ -123,10 +118,7 @@ public final class Replica {
     maxPool2x2Backward(
       input: activation1.base, output: pooled1.base, outputGradient: pooled1Gradient.base,
       height: s.conv1.outHeight, width: s.conv1.outWidth, channels: s.conv1.outChannels,
-      inputGradient: activation1Gradient.base)
-    reluBackward(
-      activation: activation1.base, gradient: activation1Gradient.base,
-      count: activation1.count)
+      throughReLU: true, inputGradient: activation1Gradient.base)
     conv3x3OneChannelWeightGradient(
       input: input.base, outputGradient: activation1Gradient.base, shape: s.conv1,
       weightGradient: g + s.conv1Weight, biasGradient: g + s.conv1Bias)
