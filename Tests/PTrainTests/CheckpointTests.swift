@@ -209,7 +209,11 @@ final class CheckpointTests: XCTestCase {
       values.withUnsafeBufferPointer { p in
         replica.prepare(parameters: p.baseAddress!)
         _ = image.withUnsafeBufferPointer { replica.forward(image: $0.baseAddress!, parameters: p.baseAddress!) }
-        _ = replica.backward(label: 5, parameters: p.baseAddress!, gradient: &g)
+        g.withUnsafeMutableBufferPointer { g in
+          replica.beginShard()
+          _ = replica.backward(label: 5, parameters: p.baseAddress!, gradient: g.baseAddress!)
+          replica.endShard(gradient: g.baseAddress!)
+        }
       }
       return g
     }

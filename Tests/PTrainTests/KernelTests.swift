@@ -173,16 +173,19 @@ final class KernelTests: XCTestCase {
       let scratch = WinogradScratch(s)
       let previousW = randomFloats(w.count, seed: 15)
       let previousB = randomFloats(b.count, seed: 16)
+      // Two images' shares summed in the Winograd domain, then transformed back once.
       let grads = withPointers([
         inputTiles, dOut, [Float](repeating: 0, count: scratch.gradientTiles),
-        [Float](repeating: 0, count: scratch.products), previousW, previousB,
+        [Float](repeating: 0, count: winogradWeightCount(s)), previousW, previousB,
       ]) { p in
-        winogradConv3x3WeightGradient(
-          inputTiles: p[0], outputGradient: p[1], shape: s, gradientTiles: p[2], products: p[3],
-          weightGradient: p[4], biasGradient: p[5])
+        for _ in 0..<2 {
+          winogradConv3x3WeightGradient(
+            inputTiles: p[0], outputGradient: p[1], shape: s, gradientTiles: p[2], products: p[3], biasGradient: p[5])
+        }
+        winogradAddWeightGradient(products: p[3], shape: s, weightGradient: p[4])
       }
-      assertClose(grads[4], zip(naive.dW, previousW).map(+), "Winograd dW accumulates \(s)")
-      assertClose(grads[5], zip(naive.dB, previousB).map(+), "Winograd dB accumulates \(s)")
+      assertClose(grads[4], zip(naive.dW, previousW).map { 2 * $0 + $1 }, "Winograd dW accumulates \(s)")
+      assertClose(grads[5], zip(naive.dB, previousB).map { 2 * $0 + $1 }, "Winograd dB accumulates \(s)")
       let dX = withPointers([
         dOut, w, [Float](repeating: 0, count: winogradWeightCount(s)),
         [Float](repeating: 0, count: scratch.gradientTiles), [Float](repeating: 0, count: scratch.products),

@@ -66,7 +66,9 @@ final class TrainingTests: XCTestCase {
         gradient.withUnsafeMutableBufferPointer { g in
           replica.prepare(parameters: p.baseAddress!)
           replica.forward(image: image.baseAddress!, parameters: p.baseAddress!)
+          replica.beginShard()
           _ = replica.backward(label: label, parameters: p.baseAddress!, gradient: g.baseAddress!)
+          replica.endShard(gradient: g.baseAddress!)
         }
       }
     }

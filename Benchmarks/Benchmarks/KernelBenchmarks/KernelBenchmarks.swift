@@ -63,10 +63,13 @@ let benchmarks: @Sendable () -> Void = {
       input: input, shape: conv, transformedWeights: filters, bias: bias, relu: true, inputTiles: inputTiles,
       products: products, output: output)
   }
+  let weightProducts = buffer(winogradWeightCount(conv))
   kernel("conv2 weight gradient (Winograd)", flops: conv.flops) {
+    weightProducts.update(repeating: 0, count: winogradWeightCount(conv))
     winogradConv3x3WeightGradient(
       inputTiles: inputTiles, outputGradient: output, shape: conv, gradientTiles: gradientTiles,
-      products: products, weightGradient: weightGradient, biasGradient: biasGradient)
+      products: weightProducts, biasGradient: biasGradient)
+    winogradAddWeightGradient(products: weightProducts, shape: conv, weightGradient: weightGradient)
   }
   kernel("conv2 input gradient (Winograd)", flops: conv.flops) {
     winogradConv3x3InputGradient(

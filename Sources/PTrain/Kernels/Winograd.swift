@@ -313,27 +313,35 @@ public func winogradTransformOutputGradient(
   }
 }
 
-/// Adds the weight gradient of one image to `weightGradient` (HWIO):
-/// `dW += Gᵀ [ Σ_tiles u[point][tile][ci] · e[point][tile][co] ] G`, from the forward
-/// pass's input tiles `u` and the transformed output gradient `e`. `products` is scratch
-/// of `winogradWeightCount(shape)` floats. Cost: 2 · 16 · tiles · in · out FLOP for the
-/// GEMMs plus O(16 · in · out) for the inverse transform.
+/// Adds one image's weight gradient, still in the Winograd domain, to `products`:
+/// `products[point][ci][co] += Σ_tiles u[point][tile][ci] · e[point][tile][co]`, from the
+/// forward pass's input tiles `u` and the transformed output gradient `e`. Summing there
+/// over a shard and transforming back once (`winogradAddWeightGradient`) gives the same
+/// gradient as transforming every image's. Cost: 2 · 16 · tiles · in · out FLOP.
 @inlinable
-public func winogradWeightGradient(
+public func winogradAccumulateWeightProducts(
   inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
-  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>,
-  weightGradient: UnsafeMutablePointer<Float>
+  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>
 ) {
   let tiles = WinogradTiling.forward(s).tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
-  let pairs = cin * cout
   for point in 0..<winogradPoints {
     gemm(
       m: cin, n: cout, k: tiles,
       a: u + point * tiles * cin, aRowStride: 1, aColStride: cin,
       b: e + point * tiles * cout, ldb: cout,
-      c: products + point * pairs, ldc: cout, accumulate: false)
+      c: products + point * cin * cout, ldc: cout, accumulate: true)
   }
+}
+
+/// Transforms summed weight products back, `dW += Gᵀ products G`, into `weightGradient`
+/// (HWIO). Cost: O(16 · in · out) adds.
+@inlinable
+public func winogradAddWeightGradient(
+  products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
   let source = UnsafeRawPointer(products)
   let target = UnsafeMutableRawPointer(weightGradient)
   for ci in 0..<cin {
@@ -370,7 +378,8 @@ public struct WinogradScratch: Sendable {
   public let inputTiles: Int
   /// Transformed output gradients: the weight gradient's `e` or the input gradient's tiles.
   public let gradientTiles: Int
-  /// Point products of any pass.
+  /// Point products of the forward pass or the input gradient. (The weight gradient's
+  /// are summed over a shard in `winogradWeightCount` Floats of their own.)
   public let products: Int
 
   public init(_ s: Conv3x3Shape) {
@@ -379,8 +388,7 @@ public struct WinogradScratch: Sendable {
     inputTiles = forward.transformedCount
     gradientTiles = max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
     products = max(
-      winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels,
-      winogradWeightCount(s))
+      winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels)
   }
 }
 
@@ -421,19 +429,19 @@ public func winogradConv3x3InputGradient(
   winogradTransformOutput(products, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
 }
 
-/// Weight and bias gradients, accumulated: `dW += F(3×3, 2×2)(input, dOutput)` from the
-/// forward pass's `inputTiles`, and `dB += Σ_p dOutput[p]`.
-/// Cost: 2 · 16 · tiles · in · out FLOP plus O(16 · in · out + tiles · 16 · out).
+/// One image's share of the weight and bias gradients: its weight products are added to
+/// `products` (Winograd domain; `winogradAddWeightGradient` finishes them) and
+/// `dB += Σ_p dOutput[p]`. `products` holds `winogradWeightCount(shape)` Floats.
+/// Cost: 2 · 16 · tiles · in · out FLOP plus O(tiles · 16 · out).
 @inlinable
 public func winogradConv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
-  weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>
+  biasGradient: UnsafeMutablePointer<Float>
 ) {
   winogradTransformOutputGradient(
     outputGradient, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
-  winogradWeightGradient(
-    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products,
-    weightGradient: weightGradient)
+  winogradAccumulateWeightProducts(
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products)
   addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
 }

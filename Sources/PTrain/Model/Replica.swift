@@ -2,6 +2,10 @@
 /// single image: activations, conv2's Winograd tiles and filters, and gradients of
 /// activations. conv1 (one input channel) runs directly and needs no scratch.
 ///
+/// Gradients are computed a shard at a time: `beginShard()`, then `forward` and
+/// `backward` for each image, then `endShard(gradient:)`. conv2's weight gradient is
+/// summed over the shard in the Winograd domain and transformed back once, at the end.
+///
 /// A replica is created on its worker's thread so that its memory is first touched,
 /// and therefore placed, on that worker's NUMA node. It never allocates afterwards.
 public final class Replica {
@@ -17,6 +21,10 @@ public final class Replica {
   let conv2Filters: AlignedFloats, conv2FlippedFilters: AlignedFloats
   let conv2InputTiles: AlignedFloats, conv2GradientTiles: AlignedFloats
   let conv2Products: AlignedFloats
+  /// conv2's weight gradient of the shard so far, in the Winograd domain.
+  let conv2WeightProducts: AlignedFloats
+  /// Whether a shard is open: `backward` may run and `endShard` must follow.
+  var inShard = false
   /// Which layers get gradients; backward skips the work of the others and stops as
   /// soon as no trainable layer lies below.
   let trainsConv1: Bool, trainsConv2: Bool, trainsDense: Bool
@@ -45,6 +53,7 @@ public final class Replica {
     conv2InputTiles = AlignedFloats(count: scratch.inputTiles)
     conv2GradientTiles = AlignedFloats(count: scratch.gradientTiles)
     conv2Products = AlignedFloats(count: scratch.products)
+    conv2WeightProducts = AlignedFloats(count: winogradWeightCount(c2))
   }
 
   /// Runs the forward pass on one 28×28 image of bytes and returns the logits, which
@@ -83,14 +92,32 @@ public final class Replica {
     winogradFlipTransformedWeights(conv2Filters.base, shape: spec.conv2, into: conv2FlippedFilters.base)
   }
 
+  /// Starts a shard: clears conv2's summed weight products. Cost: O(conv2 weights · 16/9).
+  public func beginShard() {
+    precondition(!inShard, "Replica.beginShard: the previous shard was not ended")
+    inShard = true
+    if trainsConv2 { conv2WeightProducts.zero() }
+  }
+
+  /// Ends a shard: adds conv2's weight gradient, summed over the shard's images, to
+  /// `gradient`. Cost: O(conv2 weights · 16/9).
+  public func endShard(gradient g: UnsafeMutablePointer<Float>) {
+    precondition(inShard, "Replica.endShard: no shard was begun")
+    inShard = false
+    guard trainsConv2 else { return }
+    winogradAddWeightGradient(
+      products: conv2WeightProducts.base, shape: spec.conv2, weightGradient: g + spec.conv2Weight)
+  }
+
   /// After `forward` on an image, adds that image's gradient of the cross-entropy loss
-  /// to `gradient` (laid out like the parameters) and returns the loss. Frozen layers'
-  /// gradients are neither computed nor written. Cost: ≈ 5.8 MFLOP (9.4 MFLOP of direct
-  /// convolution) with nothing frozen,
-  /// ≈ 0.03 MFLOP with only the dense head trainable.
+  /// to `gradient` (laid out like the parameters) and returns the loss; conv2's weights'
+  /// share reaches `gradient` at `endShard`. Frozen layers' gradients are neither
+  /// computed nor written. Cost: ≈ 5.8 MFLOP (9.4 MFLOP of direct convolution) with
+  /// nothing frozen, ≈ 0.03 MFLOP with only the dense head trainable.
   public func backward(
     label: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>
   ) -> Float {
+    precondition(inShard, "Replica.backward: call beginShard() first")
     let s = spec
     let loss = softmaxCrossEntropy(
       logits: logits.base, classes: s.classes, label: label, gradient: logitGradient.base)
@@ -107,8 +134,8 @@ public final class Replica {
     if trainsConv2 {
       winogradConv3x3WeightGradient(
         inputTiles: conv2InputTiles.base, outputGradient: activation2Gradient.base, shape: s.conv2,
-        gradientTiles: conv2GradientTiles.base, products: conv2Products.base,
-        weightGradient: g + s.conv2Weight, biasGradient: g + s.conv2Bias)
+        gradientTiles: conv2GradientTiles.base, products: conv2WeightProducts.base,
+        biasGradient: g + s.conv2Bias)
     }
     guard trainsConv1 else { return loss }
     winogradConv3x3InputGradient(

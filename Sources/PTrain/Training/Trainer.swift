@@ -300,6 +300,7 @@ public final class Trainer {
                 var loss: Float = 0
                 var correct = 0
                 let end = min((shard + 1) * shardSize, count)
+                replica.beginShard()
                 for position in (first + shard * shardSize)..<(first + end) {
                   let index = Int(order[position])
                   let logits = replica.forward(
@@ -308,6 +309,7 @@ public final class Trainer {
                   if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
                   loss += replica.backward(label: label, parameters: params, gradient: slot)
                 }
+                replica.endShard(gradient: slot)
                 stats[shard * statsStride] = loss
                 stats[shard * statsStride + 1] = Float(correct)
               }
