@@ -149,12 +149,12 @@ final class KernelTests: XCTestCase {
     let r = withPointers([
       x, w, b, [Float](repeating: 0, count: winogradWeightCount(s)),
       [Float](repeating: 0, count: scratch.inputTiles), [Float](repeating: 0, count: scratch.products),
-      [Float](repeating: 0, count: s.outPixels * s.outChannels),
+      [Float](repeating: 0, count: s.outPixels * s.outChannels), [Float](repeating: 0, count: scratch.paddedInput),
     ]) { p in
       winogradTransformWeights(p[1], shape: s, into: p[3])
       winogradConv3x3Forward(
-        input: p[0], shape: s, transformedWeights: p[3], bias: p[2], relu: relu, inputTiles: p[4], products: p[5],
-        output: p[6])
+        input: p[0], shape: s, transformedWeights: p[3], bias: p[2], relu: relu, paddedInput: p[7], inputTiles: p[4],
+        products: p[5], output: p[6])
     }
     return (r[6], r[4])
   }
@@ -190,12 +190,16 @@ final class KernelTests: XCTestCase {
         dOut, w, [Float](repeating: 0, count: winogradWeightCount(s)),
         [Float](repeating: 0, count: scratch.gradientTiles), [Float](repeating: 0, count: scratch.products),
         [Float](repeating: 7, count: x.count), [Float](repeating: 0, count: winogradWeightCount(s)),
+        [Float](repeating: 0, count: scratch.paddedGradient), randomFloats(dOut.count, seed: 17),
       ]) { p in
         winogradTransformWeights(p[1], shape: s, into: p[6])
         winogradFlipTransformedWeights(p[6], shape: s, into: p[2])
-        winogradConv3x3InputGradient(
-          outputGradient: p[0], shape: s, flippedWeights: p[2], gradientTiles: p[3], products: p[4],
-          inputGradient: p[5])
+        // Twice through the same padded copy: the second result must not see the first.
+        for gradient in [p[8], p[0]] {
+          winogradConv3x3InputGradient(
+            outputGradient: gradient, shape: s, flippedWeights: p[2], paddedGradient: p[7], gradientTiles: p[3],
+            products: p[4], inputGradient: p[5])
+        }
       }[5]
       assertClose(dX, naive.dX, "Winograd dX \(s)")
       let loss = { (x: [Float], w: [Float]) in self.dot(self.winogradForward(x, w, b, s).out, dOut) }

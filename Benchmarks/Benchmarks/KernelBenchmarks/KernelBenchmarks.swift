@@ -47,6 +47,10 @@ let benchmarks: @Sendable () -> Void = {
   let inputTiles = buffer(scratch.inputTiles)
   let gradientTiles = buffer(scratch.gradientTiles)
   let products = buffer(scratch.products)
+  let paddedInput = buffer(scratch.paddedInput)
+  let paddedGradient = buffer(scratch.paddedGradient)
+  paddedInput.update(repeating: 0, count: scratch.paddedInput)
+  paddedGradient.update(repeating: 0, count: scratch.paddedGradient)
   winogradTransformWeights(weights, shape: conv, into: filters)
   winogradFlipTransformedWeights(filters, shape: conv, into: flippedFilters)
 
@@ -60,8 +64,8 @@ let benchmarks: @Sendable () -> Void = {
   }
   kernel("conv2 forward (Winograd)", flops: conv.flops) {
     winogradConv3x3Forward(
-      input: input, shape: conv, transformedWeights: filters, bias: bias, relu: true, inputTiles: inputTiles,
-      products: products, output: output)
+      input: input, shape: conv, transformedWeights: filters, bias: bias, relu: true,
+      paddedInput: paddedInput, inputTiles: inputTiles, products: products, output: output)
   }
   let weightProducts = buffer(winogradWeightCount(conv))
   kernel("conv2 weight gradient (Winograd)", flops: conv.flops) {
@@ -73,8 +77,8 @@ let benchmarks: @Sendable () -> Void = {
   }
   kernel("conv2 input gradient (Winograd)", flops: conv.flops) {
     winogradConv3x3InputGradient(
-      outputGradient: output, shape: conv, flippedWeights: flippedFilters, gradientTiles: gradientTiles,
-      products: products, inputGradient: inputGradient)
+      outputGradient: output, shape: conv, flippedWeights: flippedFilters,
+      paddedGradient: paddedGradient, gradientTiles: gradientTiles, products: products, inputGradient: inputGradient)
   }
   let pooled = buffer(5 * 5 * 64)
   kernel("max-pool 11×11×64 forward", flops: 3 * 5 * 5 * 64, repeats: 1000) {

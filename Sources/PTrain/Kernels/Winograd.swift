@@ -51,6 +51,12 @@ public struct WinogradTiling: Sendable, Equatable {
   public var tiles: Int { tilesY * tilesX }
   /// Floats of the transformed input: 16 points × tiles × channels.
   public var transformedCount: Int { 16 * tiles * channels }
+  /// The zero-padded copy of the input that `winogradTransformInput` reads: every tile's
+  /// 4×4 patch lies inside it, `paddedHeight` × `paddedWidth` × channels, with the
+  /// input at row and column `padding`.
+  public var paddedHeight: Int { 2 * tilesY + 2 }
+  public var paddedWidth: Int { 2 * tilesX + 2 }
+  public var paddedCount: Int { paddedHeight * paddedWidth * channels }
 }
 
 /// The number of Winograd points of F(2×2, 3×3): a 4×4 tile.
@@ -97,28 +103,31 @@ func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
   return (x0 + sum, half * (x1 - x2), sum + x3)
 }
 
-/// Transforms every 4×4 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, reading zeros
-/// outside the image. Cost: O(tiles · 16 · channels) adds.
+/// Transforms every 4×4 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, with zeros
+/// outside the image. The input is first copied into the interior of `padded`
+/// (`t.paddedCount` Floats) whose border must be zero; only the interior is ever
+/// written, so a buffer zeroed once stays valid. The tiles then read it without bounds
+/// checks. Cost: O(tiles · 16 · channels) adds and O(input) copies.
 @inlinable
 public func winogradTransformInput(
-  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, into u: UnsafeMutablePointer<Float>
+  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
+  into u: UnsafeMutablePointer<Float>
 ) {
   let channels = t.channels
+  let rowFloats = t.paddedWidth * channels
+  for y in 0..<t.height {
+    (padded + (y + t.padding) * rowFloats + t.padding * channels)
+      .update(from: input + y * t.width * channels, count: t.width * channels)
+  }
   let pointStride = t.tiles * channels
-  let source = UnsafeRawPointer(input)
-  let zero = WinogradLane()
+  let source = UnsafeRawPointer(padded)
   for ty in 0..<t.tilesY {
     for tx in 0..<t.tilesX {
-      let y0 = 2 * ty - t.padding
-      let x0 = 2 * tx - t.padding
+      let corner = source + ((2 * ty) * rowFloats + 2 * tx * channels) * 4
       let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
       for c in stride(from: 0, to: channels, by: 16) {
         @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
-          let y = y0 + dy
-          let x = x0 + dx
-          guard y >= 0, y < t.height, x >= 0, x < t.width else { return zero }
-          return source.loadUnaligned(
-            fromByteOffset: ((y * t.width + x) * channels + c) * 4, as: WinogradLane.self)
+          corner.loadUnaligned(fromByteOffset: (dy * rowFloats + dx * channels + c) * 4, as: WinogradLane.self)
         }
         let r0 = winogradB(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
         let r1 = winogradB(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
@@ -376,6 +385,9 @@ public func winogradAddWeightGradient(
 public struct WinogradScratch: Sendable {
   /// The forward pass's transformed input, kept for the weight gradient.
   public let inputTiles: Int
+  /// The zero-bordered copies of the input and of the output gradient that the input
+  /// transforms read (`WinogradTiling.paddedCount`); zero them once.
+  public let paddedInput: Int, paddedGradient: Int
   /// Transformed output gradients: the weight gradient's `e` or the input gradient's tiles.
   public let gradientTiles: Int
   /// Point products of the forward pass or the input gradient. (The weight gradient's
@@ -386,6 +398,8 @@ public struct WinogradScratch: Sendable {
     let forward = WinogradTiling.forward(s)
     let backward = WinogradTiling.inputGradient(s)
     inputTiles = forward.transformedCount
+    paddedInput = forward.paddedCount
+    paddedGradient = backward.paddedCount
     gradientTiles = max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
     products = max(
       winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels)
@@ -395,16 +409,18 @@ public struct WinogradScratch: Sendable {
 /// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), then `relu` when
 /// asked, with `weights` from
 /// `winogradTransformWeights`. Leaves the transformed input in
-/// `inputTiles` for `winogradConv3x3WeightGradient`. Cost: 2 · 16 · tiles · in · out FLOP
+/// `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
+/// `winogradTransformInput`. Cost: 2 · 16 · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.
 @inlinable
 public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
-  bias: UnsafePointer<Float>, relu applyReLU: Bool, inputTiles: UnsafeMutablePointer<Float>,
-  products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+  bias: UnsafePointer<Float>, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
+  inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
+  output: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.forward(s)
-  winogradTransformInput(input, tiling: tiling, into: inputTiles)
+  winogradTransformInput(input, tiling: tiling, padded: paddedInput, into: inputTiles)
   winogradMultiply(
     inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, into: products)
@@ -413,16 +429,17 @@ public func winogradConv3x3Forward(
 }
 
 /// Input gradient: the output gradient, padded by 2, correlated with the flipped filters
-/// (`winogradFlipTransformedWeights`). Overwrites `inputGradient`.
+/// (`winogradFlipTransformedWeights`). Overwrites `inputGradient`. `paddedGradient` is as
+/// `padded` in `winogradTransformInput`.
 /// Cost: 2 · 16 · tiles · in · out FLOP over the input's tiles plus O(tiles · 16 · channels).
 @inlinable
 public func winogradConv3x3InputGradient(
   outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
-  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
-  inputGradient: UnsafeMutablePointer<Float>
+  paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
+  products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.inputGradient(s)
-  winogradTransformInput(outputGradient, tiling: tiling, into: gradientTiles)
+  winogradTransformInput(outputGradient, tiling: tiling, padded: paddedGradient, into: gradientTiles)
   winogradMultiply(
     gradientTiles, flippedWeights, tiles: tiling.tiles, inChannels: s.outChannels,
     outChannels: s.inChannels, into: products)

@@ -20,6 +20,8 @@ public final class Replica {
   /// pass and for the input gradient, set by `prepare`, and per-image scratch.
   let conv2Filters: AlignedFloats, conv2FlippedFilters: AlignedFloats
   let conv2InputTiles: AlignedFloats, conv2GradientTiles: AlignedFloats
+  /// Zero-bordered copies of conv2's input and output gradient; the borders stay zero.
+  let conv2PaddedInput: AlignedFloats, conv2PaddedGradient: AlignedFloats
   let conv2Products: AlignedFloats
   /// conv2's weight gradient of the shard so far, in the Winograd domain.
   let conv2WeightProducts: AlignedFloats
@@ -51,6 +53,8 @@ public final class Replica {
     conv2Filters = AlignedFloats(count: winogradWeightCount(c2))
     conv2FlippedFilters = AlignedFloats(count: winogradWeightCount(c2))
     conv2InputTiles = AlignedFloats(count: scratch.inputTiles)
+    conv2PaddedInput = AlignedFloats(count: scratch.paddedInput)
+    conv2PaddedGradient = AlignedFloats(count: scratch.paddedGradient)
     conv2GradientTiles = AlignedFloats(count: scratch.gradientTiles)
     conv2Products = AlignedFloats(count: scratch.products)
     conv2WeightProducts = AlignedFloats(count: winogradWeightCount(c2))
@@ -73,7 +77,8 @@ public final class Replica {
       channels: s.conv1.outChannels, output: pooled1.base)
     winogradConv3x3Forward(
       input: pooled1.base, shape: s.conv2, transformedWeights: conv2Filters.base, bias: p + s.conv2Bias,
-      relu: true, inputTiles: conv2InputTiles.base, products: conv2Products.base, output: activation2.base)
+      relu: true, paddedInput: conv2PaddedInput.base, inputTiles: conv2InputTiles.base, products: conv2Products.base,
+      output: activation2.base)
     maxPool2x2Forward(
       activation2.base, height: s.conv2.outHeight, width: s.conv2.outWidth,
       channels: s.conv2.outChannels, output: pooled2.base)
@@ -140,7 +145,7 @@ public final class Replica {
     guard trainsConv1 else { return loss }
     winogradConv3x3InputGradient(
       outputGradient: activation2Gradient.base, shape: s.conv2, flippedWeights: conv2FlippedFilters.base,
-      gradientTiles: conv2GradientTiles.base, products: conv2Products.base,
+      paddedGradient: conv2PaddedGradient.base, gradientTiles: conv2GradientTiles.base, products: conv2Products.base,
       inputGradient: pooled1Gradient.base)
     maxPool2x2Backward(
       input: activation1.base, output: pooled1.base, outputGradient: pooled1Gradient.base,
