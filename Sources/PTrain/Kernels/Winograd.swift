@@ -125,28 +125,47 @@ public func winogradTransformInput(
     for tx in 0..<t.tilesX {
       let corner = source + ((2 * ty) * rowFloats + 2 * tx * channels) * 4
       let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
+      let (rowBytes, pixelBytes, pointBytes) = (rowFloats * 4, channels * 4, pointStride * 4)
       for c in stride(from: 0, to: channels, by: 16) {
-        @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
-          corner.loadUnaligned(fromByteOffset: (dy * rowFloats + dx * channels + c) * 4, as: WinogradLane.self)
+        // Pointers that step along rows and points keep the 32 addresses out of registers.
+        var row = corner + c * 4
+        @inline(__always) func nextRow() -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane) {
+          defer { row += rowBytes }
+          return winogradB(
+            row.loadUnaligned(as: WinogradLane.self), (row + pixelBytes).loadUnaligned(as: WinogradLane.self),
+            (row + 2 * pixelBytes).loadUnaligned(as: WinogradLane.self),
+            (row + 3 * pixelBytes).loadUnaligned(as: WinogradLane.self))
         }
-        let r0 = winogradB(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
-        let r1 = winogradB(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
-        let r2 = winogradB(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
-        let r3 = winogradB(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
-        @inline(__always) func store(
-          _ column: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ q: Int
-        ) {
-          let offset = (q * pointStride + c) * 4
-          let row = 4 * pointStride * 4
-          target.storeBytes(of: column.0, toByteOffset: offset, as: WinogradLane.self)
-          target.storeBytes(of: column.1, toByteOffset: offset + row, as: WinogradLane.self)
-          target.storeBytes(of: column.2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
-          target.storeBytes(of: column.3, toByteOffset: offset + 3 * row, as: WinogradLane.self)
+        let r0 = nextRow()
+        let r1 = nextRow()
+        let r2 = nextRow()
+        let r3 = nextRow()
+        let k0 = winogradB(r0.0, r1.0, r2.0, r3.0)
+        let k1 = winogradB(r0.1, r1.1, r2.1, r3.1)
+        let k2 = winogradB(r0.2, r1.2, r2.2, r3.2)
+        let k3 = winogradB(r0.3, r1.3, r2.3, r3.3)
+        var point = target + c * 4
+        @inline(__always) func store(_ value: WinogradLane) {
+          point.storeBytes(of: value, as: WinogradLane.self)
+          point += pointBytes
         }
-        store(winogradB(r0.0, r1.0, r2.0, r3.0), 0)
-        store(winogradB(r0.1, r1.1, r2.1, r3.1), 1)
-        store(winogradB(r0.2, r1.2, r2.2, r3.2), 2)
-        store(winogradB(r0.3, r1.3, r2.3, r3.3), 3)
+        // Point p · 4 + q is entry p of column q.
+        store(k0.0)
+        store(k1.0)
+        store(k2.0)
+        store(k3.0)
+        store(k0.1)
+        store(k1.1)
+        store(k2.1)
+        store(k3.1)
+        store(k0.2)
+        store(k1.2)
+        store(k2.2)
+        store(k3.2)
+        store(k0.3)
+        store(k1.3)
+        store(k2.3)
+        store(k3.3)
       }
     }
   }
