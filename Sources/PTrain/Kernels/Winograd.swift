@@ -172,11 +172,13 @@ public func winogradTransformInput(
 }
 
 /// Transforms HWIO 3×3 filters: `v[point][ci][co] = (G g Gᵀ)[point]` where g is the
-/// filter from input channel ci to output channel co. Cost: O(16 · in · out) adds, 16
+/// filter from input channel ci to output channel co, for `inputChannels` (all by
+/// default), so that workers can share the work. Cost: O(16 · in · out) adds, 16
 /// channels at a time; run once per parameter change.
 @inlinable
 public func winogradTransformWeights(
-  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, into v: UnsafeMutablePointer<Float>
+  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
+  into v: UnsafeMutablePointer<Float>
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pairs = cin * cout
@@ -190,7 +192,7 @@ public func winogradTransformWeights(
   {
     (g0, half * (g0 + g1 + g2), half * (g0 - g1 + g2), g2)
   }
-  for ci in 0..<cin {
+  for ci in inputChannels ?? 0..<cin {
     for co in stride(from: 0, to: cout, by: 16) {
       @inline(__always) func g(_ ky: Int, _ kx: Int) -> WinogradLane {
         source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
@@ -218,10 +220,12 @@ public func winogradTransformWeights(
 /// transform of `g[ky][kx] = w[2 - ky][2 - kx][ci][co]`, in and out channels swapped and
 /// the filter turned by 180°. Turning g only swaps points 0 and 3 along each axis of
 /// G g Gᵀ (G's middle rows are symmetric, its outer rows mirror each other), so this is
-/// a transpose with permuted points. Cost: O(16 · in · out) moves.
+/// a transpose with permuted points. Only `inputChannels` (all by default) are written,
+/// and only those of `v` are read. Cost: O(16 · in · out) moves.
 @inlinable
 public func winogradFlipTransformedWeights(
-  _ v: UnsafePointer<Float>, shape s: Conv3x3Shape, into flipped: UnsafeMutablePointer<Float>
+  _ v: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
+  into flipped: UnsafeMutablePointer<Float>
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pairs = cin * cout
@@ -230,7 +234,7 @@ public func winogradFlipTransformedWeights(
     for q in 0..<4 {
       let source = v + (mirror(p) * 4 + mirror(q)) * pairs
       let target = flipped + (p * 4 + q) * pairs
-      for ci in 0..<cin {
+      for ci in inputChannels ?? 0..<cin {
         for co in 0..<cout { target[co * cin + ci] = source[ci * cout + co] }
       }
     }

@@ -68,10 +68,21 @@ public struct ModelSpec: Sendable, Equatable {
   @usableFromInline var denseWeight: Int { tensors[4].offset }
   @usableFromInline var denseBias: Int { tensors[5].offset }
 
-  /// FLOP of one training image: forward, both conv2 gradients, conv1's weight
-  /// gradient and the dense layer (≈ 14.25 M).
+  /// FLOP of one training image as direct convolution would do it: forward, both conv2
+  /// gradients, conv1's weight gradient and the dense layer (≈ 14.25 M). The common
+  /// measure for comparing engines.
   public var trainingFlopsPerImage: Int {
     conv1.flops * 2 + conv2.flops * 3 + 6 * features * classes
+  }
+
+  /// FLOP the kernels execute for one training image (≈ 8.8 M): conv2's three passes as
+  /// Winograd F(2×2, 3×3) GEMMs, 16 points per 2×2 tile, conv1 directly, the dense layer.
+  /// The transforms' adds are not counted.
+  public var executedTrainingFlopsPerImage: Int {
+    let forwardTiles = WinogradTiling.forward(conv2).tiles
+    let inputGradientTiles = WinogradTiling.inputGradient(conv2).tiles
+    let pointMACs = winogradPoints * conv2.inChannels * conv2.outChannels
+    return conv1.flops * 2 + 2 * pointMACs * (2 * forwardTiles + inputGradientTiles) + 6 * features * classes
   }
 
   /// Keras-style initial parameters: Glorot-uniform kernels, zero biases, drawn from

@@ -16,9 +16,9 @@ public final class Replica {
   let logits: AlignedFloats, logitGradient: AlignedFloats
   let pooled2Gradient: AlignedFloats, activation2Gradient: AlignedFloats
   let pooled1Gradient: AlignedFloats, activation1Gradient: AlignedFloats
-  /// conv2 runs through Winograd F(2×2, 3×3): its transformed filters for the forward
-  /// pass and for the input gradient, set by `prepare`, and per-image scratch.
-  let conv2Filters: AlignedFloats, conv2FlippedFilters: AlignedFloats
+  /// conv2 runs through Winograd F(2×2, 3×3): its transformed filters (the replica's own,
+  /// set by `prepare`, or a trainer's shared set) and per-image scratch.
+  public let conv2Filters: WinogradFilters
   let conv2InputTiles: AlignedFloats, conv2GradientTiles: AlignedFloats
   /// Zero-bordered copies of conv2's input and output gradient; the borders stay zero.
   let conv2PaddedInput: AlignedFloats, conv2PaddedGradient: AlignedFloats
@@ -31,7 +31,10 @@ public final class Replica {
   /// soon as no trainable layer lies below.
   let trainsConv1: Bool, trainsConv2: Bool, trainsDense: Bool
 
-  public init(spec: ModelSpec, frozen: Set<ModelSpec.Layer> = []) {
+  /// A replica of `spec`'s model with `frozen` layers. With `filters`, conv2's transformed
+  /// filters are that shared set, which its owner keeps up to date; without, the
+  /// replica keeps its own and `prepare(parameters:)` fills them.
+  public init(spec: ModelSpec, frozen: Set<ModelSpec.Layer> = [], filters: WinogradFilters? = nil) {
     self.spec = spec
     trainsConv1 = !frozen.contains(.conv1)
     trainsConv2 = !frozen.contains(.conv2)
@@ -50,8 +53,10 @@ public final class Replica {
     pooled1Gradient = AlignedFloats(count: pooled1.count)
     activation1Gradient = AlignedFloats(count: activation1.count)
     let scratch = WinogradScratch(c2)
-    conv2Filters = AlignedFloats(count: winogradWeightCount(c2))
-    conv2FlippedFilters = AlignedFloats(count: winogradWeightCount(c2))
+    conv2Filters = filters ?? WinogradFilters(shape: c2, keepsFlipped: trainsConv1)
+    precondition(
+      conv2Filters.shape == c2 && (conv2Filters.keepsFlipped || !trainsConv1),
+      "Replica: the shared filters do not fit this model")
     conv2InputTiles = AlignedFloats(count: scratch.inputTiles)
     conv2PaddedInput = AlignedFloats(count: scratch.paddedInput)
     conv2PaddedGradient = AlignedFloats(count: scratch.paddedGradient)
@@ -76,7 +81,7 @@ public final class Replica {
       activation1.base, height: s.conv1.outHeight, width: s.conv1.outWidth,
       channels: s.conv1.outChannels, output: pooled1.base)
     winogradConv3x3Forward(
-      input: pooled1.base, shape: s.conv2, transformedWeights: conv2Filters.base, bias: p + s.conv2Bias,
+      input: pooled1.base, shape: s.conv2, transformedWeights: conv2Filters.forward.base, bias: p + s.conv2Bias,
       relu: true, paddedInput: conv2PaddedInput.base, inputTiles: conv2InputTiles.base, products: conv2Products.base,
       output: activation2.base)
     maxPool2x2Forward(
@@ -90,11 +95,10 @@ public final class Replica {
 
   /// Prepares state that depends only on the parameters: conv2's Winograd-transformed
   /// filters (and flipped ones when conv1 trains). Call after the parameters change and
-  /// before `forward`, `backward` or `evaluate`. Cost: O(conv2 weights).
+  /// before `forward`, `backward` or `evaluate`; a trainer instead fills its shared
+  /// filters itself. Cost: O(conv2 weights).
   public func prepare(parameters p: UnsafePointer<Float>) {
-    winogradTransformWeights(p + spec.conv2Weight, shape: spec.conv2, into: conv2Filters.base)
-    guard trainsConv1 else { return }
-    winogradFlipTransformedWeights(conv2Filters.base, shape: spec.conv2, into: conv2FlippedFilters.base)
+    conv2Filters.update(from: p + spec.conv2Weight)
   }
 
   /// Starts a shard: clears conv2's summed weight products. Cost: O(conv2 weights · 16/9).
@@ -144,7 +148,7 @@ public final class Replica {
     }
     guard trainsConv1 else { return loss }
     winogradConv3x3InputGradient(
-      outputGradient: activation2Gradient.base, shape: s.conv2, flippedWeights: conv2FlippedFilters.base,
+      outputGradient: activation2Gradient.base, shape: s.conv2, flippedWeights: conv2Filters.flipped.base,
       paddedGradient: conv2PaddedGradient.base, gradientTiles: conv2GradientTiles.base, products: conv2Products.base,
       inputGradient: pooled1Gradient.base)
     maxPool2x2Backward(
