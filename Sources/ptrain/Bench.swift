@@ -36,7 +36,7 @@ struct Bench: ParsableCommand {
     let efficiency: Double
     /// GFLOP/s the kernels execute (Winograd conv2).
     let gflops: Double
-    /// GFLOP/s counted as direct convolution, 14.25 MFLOP per image: comparable across engines.
+    /// GFLOP/s counted as direct convolution, 14.26 MFLOP per image: comparable across engines.
     let directConvolutionGflops: Double
     let fmaPeakGflops: Double
     let percentOfPeak: Double

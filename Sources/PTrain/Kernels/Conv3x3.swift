@@ -1,6 +1,8 @@
 // 3×3 "valid" convolution over one NHWC image, lowered onto `gemm` through im2col. The
-// engine uses it for layers with few input channels (conv1); layers with many run
-// through Winograd (Winograd.swift), which needs a third of the multiplies.
+// engine no longer trains with it: conv1 runs directly (Conv3x3OneChannel.swift), which
+// matches it bit for bit, and conv2 through Winograd (Winograd.swift), with 16 instead of
+// 36 multiplies per 2×2 tile. It stays as the reference for both and as the baseline that
+// Benchmarks/ measures Winograd against.
 // Weights are HWIO: `w[((ky * 3 + kx) * cin + ci) * cout + co]`, which makes the
 // im2col row for output pixel p line up with the weight row index.
 

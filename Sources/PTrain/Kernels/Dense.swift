@@ -61,7 +61,7 @@ public func denseBackward(
     var dx = SIMD16<Float>()
     for o in 0..<outputs {
       let dy = outputGradient[o]
-      if let weightGradient {
+      if let weightGradient, biasGradient != nil {
         let dw = UnsafeMutableRawPointer(weightGradient)
         let g = dw.loadUnaligned(fromByteOffset: o * rowBytes + i, as: SIMD16<Float>.self)
         dw.storeBytes(of: g.addingProduct(dy, xi), toByteOffset: o * rowBytes + i, as: SIMD16<Float>.self)

@@ -7,10 +7,10 @@
 //   Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
 //
 // That is 16 multiplies per output tile and channel pair instead of 36, so 2.25× fewer
-// FLOP before tile padding. The same tiles give both gradients: the input gradient is
-// the correlation of the zero-padded output gradient with the flipped filters, and the
-// weight gradient is F(3×3, 2×2), `dW = G^T [ Σ_tiles (A e Aᵀ) ⊙ (Bᵀ d B) ] G`, which
-// reuses the forward pass's input tiles.
+// FLOP before tile padding. The same scheme gives both gradients: the input gradient is
+// the correlation of the zero-padded output gradient with the flipped filters (over its
+// own, larger tiling), and the weight gradient is F(3×3, 2×2),
+// `dW = Gᵀ [ Σ_tiles (A e Aᵀ) ⊙ (Bᵀ d B) ] G`, which reuses the forward pass's input tiles.
 //
 // Transformed data is point-major: `u[(point · tiles + tile) · channels + c]`, so each
 // point's GEMM reads a plain row-major matrix. Channel counts must be multiples of 16;
@@ -430,8 +430,7 @@ public struct WinogradScratch: Sendable {
 }
 
 /// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), then `relu` when
-/// asked, with `weights` from
-/// `winogradTransformWeights`. Leaves the transformed input in
+/// asked, with `transformedWeights` from `winogradTransformWeights`. Leaves the transformed input in
 /// `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
 /// `winogradTransformInput`. Cost: 2 · 16 · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.

@@ -69,7 +69,7 @@ public struct ModelSpec: Sendable, Equatable {
   @usableFromInline var denseBias: Int { tensors[5].offset }
 
   /// FLOP of one training image as direct convolution would do it: forward, both conv2
-  /// gradients, conv1's weight gradient and the dense layer (≈ 14.25 M). The common
+  /// gradients, conv1's weight gradient and the dense layer (≈ 14.26 M). The common
   /// measure for comparing engines.
   public var trainingFlopsPerImage: Int {
     conv1.flops * 2 + conv2.flops * 3 + 6 * features * classes

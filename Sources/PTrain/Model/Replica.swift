@@ -1,6 +1,6 @@
 /// One worker's private copy of every buffer a forward and backward pass needs for a
-/// single image: activations, conv2's Winograd tiles and filters, and gradients of
-/// activations. conv1 (one input channel) runs directly and needs no scratch.
+/// single image: activations, conv2's Winograd tiles (and its transformed filters, unless
+/// a trainer shares one set), and gradients of activations. conv1 (one input channel) runs directly and needs no scratch.
 ///
 /// Gradients are computed a shard at a time: `beginShard()`, then `forward` and
 /// `backward` for each image, then `endShard(gradient:)`. conv2's weight gradient is
@@ -67,7 +67,7 @@ public final class Replica {
 
   /// Runs the forward pass on one 28×28 image of bytes and returns the logits, which
   /// stay valid until the next call. `prepare(parameters:)` must have seen the current
-  /// parameters. Cost: ≈ 2.7 MFLOP (4.9 MFLOP of direct convolution).
+  /// parameters. Cost: ≈ 2.8 MFLOP (4.9 MFLOP of direct convolution).
   @discardableResult
   public func forward(image: UnsafePointer<UInt8>, parameters p: UnsafePointer<Float>)
     -> UnsafeBufferPointer<Float>
@@ -121,7 +121,7 @@ public final class Replica {
   /// After `forward` on an image, adds that image's gradient of the cross-entropy loss
   /// to `gradient` (laid out like the parameters) and returns the loss; conv2's weights'
   /// share reaches `gradient` at `endShard`. Frozen layers' gradients are neither
-  /// computed nor written. Cost: ≈ 5.8 MFLOP (9.4 MFLOP of direct convolution) with
+  /// computed nor written. Cost: ≈ 6.0 MFLOP (9.4 MFLOP of direct convolution) with
   /// nothing frozen, ≈ 0.03 MFLOP with only the dense head trainable.
   public func backward(
     label: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>
