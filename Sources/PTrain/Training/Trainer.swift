@@ -4,10 +4,11 @@ import Synchronization
 ///
 /// Each step first fills conv2's shared Winograd filters, each worker a slice of the
 /// input channels. After a barrier it cuts the batch into shards of `options.shardSize`
-/// images; worker `w` computes shards `w, w + N, …`, each into its own gradient slot.
-/// After a second barrier every
-/// worker reduces one contiguous slice of the trainable parameters across all slots in
-/// a fixed pairwise tree and checks it for non-finite values. After a third barrier,
+/// images; worker `w` computes one contiguous block of shards, each into its own
+/// gradient slot, and adds the pairs of the fixed reduction tree that lie inside its
+/// block. After a second barrier every worker adds, over one contiguous slice of the
+/// trainable parameters, the tree pairs that span blocks, and checks the sum for
+/// non-finite values. After a third barrier,
 /// if every shard's loss and every gradient is finite, each worker applies Adam to its
 /// slice; otherwise all stop before changing anything. Which worker computes which
 /// shard never changes a bit of the result, so any thread count gives the same
@@ -84,7 +85,7 @@ public final class Trainer {
       slots.withUnsafeMutableBufferPointer { gradientSlots in
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(spec: spec, frozen: options.frozen, filters: filters)
-          for shard in stride(from: worker, to: shards, by: workers) {
+          for shard in Self.block(ofWorker: worker, workers: workers, shards: shards) {
             gradientSlots[shard] = AlignedFloats(count: spec.parameterCount)
           }
         }
@@ -271,6 +272,9 @@ public final class Trainer {
     let firstStep = stepsIntoEpoch
     let parameterCount = spec.parameterCount
     let workerRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
+    let trainableRanges = ModelSpec.Layer.allCases.filter { !options.frozen.contains($0) }.map {
+      spec.parameterRange(of: $0)
+    }
     let filters = conv2Filters
     let conv2Weight = spec.conv2Weight
     let conv2Frozen = options.frozen.contains(.conv2)
@@ -311,7 +315,8 @@ public final class Trainer {
               charge(0)
               pool.barrier.wait()
               charge(1)
-              for shard in stride(from: worker, to: shards, by: workers) {
+              let myShards = Self.block(ofWorker: worker, workers: workers, shards: shards)
+              for shard in myShards {
                 let slot = slotBases[shard]
                 slot.update(repeating: 0, count: parameterCount)
                 var loss: Float = 0
@@ -329,6 +334,8 @@ public final class Trainer {
                 replica.endShard(gradient: slot)
                 stats[shard * statsStride] = loss
                 stats[shard * statsStride + 1] = Float(correct)
+                Self.foldLocalPairs(
+                  after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
               }
               charge(0)
               pool.barrier.wait()
@@ -337,7 +344,7 @@ public final class Trainer {
               // Phase 2: reduce this worker's slice and check that it is finite.
               var firstNonFinite = -1
               for range in myRanges {
-                reduceSlots(slotBases, count: shards, range: range)
+                Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: workers, range: range)
                 if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
                   firstNonFinite = bad
                 }
@@ -398,13 +405,58 @@ public final class Trainer {
     )
   }
 
-  /// Sums `slots[0..<count][range]` into `slots[0][range]` in a fixed pairwise tree:
-  /// (0+1), (2+3), … then (0+2), (4+6), … The tree depends only on `count`.
-  /// Cost: (count - 1) · range.count adds.
-  private func reduceSlots(_ slots: [UnsafeMutablePointer<Float>], count: Int, range: Range<Int>) {
+  // The shard gradients are summed in one fixed pairwise tree over shard indices: at
+  // stride 1, slot 0 += slot 1, slot 2 += slot 3, …; at stride 2, slot 0 += slot 2, …;
+  // until slot 0 holds the sum. Each worker computes one contiguous block of shards, so
+  // every pair whose subtree lies inside a block is added by that worker as soon as its
+  // last shard is done, while the slots are still in its cache; the reduce phase adds the
+  // pairs that span blocks. Every pair adds the same operands in the same order whoever
+  // adds it and whenever, so the sum's bits depend only on the shard count.
+
+  /// The contiguous block of shards worker `worker` of `workers` computes: as even as
+  /// possible, empty for workers past the shard count.
+  static func block(ofWorker worker: Int, workers: Int, shards: Int) -> Range<Int> {
+    (worker * shards / workers)..<((worker + 1) * shards / workers)
+  }
+
+  /// The worker whose block holds shard `shard`.
+  static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
+    ((shard + 1) * workers - 1) / shards
+  }
+
+  /// After shard `shard` of `block` is done, adds every tree pair whose subtree ends with
+  /// that shard and lies inside the block, over `ranges` of the slots.
+  /// Cost: O(parameters) per pair added.
+  static func foldLocalPairs(
+    after shard: Int, block: Range<Int>, shards: Int, slots: [UnsafeMutablePointer<Float>], ranges: [Range<Int>]
+  ) {
     var stride = 1
-    while stride < count {
-      for left in Swift.stride(from: 0, to: count - stride, by: 2 * stride) {
+    while stride < shards {
+      let left = shard / (2 * stride) * (2 * stride)
+      guard shard + 1 == min(left + 2 * stride, shards), left >= block.lowerBound else { return }
+      if left + stride < shards {
+        for range in ranges {
+          addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
+        }
+      }
+      stride *= 2
+    }
+  }
+
+  /// Adds, over `range`, the tree pairs whose subtrees span two workers' blocks, level by
+  /// level, leaving the whole sum in slot 0. Cost: O(range.count) per pair.
+  static func reduceCrossWorkerPairs(
+    _ slots: [UnsafeMutablePointer<Float>], shards: Int, workers: Int, range: Range<Int>
+  ) {
+    var stride = 1
+    while stride < shards {
+      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
+        let last = min(left + 2 * stride, shards) - 1
+        if owner(ofShard: left, workers: workers, shards: shards)
+          == owner(ofShard: last, workers: workers, shards: shards)
+        {
+          continue  // added by that worker during compute
+        }
         addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
       }
       stride *= 2
