@@ -165,7 +165,7 @@ public final class Trainer {
   /// Returns early, with `stopped` set, when `requestStop()` was called. Throws, leaving
   /// the parameters as they were before the offending step, when a loss or gradient is
   /// not finite, or when resuming mid-epoch on different data.
-  /// Cost: ≈ 8.8 MFLOP per image per epoch (14.25 MFLOP of direct convolution).
+  /// Cost: ≈ 8.8 MFLOP per image per epoch (14.26 MFLOP of direct convolution).
   @discardableResult
   public func train(
     _ data: LabeledImages, evaluatingOn test: LabeledImages? = nil, untilEpoch: Int? = nil,
