@@ -176,11 +176,13 @@ final class KernelTests: XCTestCase {
       // Two images' shares summed in the Winograd domain, then transformed back once.
       let grads = withPointers([
         inputTiles, dOut, [Float](repeating: 0, count: scratch.gradientTiles),
-        [Float](repeating: 0, count: winogradWeightCount(s)), previousW, previousB,
+        randomFloats(winogradWeightCount(s), seed: 18), previousW, previousB,
       ]) { p in
-        for _ in 0..<2 {
+        // The first overwrites what `products` held; the second adds to it.
+        for accumulate in [false, true] {
           winogradConv3x3WeightGradient(
-            inputTiles: p[0], outputGradient: p[1], shape: s, gradientTiles: p[2], products: p[3], biasGradient: p[5])
+            inputTiles: p[0], outputGradient: p[1], shape: s, gradientTiles: p[2], products: p[3],
+            accumulate: accumulate, biasGradient: p[5])
         }
         winogradAddWeightGradient(products: p[3], shape: s, weightGradient: p[4])
       }

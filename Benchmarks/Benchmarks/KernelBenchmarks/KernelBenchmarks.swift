@@ -69,10 +69,9 @@ let benchmarks: @Sendable () -> Void = {
   }
   let weightProducts = buffer(winogradWeightCount(conv))
   kernel("conv2 weight gradient (Winograd)", flops: conv.flops) {
-    weightProducts.update(repeating: 0, count: winogradWeightCount(conv))
     winogradConv3x3WeightGradient(
       inputTiles: inputTiles, outputGradient: output, shape: conv, gradientTiles: gradientTiles,
-      products: weightProducts, biasGradient: biasGradient)
+      products: weightProducts, accumulate: false, biasGradient: biasGradient)
     winogradAddWeightGradient(products: weightProducts, shape: conv, weightGradient: weightGradient)
   }
   kernel("conv2 input gradient (Winograd)", flops: conv.flops) {

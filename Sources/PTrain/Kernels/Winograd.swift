@@ -345,7 +345,8 @@ public func winogradTransformOutputGradient(
   }
 }
 
-/// Adds one image's weight gradient, still in the Winograd domain, to `products`:
+/// Adds one image's weight gradient, still in the Winograd domain, to `products` (or,
+/// without `accumulate`, overwrites them with it):
 /// `products[point][ci][co] += Σ_tiles u[point][tile][ci] · e[point][tile][co]`, from the
 /// forward pass's input tiles `u` and the transformed output gradient `e`. Summing there
 /// over a shard and transforming back once (`winogradAddWeightGradient`) gives the same
@@ -353,7 +354,7 @@ public func winogradTransformOutputGradient(
 @inlinable
 public func winogradAccumulateWeightProducts(
   inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
-  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>
+  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>, accumulate: Bool
 ) {
   let tiles = WinogradTiling.forward(s).tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
@@ -362,7 +363,7 @@ public func winogradAccumulateWeightProducts(
       m: cin, n: cout, k: tiles,
       a: u + point * tiles * cin, aRowStride: 1, aColStride: cin,
       b: e + point * tiles * cout, ldb: cout,
-      c: products + point * cin * cout, ldc: cout, accumulate: true)
+      c: products + point * cin * cout, ldc: cout, accumulate: accumulate)
   }
 }
 
@@ -469,18 +470,20 @@ public func winogradConv3x3InputGradient(
 }
 
 /// One image's share of the weight and bias gradients: its weight products are added to
-/// `products` (Winograd domain; `winogradAddWeightGradient` finishes them) and
-/// `dB += Σ_p dOutput[p]`. `products` holds `winogradWeightCount(shape)` Floats.
+/// `products` (Winograd domain; `winogradAddWeightGradient` finishes them), or replace
+/// them without `accumulate`, and `dB += Σ_p dOutput[p]`. `products` holds
+/// `winogradWeightCount(shape)` Floats.
 /// Cost: 2 · 16 · tiles · in · out FLOP plus O(tiles · 16 · out).
 @inlinable
 public func winogradConv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
-  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
+  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
   biasGradient: UnsafeMutablePointer<Float>
 ) {
   winogradTransformOutputGradient(
     outputGradient, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
   winogradAccumulateWeightProducts(
-    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products)
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products,
+    accumulate: accumulate)
   addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
 }

@@ -27,6 +27,9 @@ public final class Replica {
   let conv2WeightProducts: AlignedFloats
   /// Whether a shard is open: `backward` may run and `endShard` must follow.
   var inShard = false
+  /// Whether `conv2WeightProducts` holds this shard's sum yet; the first image of a
+  /// shard overwrites them, so they never need clearing.
+  var shardHasProducts = false
   /// Which layers get gradients; backward skips the work of the others and stops as
   /// soon as no trainable layer lies below.
   let trainsConv1: Bool, trainsConv2: Bool, trainsDense: Bool
@@ -101,11 +104,11 @@ public final class Replica {
     conv2Filters.update(from: p + spec.conv2Weight)
   }
 
-  /// Starts a shard: clears conv2's summed weight products. Cost: O(conv2 weights · 16/9).
+  /// Starts a shard. Cost: O(1).
   public func beginShard() {
     precondition(!inShard, "Replica.beginShard: the previous shard was not ended")
     inShard = true
-    if trainsConv2 { conv2WeightProducts.zero() }
+    shardHasProducts = false
   }
 
   /// Ends a shard: adds conv2's weight gradient, summed over the shard's images, to
@@ -113,7 +116,7 @@ public final class Replica {
   public func endShard(gradient g: UnsafeMutablePointer<Float>) {
     precondition(inShard, "Replica.endShard: no shard was begun")
     inShard = false
-    guard trainsConv2 else { return }
+    guard trainsConv2, shardHasProducts else { return }
     winogradAddWeightGradient(
       products: conv2WeightProducts.base, shape: spec.conv2, weightGradient: g + spec.conv2Weight)
   }
@@ -144,7 +147,8 @@ public final class Replica {
       winogradConv3x3WeightGradient(
         inputTiles: conv2InputTiles.base, outputGradient: activation2Gradient.base, shape: s.conv2,
         gradientTiles: conv2GradientTiles.base, products: conv2WeightProducts.base,
-        biasGradient: g + s.conv2Bias)
+        accumulate: shardHasProducts, biasGradient: g + s.conv2Bias)
+      shardHasProducts = true
     }
     guard trainsConv1 else { return loss }
     winogradConv3x3InputGradient(
