@@ -15,19 +15,13 @@ public final class WinogradFilters: @unchecked Sendable {
     flipped = AlignedFloats(count: keepsFlipped ? winogradWeightCount(shape) : 0)
   }
 
-  /// Transforms the filters of `inputChannels` (all by default) from HWIO `weights`.
-  /// Cost: O(16 · inputChannels.count · outChannels).
-  public func update(from weights: UnsafePointer<Float>, inputChannels: Range<Int>? = nil) {
-    winogradTransformWeights(weights, shape: shape, inputChannels: inputChannels, into: forward.base)
+  /// Transforms, from HWIO `weights`, the filters of share `part` of `parts` of the input
+  /// channels (`evenShare`); by default all of them. Workers that fill the filters
+  /// together each pass their own index. Cost: O(16 · in · out / parts).
+  public func update(from weights: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1) {
+    let channels = evenShare(of: shape.inChannels, part: part, parts: parts)
+    winogradTransformWeights(weights, shape: shape, inputChannels: channels, into: forward.base)
     guard keepsFlipped else { return }
-    winogradFlipTransformedWeights(forward.base, shape: shape, inputChannels: inputChannels, into: flipped.base)
-  }
-
-  /// Worker `worker`'s share of the input channels when `workers` fill the filters
-  /// together: contiguous, as even as possible, empty when there are more workers than
-  /// channels.
-  public func inputChannels(ofWorker worker: Int, workers: Int) -> Range<Int> {
-    let channels = shape.inChannels
-    return (worker * channels / workers)..<((worker + 1) * channels / workers)
+    winogradFlipTransformedWeights(forward.base, shape: shape, inputChannels: channels, into: flipped.base)
   }
 }

@@ -85,7 +85,7 @@ public final class Trainer {
       slots.withUnsafeMutableBufferPointer { gradientSlots in
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(spec: spec, frozen: options.frozen, filters: filters)
-          for shard in Self.block(ofWorker: worker, workers: workers, shards: shards) {
+          for shard in evenShare(of: shards, part: worker, parts: workers) {
             gradientSlots[shard] = AlignedFloats(count: spec.parameterCount)
           }
         }
@@ -293,7 +293,6 @@ public final class Trainer {
           pool.run { worker in
             let replica = replicas[worker]
             let myRanges = workerRanges[worker]
-            let myFilterChannels = filters.inputChannels(ofWorker: worker, workers: workers)
             let times = phaseNanoseconds + worker * Self.phaseStride
             var mark = monotonicNanoseconds()
             /// Adds the time since the last mark to `phase`.
@@ -310,12 +309,12 @@ public final class Trainer {
               // gradients, each into its own slot.
               // A frozen conv2 never changes, so its filters are filled once per fan-out.
               if !conv2Frozen || step == firstStep {
-                filters.update(from: params + conv2Weight, inputChannels: myFilterChannels)
+                filters.update(from: params + conv2Weight, part: worker, of: workers)
               }
               charge(0)
               pool.barrier.wait()
               charge(1)
-              let myShards = Self.block(ofWorker: worker, workers: workers, shards: shards)
+              let myShards = evenShare(of: shards, part: worker, parts: workers)
               for shard in myShards {
                 let slot = slotBases[shard]
                 slot.update(repeating: 0, count: parameterCount)
@@ -413,13 +412,7 @@ public final class Trainer {
   // pairs that span blocks. Every pair adds the same operands in the same order whoever
   // adds it and whenever, so the sum's bits depend only on the shard count.
 
-  /// The contiguous block of shards worker `worker` of `workers` computes: as even as
-  /// possible, empty for workers past the shard count.
-  static func block(ofWorker worker: Int, workers: Int, shards: Int) -> Range<Int> {
-    (worker * shards / workers)..<((worker + 1) * shards / workers)
-  }
-
-  /// The worker whose block holds shard `shard`.
+  /// The worker whose block (`evenShare`) holds shard `shard`.
   static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
     ((shard + 1) * workers - 1) / shards
   }
@@ -476,9 +469,7 @@ public final class Trainer {
         predictions.withUnsafeMutableBufferPointer { predictions in
           pool.run { worker in
             let replica = replicas[worker]
-            conv2Filters.update(
-              from: params + spec.conv2Weight,
-              inputChannels: conv2Filters.inputChannels(ofWorker: worker, workers: workers))
+            conv2Filters.update(from: params + spec.conv2Weight, part: worker, of: workers)
             pool.barrier.wait()
             for blockStart in stride(from: worker * block, to: data.count, by: workers * block) {
               for index in blockStart..<min(blockStart + block, data.count) {

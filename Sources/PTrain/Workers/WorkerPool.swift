@@ -136,3 +136,10 @@ public final class WorkerPool: @unchecked Sendable {
     }
   }
 }
+
+/// Part `part` of `parts` contiguous shares of `0..<count`, as even as possible (sizes
+/// differ by at most one), empty when there are more parts than items. How work is split
+/// across workers.
+public func evenShare(of count: Int, part: Int, parts: Int) -> Range<Int> {
+  (part * count / parts)..<((part + 1) * count / parts)
+}
