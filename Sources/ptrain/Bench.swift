@@ -14,7 +14,11 @@ struct Bench: ParsableCommand {
       time goes.
       """)
 
-  @Option(help: "Comma-separated thread counts. (default: 1, 2, 4, … up to the physical cores, and the core count)")
+  @Option(
+    help: """
+      Comma-separated thread counts. (default: 1, 2, 4, … up to the physical cores, and the core count, \
+      but no more than a batch's shards of 4 images)
+      """)
   var threads: String?
 
   @Option(help: "Images per step.")
@@ -47,9 +51,14 @@ struct Bench: ParsableCommand {
   func run() throws {
     try CPUSupport.requireVectorUnits()
     let topology = try Topology()
-    let counts = try threadCounts(cores: topology.physicalCores)
-    guard steps >= 1 else { throw PTrainError("--steps must be at least 1, got \(steps)") }
-    try TrainingOptions(threads: 1, batchSize: batchSize).validate()
+    guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
+    let shape = TrainingOptions(threads: 1, batchSize: batchSize)
+    try usage { try shape.validate() }
+    let counts = try threadCounts(cores: topology.physicalCores, shards: shape.shardsPerBatch)
+    if let svg { try checkOutputPath(svg, flag: "--svg") }
+    if let most = counts.max(), let advice = idleWorkerAdvice(threads: most, options: shape) {
+      Terminal.warn(advice)
+    }
     let mnist = try Dataset.bundledMNIST()
     let warmUp = mnist.train.prefix(min(10 * batchSize, mnist.train.count))
     let timed = mnist.train.prefix(min(steps * batchSize, mnist.train.count))
@@ -79,9 +88,7 @@ struct Bench: ParsableCommand {
           directConvolutionGflops: summary.imagesPerSecond * Double(trainer.spec.trainingFlopsPerImage) / 1e9,
           fmaPeakGflops: peak, percentOfPeak: peak > 0 ? 100 * gflops / peak : 0, stepMilliseconds: split))
     }
-    if let svg {
-      try ScalingChart.svg(rows: rows, batchSize: batchSize).write(toFile: svg, atomically: true, encoding: .utf8)
-    }
+    if let svg { try writeFileAtomically(Array(ScalingChart.svg(rows: rows, batchSize: batchSize).utf8), to: svg) }
     if json {
       struct Output: Encodable {
         let batchSize: Int
@@ -91,40 +98,52 @@ struct Bench: ParsableCommand {
       try printJSON(Output(batchSize: batchSize, steps: timedSteps, rows: rows))
       return
     }
-    print("batch \(batchSize), \(timedSteps) timed steps; step split in ms per step, averaged over workers")
-    print(
+    try Terminal.output(
+      "batch \(batchSize), \(timedSteps) timed steps; step split in ms per step, averaged over workers")
+    try Terminal.output(
       String(
         format: "GFLOP/s: executed by the kernels, %.2f MFLOP per image (direct convolution would need %.2f)",
         Double(ModelSpec().executedTrainingFlopsPerImage) / 1e6, Double(ModelSpec().trainingFlopsPerImage) / 1e6))
-    print("threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute  reduce  optimizer    data  barrier")
+    try Terminal.output(
+      "a batch of \(batchSize) makes \(shape.shardsPerBatch) shard(s) of \(shape.shardSize) images; more threads than that would idle"
+    )
+    try Terminal.output(
+      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute  reduce  optimizer    data  barrier")
     for row in rows {
       let ms = { (name: String) in String(format: "%7.3f", row.stepMilliseconds[name] ?? 0) }
-      print(
+      try Terminal.output(
         String(
           format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%", row.threads, row.imagesPerSecond, row.speedup,
           row.efficiency * 100, row.gflops, row.percentOfPeak)
           + "  \(ms("compute"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))")
     }
-    print(
+    try Terminal.output(
       String(
         format: "FMA peak measured on the same workers: %.1f GFLOP/s at %d thread(s)", rows.last!.fmaPeakGflops,
         rows.last!.threads))
   }
 
-  /// The thread counts to sweep: parsed from --threads, or 1, 2, 4, … < cores, and cores.
-  func threadCounts(cores: Int) throws -> [Int] {
+  /// The thread counts to sweep: parsed from --threads, or 1, 2, 4, … up to the
+  /// physical cores and the core count itself, none above a batch's `shards` (more
+  /// workers than shards would only idle).
+  func threadCounts(cores: Int, shards: Int) throws -> [Int] {
     guard let threads else {
+      let most = min(cores, shards)
       var counts: [Int] = []
       var count = 1
-      while count < cores {
+      while count < most {
         counts.append(count)
         count *= 2
       }
-      return counts + [cores]
+      return counts + [most]
     }
-    let counts = threads.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-    guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
-      throw PTrainError("--threads takes positive integers separated by commas, like 1,2,8; got '\(threads)'")
+    let counts = threads.split(separator: ",", omittingEmptySubsequences: false).map {
+      Int($0.trimmingCharacters(in: .whitespaces))
+    }
+    guard counts.allSatisfy({ (1...TrainingOptions.maximumThreads).contains($0 ?? 0) }) else {
+      throw ValidationError(
+        "--threads takes integers from 1 to \(TrainingOptions.maximumThreads) separated by commas, like 1,2,8; got '\(threads)'"
+      )
     }
     return counts.map { $0! }
   }

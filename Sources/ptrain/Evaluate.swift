@@ -43,8 +43,9 @@ struct Evaluate: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    let checkpoint = try Checkpoint(path: model)
     let topology = try Topology()
+    let threads = try threadCount(self.threads, topology: topology)
+    let checkpoint = try Checkpoint(path: model)
     var source = DataOptions()
     source.dataset = dataset
     source.data = data
@@ -52,7 +53,7 @@ struct Evaluate: ParsableCommand {
     try LabeledImages.requireLabels(
       loaded.test.labels, below: checkpoint.spec.classes, name: "\(loaded.name) test set, for \(model)")
     let trainer = try Trainer(
-      options: TrainingOptions(threads: threads ?? topology.physicalCores, epochs: 1), spec: checkpoint.spec,
+      options: TrainingOptions(threads: threads, epochs: 1), spec: checkpoint.spec,
       topology: topology)
     trainer.loadParameters(checkpoint.parameters, from: checkpoint.spec, layers: Set(ModelSpec.Layer.allCases))
     let clock = ContinuousClock()
@@ -67,8 +68,8 @@ struct Evaluate: ParsableCommand {
           seconds: seconds, testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, perClass: evaluation.classes,
           confusionMatrix: evaluation.confusion, parametersSHA256: trainer.parametersSHA256))
     } else {
-      print("\(model) on the \(loaded.test.count) test images of \(loaded.name)")
-      print(Report.text(evaluation: evaluation, headline: "", sha256: trainer.parametersSHA256))
+      try Terminal.output("\(model) on the \(loaded.test.count) test images of \(loaded.name)")
+      try Terminal.output(Report.text(evaluation: evaluation, headline: "", sha256: trainer.parametersSHA256))
     }
   }
 }

@@ -32,9 +32,9 @@ struct DataOptions: ParsableArguments {
     }
   }
 
-  /// The training images, cut to `--train-limit` (or `limit`) when given.
-  func trainingImages(of dataset: Dataset, limit: Int? = nil) throws -> LabeledImages {
-    guard let trainLimit = trainLimit ?? limit else { return dataset.train }
+  /// The training images, cut to `--train-limit` when given.
+  func trainingImages(of dataset: Dataset) throws -> LabeledImages {
+    guard let trainLimit else { return dataset.train }
     guard trainLimit >= 1 else { throw ValidationError("--train-limit must be at least 1, got \(trainLimit)") }
     guard trainLimit <= dataset.train.count else {
       throw ValidationError(
@@ -43,12 +43,48 @@ struct DataOptions: ParsableArguments {
     return dataset.train.prefix(trainLimit)
   }
 
-  /// `__metadata__` entries that let `--resume` and `evaluate` find the data again.
+  /// The training images a resumed run continues on: `--train-limit` when given, else
+  /// as many as the checkpoint `path` (with `metadata`) was trained on.
+  func resumedTrainingImages(of dataset: Dataset, checkpoint path: String, metadata: [String: String]) throws
+    -> LabeledImages
+  {
+    guard trainLimit == nil, let saved = metadata["train_images"] else { return try trainingImages(of: dataset) }
+    guard let count = Int(saved), count >= 1 else {
+      throw PTrainError("\(path): __metadata__.train_images is not a positive integer")
+    }
+    guard count <= dataset.train.count else {
+      throw PTrainError(
+        "\(path) was trained on \(count) images, but \(dataset.name) has only \(dataset.train.count) training images; resume on the same data"
+      )
+    }
+    return dataset.train.prefix(count)
+  }
+
+  /// `__metadata__` entries that let `--resume` and `evaluate` find the data again, from
+  /// any directory: `--data` is stored as an absolute path with symlinks resolved.
   func metadata(for dataset: Dataset, trainImages: Int) -> [String: String] {
     var result = ["dataset": dataset.name, "train_images": String(trainImages)]
-    if let data { result["data_directory"] = (data as NSString).standardizingPath }
+    if let data { result["data_directory"] = absolutePath(data) }
     return result
   }
+}
+
+/// `path` made absolute, with symbolic links, `.` and `..` resolved where it exists.
+func absolutePath(_ path: String) -> String {
+  if let resolved = realpath(path, nil) {
+    defer { free(resolved) }
+    return String(cString: resolved)
+  }
+  let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+  return (absolute as NSString).standardizingPath
+}
+
+/// The worker count: `given`, or the physical cores by default; a usage error (exit 64)
+/// unless it lies from 1 to `TrainingOptions.maximumThreads`.
+func threadCount(_ given: Int?, topology: Topology) throws -> Int {
+  let threads = given ?? topology.physicalCores
+  try usage { try TrainingOptions(threads: threads).validate() }
+  return threads
 }
 
 /// Hyper-parameters shared by `train` and `finetune`. Options left out stay nil so that
@@ -72,7 +108,7 @@ struct HyperParameterOptions: ParsableArguments {
   /// The options with defaults filled in.
   func options(topology: Topology, frozen: Set<ModelSpec.Layer> = []) throws -> TrainingOptions {
     let options = TrainingOptions(
-      threads: threads ?? topology.physicalCores, epochs: epochs ?? 5, batchSize: batchSize ?? 32,
+      threads: try threadCount(threads, topology: topology), epochs: epochs ?? 5, batchSize: batchSize ?? 32,
       learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen)
     try usage { try options.validate() }
     return options
@@ -91,8 +127,8 @@ struct CheckpointOptions: ParsableArguments {
   var checkpointEvery: Int?
 
   /// Refuses settings that cannot work before any training time is spent: a bad
-  /// `--checkpoint-every`, or a `--save` path that is a directory or whose directory
-  /// is missing or not writable.
+  /// `--checkpoint-every`, or a `--save` path that could not be written (see
+  /// `checkWritable`).
   func validate() throws {
     if let checkpointEvery {
       guard checkpointEvery >= 1 else {
@@ -100,17 +136,13 @@ struct CheckpointOptions: ParsableArguments {
       }
       guard save != nil else { throw ValidationError("--checkpoint-every needs --save PATH to know where to write") }
     }
-    guard let save else { return }
-    var info = stat()
-    if stat(save, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR {
-      throw ValidationError("--save \(save) is a directory; give a file path such as \(save)/model.safetensors")
-    }
-    let directory = (save as NSString).deletingLastPathComponent
-    let folder = directory.isEmpty ? "." : directory
-    guard access(folder, W_OK) == 0 else {
-      throw ValidationError("--save \(save): cannot write in \(folder): \(String(cString: strerror(errno)))")
-    }
+    if let save { try checkOutputPath(save, flag: "--save") }
   }
+}
+
+/// A usage error (exit 64) naming `flag` unless a file can be written at `path`.
+func checkOutputPath(_ path: String, flag: String) throws {
+  do { try checkWritable(path) } catch let error as PTrainError { throw ValidationError("\(flag) \(error)") }
 }
 
 /// `--json`, `--quiet` and `--profile`.

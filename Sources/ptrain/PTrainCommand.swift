@@ -2,6 +2,10 @@ import ArgumentParser
 import Foundation
 import PTrain
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// `ptrain`: trains and inspects the MNIST CNN. `train` is the default subcommand, so
 /// `ptrain --threads 2` trains.
 @main
@@ -16,6 +20,7 @@ struct PTrainCommand: ParsableCommand {
   /// Parses and runs, turning every failure into one line on stderr and a non-zero
   /// exit: 64 for bad command-line usage, 1 for errors while running.
   static func main() {
+    Terminal.holdStandardDescriptors()
     do {
       var command = try parseAsRoot()
       try command.run()
@@ -48,9 +53,43 @@ enum Terminal {
   /// Whether stderr is an interactive terminal (progress bars) or a file (plain lines).
   static let stderrIsTTY = isatty(2) == 1
 
-  static func error(_ line: String) {
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+  /// Makes sure descriptors 0, 1 and 2 are open. A closed one is held by a read-only
+  /// descriptor of `/`, so that writing to it fails (and is reported) instead of landing
+  /// in whatever file ptrain opens next, which would otherwise get its number.
+  static func holdStandardDescriptors() {
+    for descriptor in Int32(0)...2 where fcntl(descriptor, F_GETFD) == -1 && errno == EBADF {
+      let placeholder = open("/", O_RDONLY | O_DIRECTORY)
+      if placeholder >= 0 && placeholder != descriptor {
+        dup2(placeholder, descriptor)
+        close(placeholder)
+      }
+    }
   }
+
+  /// Writes all of `text` to `descriptor`; returns the `errno` of a failed write.
+  private static func write(_ text: String, to descriptor: Int32) -> Int32? {
+    var bytes = Array(text.utf8)[...]
+    while !bytes.isEmpty {
+      let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+      if count < 0 && errno == EINTR { continue }
+      guard count > 0 else { return count < 0 ? errno : EIO }
+      bytes = bytes.dropFirst(count)
+    }
+    return nil
+  }
+
+  /// Writes `text` and a newline to stdout, the channel of results. Throws when the
+  /// write fails (a full disk, a closed stdout), so that a lost result is an error.
+  static func output(_ text: String) throws {
+    if let code = write(text + "\n", to: 1) {
+      throw PTrainError("cannot write the results to standard output: \(String(cString: strerror(code)))")
+    }
+  }
+
+  /// Writes `text` to stderr as it is; a failure there has nowhere to be reported.
+  static func progress(_ text: String) { _ = write(text, to: 2) }
+
+  static func error(_ line: String) { progress(line + "\n") }
 
   static func warn(_ text: String) { error("ptrain: warning: \(text)") }
 

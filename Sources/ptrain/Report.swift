@@ -75,7 +75,7 @@ final class ProgressReporter {
         "epoch \(p.epoch)/\(p.epochs) \(bar) "
         + String(format: "%d/%d  %.0f img/s  loss %.4f", p.step, p.stepsPerEpoch, rate, p.loss)
         + "  ETA \(Self.clockTime(eta))"
-      FileHandle.standardError.write(Data(("\r" + text + "\u{1B}[K").utf8))
+      Terminal.progress("\r" + text + "\u{1B}[K")
     case .epochFinished(let r):
       var line = String(
         format: "epoch %d  loss %.4f  acc %.2f%%", r.epoch, r.trainLoss, r.trainAccuracy * 100)
@@ -89,7 +89,7 @@ final class ProgressReporter {
 
   /// Ends a half-drawn progress bar so that the next line starts clean.
   func finishLine() {
-    if enabled && interactive { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+    if enabled && interactive { Terminal.progress("\r\u{1B}[K") }
   }
 
   /// `seconds` as m:ss.

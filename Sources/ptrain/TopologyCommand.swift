@@ -15,8 +15,7 @@ struct TopologyCommand: ParsableCommand {
 
   func run() throws {
     let topology = try Topology()
-    let threads = self.threads ?? topology.physicalCores
-    guard threads >= 1 else { throw PTrainError("--threads must be at least 1, got \(threads)") }
+    let threads = try threadCount(self.threads, topology: topology)
     let plan = topology.plan(threads: threads)
     if json {
       struct Report: Encodable {
@@ -32,16 +31,17 @@ struct TopologyCommand: ParsableCommand {
           caches: topology.caches, canBindThreads: topology.canBindThreads, plan: plan))
       return
     }
-    print(
+    try Terminal.output(
       "machine: \(topology.packages) package(s), \(topology.numaNodes) NUMA node(s), \(topology.physicalCores) physical core(s), \(topology.processingUnits) PU(s)"
     )
     for cache in topology.caches {
-      print("  L\(cache.level): \(cache.count) × \(formatBytes(cache.bytes))")
+      try Terminal.output("  L\(cache.level): \(cache.count) × \(formatBytes(cache.bytes))")
     }
-    print("thread binding: \(topology.canBindThreads ? "supported" : "not supported (workers will float)")")
-    print("plan for \(threads) worker(s):")
+    try Terminal.output(
+      "thread binding: \(topology.canBindThreads ? "supported" : "not supported (workers will float)")")
+    try Terminal.output("plan for \(threads) worker(s):")
     for placement in plan {
-      print("  worker \(placement.worker) → core \(placement.core), CPU \(placement.cpu)")
+      try Terminal.output("  worker \(placement.worker) → core \(placement.core), CPU \(placement.cpu)")
     }
     if threads > topology.processingUnits {
       Terminal.warn("\(threads) workers on \(topology.processingUnits) CPUs: several workers share a CPU")
@@ -59,5 +59,5 @@ func printJSON<T: Encodable>(_ value: T) throws {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.sortedKeys]
   encoder.keyEncodingStrategy = .convertToSnakeCase
-  print(String(decoding: try encoder.encode(value), as: UTF8.self))
+  try Terminal.output(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

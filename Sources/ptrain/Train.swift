@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
     let train: LabeledImages
     var metadata: [String: String]
     if let resume {
+      let threads = try threadCount(hyperParameters.threads, topology: topology)
       let checkpoint = try Checkpoint(path: resume)
       let state = try checkpoint.trainingState()
       try refuseChanges(to: state, path: resume)
@@ -40,14 +41,16 @@ struct Train: ParsableCommand {
         )
       }
       dataset = try data.load(defaultsFrom: checkpoint.metadata)
-      train = try data.trainingImages(of: dataset, limit: checkpoint.metadata["train_images"].flatMap { Int($0) })
+      train = try data.resumedTrainingImages(of: dataset, checkpoint: resume, metadata: checkpoint.metadata)
       guard train.fingerprint == state.dataFingerprint else {
         throw PTrainError(
           "\(resume) was trained on \(state.dataFingerprint), but this data is \(train.fingerprint); resume on the same data"
         )
       }
-      trainer = try Trainer(
-        resuming: state, threads: hyperParameters.threads ?? topology.physicalCores, epochs: epochs, topology: topology)
+      do { try state.validatePosition(trainingImages: train.count) } catch let error as PTrainError {
+        throw PTrainError("\(resume): \(error)")
+      }
+      trainer = try Trainer(resuming: state, threads: threads, epochs: epochs, topology: topology)
       metadata = checkpoint.metadata.filter { ["source_model", "new_head"].contains($0.key) }
     } else {
       let options = try hyperParameters.options(topology: topology)
@@ -78,16 +81,30 @@ struct Train: ParsableCommand {
   }
 }
 
-/// Warns when workers outnumber CPUs or could not be pinned.
+/// Warns when workers outnumber CPUs or a batch's shards, or could not be pinned.
 func warnAboutPlacement(trainer: Trainer, topology: Topology) {
   if trainer.options.threads > topology.processingUnits {
     Terminal.warn(
       "\(trainer.options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower"
     )
   }
+  if let advice = idleWorkerAdvice(threads: trainer.options.threads, options: trainer.options) {
+    Terminal.warn(advice)
+  }
   if !trainer.pool.isPinned && topology.canBindThreads {
     Terminal.warn("workers could not all be pinned: \(trainer.pool.boundCPUs)")
   }
+}
+
+/// Why `threads` workers would leave some idle at every step of `options`' batches
+/// (a batch is cut into shards of `options.shardSize` images, one worker each at most),
+/// and what to do about it; nil when every worker gets a shard.
+func idleWorkerAdvice(threads: Int, options: TrainingOptions) -> String? {
+  let shards = options.shardsPerBatch
+  guard threads > shards else { return nil }
+  return
+    "\(threads) threads, but a batch of \(options.batchSize) makes only \(shards) shard(s) of \(options.shardSize) images: "
+    + "\(threads - shards) worker(s) will idle at every step; use --threads \(shards), or --batch-size \(threads * options.shardSize) or larger"
 }
 
 /// The `--json` summary. Its snake_case field names are part of the CLI's interface.

@@ -57,14 +57,25 @@ struct TrainingSession {
       }
       exit(128 + signal)
     }
-    interrupts.disarm()
-    let evaluation = trainer.evaluate(dataset.test)
+    // Training is complete. An interrupt from here on no longer stops a step: the
+    // handler stays armed until the final checkpoint is on disk, then ptrain exits.
+    interrupts.finishing(
+      checkpoints.save == nil ? "exiting after the final evaluation" : "finishing the final checkpoint first")
+    let evaluation = summary.finalEvaluation ?? trainer.evaluate(dataset.test)
     if let path = checkpoints.save {
       var extra = metadata
       extra["test_accuracy"] = "\(evaluation.accuracy)"
       extra["test_loss"] = "\(evaluation.loss)"
       try Checkpoint.save(trainer.state(), to: path, extra: extra)
     }
+    if let signal = interrupts.received {
+      progress.finishLine()
+      Terminal.error(
+        "ptrain: interrupted after training finished; "
+          + (checkpoints.save.map { "the final checkpoint is saved to \($0)" } ?? "nothing saved (no --save)"))
+      exit(128 + signal)
+    }
+    interrupts.disarm()
     if output.json {
       try printJSON(
         RunSummary(
@@ -72,9 +83,9 @@ struct TrainingSession {
           evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
           profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save))
     } else {
-      print(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
-      if let path = checkpoints.save { print("checkpoint saved to \(path)") }
-      if output.profile { print(Report.profile(trainer.profile)) }
+      try Terminal.output(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
+      if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
+      if output.profile { try Terminal.output(Report.profile(trainer.profile)) }
     }
   }
 }
@@ -86,6 +97,8 @@ final class InterruptHandler: @unchecked Sendable {
   private var sources: [DispatchSourceSignal] = []
   private let lock = NSLock()
   private var first: Int32?
+  /// What the first signal makes ptrain do, as said on stderr.
+  private var consequence = "stopping after this step"
 
   /// The first signal received, if any.
   var received: Int32? { lock.withLock { first } }
@@ -96,15 +109,15 @@ final class InterruptHandler: @unchecked Sendable {
       let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
       source.setEventHandler { [unowned self] in
         // `data` counts the signals since the last call: two quick ones arrive together.
-        let isFirst = lock.withLock {
+        let (isFirst, consequence) = lock.withLock {
           defer { first = first ?? signalNumber }
-          return first == nil
+          return (first == nil, self.consequence)
         }
         guard isFirst && source.data < 2 else {
           Terminal.error("\nptrain: second interrupt, exiting now")
           _exit(128 + signalNumber)
         }
-        Terminal.error("\nptrain: stopping after this step (interrupt again to exit at once)")
+        Terminal.error("\nptrain: \(consequence) (interrupt again to exit at once)")
         onFirstSignal()
       }
       source.resume()
@@ -112,7 +125,11 @@ final class InterruptHandler: @unchecked Sendable {
     }
   }
 
-  /// Restores the default actions once training is over.
+  /// From now on a first signal no longer stops training (it is over) but lets the run
+  /// finish what `consequence` says; the caller then checks `received` and exits.
+  func finishing(_ consequence: String) { lock.withLock { self.consequence = consequence } }
+
+  /// Restores the default actions once nothing is left to protect.
   func disarm() {
     for source in sources { source.cancel() }
     signal(SIGINT, SIG_DFL)

@@ -98,7 +98,7 @@ final class CLITests: XCTestCase {
     let bad = try ptrain(["bench", "--threads", "1,x"])
     XCTAssertNotEqual(bad.status, 0)
     XCTAssertEqual(
-      bad.stderr, "ptrain: error: --threads takes positive integers separated by commas, like 1,2,8; got '1,x'\n")
+      bad.stderr, "ptrain: error: --threads takes integers from 1 to 1024 separated by commas, like 1,2,8; got '1,x'\n")
   }
 
   func testProfileSplitsTrainingTime() throws {

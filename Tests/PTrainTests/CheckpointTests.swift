@@ -64,7 +64,12 @@ final class CheckpointTests: XCTestCase {
           header: "{\"t\":{\"dtype\":\"F32\",\"shape\":[99999999999,99999999999],\"data_offsets\":[0,8]}}", dataBytes: 8
         ), "more elements than the file has bytes"
       ),
-      (safetensorsBytes(header: "{\(tensor),\(tensor)}", dataBytes: 8), "appears twice"),
+      (safetensorsBytes(header: "{\(tensor),\(tensor)}", dataBytes: 8), "bad JSON at byte 54: duplicate key \"t\""),
+      (
+        safetensorsBytes(
+          header: #"{"t":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}}"#, dataBytes: 8),
+        "bad JSON at byte 20: duplicate key \"dtype\""
+      ),
       (safetensorsBytes(header: "{\"__metadata__\":{\"a\":1}}"), "not a string"),
       (safetensorsBytes(header: String(repeating: "[", count: 100) + String(repeating: "]", count: 100)), "JSON"),
       (

@@ -52,6 +52,22 @@ final class DataTests: XCTestCase {
     XCTAssertEqual(raw.train.labels, [0, 1, 2, 3, 4])
   }
 
+  /// A gzip file of several members (`cat a.gz b.gz`) decodes as `gzip -d` does; bytes
+  /// after the last member that are not a member are refused.
+  func testMultiMemberGzipDecodesAndTrailingBytesAreRefused() throws {
+    let images = idxImages(count: 4)
+    let split = 1000
+    let twoMembers = try gzip(Array(images[..<split])) + (try gzip(Array(images[split...])))
+    XCTAssertEqual(try gunzip(twoMembers), images, "gzip -d agrees it is one file")
+    let decoded = try IDXFile.decode(twoMembers, name: "f", dimensionCount: 3)
+    XCTAssertEqual(decoded.bytes, Array(images[16...]))
+    for trailing: [UInt8] in [[0x67, 0x61, 0x72, 0x62, 0x61, 0x67, 0x65], [0], [0x1f]] {
+      XCTAssertThrowsError(try IDXFile.decode(try gzip(images) + trailing, name: "f", dimensionCount: 3)) {
+        XCTAssertTrue("\($0)".contains("f: unexpected bytes after the gzip data (\(trailing.count) bytes"), "\($0)")
+      }
+    }
+  }
+
   func testBadInputGivesOneLineErrors() throws {
     func expectError(_ fragment: String, _ load: () throws -> Void, line: UInt = #line) {
       XCTAssertThrowsError(try load(), line: line) { error in

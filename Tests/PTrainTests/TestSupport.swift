@@ -70,17 +70,43 @@ var ptrainBinary: URL {
   return Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("ptrain")
 }
 
-/// Runs `ptrain` with `arguments` to completion. For each `(signal, trigger)` in turn,
-/// waits until `trigger` appears on stderr, then sends `signal`.
-func runPTrain(_ arguments: [String], signals: [(Int32, String)] = []) throws -> CLIResult {
+/// Runs `ptrain` with `arguments` to completion, in `directory` when given. For each
+/// `(signal, trigger)` in turn, waits until `trigger` appears on stderr, then sends
+/// `signal`. A run still going after `timeout` seconds is killed (SIGKILL), so that a
+/// hang fails the test instead of stalling the suite.
+func runPTrain(
+  _ arguments: [String], signals: [(Int32, String)] = [], in directory: URL? = nil, timeout: Double = 300
+) throws -> CLIResult {
+  try run(ptrainBinary, arguments, signals: signals, in: directory, timeout: timeout)
+}
+
+/// Runs `ptrain` through `/bin/sh -c script`, where `$PTRAIN` names the binary: for
+/// redirections and limits a `Process` cannot set (`>&-`, `ulimit`).
+func runPTrainInShell(_ script: String, in directory: URL? = nil) throws -> CLIResult {
+  try run(
+    URL(fileURLWithPath: "/bin/sh"), ["-c", script], environment: ["PTRAIN": ptrainBinary.path], in: directory,
+    timeout: 300)
+}
+
+private func run(
+  _ executable: URL, _ arguments: [String], signals: [(Int32, String)] = [], environment: [String: String] = [:],
+  in directory: URL?, timeout: Double
+) throws -> CLIResult {
   let process = Process()
-  process.executableURL = ptrainBinary
+  process.executableURL = executable
   process.arguments = arguments
+  if let directory { process.currentDirectoryURL = directory }
+  if !environment.isEmpty {
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+  }
   let out = Pipe()
   let err = Pipe()
   process.standardOutput = out
   process.standardError = err
   try process.run()
+  let watchdog = DispatchWorkItem { [pid = process.processIdentifier] in kill(pid, SIGKILL) }
+  DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
+  defer { watchdog.cancel() }
   var stderr = Data()
   for (signal, trigger) in signals {
     while !String(decoding: stderr, as: UTF8.self).contains(trigger) {

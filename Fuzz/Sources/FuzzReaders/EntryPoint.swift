@@ -23,3 +23,16 @@ public func fuzzOneInput(_ start: UnsafePointer<UInt8>?, _ count: Int) -> CInt {
   fuzzTarget(start.map { Array(UnsafeBufferPointer(start: $0, count: count)) } ?? [])
   return 0
 }
+
+/// libFuzzer calls this once before any input. Choosing the target here means a missing
+/// or wrong PTRAIN_FUZZ_TARGET exits with its usage line before fuzzing starts; from
+/// inside `LLVMFuzzerTestOneInput`, libFuzzer would count that exit as a crash and write
+/// the input as a `crash-…` artifact.
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(
+  _ argc: UnsafeMutablePointer<CInt>?,
+  _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?
+) -> CInt {
+  _ = fuzzTarget
+  return 0
+}

@@ -23,6 +23,51 @@ public struct TrainingState: Sendable {
   public var dataFingerprint: String
 }
 
+extension TrainingState {
+  /// Throws a one-line error unless the position is one a run can reach: epochs and
+  /// steps within the run, a correct count no larger than the images seen, and nothing
+  /// counted at the start of an epoch. Cost: O(1).
+  public func validatePosition() throws {
+    guard epochsCompleted <= options.epochs, epochsCompleted < options.epochs || stepsIntoEpoch == 0 else {
+      throw PTrainError(
+        "the position (epoch \(epochsCompleted) done, step \(stepsIntoEpoch) of the next) lies past the run's \(options.epochs) epochs"
+      )
+    }
+    guard stepsIntoEpoch <= adamStep else {
+      throw PTrainError("steps_into_epoch \(stepsIntoEpoch) is more than the \(adamStep) Adam steps taken")
+    }
+    let (seen, overflow) = stepsIntoEpoch.multipliedReportingOverflow(by: options.batchSize)
+    guard overflow || epochCorrect <= seen else {
+      throw PTrainError("epoch_correct \(epochCorrect) is more than the \(seen) images of the epoch's steps so far")
+    }
+    guard stepsIntoEpoch > 0 || (epochCorrect == 0 && epochLoss == 0) else {
+      throw PTrainError("the epoch's loss and correct count are not zero at its first step")
+    }
+  }
+
+  /// Throws a one-line error unless the position fits an epoch of `trainingImages`
+  /// images: the step lies inside the epoch, and Adam's step count is the steps of the
+  /// finished epochs plus this one's. Call before training on the data. Cost: O(1).
+  public func validatePosition(trainingImages: Int) throws {
+    try validatePosition()
+    let steps = (trainingImages + options.batchSize - 1) / options.batchSize
+    guard stepsIntoEpoch < steps else {
+      throw PTrainError(
+        "steps_into_epoch \(stepsIntoEpoch) is past the \(steps) steps of an epoch of \(trainingImages) images")
+    }
+    let finished = epochsCompleted.multipliedReportingOverflow(by: steps)
+    let total = finished.partialValue.addingReportingOverflow(stepsIntoEpoch)
+    guard !finished.overflow, !total.overflow, total.partialValue == adamStep else {
+      throw PTrainError(
+        "adam_step \(adamStep) is not the \(epochsCompleted) epoch(s) of \(steps) steps plus \(stepsIntoEpoch) that the position implies"
+      )
+    }
+    guard epochCorrect <= min(stepsIntoEpoch * options.batchSize, trainingImages) else {
+      throw PTrainError("epoch_correct \(epochCorrect) is more than the images of the epoch's steps so far")
+    }
+  }
+}
+
 /// A `.safetensors` checkpoint.
 ///
 /// The model's tensors use PyTorch's names and layouts (see `ModelSpec.torchTensors`),
@@ -56,10 +101,24 @@ public struct Checkpoint: Sendable {
     try self.init(file: SafeTensors.parse(bytes, name: name), path: name)
   }
 
+  /// The `__metadata__` entries ptrain reads, and may print in messages.
+  static let textFields = [
+    "format", "model", "classes", "frozen", "dataset", "data_directory", "data", "train_images", "source_model",
+    "new_head", "epochs", "batch_size", "learning_rate", "seed", "shard_size", "adam_step", "epochs_completed",
+    "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct", "test_accuracy", "test_loss",
+  ]
+
   private init(file: SafeTensors, path: String) throws {
     self.path = path
     self.file = file
     metadata = file.metadata
+    for key in Self.textFields {
+      // A newline or escape in a value would let the file forge lines of ptrain's output.
+      if let value = metadata[key], value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control })
+      {
+        throw PTrainError("\(path): __metadata__.\(key) holds a control character")
+      }
+    }
     guard let head = file.entries["7.bias"] else {
       throw PTrainError("\(path): has no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
     }
@@ -107,12 +166,21 @@ public struct Checkpoint: Sendable {
     guard let learningRate = Float(try value("learning_rate")), learningRate.isFinite, learningRate > 0 else {
       throw PTrainError("\(path): __metadata__.learning_rate is not a positive number")
     }
-    let frozen = try value("frozen").split(separator: ",").map { try ModelSpec.Layer(named: String($0)) }
+    let frozen = try value("frozen").split(separator: ",").map { name in
+      do { return try ModelSpec.Layer(named: String(name)) } catch let error as PTrainError {
+        throw PTrainError("\(path): __metadata__.frozen: \(error)")
+      }
+    }
+    guard let seed = UInt64(try value("seed")) else {
+      throw PTrainError("\(path): __metadata__.seed is not an integer from 0 to \(UInt64.max)")
+    }
     let options = TrainingOptions(
       threads: 1, epochs: try integer("epochs", atLeast: 1), batchSize: try integer("batch_size", atLeast: 1),
-      learningRate: learningRate, seed: try UInt64(integer("seed")), shardSize: try integer("shard_size", atLeast: 1),
+      learningRate: learningRate, seed: seed, shardSize: try integer("shard_size", atLeast: 1),
       frozen: Set(frozen))
-    do { try options.validate() } catch let error as PTrainError { throw PTrainError("\(path): \(error)") }
+    do { try options.validate() } catch let error as PTrainError {
+      throw PTrainError("\(path): __metadata__ holds settings train refuses: \(error)")
+    }
     let words = try value("rng_state").split(separator: ",").compactMap { UInt64($0, radix: 16) }
     guard words.count == 4, words.contains(where: { $0 != 0 }) else {
       throw PTrainError("\(path): __metadata__.rng_state is not four non-zero hex words")
@@ -134,11 +202,15 @@ public struct Checkpoint: Sendable {
       }
       moments.append(values)
     }
-    return TrainingState(
+    let state = TrainingState(
       spec: spec, options: options, parameters: parameters, firstMoment: moments[0], secondMoment: moments[1],
       adamStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
       stepsIntoEpoch: try integer("steps_into_epoch"), epochGenerator: generator, epochLoss: epochLoss,
       epochCorrect: try integer("epoch_correct"), dataFingerprint: try value("data"))
+    do { try state.validatePosition() } catch let error as PTrainError {
+      throw PTrainError("\(path): \(error)")
+    }
+    return state
   }
 
   /// The safetensors bytes of `state`, with `extra` added to `__metadata__`.

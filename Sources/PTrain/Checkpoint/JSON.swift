@@ -51,7 +51,8 @@ public enum JSONValue: Equatable, Sendable {
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes with a nesting limit, so that hostile
-/// input costs at most O(bytes) time and memory and never recurses deeply.
+/// input costs at most O(bytes) time and memory and never recurses deeply. An object
+/// that repeats a key is refused, since readers disagree on which copy counts.
 public struct JSONParser {
   /// The deepest nesting of arrays and objects accepted.
   static let maximumDepth = 32
@@ -107,11 +108,18 @@ public struct JSONParser {
 
   private mutating func object(depth: Int) throws -> JSONValue {
     var members: [(key: String, value: JSONValue)] = []
+    var keys: Set<String> = []
     try sequence(closing: "}", depth: depth) { parser in
       guard parser.position < parser.bytes.count, parser.bytes[parser.position] == UInt8(ascii: "\"") else {
         throw parser.failure("expected a key")
       }
+      let keyStart = parser.position
       let key = try parser.string()
+      guard keys.insert(key).inserted else {
+        // Parsers disagree on repeated keys (first wins here, last in Python), so none is read.
+        parser.position = keyStart
+        throw parser.failure("duplicate key \(JSONValue.quoted(key))")
+      }
       parser.skipWhitespace()
       try parser.expect(":")
       members.append((key, try parser.value(depth: depth)))

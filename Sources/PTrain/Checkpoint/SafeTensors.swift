@@ -63,10 +63,7 @@ public struct SafeTensors: Sendable {
     var names: [String] = []
     var entries: [String: Entry] = [:]
     var metadata: [String: String] = [:]
-    for (key, value) in members {
-      guard entries[key] == nil, key != "__metadata__" || metadata.isEmpty else {
-        throw PTrainError("\(key) appears twice in the header")
-      }
+    for (key, value) in members {  // the parser has refused repeated keys
       if key == "__metadata__" {
         metadata = try Self.metadata(value)
       } else {

@@ -3,7 +3,8 @@ import CZlib
 /// Sequential reads from the bytes of a file that may be gzip-compressed.
 ///
 /// Gzip input (detected by its magic `1f 8b`) is inflated through the system zlib as it
-/// is read, so nothing larger than what the caller asks for is ever allocated.
+/// is read, so nothing larger than what the caller asks for is ever allocated. Several
+/// gzip members in a row decode as one stream; other bytes after the last are an error.
 final class ByteStream {
   private let bytes: [UInt8]
   private let name: String
@@ -63,8 +64,18 @@ final class ByteStream {
         let status = inflate(stream, Z_NO_FLUSH)
         position += Int(before - stream.pointee.avail_in)
         if status == Z_STREAM_END {
-          finished = true
-          break
+          // A gzip file may hold several members back to back (`cat a.gz b.gz`), as
+          // `gzip -d` accepts; anything else after a member is refused.
+          guard position < bytes.count else {
+            finished = true
+            break
+          }
+          guard bytes.count - position >= 2, source[position] == 0x1f, source[position + 1] == 0x8b else {
+            throw PTrainError(
+              "\(name): unexpected bytes after the gzip data (\(bytes.count - position) bytes at offset \(position))")
+          }
+          inflateReset(stream)
+          continue
         }
         if status == Z_BUF_ERROR && stream.pointee.avail_in == 0 {
           throw PTrainError("\(name): the gzip data is truncated")
@@ -77,8 +88,8 @@ final class ByteStream {
     }
   }
 
-  /// Whether every input byte has been consumed (raw) or the gzip stream has ended and
-  /// nothing but its own members follows.
+  /// Whether every input byte has been consumed (raw) or the last gzip member has ended
+  /// with the input. Throws when bytes that are not a gzip member follow the data.
   func atEnd() throws -> Bool {
     if stream == nil { return position == bytes.count }
     var probe: UInt8 = 0

@@ -107,19 +107,37 @@ public struct Dataset: Sendable {
 
   /// Reads the four standard files from `directory`, each either raw or as `NAME.gz`.
   public static func load(directory: String, name: String) throws -> Dataset {
-    var isDirectory = stat()
-    guard stat(directory, &isDirectory) == 0 else {
+    var info = stat()
+    guard stat(directory, &info) == 0 else {
       throw PTrainError("\(directory): \(errnoText())")
     }
+    guard (info.st_mode & S_IFMT) == S_IFDIR else {
+      throw PTrainError("\(directory): is \(fileKind(info.st_mode)), not a directory")
+    }
     let decoded = try fileNames.map { file -> IDXFile in
-      let raw = directory + "/" + file
-      let path = access(raw, F_OK) == 0 ? raw : raw + ".gz"
-      guard access(path, F_OK) == 0 else {
+      let candidates = [directory + "/" + file, directory + "/" + file + ".gz"]
+      guard let path = candidates.first(where: { access($0, F_OK) == 0 }) else {
+        for candidate in candidates { try refuseBrokenLink(candidate) }
         throw PTrainError("\(directory): neither \(file) nor \(file).gz is there")
       }
       return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
     }
     return try Dataset(name: name, files: decoded)
+  }
+
+  /// Throws, saying what it is, when `path` is a symbolic link that leads nowhere: a
+  /// dangling link or a loop. Cost: two system calls.
+  private static func refuseBrokenLink(_ path: String) throws {
+    var info = stat()
+    guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK else { return }
+    var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let length = readlink(path, &target, target.count - 1)
+    let destination =
+      length > 0 ? String(decoding: target[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+    guard stat(path, &info) != 0 else { return }
+    let what =
+      errno == ELOOP ? "a symbolic link loop" : "a dangling symbolic link (to \(destination), which does not exist)"
+    throw PTrainError("\(path): is \(what)")
   }
 
   /// Fashion-MNIST from Debian's package, with install instructions when it is missing.

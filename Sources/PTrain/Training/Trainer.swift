@@ -70,7 +70,7 @@ public final class Trainer {
     parameters.copy(from: spec.initialParameters(using: &generator))
     epochGenerator = generator
     optimizer = Adam(parameterCount: spec.parameterCount, learningRate: options.learningRate)
-    let shards = (options.batchSize + options.shardSize - 1) / options.shardSize
+    let shards = options.shardsPerBatch
     shardStats = AlignedFloats(count: shards * Self.statsStride)
     phaseNanoseconds = .allocate(capacity: pool.count * Self.phaseStride)
     phaseNanoseconds.initialize(repeating: 0, count: pool.count * Self.phaseStride)
@@ -178,6 +178,11 @@ public final class Trainer {
         "cannot continue mid-epoch on different data: the run was on \(dataFingerprint), this is \(fingerprint)")
     }
     guard data.count > 0 else { throw PTrainError("no training images") }
+    let stepsPerEpoch = (data.count + options.batchSize - 1) / options.batchSize
+    guard stepsIntoEpoch < stepsPerEpoch else {
+      throw PTrainError(
+        "cannot continue after step \(stepsIntoEpoch) of an epoch that has \(stepsPerEpoch) steps on this data")
+    }
     try LabeledImages.requireLabels(data.labels, below: spec.classes, name: "training data")
     if let test { try LabeledImages.requireLabels(test.labels, below: spec.classes, name: "test data") }
     dataFingerprint = fingerprint

@@ -49,7 +49,7 @@ public final class WorkerPool: @unchecked Sendable {
       guard status == 0 else {
         Unmanaged<WorkerStart>.fromOpaque(start).release()
         shutDown()
-        throw PTrainError("could not start worker thread \(index): error \(status)")
+        throw PTrainError("could not start worker thread \(index): \(String(cString: strerror(status)))")
       }
       self.threads.append(thread)
     }
