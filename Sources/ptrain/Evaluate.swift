@@ -56,11 +56,13 @@ struct Evaluate: ParsableCommand {
       options: TrainingOptions(threads: threads, epochs: 1), spec: checkpoint.spec,
       topology: topology)
     trainer.loadParameters(checkpoint.parameters, from: checkpoint.spec, layers: Set(ModelSpec.Layer.allCases))
+    Terminal.error(
+      "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
+    )
     let clock = ContinuousClock()
     let start = clock.now
     let evaluation = trainer.evaluate(loaded.test)
-    let elapsed = (clock.now - start).components
-    let seconds = Double(elapsed.seconds) + Double(elapsed.attoseconds) * 1e-18
+    let seconds = (clock.now - start).seconds
     if json {
       try printJSON(
         Output(
@@ -68,8 +70,13 @@ struct Evaluate: ParsableCommand {
           seconds: seconds, testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, perClass: evaluation.classes,
           confusionMatrix: evaluation.confusion, parametersSHA256: trainer.parametersSHA256))
     } else {
-      try Terminal.output("\(model) on the \(loaded.test.count) test images of \(loaded.name)")
-      try Terminal.output(Report.text(evaluation: evaluation, headline: "", sha256: trainer.parametersSHA256))
+      try Terminal.output(
+        Report.tables(
+          evaluation: evaluation, classNames: Dataset.classNames(of: loaded.name, classes: checkpoint.spec.classes),
+          sha256: trainer.parametersSHA256))
+      try Terminal.output(
+        Report.headline(evaluation: evaluation)
+          + "  (\(model) on the \(loaded.test.count) test images of \(loaded.name))")
     }
   }
 }

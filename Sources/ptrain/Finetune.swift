@@ -69,11 +69,13 @@ struct Finetune: ParsableCommand {
       checkpoint.parameters, from: checkpoint.spec,
       layers: newHead ? [.conv1, .conv2] : Set(ModelSpec.Layer.allCases))
     warnAboutPlacement(trainer: trainer, topology: topology)
-    var metadata = data.metadata(for: dataset, trainImages: train.count)
+    var metadata = DataOptions.metadata(for: dataset, trainImages: train.count)
     metadata["source_model"] = source
     metadata["new_head"] = String(newHead)
-    try TrainingSession(
-      trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata
-    ).run()
+    var session = TrainingSession(
+      trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata,
+      activity: "fine-tuning \(source)")
+    session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags
+    try session.run()
   }
 }

@@ -61,10 +61,10 @@ struct DataOptions: ParsableArguments {
   }
 
   /// `__metadata__` entries that let `--resume` and `evaluate` find the data again, from
-  /// any directory: `--data` is stored as an absolute path with symlinks resolved.
-  func metadata(for dataset: Dataset, trainImages: Int) -> [String: String] {
+  /// any directory: its directory is stored as an absolute path with symlinks resolved.
+  static func metadata(for dataset: Dataset, trainImages: Int) -> [String: String] {
     var result = ["dataset": dataset.name, "train_images": String(trainImages)]
-    if let data { result["data_directory"] = absolutePath(data) }
+    if let directory = dataset.directory { result["data_directory"] = absolutePath(directory) }
     return result
   }
 }
@@ -93,7 +93,7 @@ struct HyperParameterOptions: ParsableArguments {
   @Option(help: "Worker threads, each pinned to its own core. (default: physical cores)")
   var threads: Int?
 
-  @Option(help: "Passes over the training data; with --resume, the total to reach. (default: 5)")
+  @Option(help: "Passes over the training data. (default: 5)")
   var epochs: Int?
 
   @Option(help: "Images per optimizer step. (default: 32)")
@@ -104,6 +104,9 @@ struct HyperParameterOptions: ParsableArguments {
 
   @Option(help: "Seeds initialisation and shuffling. (default: 1)")
   var seed: UInt64?
+
+  /// The flags a resumed run should repeat: `--threads`, when it was given.
+  var resumeFlags: [String] { threads.map { ["--threads", String($0)] } ?? [] }
 
   /// The options with defaults filled in.
   func options(topology: Topology, frozen: Set<ModelSpec.Layer> = []) throws -> TrainingOptions {
@@ -119,12 +122,15 @@ struct HyperParameterOptions: ParsableArguments {
 struct CheckpointOptions: ParsableArguments {
   @Option(
     help: ArgumentHelp(
-      "Write a .safetensors checkpoint to PATH at the end, on Ctrl-C, and with --checkpoint-every.",
+      "Write a .safetensors checkpoint to PATH at the end, on Ctrl-C, and with --checkpoint-every. (default: with --resume, the resumed file)",
       valueName: "PATH"))
   var save: String?
 
   @Option(help: ArgumentHelp("Also save every N optimizer steps (needs --save).", valueName: "N"))
   var checkpointEvery: Int?
+
+  /// The flags a resumed run should repeat: `--checkpoint-every`, when it was given.
+  var resumeFlags: [String] { checkpointEvery.map { ["--checkpoint-every", String($0)] } ?? [] }
 
   /// Refuses settings that cannot work before any training time is spent: a bad
   /// `--checkpoint-every`, or a `--save` path that could not be written (see

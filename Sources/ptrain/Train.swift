@@ -10,7 +10,8 @@ struct Train: ParsableCommand {
       Progress goes to stderr: a progress bar on a terminal, one line per epoch otherwise. \
       The same --seed gives bit-identical parameters whatever --threads is. With --resume, \
       training continues from a checkpoint exactly as if it had never stopped; the \
-      hyper-parameters and data come from the checkpoint, and --epochs is the total to reach.
+      hyper-parameters and data come from the checkpoint, --epochs is the total to reach, \
+      and the checkpoint is saved back to the same file unless --save names another.
       """)
 
   @OptionGroup var hyperParameters: HyperParameterOptions
@@ -23,7 +24,11 @@ struct Train: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    try checkpoints.validate()
+    var checkpoints = self.checkpoints
+    // A resumed run saves back to the file it came from unless told otherwise, so that
+    // finishing it never leaves the file at the interrupted state.
+    if let resume, checkpoints.save == nil { checkpoints.save = resume }
+    if resume == nil { try checkpoints.validate() }
     let topology = try Topology()
     let trainer: Trainer
     let dataset: Dataset
@@ -32,6 +37,7 @@ struct Train: ParsableCommand {
     if let resume {
       let threads = try threadCount(hyperParameters.threads, topology: topology)
       let checkpoint = try Checkpoint(path: resume)
+      try checkpoints.validate()  // after reading, so that a bad --resume file is what is reported
       let state = try checkpoint.trainingState()
       try refuseChanges(to: state, path: resume)
       let epochs = hyperParameters.epochs ?? state.options.epochs
@@ -59,11 +65,13 @@ struct Train: ParsableCommand {
       trainer = try Trainer(options: options, topology: topology)
       metadata = [:]
     }
-    metadata.merge(data.metadata(for: dataset, trainImages: train.count)) { _, new in new }
+    metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }
     warnAboutPlacement(trainer: trainer, topology: topology)
-    try TrainingSession(
-      trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata
-    ).run()
+    var session = TrainingSession(
+      trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata,
+      activity: resume.map { "resuming \($0)" } ?? "training")
+    session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags
+    try session.run()
   }
 
   /// A resume keeps the checkpoint's hyper-parameters; asking for different ones is an error.

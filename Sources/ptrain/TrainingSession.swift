@@ -12,11 +12,24 @@ struct TrainingSession {
   let output: OutputOptions
   /// Extra `__metadata__` for every checkpoint (the data's name, the source model, …).
   let metadata: [String: String]
+  /// What the run does, for its first line: "training", "fine-tuning PATH", ….
+  let activity: String
+  /// The command that continues this run after an interrupt, less `train --resume PATH`
+  /// (the binary as it was invoked, and flags worth keeping).
+  var resumeFlags: [String] = []
+
+  /// The run's first line on stderr: what it does, on which data.
+  var firstLine: String {
+    let images = train.count == dataset.train.count ? "\(train.count)" : "\(train.count) of \(dataset.train.count)"
+    return
+      "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train, \(dataset.test.count) test images"
+  }
 
   /// Trains to the end (or until interrupted), saving as asked. Exits 130 on SIGINT and
   /// 143 on SIGTERM once the checkpoint is written; a second signal exits at once.
   func run() throws {
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
+    if !output.quiet { Terminal.error(firstLine) }
     let interrupts = InterruptHandler { trainer.requestStop() }
     var saveError: Error?
     var lastSaved: (path: String, step: Int)?
@@ -49,9 +62,9 @@ struct TrainingSession {
         "epoch \(trainer.epochsCompleted + 1), step \(trainer.stepsIntoEpoch) (global step \(trainer.optimizer.step))"
       if let path = checkpoints.save {
         try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+        let command = [CommandLine.arguments[0], "train", "--resume", path] + resumeFlags
         Terminal.error(
-          "ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: ptrain train --resume \(path)"
-        )
+          "ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: \(shellCommand(command))")
       } else {
         Terminal.error("ptrain: interrupted at \(position); nothing saved (no --save)")
       }
@@ -83,11 +96,27 @@ struct TrainingSession {
           evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
           profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save))
     } else {
-      try Terminal.output(Report.text(evaluation: evaluation, summary: summary, sha256: trainer.parametersSHA256))
-      if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
+      if !output.quiet {
+        try Terminal.output(
+          Report.tables(
+            evaluation: evaluation, classNames: Dataset.classNames(of: dataset.name, classes: trainer.spec.classes),
+            sha256: trainer.parametersSHA256))
+      }
       if output.profile { try Terminal.output(Report.profile(trainer.profile)) }
+      if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
+      try Terminal.output(Report.headline(evaluation: evaluation, summary: summary))
     }
   }
+}
+
+/// `words` as one line a POSIX shell runs as the same command: each word that needs it
+/// in single quotes.
+func shellCommand(_ words: [String]) -> String {
+  let plain = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-./:=@_,%")
+  return words.map { word in
+    !word.isEmpty && word.allSatisfy(plain.contains)
+      ? word : "'" + word.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
+  }.joined(separator: " ")
 }
 
 /// Turns the first SIGINT or SIGTERM into a stop request and the second into an

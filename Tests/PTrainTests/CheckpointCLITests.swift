@@ -20,11 +20,12 @@ final class CheckpointCLITests: XCTestCase {
       try resumed.json()["parameters_sha256"] as? String, try straight.json()["parameters_sha256"] as? String,
       "1 epoch + resume for the second = 2 epochs straight")
     XCTAssertEqual(try resumed.json()["train_images"] as? Int, 640, "the resume found the same data")
+    XCTAssertEqual(try resumed.json()["checkpoint"] as? String, one, "a resume saves back to its file by default")
 
     let evaluation = try runPTrain(["evaluate", "--model", one, "--json"])
     XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
     let evaluated = try evaluation.json()
-    let trained = try first.json()
+    let trained = try resumed.json()
     for key in ["test_accuracy", "test_loss", "per_class", "confusion_matrix", "parameters_sha256", "dataset"] {
       XCTAssertNotNil(evaluated[key], key)
       XCTAssertNotNil(trained[key], key)
@@ -38,7 +39,7 @@ final class CheckpointCLITests: XCTestCase {
     let again = try runPTrain(["train", "--resume", one, "--quiet"])
     XCTAssertEqual(
       again.stderr,
-      "ptrain: error: \(one) has already finished 1 epoch(s); pass --epochs with a larger total to train on\n")
+      "ptrain: error: \(one) has already finished 2 epoch(s); pass --epochs with a larger total to train on\n")
   }
 
   /// Head-only fine-tuning keeps the convolutions' bits and trains a new head.
@@ -82,11 +83,22 @@ final class CheckpointCLITests: XCTestCase {
     let state = try Checkpoint(path: path).trainingState()
     XCTAssertEqual(state.epochsCompleted * 200 + state.stepsIntoEpoch, state.adamStep)
     XCTAssertGreaterThanOrEqual(state.adamStep, 200)
-    let resumed = try runPTrain(["train", "--resume", path, "--quiet", "--json"])
+    // The printed hint is a complete command: run exactly it (through a shell). It names
+    // the binary as it was run, repeats --threads, and saves back to the same file.
+    let hint = try XCTUnwrap(
+      interrupted.stderr.components(separatedBy: "continue with: ").last?.split(separator: "\n").first)
+    XCTAssertEqual(String(hint), "\(ptrainBinary.path) train --resume \(path) --threads 2")
+    let resumed = try runPTrainInShell(String(hint) + " --quiet --json")
     XCTAssertEqual(resumed.status, 0, resumed.stderr)
     let straight = try runPTrain(arguments + ["--quiet", "--json"])
     XCTAssertEqual(
       try resumed.json()["parameters_sha256"] as? String, try straight.json()["parameters_sha256"] as? String)
+    XCTAssertEqual(try resumed.json()["checkpoint"] as? String, path, "the resumed run saved back to its file")
+    let finished = try Checkpoint(path: path)
+    XCTAssertEqual(finished.metadata["epochs_completed"], "3")
+    XCTAssertEqual(
+      try XCTUnwrap(finished.parameters).withUnsafeBytes { SHA256.hex($0) },
+      try straight.json()["parameters_sha256"] as? String)
 
     let terminated = try runPTrain(arguments, signals: [(SIGTERM, "epoch 1 ")])
     XCTAssertEqual(terminated.status, 143, terminated.stderr)

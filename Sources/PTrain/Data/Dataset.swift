@@ -71,10 +71,32 @@ public struct LabeledImages: Sendable {
 }
 
 /// A training and a test split.
-public struct Dataset: Sendable {
+public struct Dataset: Sendable, CustomStringConvertible {
   public let name: String
+  /// Where the files were read from; nil for the MNIST compiled into the binary.
+  public let directory: String?
   public let train: LabeledImages
   public let test: LabeledImages
+  /// A name for each class label: Fashion-MNIST's garments, else the label's number.
+  public var classNames: [String] { Self.classNames(of: name, classes: train.classes) }
+
+  /// Fashion-MNIST's classes, in label order.
+  public static let fashionMNISTClassNames = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+  ]
+
+  /// Names for the labels `0..<classes` of the dataset called `name`: Fashion-MNIST's
+  /// garments for `fashion-mnist`, else the numbers themselves.
+  public static func classNames(of name: String, classes: Int) -> [String] {
+    name == "fashion-mnist" && classes == fashionMNISTClassNames.count
+      ? fashionMNISTClassNames : (0..<classes).map(String.init)
+  }
+
+  /// The dataset in a few words, for a run's first line: its name, where it comes from,
+  /// and its image counts.
+  public var description: String {
+    "\(name) (\(directory ?? "bundled")): \(train.count) training and \(test.count) test images"
+  }
 
   /// The four standard IDX file names, without `.gz`.
   public static let fileNames = [
@@ -93,7 +115,7 @@ public struct Dataset: Sendable {
       let bytes = Array(UnsafeBufferPointer(start: file.bytes, count: file.count))
       return try IDXFile.decode(bytes, name: "bundled \(name)", dimensionCount: name.contains("images") ? 3 : 1)
     }
-    return try Dataset(name: "mnist", files: decoded)
+    return try Dataset(name: "mnist", directory: nil, files: decoded)
   }
 
   /// The gzip bytes of one bundled MNIST file, by its standard name (without `.gz`).
@@ -122,7 +144,7 @@ public struct Dataset: Sendable {
       }
       return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
     }
-    return try Dataset(name: name, files: decoded)
+    return try Dataset(name: name, directory: directory, files: decoded)
   }
 
   /// Throws, saying what it is, when `path` is a symbolic link that leads nowhere: a
@@ -150,14 +172,16 @@ public struct Dataset: Sendable {
     return try load(directory: directory, name: "fashion-mnist")
   }
 
-  private init(name: String, files: [IDXFile]) throws {
+  private init(name: String, directory: String?, files: [IDXFile]) throws {
     self.name = name
+    self.directory = directory
     train = try LabeledImages(images: files[0], labels: files[1], name: "\(name) training set")
     test = try LabeledImages(images: files[2], labels: files[3], name: "\(name) test set")
   }
 
-  public init(name: String, train: LabeledImages, test: LabeledImages) {
+  public init(name: String, directory: String? = nil, train: LabeledImages, test: LabeledImages) {
     self.name = name
+    self.directory = directory
     self.train = train
     self.test = test
   }

@@ -6,11 +6,37 @@
 public enum CPUSupport {
   #if PTRAIN_AVX512
     static let requiredFlags = ["avx2", "fma", "avx512f", "avx512dq", "avx512bw", "avx512vl"]
-    static let level = "x86-64-v4"
+    /// The `-march` level this build was compiled for.
+    public static let level = "x86-64-v4"
   #else
     static let requiredFlags = ["avx2", "fma"]
-    static let level = "x86-64-v3"
+    /// The `-march` level this build was compiled for.
+    public static let level = "x86-64-v3"
   #endif
+
+  /// This CPU as `/proc/cpuinfo` names it, with its family and model numbers (which tell
+  /// AMD's Zen 4, family 25, from Zen 5, family 26), for labelling measurements; "unknown
+  /// CPU" elsewhere. Cost: one read of /proc/cpuinfo.
+  public static var cpuName: String {
+    var fields: [String: String] = [:]
+    #if os(Linux)
+      if let file = fopen("/proc/cpuinfo", "r") {
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 1 << 16)
+        while fields.count < 3, fgets(&line, Int32(line.count), file) != nil {
+          let parts = String(cString: line).split(separator: ":", maxSplits: 1)
+          guard parts.count == 2 else { continue }
+          let key = trimmed(parts[0])
+          if ["model name", "cpu family", "model"].contains(key), fields[key] == nil {
+            fields[key] = trimmed(parts[1])
+          }
+        }
+      }
+    #endif
+    guard let name = fields["model name"] else { return "unknown CPU" }
+    guard let family = fields["cpu family"], let model = fields["model"] else { return name }
+    return "\(name), family \(family) model \(model)"
+  }
 
   /// Throws a one-line error when this CPU lacks the vector instructions the release build
   /// was compiled for (`PTRAIN_MARCH`, AVX2 and FMA by default). Linux x86-64 only; elsewhere a no-op.
@@ -32,5 +58,10 @@ public enum CPUSupport {
         return
       }
     #endif
+  }
+
+  /// `text` without leading and trailing whitespace.
+  private static func trimmed(_ text: Substring) -> String {
+    String(text.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
   }
 }
