@@ -167,6 +167,31 @@ final class CheckpointTests: XCTestCase {
     }
   }
 
+  /// A state saved from the event of an epoch's last step (as `--checkpoint-every` does
+  /// when the step count falls there) has every step of the epoch done but the epoch not
+  /// yet counted; it resumes to the uninterrupted bits.
+  func testStateSavedAtAnEpochsLastStepResumes() throws {
+    let data = Self.mnist.train.prefix(320)  // 10 steps of 32
+    let options = TrainingOptions(threads: 2, epochs: 2, seed: 6)
+    let straight = try Trainer(options: options)
+    try straight.train(data)
+    let first = try Trainer(options: options)
+    var saved: TrainingState?
+    try first.train(data) { event in
+      if case .step(let progress) = event, progress.step == 10, progress.epoch == 1 { saved = first.state() }
+    }
+    let state = try XCTUnwrap(saved)
+    XCTAssertEqual(state.stepsIntoEpoch, 10)
+    XCTAssertEqual(state.epochsCompleted, 0)
+    let path = try makeTemporaryDirectory().appendingPathComponent("last-step.safetensors").path
+    try Checkpoint.save(state, to: path)
+    let loaded = try Checkpoint(path: path).trainingState()
+    XCTAssertNoThrow(try loaded.validatePosition(trainingImages: 320))
+    let resumed = try Trainer(resuming: loaded, threads: 1)
+    try resumed.train(data)
+    XCTAssertEqual(resumed.parametersSHA256, straight.parametersSHA256)
+  }
+
   func testResumingMidEpochOnOtherDataIsRefused() throws {
     let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1))
     try trainer.train(Self.mnist.train.prefix(96)) { event in

@@ -46,12 +46,14 @@ extension TrainingState {
   }
 
   /// Throws a one-line error unless the position fits an epoch of `trainingImages`
-  /// images: the step lies inside the epoch, and Adam's step count is the steps of the
-  /// finished epochs plus this one's. Call before training on the data. Cost: O(1).
+  /// images: the step lies inside the epoch (or at its end: a state saved from the last
+  /// step's event, before the epoch is counted as finished), and Adam's step count is
+  /// the steps of the finished epochs plus this one's. Call before training on the data.
+  /// Cost: O(1).
   public func validatePosition(trainingImages: Int) throws {
     try validatePosition()
     let steps = (trainingImages + options.batchSize - 1) / options.batchSize
-    guard stepsIntoEpoch < steps else {
+    guard stepsIntoEpoch <= steps else {
       throw PTrainError(
         "steps_into_epoch \(stepsIntoEpoch) is past the \(steps) steps of an epoch of \(trainingImages) images")
     }

@@ -179,7 +179,7 @@ public final class Trainer {
     }
     guard data.count > 0 else { throw PTrainError("no training images") }
     let stepsPerEpoch = (data.count + options.batchSize - 1) / options.batchSize
-    guard stepsIntoEpoch < stepsPerEpoch else {
+    guard stepsIntoEpoch <= stepsPerEpoch else {
       throw PTrainError(
         "cannot continue after step \(stepsIntoEpoch) of an epoch that has \(stepsPerEpoch) steps on this data")
     }
