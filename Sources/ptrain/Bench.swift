@@ -8,11 +8,14 @@ struct Bench: ParsableCommand {
     commandName: "bench",
     abstract: "Measure how training throughput scales with the number of threads.",
     discussion: """
-      For each thread count, trains --steps steps on the bundled MNIST after 10 warm-up steps \
-      and reports img/s, speed-up and parallel efficiency against the first count, the GFLOP/s \
-      the kernels execute against a measured FMA peak on the same workers, and where a step's \
-      time goes.
+      For each thread count, trains --model (mnist-cnn by default) for --steps steps after 10 \
+      warm-up steps, on the bundled MNIST when the model takes 28x28x1 images and on random \
+      images of its input shape otherwise, and reports img/s, speed-up and parallel \
+      efficiency against the first count, the GFLOP/s the kernels execute against a measured \
+      FMA peak on the same workers, and where a step's time goes.
       """)
+
+  @OptionGroup var model: ModelOptions
 
   @Option(
     help: """
@@ -38,9 +41,9 @@ struct Bench: ParsableCommand {
     let imagesPerSecond: Double
     let speedup: Double
     let efficiency: Double
-    /// GFLOP/s the kernels execute (Winograd conv2).
+    /// GFLOP/s the kernels execute (Winograd counts its GEMMs).
     let gflops: Double
-    /// GFLOP/s counted as direct convolution, 14.26 MFLOP per image: comparable across engines.
+    /// GFLOP/s counted as direct convolution would do it: comparable across engines.
     let directConvolutionGflops: Double
     let fmaPeakGflops: Double
     let percentOfPeak: Double
@@ -59,21 +62,25 @@ struct Bench: ParsableCommand {
     if let most = counts.max(), let advice = idleWorkerAdvice(threads: most, options: shape) {
       Terminal.warn(advice)
     }
-    let mnist = try Dataset.bundledMNIST()
-    let warmUp = mnist.train.prefix(min(10 * batchSize, mnist.train.count))
-    let timed = mnist.train.prefix(min(steps * batchSize, mnist.train.count))
+    let definition = try model.definition(input: nil)
+    let plan = try ModelPlan(definition)
+    let images = try Self.images(for: definition, count: max(steps, 10) * batchSize)
+    let normalization = Normalization(of: images)
+    let warmUp = images.prefix(min(10 * batchSize, images.count))
+    let timed = images.prefix(min(steps * batchSize, images.count))
     let timedSteps = (timed.count + batchSize - 1) / batchSize
     var rows: [Row] = []
     for count in counts {
       if !json { Terminal.error("bench: \(count) thread(s)…") }
       let trainer = try Trainer(
-        options: TrainingOptions(threads: count, epochs: 2, batchSize: batchSize), topology: topology)
+        options: TrainingOptions(threads: count, epochs: 2, batchSize: batchSize), model: definition,
+        normalization: normalization, topology: topology)
       try trainer.train(warmUp, untilEpoch: 1)
       let before = trainer.profile
       let summary = try trainer.train(timed, untilEpoch: 2)
       let after = trainer.profile
       let peak = FMAPeak.measure(pool: trainer.pool)
-      let gflops = summary.imagesPerSecond * Double(trainer.spec.executedTrainingFlopsPerImage) / 1e9
+      let gflops = summary.imagesPerSecond * Double(plan.executedTrainingFlopsPerImage) / 1e9
       // Speed-up and efficiency are relative to the first thread count of the sweep.
       let speedup = summary.imagesPerSecond / (rows.first?.imagesPerSecond ?? summary.imagesPerSecond)
       let efficiency = speedup * Double(rows.first?.threads ?? count) / Double(count)
@@ -85,46 +92,62 @@ struct Bench: ParsableCommand {
         Row(
           threads: count, imagesPerSecond: summary.imagesPerSecond, speedup: speedup,
           efficiency: efficiency, gflops: gflops,
-          directConvolutionGflops: summary.imagesPerSecond * Double(trainer.spec.trainingFlopsPerImage) / 1e9,
+          directConvolutionGflops: summary.imagesPerSecond * Double(plan.trainingFlopsPerImage) / 1e9,
           fmaPeakGflops: peak, percentOfPeak: peak > 0 ? 100 * gflops / peak : 0, stepMilliseconds: split))
     }
     if let svg {
       let chart = ScalingChart.svg(
-        rows: rows, batchSize: batchSize, steps: timedSteps, cpu: CPUSupport.cpuName, level: CPUSupport.level)
+        rows: rows, model: definition.builtInName ?? "custom model", batchSize: batchSize, steps: timedSteps,
+        cpu: CPUSupport.cpuName, level: CPUSupport.level)
       try writeFileAtomically(Array(chart.utf8), to: svg)
     }
     if json {
       struct Output: Encodable {
+        let model: String
         let batchSize: Int
         let steps: Int
         let rows: [Row]
       }
-      try printJSON(Output(batchSize: batchSize, steps: timedSteps, rows: rows))
+      try printJSON(Output(model: definition.text, batchSize: batchSize, steps: timedSteps, rows: rows))
       return
     }
     try Terminal.output(
-      "batch \(batchSize), \(timedSteps) timed steps; step split in ms per step, averaged over workers")
+      "\(definition.builtInName ?? definition.text): batch \(batchSize), \(timedSteps) timed steps; step split in ms per step, averaged over workers"
+    )
     try Terminal.output(
       String(
         format: "GFLOP/s: executed by the kernels, %.2f MFLOP per image (direct convolution would need %.2f)",
-        Double(ModelSpec().executedTrainingFlopsPerImage) / 1e6, Double(ModelSpec().trainingFlopsPerImage) / 1e6))
+        Double(plan.executedTrainingFlopsPerImage) / 1e6, Double(plan.trainingFlopsPerImage) / 1e6))
     try Terminal.output(
       "a batch of \(batchSize) makes \(shape.shardsPerBatch) shard(s) of \(shape.shardSize) images; more threads than that would idle"
     )
     try Terminal.output(
-      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute  reduce  optimizer    data  barrier")
+      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  reduce  optimizer    data  barrier")
     for row in rows {
       let ms = { (name: String) in String(format: "%7.3f", row.stepMilliseconds[name] ?? 0) }
       try Terminal.output(
         String(
           format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%", row.threads, row.imagesPerSecond, row.speedup,
           row.efficiency * 100, row.gflops, row.percentOfPeak)
-          + "  \(ms("compute"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))")
+          + "  \(ms("compute"))  \(ms("sync"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))")
     }
     try Terminal.output(
       String(
         format: "FMA peak measured on the same workers: %.1f GFLOP/s at %d thread(s)", rows.last!.fmaPeakGflops,
         rows.last!.threads))
+  }
+
+  /// Training images for benchmarking `model`: the bundled MNIST's when it takes 28×28×1
+  /// images, else `count` random images of its input shape with random labels (seeded, so
+  /// every run sees the same), which is enough to measure speed.
+  static func images(for model: ModelDefinition, count: Int) throws -> LabeledImages {
+    if model.input == ImageShape(height: 28, width: 28, channels: 1) && model.classes >= 10 {
+      return try Dataset.bundledMNIST().train
+    }
+    var generator = SeededGenerator(seed: 42)
+    let pixels = (0..<(count * model.input.count)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+    let labels = (0..<count).map { _ in UInt8(generator.nextIndex(below: min(model.classes, 256))) }
+    return try LabeledImages(pixels: pixels, labels: labels, classes: model.classes, shape: model.input)
   }
 
   /// The thread counts to sweep: parsed from --threads, or 1, 2, 4, … up to the
@@ -174,7 +197,7 @@ enum ScalingChart {
     return trimmed(value)
   }
 
-  static func svg(rows: [Bench.Row], batchSize: Int, steps: Int, cpu: String, level: String) -> String {
+  static func svg(rows: [Bench.Row], model: String, batchSize: Int, steps: Int, cpu: String, level: String) -> String {
     let (width, height) = (680.0, 420.0)
     let (left, right, top, bottom) = (70.0, 70.0, 62.0, 50.0)
     let plotWidth = width - left - right
@@ -202,7 +225,7 @@ enum ScalingChart {
       "<clipPath id=\"plot\"><rect x=\"\(left)\" y=\"\(top)\" width=\"\(plotWidth)\" height=\"\(plotHeight)\"/></clipPath>",
       "<text x=\"\(Int(width / 2))\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">ptrain: training throughput against threads</text>",
       "<text x=\"\(Int(width / 2))\" y=\"40\" text-anchor=\"middle\" fill=\"#555\">"
-        + xmlEscaped("\(cpu) · \(level) build · batch \(batchSize) · \(steps) timed steps") + "</text>",
+        + xmlEscaped("\(model) · \(cpu) · \(level) build · batch \(batchSize) · \(steps) timed steps") + "</text>",
     ]
     var tick = 0.0
     while tick <= rateTop + rateStep / 2 {

@@ -50,15 +50,20 @@ struct Evaluate: ParsableCommand {
     source.dataset = dataset
     source.data = data
     let loaded = try source.load(defaultsFrom: checkpoint.metadata)
+    guard loaded.test.shape == checkpoint.model.input else {
+      throw PTrainError(
+        "\(model)'s model takes \(checkpoint.model.input) images but \(loaded.name)'s are \(loaded.test.shape)")
+    }
     try LabeledImages.requireLabels(
-      loaded.test.labels, below: checkpoint.spec.classes, name: "\(loaded.name) test set, for \(model)")
+      loaded.test.labels, below: checkpoint.plan.classes, name: "\(loaded.name) test set, for \(model)")
     let trainer = try Trainer(
-      options: TrainingOptions(threads: threads, epochs: 1), spec: checkpoint.spec,
-      topology: topology)
-    trainer.loadParameters(checkpoint.parameters, from: checkpoint.spec, layers: Set(ModelSpec.Layer.allCases))
+      options: TrainingOptions(threads: threads, epochs: 1), model: checkpoint.model,
+      normalization: checkpoint.normalization, topology: topology)
+    try trainer.loadParameters(
+      checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan,
+      layers: Set(checkpoint.plan.parameterLayers.map(\.index)))
     Terminal.error(
-      "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
-    )
+      "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images")
     let clock = ContinuousClock()
     let start = clock.now
     let evaluation = trainer.evaluate(loaded.test)
@@ -72,7 +77,7 @@ struct Evaluate: ParsableCommand {
     } else {
       try Terminal.output(
         Report.tables(
-          evaluation: evaluation, classNames: Dataset.classNames(of: loaded.name, classes: checkpoint.spec.classes),
+          evaluation: evaluation, classNames: loaded.classNames,
           sha256: trainer.parametersSHA256))
       try Terminal.output(
         Report.headline(evaluation: evaluation)

@@ -10,18 +10,19 @@ struct Finetune: ParsableCommand {
     discussion: """
       Loads only the weights of --from (not its optimizer state or position) and starts a fresh \
       Adam. Frozen layers keep their weights, get no gradients, and their backward work is \
-      skipped. Layers: conv1 (0), conv2 (3), dense (7), named or by their index in PyTorch's \
-      nn.Sequential. Try "only N labels" with --train-limit N.
+      skipped. Name layers as `ptrain summary` does (for mnist-cnn: conv1, conv2, dense) or by \
+      their index in PyTorch's nn.Sequential (0, 3, 7). Try "only N labels" with --train-limit N.
       """)
 
   @Option(name: .customLong("from"), help: ArgumentHelp("The pre-trained .safetensors checkpoint.", valueName: "PATH"))
   var source: String
 
   @Option(
-    help: ArgumentHelp("Layers to freeze, comma-separated or repeated: conv1,conv2 or 0,3.", valueName: "LAYERS"))
+    help: ArgumentHelp(
+      "Layers to freeze, comma-separated or repeated, by name or index: conv1,conv2 or 0,3.", valueName: "LAYERS"))
   var freeze: [String] = []
 
-  @Flag(help: "Replace the classifier (dense) with a freshly initialised one.")
+  @Flag(help: "Replace the classifier (the last dense layer) with a freshly initialised one.")
   var newHead = false
 
   @Option(
@@ -29,45 +30,71 @@ struct Finetune: ParsableCommand {
   )
   var classes: Int?
 
+  @OptionGroup var model: ModelOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
   @OptionGroup var data: DataOptions
+  @Option(
+    help: ArgumentHelp(
+      "Random training-image changes: crop:P, flip, or crop:P,flip (see train --help). (default: none)",
+      valueName: "LIST"))
+  var augment: String?
   @OptionGroup var checkpoints: CheckpointOptions
   @OptionGroup var output: OutputOptions
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
     try checkpoints.validate()
-    let frozen = try usage {
-      try freeze.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map {
-        try ModelSpec.Layer(named: $0.trimmingCharacters(in: .whitespaces))
-      }
-    }.reduce(into: Set<ModelSpec.Layer>()) { $0.insert($1) }
     let checkpoint = try Checkpoint(path: source)
-    let classes = self.classes ?? checkpoint.spec.classes
+    let sourceClasses = checkpoint.plan.classes
+    let classes = self.classes ?? sourceClasses
     guard (2...Checkpoint.maximumClasses).contains(classes) else {
       throw ValidationError("--classes must be between 2 and \(Checkpoint.maximumClasses), got \(classes)")
     }
-    guard newHead || classes == checkpoint.spec.classes else {
+    guard newHead || classes == sourceClasses else {
       throw ValidationError(
-        "\(source) has a \(checkpoint.spec.classes)-class head but --classes is \(classes); add --new-head to replace it"
+        "\(source) has a \(sourceClasses)-class head but --classes is \(classes); add --new-head to replace it"
       )
     }
-    if newHead && frozen.contains(.dense) {
-      throw ValidationError("--freeze dense with --new-head would keep the new head at its random initial weights")
+    var target = checkpoint.model
+    if let given = model.model {
+      target = try usage { try ModelOptions.definition(given, input: checkpoint.model.input) }
     }
+    if newHead || target.classes != classes { target = try usage { try target.withHead(classes: classes) } }
+    let plan = try usage { try ModelPlan(target) }
+    let head = plan.layers.count - 1
+    let frozen = try usage {
+      try Set(
+        freeze.flatMap { $0.split(separator: ",", omittingEmptySubsequences: false) }.map {
+          try plan.parameterLayer(named: String($0))
+        })
+    }
+    if newHead && frozen.contains(head) {
+      throw ValidationError(
+        "--freeze \(plan.layers[head].name) with --new-head would keep the new head at its random initial weights")
+    }
+    guard plan.parameterLayers.contains(where: { !frozen.contains($0.index) }) else {
+      throw ValidationError("--freeze names every layer with parameters; leave at least one to train")
+    }
+    // The layers to start from the checkpoint: every layer with parameters, but a new head.
+    let loaded = Set(plan.parameterLayers.map(\.index).filter { !(newHead && $0 == head) })
     let topology = try Topology()
-    let options = try hyperParameters.options(topology: topology, frozen: frozen)
+    let augmentation = try usage { try augment.map(Augmentation.init(parsing:)) ?? .none }
+    let options = try hyperParameters.options(topology: topology, frozen: frozen, augmentation: augmentation)
     let dataset = try data.load()
+    guard dataset.train.shape == target.input else {
+      throw ValidationError("\(source)'s model takes \(target.input) images but \(dataset.name)'s are \(dataset.train.shape)")
+    }
     let train = try data.trainingImages(of: dataset)
     if let largest = (train.labels + dataset.test.labels).max(), Int(largest) >= classes {
       throw PTrainError(
         "\(dataset.name) has label \(largest) but the model has \(classes) classes; pass --new-head --classes \(Int(largest) + 1)"
       )
     }
-    let trainer = try Trainer(options: options, spec: ModelSpec(classes: classes), topology: topology)
-    trainer.loadParameters(
-      checkpoint.parameters, from: checkpoint.spec,
-      layers: newHead ? [.conv1, .conv2] : Set(ModelSpec.Layer.allCases))
+    // Features learnt on the source data expect its standardisation.
+    let trainer = try Trainer(
+      options: options, model: target, normalization: checkpoint.normalization, topology: topology)
+    try trainer.loadParameters(
+      checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)
     var metadata = DataOptions.metadata(for: dataset, trainImages: train.count)
     metadata["source_model"] = source

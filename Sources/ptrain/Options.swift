@@ -13,7 +13,10 @@ struct DataOptions: ParsableArguments {
   @Option(help: "mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist). (default: mnist)")
   var dataset: DatasetName?
 
-  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
+  @Option(
+    help: ArgumentHelp(
+      "Read the data from DIR: the four standard IDX files (raw or .gz, any image size) or CIFAR-10's binary files.",
+      valueName: "DIR"))
   var data: String?
 
   @Option(help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
@@ -87,6 +90,64 @@ func threadCount(_ given: Int?, topology: Topology) throws -> Int {
   return threads
 }
 
+/// `--model NAME|SPEC`: a built-in model or a model text.
+struct ModelOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "A built-in model (mnist-cnn, fashion-cnn, cifar-cnn; see `ptrain summary --list`) or a model text such as 'conv 32 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 10'. (default: mnist-cnn)",
+      valueName: "NAME|SPEC"))
+  var model: String?
+
+  /// The chosen model (mnist-cnn by default) on images of shape `input`, which a text
+  /// without an `input` clause takes; a text's own input clause must agree. A usage error
+  /// (exit 64) for a bad name or text.
+  func definition(input: ImageShape?) throws -> ModelDefinition {
+    let definition = try usage { try Self.definition(model ?? "mnist-cnn", input: input) }
+    if let input, definition.input != input {
+      throw ValidationError("the model's input is \(definition.input) but the data's images are \(input)")
+    }
+    return definition
+  }
+
+  /// `text` as a built-in name or a model text.
+  static func definition(_ text: String, input: ImageShape?) throws -> ModelDefinition {
+    if ModelDefinition.builtIn.contains(where: { $0.name == text }) { return try ModelDefinition(named: text) }
+    guard text.contains(" ") || text.contains(",") else {
+      let names = ModelDefinition.builtIn.map(\.name).joined(separator: ", ")
+      throw PTrainError("--model \(text): not a built-in model (\(names)) nor a model text")
+    }
+    do { return try ModelDefinition(parsing: text, input: input) } catch let error as PTrainError {
+      throw PTrainError("--model: \(error)")
+    }
+  }
+}
+
+/// `--augment` and `--normalize`.
+struct InputOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Random training-image changes: crop:P (a random crop after padding P pixels), flip (a random horizontal flip), or both as crop:4,flip. Drawn per seed, epoch and image, so no thread count changes a bit. (default: none)",
+      valueName: "LIST"))
+  var augment: String?
+
+  @Option(
+    help: ArgumentHelp(
+      "The per-channel mean and standard deviation of pixel/255 that standardise the images, as MEAN,STD (or M1,M2,M3,S1,S2,S3 for RGB). (default: the training set's, rounded to 4 decimals)",
+      valueName: "MEAN,STD"))
+  var normalize: String?
+
+  /// `--augment` parsed; a usage error when malformed.
+  func augmentation() throws -> Augmentation {
+    try usage { try augment.map(Augmentation.init(parsing:)) ?? .none }
+  }
+
+  /// `--normalize` for `channels`, or `dataset`'s training statistics.
+  func normalization(channels: Int, dataset: Dataset) throws -> Normalization {
+    guard let normalize else { return Normalization(of: dataset.train) }
+    return try usage { try Normalization(parsing: normalize, channels: channels) }
+  }
+}
+
 /// Hyper-parameters shared by `train` and `finetune`. Options left out stay nil so that
 /// a resume can tell them from the checkpoint's.
 struct HyperParameterOptions: ParsableArguments {
@@ -109,10 +170,12 @@ struct HyperParameterOptions: ParsableArguments {
   var resumeFlags: [String] { threads.map { ["--threads", String($0)] } ?? [] }
 
   /// The options with defaults filled in.
-  func options(topology: Topology, frozen: Set<ModelSpec.Layer> = []) throws -> TrainingOptions {
+  func options(topology: Topology, frozen: Set<Int> = [], augmentation: Augmentation = .none) throws
+    -> TrainingOptions
+  {
     let options = TrainingOptions(
       threads: try threadCount(threads, topology: topology), epochs: epochs ?? 5, batchSize: batchSize ?? 32,
-      learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen)
+      learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen, augmentation: augmentation)
     try usage { try options.validate() }
     return options
   }

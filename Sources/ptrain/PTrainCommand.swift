@@ -6,7 +6,7 @@ import PTrain
   import Glibc
 #endif
 
-/// `ptrain`: trains and inspects the MNIST CNN. `train` is the default subcommand, so
+/// `ptrain`: trains and inspects small CNNs. `train` is the default subcommand, so
 /// `ptrain --threads 2` trains.
 @main
 struct PTrainCommand: ParsableCommand {
@@ -14,7 +14,7 @@ struct PTrainCommand: ParsableCommand {
     commandName: "ptrain",
     abstract: "Data-parallel CNN training on pinned CPU cores.",
     discussion: "Run `ptrain help train` for the training flags.",
-    subcommands: [Train.self, Evaluate.self, Finetune.self, Bench.self, TopologyCommand.self],
+    subcommands: [Train.self, Evaluate.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self],
     defaultSubcommand: Train.self)
 
   /// Parses and runs, turning every failure into one line on stderr and a non-zero

@@ -5,7 +5,7 @@ import PTrain
 struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "train",
-    abstract: "Train the MNIST CNN on pinned data-parallel workers (the default subcommand).",
+    abstract: "Train a CNN on pinned data-parallel workers (the default subcommand).",
     discussion: """
       Progress goes to stderr: a progress bar on a terminal, one line per epoch otherwise. \
       The same --seed gives bit-identical parameters whatever --threads is. With --resume, \
@@ -14,12 +14,16 @@ struct Train: ParsableCommand {
       and the checkpoint is saved back to the same file unless --save names another.
       """)
 
+  @OptionGroup var model: ModelOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
   @OptionGroup var data: DataOptions
+  @OptionGroup var inputs: InputOptions
   @OptionGroup var checkpoints: CheckpointOptions
   @OptionGroup var output: OutputOptions
 
-  @Option(help: ArgumentHelp("Continue the run saved in PATH.", valueName: "PATH"))
+  @Option(
+    help: ArgumentHelp(
+      "Continue the run saved in PATH; the model, data and settings come from it.", valueName: "PATH"))
   var resume: String?
 
   func run() throws {
@@ -35,6 +39,10 @@ struct Train: ParsableCommand {
     let train: LabeledImages
     var metadata: [String: String]
     if let resume {
+      for (flag, given) in [("--model", model.model), ("--augment", inputs.augment), ("--normalize", inputs.normalize)]
+      where given != nil {
+        throw ValidationError("\(flag) cannot change a resumed run; it continues with \(resume)'s")
+      }
       let threads = try threadCount(hyperParameters.threads, topology: topology)
       let checkpoint = try Checkpoint(path: resume)
       try checkpoints.validate()  // after reading, so that a bad --resume file is what is reported
@@ -59,10 +67,12 @@ struct Train: ParsableCommand {
       trainer = try Trainer(resuming: state, threads: threads, epochs: epochs, topology: topology)
       metadata = checkpoint.metadata.filter { ["source_model", "new_head"].contains($0.key) }
     } else {
-      let options = try hyperParameters.options(topology: topology)
+      let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
       dataset = try data.load()
+      let definition = try model.definition(input: dataset.train.shape)
       train = try data.trainingImages(of: dataset)
-      trainer = try Trainer(options: options, topology: topology)
+      let normalization = try inputs.normalization(channels: definition.input.channels, dataset: dataset)
+      trainer = try Trainer(options: options, model: definition, normalization: normalization, topology: topology)
       metadata = [:]
     }
     metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }

@@ -99,7 +99,7 @@ struct TrainingSession {
       if !output.quiet {
         try Terminal.output(
           Report.tables(
-            evaluation: evaluation, classNames: Dataset.classNames(of: dataset.name, classes: trainer.spec.classes),
+            evaluation: evaluation, classNames: dataset.classNames,
             sha256: trainer.parametersSHA256))
       }
       if output.profile { try Terminal.output(Report.profile(trainer.profile)) }

@@ -185,7 +185,7 @@ final class CheckpointCLITests: XCTestCase {
       (["finetune", "--from", good, "--classes", "5"], "has a 10-class head but --classes is 5; add --new-head"),
       (["finetune", "--from", twelveClasses, "--classes", "10"], "has a 12-class head but --classes is 10"),
       (["finetune", "--from", good, "--new-head", "--classes", "5"], "mnist has label 9 but the model has 5 classes"),
-      (["finetune", "--from", good, "--freeze", "conv9"], "there is no layer \"conv9\""),
+      (["finetune", "--from", good, "--freeze", "conv9"], "no layer with parameters called \"conv9\""),
       (["finetune", "--from", good, "--freeze", "conv1,conv2,dense"], "leave at least one to train"),
       (["finetune", "--from", good, "--new-head", "--freeze", "7"], "random initial weights"),
       (["train", "--resume", good, "--batch-size", "64", "--epochs", "2"], "--batch-size 64 differs from"),

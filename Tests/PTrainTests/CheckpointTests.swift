@@ -108,15 +108,15 @@ final class CheckpointTests: XCTestCase {
   /// The PyTorch-layout tensors, run through PyTorch's semantics (NCHW, OIHW, C,H,W
   /// flatten), give the logits ptrain computes.
   func testTorchLayoutMeansTheSameModelToPyTorch() throws {
-    let spec = ModelSpec()
+    let plan = try ModelPlan(.mnistCNN)
     var generator = SeededGenerator(seed: 9)
-    var values = spec.initialParameters(using: &generator)
+    var values = plan.initialParameters(using: &generator)
     for i in values.indices { values[i] += generator.nextUnitFloat() * 0.02 - 0.01 }  // non-zero biases
     let state = values.withUnsafeBufferPointer {
-      Dictionary(uniqueKeysWithValues: spec.torchTensors($0.baseAddress!).map { ($0.name, $0.values) })
+      Dictionary(uniqueKeysWithValues: plan.torchTensors($0.baseAddress!).map { ($0.name, $0.values) })
     }
     XCTAssertEqual(Set(state.keys), ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias"])
-    let replica = Replica(spec: spec)
+    let replica = Replica(plan: plan)
     for index in [0, 7] {
       let image = Array(Self.mnist.test.pixels[(index * 784)..<((index + 1) * 784)])
       let logits = values.withUnsafeBufferPointer { p in
@@ -130,11 +130,11 @@ final class CheckpointTests: XCTestCase {
     }
     // And reading the tensors back restores ptrain's layout exactly.
     let bytes = values.withUnsafeBufferPointer {
-      SafeTensors.encode(tensors: spec.torchTensors($0.baseAddress!), metadata: [:])
+      SafeTensors.encode(tensors: plan.torchTensors($0.baseAddress!), metadata: [:])
     }
-    var restored = [Float](repeating: 0, count: spec.parameterCount)
+    var restored = [Float](repeating: 0, count: plan.parameterCount)
     try restored.withUnsafeMutableBufferPointer {
-      try spec.readTorchTensors(from: SafeTensors.parse(bytes, name: "m"), into: $0.baseAddress!, path: "m")
+      try plan.readTorchTensors(from: SafeTensors.parse(bytes, name: "m"), into: $0.baseAddress!, path: "m")
     }
     XCTAssertEqual(restored, values)
   }
@@ -205,57 +205,62 @@ final class CheckpointTests: XCTestCase {
 
   /// Frozen layers keep their bits; the others train.
   func testFrozenLayersDoNotChange() throws {
-    for frozen: Set<ModelSpec.Layer> in [[.conv1], [.conv1, .conv2], [.conv2, .dense], [.dense]] {
+    let plan = try ModelPlan(.mnistCNN)
+    for frozen: Set<Int> in [[0], [0, 3], [3, 7], [7]] {
       let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, frozen: frozen))
       let before = trainer.parameterValues
       try trainer.train(Self.mnist.train.prefix(128))
       let after = trainer.parameterValues
-      for layer in ModelSpec.Layer.allCases {
-        let range = trainer.spec.parameterRange(of: layer)
-        if frozen.contains(layer) {
-          XCTAssertEqual(Array(after[range]), Array(before[range]), "\(layer) frozen in \(frozen)")
+      for layer in plan.parameterLayers {
+        let range = layer.parameterRange
+        if frozen.contains(layer.index) {
+          XCTAssertEqual(Array(after[range]), Array(before[range]), "\(layer.name) frozen in \(frozen)")
         } else {
-          XCTAssertNotEqual(Array(after[range]), Array(before[range]), "\(layer) trains in \(frozen)")
+          XCTAssertNotEqual(Array(after[range]), Array(before[range]), "\(layer.name) trains in \(frozen)")
         }
       }
     }
-    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: Set(ModelSpec.Layer.allCases))))
-    XCTAssertEqual(try ModelSpec.Layer(named: "3"), .conv2)
-    XCTAssertThrowsError(try ModelSpec.Layer(named: "conv3")) {
-      XCTAssertEqual("\($0)", "there is no layer \"conv3\"; the layers are conv1 (0), conv2 (3), dense (7)")
+    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [0, 3, 7])))
+    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [1]))) {
+      XCTAssertEqual("\($0)", "layer 1 cannot be frozen: it has no parameters")
+    }
+    XCTAssertEqual(try plan.parameterLayer(named: "3"), 3)
+    XCTAssertEqual(try plan.parameterLayer(named: "dense"), 7)
+    XCTAssertThrowsError(try plan.parameterLayer(named: "conv3")) {
+      XCTAssertEqual(
+        "\($0)", "there is no layer with parameters called \"conv3\"; they are conv1 (0), conv2 (3), dense (7)")
     }
   }
 
   /// The gradient of a frozen-below layer matches the full backward pass exactly where
   /// both compute it.
   func testFrozenBackwardComputesTheSameGradientsForTrainableLayers() throws {
-    let spec = ModelSpec()
+    let plan = try ModelPlan(.mnistCNN)
     var generator = SeededGenerator(seed: 2)
-    let values = spec.initialParameters(using: &generator)
+    let values = plan.initialParameters(using: &generator)
     let image = Array(Self.mnist.train.pixels[0..<784])
-    func gradient(frozen: Set<ModelSpec.Layer>) -> [Float] {
-      let replica = Replica(spec: spec, frozen: frozen)
-      var g = [Float](repeating: 0, count: spec.parameterCount)
+    func gradient(frozen: Set<Int>) -> [Float] {
+      let replica = Replica(plan: plan, frozen: frozen)
+      var g = [Float](repeating: 0, count: plan.parameterCount)
       values.withUnsafeBufferPointer { p in
         replica.prepare(parameters: p.baseAddress!)
-        _ = image.withUnsafeBufferPointer { replica.forward(image: $0.baseAddress!, parameters: p.baseAddress!) }
-        g.withUnsafeMutableBufferPointer { g in
-          replica.beginShard()
-          _ = replica.backward(label: 5, parameters: p.baseAddress!, gradient: g.baseAddress!)
-          replica.endShard(gradient: g.baseAddress!)
+        image.withUnsafeBufferPointer { image in
+          g.withUnsafeMutableBufferPointer { g in
+            _ = replica.addGradient(image: image.baseAddress!, label: 5, parameters: p.baseAddress!, into: g.baseAddress!)
+          }
         }
       }
       return g
     }
     let full = gradient(frozen: [])
-    for frozen: Set<ModelSpec.Layer> in [[.conv1], [.conv1, .conv2], [.dense]] {
+    for frozen: Set<Int> in [[0], [0, 3], [7]] {
       let partial = gradient(frozen: frozen)
-      for layer in ModelSpec.Layer.allCases {
-        let range = spec.parameterRange(of: layer)
+      for layer in plan.parameterLayers {
+        let range = layer.parameterRange
         XCTAssertEqual(
           Array(partial[range]),
-          frozen.contains(layer) ? [Float](repeating: 0, count: range.count) : Array(full[range]),
-          "\(layer) with \(frozen) frozen")
+          frozen.contains(layer.index) ? [Float](repeating: 0, count: range.count) : Array(full[range]),
+          "\(layer.name) with \(frozen) frozen")
       }
     }
   }
@@ -281,7 +286,7 @@ final class CheckpointTests: XCTestCase {
     var poisoned = trainer.state()
     poisoned.parameters[3] = .nan
     XCTAssertThrowsError(try Checkpoint.save(poisoned, to: directory.appendingPathComponent("x").path)) {
-      XCTAssertTrue("\($0)".contains("conv1.weight is not finite"), "\($0)")
+      XCTAssertTrue("\($0)".contains("0.weight is not finite"), "\($0)")
     }
     XCTAssertFalse(FileManager.default.fileExists(atPath: directory.appendingPathComponent("x").path))
   }
@@ -314,11 +319,11 @@ final class CheckpointTests: XCTestCase {
 
   func testCheckpointErrorsNameTheProblem() throws {
     let directory = try makeTemporaryDirectory()
-    let spec = ModelSpec()
-    let values = [Float](repeating: 0.5, count: spec.parameterCount)
+    let plan = try ModelPlan(.mnistCNN)
+    let values = [Float](repeating: 0.5, count: plan.parameterCount)
     let weightsOnly = directory.appendingPathComponent("weights.safetensors").path
     try writeFileAtomically(
-      values.withUnsafeBufferPointer { SafeTensors.encode(tensors: spec.torchTensors($0.baseAddress!), metadata: [:]) },
+      values.withUnsafeBufferPointer { SafeTensors.encode(tensors: plan.torchTensors($0.baseAddress!), metadata: [:]) },
       to: weightsOnly)
     let checkpoint = try Checkpoint(path: weightsOnly)
     XCTAssertEqual(checkpoint.parameters, values)
@@ -326,10 +331,10 @@ final class CheckpointTests: XCTestCase {
     let mislabeled = directory.appendingPathComponent("mislabeled.safetensors").path
     try writeFileAtomically(
       values.withUnsafeBufferPointer {
-        SafeTensors.encode(tensors: spec.torchTensors($0.baseAddress!), metadata: ["classes": "5"])
+        SafeTensors.encode(tensors: plan.torchTensors($0.baseAddress!), metadata: ["classes": "5"])
       }, to: mislabeled)
     XCTAssertThrowsError(try Checkpoint(path: mislabeled)) {
-      XCTAssertTrue("\($0)".contains("says 5 classes but 7.bias has 10"), "\($0)")
+      XCTAssertTrue("\($0)".contains("says 5 classes but the model has 10"), "\($0)")
     }
     XCTAssertThrowsError(try Checkpoint(path: directory.appendingPathComponent("none").path)) {
       XCTAssertTrue("\($0)".contains("No such file"), "\($0)")

@@ -63,9 +63,10 @@ final class FirstHourTests: XCTestCase {
     let quiet = try runPTrain(["--train-limit", "320", "--epochs", "1", "--quiet"])
     XCTAssertEqual(quiet.stderr, "")
     XCTAssertEqual(quiet.stdout.split(separator: "\n").count, 1, "--quiet keeps only the headline: \(quiet.stdout)")
-    XCTAssertEqual(
-      Dataset.classNames(of: "fashion-mnist", classes: 10).prefix(2), ["T-shirt/top", "Trouser"])
-    XCTAssertEqual(Dataset.classNames(of: "mnist", classes: 3), ["0", "1", "2"])
+    let mnist = try Dataset.bundledMNIST()
+    XCTAssertEqual(mnist.classNames, (0..<10).map(String.init))
+    let fashion = try Dataset(name: "fashion-mnist", train: mnist.train.prefix(10), test: mnist.test.prefix(10))
+    XCTAssertEqual(fashion.classNames.prefix(2), ["T-shirt/top", "Trouser"])
   }
 
   /// The resume hint after Ctrl-C is quoted for the shell when a path needs it.

@@ -183,7 +183,7 @@ final class HardeningTests: XCTestCase {
       (["batch_size": "0"], "batch_size is not an integer ≥ 1"),
       (["data_directory": "/x\nptrain: forged line"], "__metadata__.data_directory holds a control character"),
       (["dataset": "mnist\u{1B}[2J"], "__metadata__.dataset holds a control character"),
-      (["frozen": "conv9"], "bad.safetensors: __metadata__.frozen: there is no layer \"conv9\""),
+      (["frozen": "conv9"], "bad.safetensors: __metadata__.frozen: there is no layer with parameters called \"conv9\""),
     ]
     let bad = directory.appendingPathComponent("bad.safetensors").path
     for (changes, fragment) in cases {

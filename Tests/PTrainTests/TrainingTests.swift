@@ -25,11 +25,11 @@ final class TrainingTests: XCTestCase {
   }
 
   func testInitialisationIsGlorotUniformWithZeroBiases() throws {
-    let spec = ModelSpec()
-    XCTAssertEqual(spec.parameterCount, 34_826)
+    let plan = try ModelPlan(.mnistCNN)
+    XCTAssertEqual(plan.parameterCount, 34_826)
     var generator = SeededGenerator(seed: 1)
-    let values = spec.initialParameters(using: &generator)
-    for tensor in spec.tensors {
+    let values = plan.initialParameters(using: &generator)
+    for tensor in plan.tensors {
       let slice = values[tensor.offset..<(tensor.offset + tensor.count)]
       if tensor.name.hasSuffix("bias") {
         XCTAssertTrue(slice.allSatisfy { $0 == 0 }, tensor.name)
@@ -45,13 +45,13 @@ final class TrainingTests: XCTestCase {
 
   /// The whole model's backward pass agrees with finite differences of its loss.
   func testModelGradientMatchesFiniteDifferences() throws {
-    let spec = ModelSpec()
+    let plan = try ModelPlan(.mnistCNN)
     var generator = SeededGenerator(seed: 5)
-    var parameters = spec.initialParameters(using: &generator)
+    var parameters = plan.initialParameters(using: &generator)
     for i in parameters.indices { parameters[i] += generator.nextUnitFloat() * 0.02 - 0.01 }  // non-zero biases
     let image = Array(Self.mnist.train.pixels[0..<784])
     let label = Int(Self.mnist.train.labels[0])
-    let replica = Replica(spec: spec)
+    let replica = Replica(plan: plan)
     func loss(_ p: [Float]) -> Double {
       image.withUnsafeBufferPointer { image in
         p.withUnsafeBufferPointer { p in
@@ -60,19 +60,16 @@ final class TrainingTests: XCTestCase {
         }
       }
     }
-    var gradient = [Float](repeating: 0, count: spec.parameterCount)
+    var gradient = [Float](repeating: 0, count: plan.parameterCount)
     image.withUnsafeBufferPointer { image in
       parameters.withUnsafeBufferPointer { p in
         gradient.withUnsafeMutableBufferPointer { g in
           replica.prepare(parameters: p.baseAddress!)
-          replica.forward(image: image.baseAddress!, parameters: p.baseAddress!)
-          replica.beginShard()
-          _ = replica.backward(label: label, parameters: p.baseAddress!, gradient: g.baseAddress!)
-          replica.endShard(gradient: g.baseAddress!)
+          _ = replica.addGradient(image: image.baseAddress!, label: label, parameters: p.baseAddress!, into: g.baseAddress!)
         }
       }
     }
-    for tensor in spec.tensors {
+    for tensor in plan.tensors {
       // The entries with the largest gradients in each tensor, where the check is sharpest.
       let indices = (tensor.offset..<(tensor.offset + tensor.count)).sorted { abs(gradient[$0]) > abs(gradient[$1]) }
         .prefix(6)

@@ -1,11 +1,18 @@
 /// Everything a run needs to continue bit for bit: the model, the hyper-parameters, the
-/// parameters, Adam's moments and step, the position in the epoch and the generator.
+/// parameters and BatchNorm statistics, Adam's moments and step, the position in the
+/// epoch and the generator.
 public struct TrainingState: Sendable {
-  public var spec: ModelSpec
+  public var model: ModelDefinition
+  /// How the images are standardised.
+  public var normalization: Normalization
   /// The run's hyper-parameters; `threads` is not part of the state.
   public var options: TrainingOptions
-  /// The parameters in ptrain's layout (see `ModelSpec`).
+  /// The parameters in ptrain's layout (see `ModelPlan`).
   public var parameters: [Float]
+  /// BatchNorm's running means and variances (`ModelPlan.stateTensors`), and the steps
+  /// they have seen.
+  public var runningStatistics: [Float]
+  public var batchesTracked: Int
   public var firstMoment: [Float]
   public var secondMoment: [Float]
   /// Adam steps taken.
@@ -72,12 +79,13 @@ extension TrainingState {
 
 /// A `.safetensors` checkpoint.
 ///
-/// The model's tensors use PyTorch's names and layouts (see `ModelSpec.torchTensors`),
-/// so `model.load_state_dict` accepts them. Adam's moments ride along as
-/// `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` in the same layouts, and
-/// the rest of the training state and the hyper-parameters go into `__metadata__`.
-/// A file with the model's tensors only (written by PyTorch, say) can be evaluated and
-/// fine-tuned from, but not resumed.
+/// The model's tensors use PyTorch's names and layouts (see `ModelPlan.torchTensors`), so
+/// `load_state_dict(strict=True)` on the same `nn.Sequential` accepts them. The model
+/// text, the normalisation, the hyper-parameters and the rest of the training state go
+/// into `__metadata__`, and Adam's moments ride along as `optimizer.exp_avg.<name>` and
+/// `optimizer.exp_avg_sq.<name>`. A file with the model's tensors only (written by
+/// PyTorch, say) can be evaluated and fine-tuned from, but not resumed; without a model
+/// text it is taken for the MNIST CNN.
 public struct Checkpoint: Sendable {
   /// The value of `__metadata__.format` in every checkpoint ptrain writes.
   public static let format = "ptrain.checkpoint.v1"
@@ -85,9 +93,14 @@ public struct Checkpoint: Sendable {
   public static let maximumClasses = 4096
 
   public let path: String
-  public let spec: ModelSpec
-  /// The model's parameters in ptrain's layout.
+  public let model: ModelDefinition
+  public let plan: ModelPlan
+  /// The model's parameters in ptrain's layout, and its BatchNorm running statistics.
   public let parameters: [Float]
+  public let runningStatistics: [Float]
+  public let batchesTracked: Int
+  /// How the model's inputs were standardised (MNIST's when the file does not say).
+  public let normalization: Normalization
   public let metadata: [String: String]
   private let file: SafeTensors
 
@@ -105,9 +118,10 @@ public struct Checkpoint: Sendable {
 
   /// The `__metadata__` entries ptrain reads, and may print in messages.
   static let textFields = [
-    "format", "model", "classes", "frozen", "dataset", "data_directory", "data", "train_images", "source_model",
-    "new_head", "epochs", "batch_size", "learning_rate", "seed", "shard_size", "adam_step", "epochs_completed",
-    "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct", "test_accuracy", "test_loss",
+    "format", "model", "model_text", "normalize", "augment", "classes", "frozen", "dataset", "data_directory", "data",
+    "train_images", "source_model", "new_head", "epochs", "batch_size", "learning_rate", "seed", "shard_size",
+    "adam_step", "epochs_completed", "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct",
+    "test_accuracy", "test_loss",
   ]
 
   private init(file: SafeTensors, path: String) throws {
@@ -121,25 +135,73 @@ public struct Checkpoint: Sendable {
         throw PTrainError("\(path): __metadata__.\(key) holds a control character")
       }
     }
+    let model = try Self.model(of: file, metadata: metadata, path: path)
+    self.model = model
+    let plan = try ModelPlan(model)
+    self.plan = plan
+    if let declared = metadata["classes"], declared != String(plan.classes) {
+      throw PTrainError("\(path): __metadata__ says \(declared) classes but the model has \(plan.classes)")
+    }
+    var normalization = Normalization.mnist
+    if let text = metadata["normalize"] {
+      do { normalization = try Normalization(parsing: text, channels: model.input.channels) } catch let error
+        as PTrainError
+      {
+        throw PTrainError("\(path): __metadata__.normalize: \(error)")
+      }
+    }
+    self.normalization = normalization
+    guard normalization.mean.count == model.input.channels else {
+      throw PTrainError("\(path): has no __metadata__.normalize for its \(model.input.channels)-channel input")
+    }
+    var parameters = [Float](repeating: 0, count: plan.parameterCount)
+    try parameters.withUnsafeMutableBufferPointer {
+      try plan.readTorchTensors(from: file, into: $0.baseAddress!, path: path)
+    }
+    if let bad = parameters.firstIndex(where: { !$0.isFinite }) {
+      throw PTrainError("\(path): \(plan.tensor(containing: bad)!.name) holds a non-finite value")
+    }
+    var statistics = plan.initialState
+    try statistics.withUnsafeMutableBufferPointer {
+      try plan.readTorchTensors(from: file, of: plan.stateTensors, into: $0.baseAddress!, path: path)
+    }
+    for tensor in plan.stateTensors {
+      let isVariance = tensor.name.hasSuffix("running_var")
+      if statistics[tensor.range].contains(where: { !$0.isFinite || (isVariance && $0 < 0) }) {
+        throw PTrainError("\(path): \(tensor.name) holds a value out of range")
+      }
+    }
+    var tracked = 0
+    if let first = plan.batchNormLayers.first {
+      let name = "\(first).num_batches_tracked"
+      guard let values = try? file.integers(name), values.count == 1, values[0] >= 0 else {
+        throw PTrainError("\(path): \(name) is missing or not one non-negative I64")
+      }
+      tracked = Int(values[0])
+    }
+    self.parameters = parameters
+    runningStatistics = statistics
+    batchesTracked = tracked
+  }
+
+  /// The model a file holds: its model text, or, for files without one (PyTorch's, or
+  /// ptrain's before models were data), the MNIST CNN with the head's class count.
+  private static func model(of file: SafeTensors, metadata: [String: String], path: String) throws -> ModelDefinition {
+    if let text = metadata["model_text"] {
+      do { return try ModelDefinition(parsing: text) } catch let error as PTrainError {
+        throw PTrainError("\(path): __metadata__.model_text: \(error)")
+      }
+    }
+    if let name = metadata["model"], name != "mnist-cnn" {
+      throw PTrainError("\(path): __metadata__.model is \(name) but there is no model_text to build it from")
+    }
     guard let head = file.entries["7.bias"] else {
-      throw PTrainError("\(path): has no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
+      throw PTrainError("\(path): has no model text in __metadata__ and no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
     }
     guard head.shape.count == 1, (2...Self.maximumClasses).contains(head.shape[0]) else {
       throw PTrainError("\(path): 7.bias has shape \(head.shape); the head needs 2 to \(Self.maximumClasses) classes")
     }
-    if let declared = metadata["classes"], declared != String(head.shape[0]) {
-      throw PTrainError("\(path): __metadata__ says \(declared) classes but 7.bias has \(head.shape[0])")
-    }
-    let spec = ModelSpec(classes: head.shape[0])
-    self.spec = spec
-    var parameters = [Float](repeating: 0, count: spec.parameterCount)
-    try parameters.withUnsafeMutableBufferPointer {
-      try spec.readTorchTensors(from: file, into: $0.baseAddress!, path: path)
-    }
-    if let bad = parameters.firstIndex(where: { !$0.isFinite }) {
-      throw PTrainError("\(path): \(spec.torchName(of: spec.tensor(containing: bad)!)) holds a non-finite value")
-    }
-    self.parameters = parameters
+    return try ModelDefinition.mnistCNN.withHead(classes: head.shape[0])
   }
 
   /// Whether the file holds a ptrain training state that `trainingState()` can restore.
@@ -162,24 +224,25 @@ public struct Checkpoint: Sendable {
       }
       return number
     }
-    guard try value("model") == "mnist-cnn" else {
-      throw PTrainError("\(path): __metadata__.model is \(metadata["model"]!), not mnist-cnn")
-    }
     guard let learningRate = Float(try value("learning_rate")), learningRate.isFinite, learningRate > 0 else {
       throw PTrainError("\(path): __metadata__.learning_rate is not a positive number")
     }
     let frozen = try value("frozen").split(separator: ",").map { name in
-      do { return try ModelSpec.Layer(named: String(name)) } catch let error as PTrainError {
+      do { return try plan.parameterLayer(named: String(name)) } catch let error as PTrainError {
         throw PTrainError("\(path): __metadata__.frozen: \(error)")
       }
     }
     guard let seed = UInt64(try value("seed")) else {
       throw PTrainError("\(path): __metadata__.seed is not an integer from 0 to \(UInt64.max)")
     }
+    let augmentation: Augmentation
+    do { augmentation = try metadata["augment"].map(Augmentation.init(parsing:)) ?? .none } catch let error as PTrainError {
+      throw PTrainError("\(path): __metadata__.augment: \(error)")
+    }
     let options = TrainingOptions(
       threads: 1, epochs: try integer("epochs", atLeast: 1), batchSize: try integer("batch_size", atLeast: 1),
       learningRate: learningRate, seed: seed, shardSize: try integer("shard_size", atLeast: 1),
-      frozen: Set(frozen))
+      frozen: Set(frozen), augmentation: augmentation)
     do { try options.validate() } catch let error as PTrainError {
       throw PTrainError("\(path): __metadata__ holds settings train refuses: \(error)")
     }
@@ -194,19 +257,19 @@ public struct Checkpoint: Sendable {
     }
     var moments: [[Float]] = []
     for kind in ["exp_avg", "exp_avg_sq"] {
-      var values = [Float](repeating: 0, count: spec.parameterCount)
+      var values = [Float](repeating: 0, count: plan.parameterCount)
       try values.withUnsafeMutableBufferPointer {
-        try spec.readTorchTensors(from: file, prefix: "optimizer.\(kind).", into: $0.baseAddress!, path: path)
+        try plan.readTorchTensors(from: file, prefix: "optimizer.\(kind).", into: $0.baseAddress!, path: path)
       }
       if let bad = values.firstIndex(where: { !$0.isFinite || (kind == "exp_avg_sq" && $0 < 0) }) {
-        throw PTrainError(
-          "\(path): optimizer.\(kind).\(spec.torchName(of: spec.tensor(containing: bad)!)) is out of range")
+        throw PTrainError("\(path): optimizer.\(kind).\(plan.tensor(containing: bad)!.name) is out of range")
       }
       moments.append(values)
     }
     let state = TrainingState(
-      spec: spec, options: options, parameters: parameters, firstMoment: moments[0], secondMoment: moments[1],
-      adamStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
+      model: model, normalization: normalization, options: options, parameters: parameters,
+      runningStatistics: runningStatistics, batchesTracked: batchesTracked, firstMoment: moments[0],
+      secondMoment: moments[1], adamStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
       stepsIntoEpoch: try integer("steps_into_epoch"), epochGenerator: generator, epochLoss: epochLoss,
       epochCorrect: try integer("epoch_correct"), dataFingerprint: try value("data"))
     do { try state.validatePosition() } catch let error as PTrainError {
@@ -218,12 +281,14 @@ public struct Checkpoint: Sendable {
   /// The safetensors bytes of `state`, with `extra` added to `__metadata__`.
   /// Cost: O(parameters).
   public static func encode(_ state: TrainingState, extra: [String: String] = [:]) -> [UInt8] {
-    let spec = state.spec
+    let plan = try! ModelPlan(state.model)  // a state's model was planned when it trained
     let g = state.epochGenerator.state
     var metadata = extra
+    let frozenNames = state.options.frozen.sorted().map { plan.layers[$0].name }
     let fields: [String: String] = [
-      "format": format, "model": "mnist-cnn", "classes": String(spec.classes),
-      "frozen": state.options.frozen.sorted().map(\.rawValue).joined(separator: ","),
+      "format": format, "model": state.model.builtInName ?? "custom", "model_text": state.model.text,
+      "normalize": state.normalization.description, "augment": state.options.augmentation.description,
+      "classes": String(plan.classes), "frozen": frozenNames.joined(separator: ","),
       "epochs": String(state.options.epochs), "batch_size": String(state.options.batchSize),
       "learning_rate": "\(state.options.learningRate)", "seed": String(state.options.seed),
       "shard_size": String(state.options.shardSize), "optimizer": "adam (keras rule, beta1 0.9, beta2 0.999, eps 1e-7)",
@@ -235,25 +300,31 @@ public struct Checkpoint: Sendable {
     ]
     metadata.merge(fields) { _, own in own }
     var tensors: [(name: String, shape: [Int], values: [Float])] = []
-    for (prefix, values) in [
-      ("", state.parameters), ("optimizer.exp_avg.", state.firstMoment), ("optimizer.exp_avg_sq.", state.secondMoment),
-    ] {
-      tensors += values.withUnsafeBufferPointer { spec.torchTensors($0.baseAddress!, prefix: prefix) }
+    tensors += state.parameters.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!) }
+    tensors += state.runningStatistics.withUnsafeBufferPointer {
+      plan.torchTensors($0.baseAddress!, of: plan.stateTensors)
     }
-    return SafeTensors.encode(tensors: tensors, metadata: metadata)
+    for (prefix, values) in [("optimizer.exp_avg.", state.firstMoment), ("optimizer.exp_avg_sq.", state.secondMoment)] {
+      tensors += values.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!, prefix: prefix) }
+    }
+    let tracked = plan.batchNormLayers.map { ("\($0).num_batches_tracked", [Int](), [Int64(state.batchesTracked)]) }
+    return SafeTensors.encode(tensors: tensors, integers: tracked, metadata: metadata)
   }
 
   /// Writes `state` to `path` atomically (see `writeFileAtomically`). Refuses a state
   /// with a non-finite parameter or moment, so no checkpoint ever holds NaN.
   /// Cost: O(parameters) plus two fsyncs.
   public static func save(_ state: TrainingState, to path: String, extra: [String: String] = [:]) throws {
+    let plan = try ModelPlan(state.model)
     for (name, values) in [
       ("parameter", state.parameters), ("Adam moment", state.firstMoment), ("Adam moment", state.secondMoment),
     ] {
       if let bad = values.firstIndex(where: { !$0.isFinite }) {
-        let tensor = state.spec.tensor(containing: bad)!
-        throw PTrainError("not saving \(path): a \(name) of \(tensor.name) is not finite")
+        throw PTrainError("not saving \(path): a \(name) of \(plan.tensor(containing: bad)!.name) is not finite")
       }
+    }
+    if state.runningStatistics.contains(where: { !$0.isFinite }) {
+      throw PTrainError("not saving \(path): a BatchNorm running statistic is not finite")
     }
     try writeFileAtomically(encode(state, extra: extra), to: path)
   }

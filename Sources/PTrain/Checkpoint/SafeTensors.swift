@@ -156,12 +156,25 @@ public struct SafeTensors: Sendable {
     return values
   }
 
-  /// Encodes F32 tensors and string metadata as safetensors bytes, tensors in the given
-  /// order, the header padded with spaces so that the data starts 8-byte aligned.
-  /// Cost: O(total elements).
-  public static func encode(tensors: [(name: String, shape: [Int], values: [Float])], metadata: [String: String])
-    -> [UInt8]
-  {
+  /// The values of an I64 tensor in file order (such as PyTorch's `num_batches_tracked`,
+  /// a scalar), or nil if there is no tensor `name`. Throws if it is not I64.
+  /// Cost: O(elements).
+  public func integers(_ name: String) throws -> [Int64]? {
+    guard let entry = entries[name] else { return nil }
+    guard entry.dtype == "I64" else { throw PTrainError("\(name) is \(entry.dtype); ptrain needs I64") }
+    let start = data.startIndex + entry.bytes.lowerBound
+    return (0..<(entry.bytes.count / 8)).map { element in
+      (0..<8).reduce(Int64(0)) { $0 | Int64(data[start + 8 * element + $1]) << (8 * Int64($1)) }
+    }
+  }
+
+  /// Encodes F32 tensors, then I64 tensors, and string metadata as safetensors bytes,
+  /// tensors in the given order, the header padded with spaces so that the data starts
+  /// 8-byte aligned. Cost: O(total elements).
+  public static func encode(
+    tensors: [(name: String, shape: [Int], values: [Float])],
+    integers: [(name: String, shape: [Int], values: [Int64])] = [], metadata: [String: String]
+  ) -> [UInt8] {
     var fields: [String] = []
     if !metadata.isEmpty {
       let pairs = metadata.sorted { $0.key < $1.key }.map {
@@ -170,14 +183,20 @@ public struct SafeTensors: Sendable {
       fields.append("\"__metadata__\":{" + pairs.joined(separator: ",") + "}")
     }
     var offset = 0
+    func describe(_ name: String, _ dtype: String, _ shape: [Int], bytes: Int) {
+      let end = offset + bytes
+      fields.append(
+        JSONValue.quoted(name) + ":{\"dtype\":\"\(dtype)\",\"shape\":["
+          + shape.map(String.init).joined(separator: ",") + "],\"data_offsets\":[\(offset),\(end)]}")
+      offset = end
+    }
     for tensor in tensors {
       precondition(tensor.shape.reduce(1, *) == tensor.values.count, "\(tensor.name): shape does not fit its values")
-      let end = offset + 4 * tensor.values.count
-      fields.append(
-        JSONValue.quoted(tensor.name) + ":{\"dtype\":\"F32\",\"shape\":["
-          + tensor.shape.map(String.init).joined(separator: ",")
-          + "],\"data_offsets\":[\(offset),\(end)]}")
-      offset = end
+      describe(tensor.name, "F32", tensor.shape, bytes: 4 * tensor.values.count)
+    }
+    for tensor in integers {
+      precondition(tensor.shape.reduce(1, *) == tensor.values.count, "\(tensor.name): shape does not fit its values")
+      describe(tensor.name, "I64", tensor.shape, bytes: 8 * tensor.values.count)
     }
     var header = Array(("{" + fields.joined(separator: ",") + "}").utf8)
     header += [UInt8](repeating: 0x20, count: (8 - header.count % 8) % 8)
@@ -192,6 +211,11 @@ public struct SafeTensors: Sendable {
         let littleEndian = tensor.values
       #endif
       littleEndian.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+    for tensor in integers {
+      for value in tensor.values {
+        for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: value >> Int64(shift))) }
+      }
     }
     return bytes
   }

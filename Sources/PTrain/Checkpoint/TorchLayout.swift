@@ -1,21 +1,13 @@
-/// The mapping between ptrain's parameter layout and PyTorch's
-/// `nn.Sequential(Conv2d(1,32,3), ReLU(), MaxPool2d(2), Conv2d(32,64,3), ReLU(), MaxPool2d(2),
-/// Flatten(), Linear(1600,classes))`:
+/// The mapping between ptrain's parameter layout and PyTorch's `nn.Sequential` of the same
+/// layers (`ModelPlan.PlannedLayer.torchModule`), whose `state_dict` names each tensor by
+/// its layer's index:
 ///
 /// | ptrain | PyTorch | rearrangement |
 /// |---|---|---|
-/// | `conv1.weight` [3,3,1,32] HWIO | `0.weight` [32,1,3,3] OIHW | transpose |
-/// | `conv1.bias` [32] | `0.bias` [32] | none |
-/// | `conv2.weight` [3,3,32,64] HWIO | `3.weight` [64,32,3,3] OIHW | transpose |
-/// | `conv2.bias` [64] | `3.bias` [64] | none |
-/// | `dense.weight` [classes,1600], inputs H,W,C | `7.weight` [classes,1600], inputs C,H,W | permute columns |
-/// | `dense.bias` [classes] | `7.bias` [classes] | none |
-extension ModelSpec {
-  /// PyTorch's name of `tensor`, for example `3.weight` for `conv2.weight`.
-  public func torchName(of tensor: Tensor) -> String {
-    "\(tensor.layer.torchIndex).\(tensor.name.split(separator: ".").last!)"
-  }
-
+/// | conv weight [K,K,in,out] HWIO | `i.weight` [out,in,K,K] OIHW | transpose |
+/// | dense weight [out,in], `in` in H,W,C order of a flattened map | `i.weight` [out,in], `in` in C,H,W order | permute columns |
+/// | biases, BatchNorm γ (`i.weight`), β (`i.bias`), running statistics | the same names | none |
+extension ModelPlan {
   /// PyTorch's shape of `tensor`: OIHW for convolution kernels, else unchanged.
   public func torchShape(of tensor: Tensor) -> [Int] {
     let s = tensor.shape
@@ -39,15 +31,15 @@ extension ModelSpec {
       }
       return indices
     }
-    if tensor.layer == .dense && s.count == 2 {  // columns C,H,W ← H,W,C
-      let channels = conv2.outChannels
-      let side = Int(Double(features / channels).squareRoot())
+    if s.count == 2, let map = layers[tensor.layer].flattenedMap, map.height * map.width > 1 {
+      // Columns C,H,W ← H,W,C.
+      let features = map.count
       var indices: [Int] = []
       indices.reserveCapacity(tensor.count)
       for row in 0..<s[0] {
-        for c in 0..<channels {
-          for h in 0..<side {
-            for w in 0..<side { indices.append(row * features + (h * side + w) * channels + c) }
+        for c in 0..<map.channels {
+          for h in 0..<map.height {
+            for w in 0..<map.width { indices.append(row * features + (h * map.width + w) * map.channels + c) }
           }
         }
       }
@@ -56,34 +48,37 @@ extension ModelSpec {
     return Array(0..<tensor.count)
   }
 
-  /// The tensors of a parameter-sized buffer in PyTorch's names, shapes and layouts, each
-  /// name preceded by `prefix`. Cost: O(parameterCount).
-  public func torchTensors(_ values: UnsafePointer<Float>, prefix: String = "")
+  /// The tensors of `tensors` (parameters, or `stateTensors`) from a buffer laid out for
+  /// them, in PyTorch's names, shapes and layouts, each name preceded by `prefix`.
+  /// Cost: O(buffer).
+  public func torchTensors(_ values: UnsafePointer<Float>, of tensors: [Tensor]? = nil, prefix: String = "")
     -> [(name: String, shape: [Int], values: [Float])]
   {
-    tensors.map { tensor in
+    (tensors ?? self.tensors).map { tensor in
       let base = values + tensor.offset
-      return (prefix + torchName(of: tensor), torchShape(of: tensor), torchGatherIndices(of: tensor).map { base[$0] })
+      return (prefix + tensor.name, torchShape(of: tensor), torchGatherIndices(of: tensor).map { base[$0] })
     }
   }
 
-  /// Copies the tensors named `prefix` + PyTorch name from `file` into `values` (a
-  /// parameter-sized buffer in ptrain's layout), skipping the layers in `skipping`.
-  /// Throws a one-line error naming `path` and the tensor for a missing tensor or a
-  /// dtype or shape that does not fit. Cost: O(parameterCount).
+  /// Copies the tensors of `tensors` (the parameters by default) named `prefix` + their
+  /// PyTorch name from `file` into `values`, a buffer in ptrain's layout, skipping the
+  /// layers at `skipping`. Throws a one-line error naming `path` and the tensor for a
+  /// missing tensor or a dtype or shape that does not fit. Cost: O(buffer).
   public func readTorchTensors(
-    from file: SafeTensors, prefix: String = "", into values: UnsafeMutablePointer<Float>, path: String,
-    skipping: Set<Layer> = []
+    from file: SafeTensors, of tensors: [Tensor]? = nil, prefix: String = "", into values: UnsafeMutablePointer<Float>,
+    path: String, skipping: Set<Int> = []
   ) throws {
-    for tensor in tensors where !skipping.contains(tensor.layer) {
-      let name = prefix + torchName(of: tensor)
+    for tensor in tensors ?? self.tensors where !skipping.contains(tensor.layer) {
+      let name = prefix + tensor.name
+      let layer = layers[tensor.layer]
       guard let entry = file.entries[name] else {
-        throw PTrainError("\(path): has no tensor \(name) (\(tensor.name)); is it a checkpoint of this model?")
+        throw PTrainError("\(path): has no tensor \(name) (layer \(layer.name), \(layer.layer.text)); is it a checkpoint of this model?")
       }
       guard entry.shape == torchShape(of: tensor) else {
+        let isHead = tensor.layer == layers.count - 1
         throw PTrainError(
           "\(path): \(name) has shape \(entry.shape), the model needs \(torchShape(of: tensor))"
-            + (tensor.layer == .dense ? "; pass --new-head to replace the classifier" : ""))
+            + (isHead ? "; pass --new-head to replace the classifier" : ""))
       }
       let source: [Float]
       do {

@@ -6,26 +6,22 @@ import CMNIST
   import Darwin
 #endif
 
-/// Labelled 28×28 grayscale images, kept as bytes; the trainer normalises each batch as
-/// it feeds it.
+/// Labelled images of one shape, kept as bytes (height × width × channels, channels
+/// interleaved); the trainer standardises each image as it feeds it.
 public struct LabeledImages: Sendable {
-  /// `count` images of `ModelSpec.imagePixels` bytes each, row-major.
+  /// `count` images of `shape.count` bytes each.
   public let pixels: [UInt8]
   /// One label per image, each below `classes`.
   public let labels: [UInt8]
   public let classes: Int
+  public let shape: ImageShape
   public var count: Int { labels.count }
 
-  /// Pairs images with labels, validating shapes and labels. `name` appears in errors.
+  /// Pairs IDX images (any height and width, one channel) with IDX labels, validating
+  /// counts and labels. `name` appears in errors.
   public init(images: IDXFile, labels: IDXFile, classes: Int = 10, name: String) throws {
     let imageCount = images.dimensions[0]
     let labelCount = labels.dimensions[0]
-    guard images.dimensions[1] == ModelSpec.imageHeight, images.dimensions[2] == ModelSpec.imageWidth
-    else {
-      throw PTrainError(
-        "\(name): images are \(images.dimensions[1])×\(images.dimensions[2]); the model needs \(ModelSpec.imageHeight)×\(ModelSpec.imageWidth)"
-      )
-    }
     guard imageCount == labelCount else {
       throw PTrainError("\(name): \(imageCount) images but \(labelCount) labels")
     }
@@ -33,17 +29,21 @@ public struct LabeledImages: Sendable {
     self.pixels = images.bytes
     self.labels = labels.bytes
     self.classes = classes
+    shape = ImageShape(height: images.dimensions[1], width: images.dimensions[2], channels: 1)
   }
 
-  /// Wraps bytes already in memory. `pixels.count` must be `labels.count × 784`.
-  public init(pixels: [UInt8], labels: [UInt8], classes: Int = 10) throws {
-    guard pixels.count == labels.count * ModelSpec.imagePixels else {
-      throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of 28×28")
+  /// Wraps bytes already in memory: `pixels.count` must be `labels.count × shape.count`.
+  public init(
+    pixels: [UInt8], labels: [UInt8], classes: Int = 10, shape: ImageShape = ImageShape(height: 28, width: 28, channels: 1)
+  ) throws {
+    guard pixels.count == labels.count * shape.count else {
+      throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of \(shape)")
     }
     try Self.requireLabels(labels, below: classes, name: nil)
     self.pixels = pixels
     self.labels = labels
     self.classes = classes
+    self.shape = shape
   }
 
   /// Throws, naming `name` (when given), the first label and its index, if any label is
@@ -61,12 +61,12 @@ public struct LabeledImages: Sendable {
     return "\(count) images, labels sha256 \(hash.prefix(16))"
   }
 
-  /// The first `count` images. Cost: O(count · 784).
+  /// The first `count` images. Cost: O(count · shape.count).
   public func prefix(_ count: Int) -> LabeledImages {
     // Safe: a prefix of valid data is valid.
     try! LabeledImages(
-      pixels: Array(pixels.prefix(count * ModelSpec.imagePixels)), labels: Array(labels.prefix(count)),
-      classes: classes)
+      pixels: Array(pixels.prefix(count * shape.count)), labels: Array(labels.prefix(count)), classes: classes,
+      shape: shape)
   }
 }
 
@@ -77,20 +77,18 @@ public struct Dataset: Sendable, CustomStringConvertible {
   public let directory: String?
   public let train: LabeledImages
   public let test: LabeledImages
-  /// A name for each class label: Fashion-MNIST's garments, else the label's number.
-  public var classNames: [String] { Self.classNames(of: name, classes: train.classes) }
+  /// A name for each class label: Fashion-MNIST's garments, CIFAR-10's objects, else the
+  /// label's number.
+  public let classNames: [String]
 
   /// Fashion-MNIST's classes, in label order.
   public static let fashionMNISTClassNames = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
   ]
-
-  /// Names for the labels `0..<classes` of the dataset called `name`: Fashion-MNIST's
-  /// garments for `fashion-mnist`, else the numbers themselves.
-  public static func classNames(of name: String, classes: Int) -> [String] {
-    name == "fashion-mnist" && classes == fashionMNISTClassNames.count
-      ? fashionMNISTClassNames : (0..<classes).map(String.init)
-  }
+  /// CIFAR-10's classes, in label order.
+  public static let cifar10ClassNames = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+  ]
 
   /// The dataset in a few words, for a run's first line: its name, where it comes from,
   /// and its image counts.
@@ -127,7 +125,9 @@ public struct Dataset: Sendable, CustomStringConvertible {
     return nil
   }
 
-  /// Reads the four standard files from `directory`, each either raw or as `NAME.gz`.
+  /// Reads a dataset from `directory`: CIFAR-10's binary files (`data_batch_1.bin` …
+  /// `data_batch_5.bin`, `test_batch.bin`) when they are there, else the four standard
+  /// IDX files, each raw or as `NAME.gz`. Cost: one read of the files.
   public static func load(directory: String, name: String) throws -> Dataset {
     var info = stat()
     guard stat(directory, &info) == 0 else {
@@ -136,6 +136,7 @@ public struct Dataset: Sendable, CustomStringConvertible {
     guard (info.st_mode & S_IFMT) == S_IFDIR else {
       throw PTrainError("\(directory): is \(fileKind(info.st_mode)), not a directory")
     }
+    if CIFAR10.isPresent(in: directory) { return try CIFAR10.load(directory: directory, name: name) }
     let decoded = try fileNames.map { file -> IDXFile in
       let candidates = [directory + "/" + file, directory + "/" + file + ".gz"]
       guard let path = candidates.first(where: { access($0, F_OK) == 0 }) else {
@@ -149,7 +150,7 @@ public struct Dataset: Sendable, CustomStringConvertible {
 
   /// Throws, saying what it is, when `path` is a symbolic link that leads nowhere: a
   /// dangling link or a loop. Cost: two system calls.
-  private static func refuseBrokenLink(_ path: String) throws {
+  static func refuseBrokenLink(_ path: String) throws {
     var info = stat()
     guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFLNK else { return }
     var target = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
@@ -173,16 +174,28 @@ public struct Dataset: Sendable, CustomStringConvertible {
   }
 
   private init(name: String, directory: String?, files: [IDXFile]) throws {
-    self.name = name
-    self.directory = directory
-    train = try LabeledImages(images: files[0], labels: files[1], name: "\(name) training set")
-    test = try LabeledImages(images: files[2], labels: files[3], name: "\(name) test set")
+    try self.init(
+      name: name, directory: directory,
+      train: try LabeledImages(images: files[0], labels: files[1], name: "\(name) training set"),
+      test: try LabeledImages(images: files[2], labels: files[3], name: "\(name) test set"))
   }
 
-  public init(name: String, directory: String? = nil, train: LabeledImages, test: LabeledImages) {
+  /// A dataset of two splits of one image shape. `classNames` default to Fashion-MNIST's
+  /// for `fashion-mnist`, else the labels' numbers.
+  public init(
+    name: String, directory: String? = nil, train: LabeledImages, test: LabeledImages, classNames: [String]? = nil
+  ) throws {
+    guard train.shape == test.shape else {
+      throw PTrainError("\(name): training images are \(train.shape) but test images are \(test.shape)")
+    }
     self.name = name
     self.directory = directory
     self.train = train
     self.test = test
+    let classes = max(train.classes, test.classes)
+    self.classNames =
+      classNames
+      ?? (name == "fashion-mnist" && classes == Self.fashionMNISTClassNames.count
+        ? Self.fashionMNISTClassNames : (0..<classes).map(String.init))
   }
 }

@@ -6,17 +6,20 @@
 // Weights are HWIO: `w[((ky * 3 + kx) * cin + ci) * cout + co]`, which makes the
 // im2col row for output pixel p line up with the weight row index.
 
-/// The shape of a 3×3 valid convolution over one image.
+/// The shape of a 3×3, stride-1 convolution over one image, with `padding` zeros on
+/// every side (0: "valid", 1: "same"). The im2col functions here serve `padding` 0 only;
+/// the Winograd ones serve both.
 public struct Conv3x3Shape: Sendable, Equatable {
-  public let height: Int, width: Int, inChannels: Int, outChannels: Int
-  public init(height: Int, width: Int, inChannels: Int, outChannels: Int) {
+  public let height: Int, width: Int, inChannels: Int, outChannels: Int, padding: Int
+  public init(height: Int, width: Int, inChannels: Int, outChannels: Int, padding: Int = 0) {
     self.height = height
     self.width = width
     self.inChannels = inChannels
     self.outChannels = outChannels
+    self.padding = padding
   }
-  public var outHeight: Int { height - 2 }
-  public var outWidth: Int { width - 2 }
+  public var outHeight: Int { height + 2 * padding - 2 }
+  public var outWidth: Int { width + 2 * padding - 2 }
   /// Output pixels, the GEMM `m`.
   public var outPixels: Int { outHeight * outWidth }
   /// The im2col row length, the GEMM `k`: 9 · inChannels.

@@ -59,19 +59,20 @@ func window(_ input: UnsafePointer<Float>, width: Int, _ oy: Int, _ ox: Int)
 }
 
 /// Forward of a one-channel 3×3 valid convolution: `output[p][co] = bias[co] + Σ_t
-/// x[p + t] · w[t][co]`, adding taps in order, then `relu` when asked. Needs
-/// `inChannels == 1` and `outChannels` a multiple of 32. Cost: `shape.flops` FLOP, no scratch.
+/// x[p + t] · w[t][co]` (no bias when nil), adding taps in order, then `relu` when asked.
+/// Needs `inChannels == 1` and `outChannels` a multiple of 32; for "same" padding, pass
+/// a zero-bordered copy of the image. Cost: `shape.flops` FLOP, no scratch.
 @inlinable
 public func conv3x3OneChannelForward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, weights: UnsafePointer<Float>,
-  bias: UnsafePointer<Float>, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
+  bias: UnsafePointer<Float>?, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
-  precondition(s.inChannels == 1 && s.outChannels % 32 == 0, "conv3x3OneChannel: shape \(s)")
+  precondition(s.inChannels == 1 && s.outChannels % 32 == 0 && s.padding == 0, "conv3x3OneChannel: shape \(s)")
   let cout = s.outChannels
   for block in stride(from: 0, to: cout, by: 32) {
     let w = TapBlock(weights + block, stride: cout)
-    let biasLow = UnsafeRawPointer(bias + block).loadUnaligned(as: GemmLane.self)
-    let biasHigh = UnsafeRawPointer(bias + block + 16).loadUnaligned(as: GemmLane.self)
+    let biasLow = bias.map { UnsafeRawPointer($0 + block).loadUnaligned(as: GemmLane.self) } ?? GemmLane()
+    let biasHigh = bias.map { UnsafeRawPointer($0 + block + 16).loadUnaligned(as: GemmLane.self) } ?? GemmLane()
     for oy in 0..<s.outHeight {
       for ox in 0..<s.outWidth {
         let x = window(input, width: s.width, oy, ox)
@@ -108,9 +109,9 @@ public func conv3x3OneChannelForward(
 @inlinable
 public func conv3x3OneChannelWeightGradient(
   input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
-  weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>
+  weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?
 ) {
-  precondition(s.inChannels == 1 && s.outChannels % 32 == 0, "conv3x3OneChannel: shape \(s)")
+  precondition(s.inChannels == 1 && s.outChannels % 32 == 0 && s.padding == 0, "conv3x3OneChannel: shape \(s)")
   let cout = s.outChannels
   for block in stride(from: 0, to: cout, by: 32) {
     var g = TapBlock(weightGradient + block, stride: cout)
@@ -142,5 +143,5 @@ public func conv3x3OneChannelWeightGradient(
     }
     g.store(weightGradient + block, stride: cout)
   }
-  addColumnSums(of: outputGradient, rows: s.outPixels, columns: cout, to: biasGradient)
+  if let biasGradient { addColumnSums(of: outputGradient, rows: s.outPixels, columns: cout, to: biasGradient) }
 }

@@ -73,14 +73,20 @@ public func relu(_ v: SIMD16<Float>) -> SIMD16<Float> {
   v.replacing(with: 0, where: v .< 0)
 }
 
-/// Converts `count` pixel bytes to standardised Floats, `x = (byte / 255 - mean) / std`
-/// with MNIST's training-set mean 0.1307 and standard deviation 0.3081 (the
-/// normalisation of PyTorch's MNIST example). Cost: `count` multiply-adds.
+/// Converts one image's bytes (`pixels` × `channels`, interleaved) to standardised Floats,
+/// `x = byte · scale[c] + shift[c]` with `scale = 1 / (255 · std)` and `shift = −mean / std`
+/// (see `Normalization`). Cost: one multiply-add per value.
 @inlinable
-public func normalizePixels(_ bytes: UnsafePointer<UInt8>, count: Int, into x: UnsafeMutablePointer<Float>) {
-  let mean: Float = 0.1307
-  let deviation: Float = 0.3081
-  let scale = 1 / (255 * deviation)
-  let shift = -mean / deviation
-  for i in 0..<count { x[i] = Float(bytes[i]) * scale + shift }
+public func normalizePixels(
+  _ bytes: UnsafePointer<UInt8>, pixels: Int, channels: Int, scale: UnsafePointer<Float>,
+  shift: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>
+) {
+  if channels == 1 {
+    let (a, b) = (scale[0], shift[0])
+    for i in 0..<pixels { x[i] = Float(bytes[i]) * a + b }
+    return
+  }
+  for p in 0..<pixels {
+    for c in 0..<channels { x[p * channels + c] = Float(bytes[p * channels + c]) * scale[c] + shift[c] }
+  }
 }

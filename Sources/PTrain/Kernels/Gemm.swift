@@ -1,5 +1,5 @@
 /// The vector the GEMM micro-kernel keeps per row: 16 Floats (two AVX2 registers).
-/// Every GEMM `n` in the model is a multiple of it.
+/// GEMM columns come in whole vectors of it, and the last few, if any, one by one.
 public typealias GemmLane = SIMD16<Float>
 
 /// Row counts of C that one micro-kernel tile may hold, largest first. With AVX-512,
@@ -31,7 +31,8 @@ public func gemmTileRows(for m: Int) -> Int {
 ///
 /// A is read through strides, `A[i][p] = a[i * aRowStride + p * aColStride]`, so one
 /// routine serves `A` and `Aᵀ`; B and C are row-major with leading dimensions `ldb` and
-/// `ldc`. `n` must be a multiple of `GemmLane.scalarCount`.
+/// `ldc`. Columns past the last multiple of `GemmLane.scalarCount` are done one at a
+/// time (`gemmTailColumns`), also adding their k products in order.
 ///
 /// The micro-kernel holds a `gemmTileRows(for: m)` × 16-column tile of C in registers (× 32
 /// with AVX-512), broadcasts one A element per row and streams one row of B per step.
@@ -48,8 +49,15 @@ public func gemm(
   accumulate: Bool
 ) {
   let width = GemmLane.scalarCount
-  precondition(n % width == 0, "gemm: n = \(n) is not a multiple of \(width)")
   guard m > 0 else { return }
+  let tail = n % width
+  if tail > 0 {
+    gemmTailColumns(
+      m: m, columns: (n - tail)..<n, k: k, a: a, aRowStride: aRowStride, aColStride: aColStride, b: b, ldb: ldb, c: c,
+      ldc: ldc, accumulate: accumulate)
+  }
+  let n = n - tail
+  guard n > 0 else { return }
   let rows = gemmTileRows(for: m)
   var i = 0
   while i < m {
@@ -64,6 +72,22 @@ public func gemm(
       gemmTileSmall(i, m, n, k, a, aRowStride, aColStride, b, ldb, c, ldc, accumulate)
     }
     i += rows
+  }
+}
+
+/// The columns of `gemm` past its last full vector: each element of C adds its k
+/// products in order with fused multiply-adds. Cost: 2·m·columns·k FLOP, scalar.
+@usableFromInline @inline(never)
+func gemmTailColumns(
+  m: Int, columns: Range<Int>, k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
+  b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+) {
+  for i in 0..<m {
+    for j in columns {
+      var sum: Float = accumulate ? c[i * ldc + j] : 0
+      for p in 0..<k { sum = sum.addingProduct(a[i * aRowStride + p * aColStride], b[p * ldb + j]) }
+      c[i * ldc + j] = sum
+    }
   }
 }
 

@@ -32,16 +32,17 @@ public struct WinogradTiling: Sendable, Equatable {
     self.padding = padding
   }
 
-  /// The forward pass of `shape`: its input, no padding.
+  /// The forward pass of `shape`: its input, with the convolution's padding.
   public static func forward(_ shape: Conv3x3Shape) -> WinogradTiling {
-    WinogradTiling(height: shape.height, width: shape.width, channels: shape.inChannels, padding: 0)
+    WinogradTiling(height: shape.height, width: shape.width, channels: shape.inChannels, padding: shape.padding)
   }
 
-  /// The input gradient of `shape`: its output gradient, padded by 2, correlated with the
-  /// flipped filters gives a gradient the size of the input.
+  /// The input gradient of `shape`: its output gradient, padded by 2 minus the
+  /// convolution's padding, correlated with the flipped filters gives a gradient the size
+  /// of the input.
   public static func inputGradient(_ shape: Conv3x3Shape) -> WinogradTiling {
     WinogradTiling(
-      height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2)
+      height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2 - shape.padding)
   }
 
   public var outHeight: Int { height + 2 * padding - 2 }
@@ -438,7 +439,7 @@ public struct WinogradScratch: Sendable {
 @inlinable
 public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
-  bias: UnsafePointer<Float>, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
+  bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
   output: UnsafeMutablePointer<Float>
 ) {
@@ -471,19 +472,21 @@ public func winogradConv3x3InputGradient(
 
 /// One image's share of the weight and bias gradients: its weight products are added to
 /// `products` (Winograd domain; `winogradAddWeightGradient` finishes them), or replace
-/// them without `accumulate`, and `dB += Σ_p dOutput[p]`. `products` holds
+/// them without `accumulate`, and `dB += Σ_p dOutput[p]` when `biasGradient` is given. `products` holds
 /// `winogradWeightCount(shape)` Floats.
 /// Cost: 2 · 16 · tiles · in · out FLOP plus O(tiles · 16 · out).
 @inlinable
 public func winogradConv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
-  biasGradient: UnsafeMutablePointer<Float>
+  biasGradient: UnsafeMutablePointer<Float>?
 ) {
   winogradTransformOutputGradient(
     outputGradient, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
   winogradAccumulateWeightProducts(
     inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products,
     accumulate: accumulate)
-  addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+  if let biasGradient {
+    addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+  }
 }

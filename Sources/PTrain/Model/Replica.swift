@@ -1,178 +1,568 @@
-/// One worker's private copy of every buffer a forward and backward pass needs for a
-/// single image: activations, conv2's Winograd tiles (and its transformed filters, unless
-/// a trainer shares one set), and gradients of activations. conv1 (one input channel) runs directly and needs no scratch.
+/// One worker's copy of every buffer a model's forward and backward passes need, and the
+/// code that runs each planned layer's kernels on them.
 ///
-/// Gradients are computed a shard at a time: `beginShard()`, then `forward` and
-/// `backward` for each image, then `endShard(gradient:)`. conv2's weight gradient is
-/// summed over the shard in the Winograd domain and transformed back once, at the end.
+/// A replica holds `slots` images at once. A model without BatchNorm needs one: each image
+/// runs forward and backward before the next, so its activations stay in cache. A model
+/// with BatchNorm needs the batch's statistics at every BatchNorm layer, so a worker runs
+/// all its images through each segment between BatchNorm layers before the next; then
+/// every activation is kept per image (`slots` = the worker's images in a step).
 ///
-/// A replica is created on its worker's thread so that its memory is first touched,
-/// and therefore placed, on that worker's NUMA node. It never allocates afterwards.
+/// All buffers live in one arena, allocated when the replica is created; a trainer creates
+/// each replica on its worker's thread, so the memory is first touched, and placed, on
+/// that worker's NUMA node. A replica never allocates afterwards.
+///
+/// Gradients are computed a shard at a time: `beginShard(layers:)`, then `backward` for each
+/// image, then `finishShard(layers:gradient:)`, which adds the Winograd layers' weight
+/// gradients, summed over the shard in the Winograd domain, to the shard's gradient.
 public final class Replica {
-  public let spec: ModelSpec
-  let input: AlignedFloats
-  let activation1: AlignedFloats, pooled1: AlignedFloats
-  let activation2: AlignedFloats, pooled2: AlignedFloats
-  let logits: AlignedFloats, logitGradient: AlignedFloats
-  let pooled2Gradient: AlignedFloats, activation2Gradient: AlignedFloats
-  let pooled1Gradient: AlignedFloats, activation1Gradient: AlignedFloats
-  /// conv2 runs through Winograd F(2×2, 3×3): its transformed filters (the replica's own,
-  /// set by `prepare`, or a trainer's shared set) and per-image scratch.
-  public let conv2Filters: WinogradFilters
-  let conv2InputTiles: AlignedFloats, conv2GradientTiles: AlignedFloats
-  /// Zero-bordered copies of conv2's input and output gradient; the borders stay zero.
-  let conv2PaddedInput: AlignedFloats, conv2PaddedGradient: AlignedFloats
-  let conv2Products: AlignedFloats
-  /// conv2's weight gradient of the shard so far, in the Winograd domain.
-  let conv2WeightProducts: AlignedFloats
-  /// Whether a shard is open: `backward` may run and `endShard` must follow.
-  var inShard = false
-  /// Whether `conv2WeightProducts` holds this shard's sum yet; the first image of a
-  /// shard overwrites them, so they never need clearing.
-  var shardHasProducts = false
-  /// Which layers get gradients; backward skips the work of the others and stops as
-  /// soon as no trainable layer lies below.
-  let trainsConv1: Bool, trainsConv2: Bool, trainsDense: Bool
+  public let plan: ModelPlan
+  /// How many images the buffers hold at once.
+  public let slots: Int
+  /// The filters the kernels read (see `PreparedWeights`): a trainer's shared set, or the
+  /// replica's own, which `prepare(parameters:)` fills.
+  public let prepared: PreparedWeights
+  /// Per layer: whether its parameters get gradients, and whether its input gradient is
+  /// computed (only when a layer with trainable parameters lies below).
+  public let trains: [Bool]
+  public let needsInputGradient: [Bool]
+  let normalization: Normalization
+  let arena: AlignedFloats
 
-  /// A replica of `spec`'s model with `frozen` layers. With `filters`, conv2's transformed
-  /// filters are that shared set, which its owner keeps up to date; without, the
-  /// replica keeps its own and `prepare(parameters:)` fills them.
-  public init(spec: ModelSpec, frozen: Set<ModelSpec.Layer> = [], filters: WinogradFilters? = nil) {
-    self.spec = spec
-    trainsConv1 = !frozen.contains(.conv1)
-    trainsConv2 = !frozen.contains(.conv2)
-    trainsDense = !frozen.contains(.dense)
-    let c1 = spec.conv1
-    let c2 = spec.conv2
-    input = AlignedFloats(count: ModelSpec.imagePixels)
-    activation1 = AlignedFloats(count: c1.outPixels * c1.outChannels)
-    pooled1 = AlignedFloats(count: c2.height * c2.width * c2.inChannels)
-    activation2 = AlignedFloats(count: c2.outPixels * c2.outChannels)
-    pooled2 = AlignedFloats(count: spec.features)
-    logits = AlignedFloats(count: spec.classes)
-    logitGradient = AlignedFloats(count: spec.classes)
-    pooled2Gradient = AlignedFloats(count: spec.features)
-    activation2Gradient = AlignedFloats(count: activation2.count)
-    pooled1Gradient = AlignedFloats(count: pooled1.count)
-    activation1Gradient = AlignedFloats(count: activation1.count)
-    let scratch = WinogradScratch(c2)
-    conv2Filters = filters ?? WinogradFilters(shape: c2, keepsFlipped: trainsConv1)
-    precondition(
-      conv2Filters.shape == c2 && (conv2Filters.keepsFlipped || !trainsConv1),
-      "Replica: the shared filters do not fit this model")
-    conv2InputTiles = AlignedFloats(count: scratch.inputTiles)
-    conv2PaddedInput = AlignedFloats(count: scratch.paddedInput)
-    conv2PaddedGradient = AlignedFloats(count: scratch.paddedGradient)
-    conv2GradientTiles = AlignedFloats(count: scratch.gradientTiles)
-    conv2Products = AlignedFloats(count: scratch.products)
-    conv2WeightProducts = AlignedFloats(count: winogradWeightCount(c2))
+  /// A buffer in the arena: slot `s` starts at `offset + s · stride` (stride 0: one for all).
+  struct Buffer {
+    var offset: Int
+    var stride: Int
   }
-
-  /// Runs the forward pass on one 28×28 image of bytes and returns the logits, which
-  /// stay valid until the next call. `prepare(parameters:)` must have seen the current
-  /// parameters. Cost: ≈ 2.8 MFLOP (4.9 MFLOP of direct convolution).
-  @discardableResult
-  public func forward(image: UnsafePointer<UInt8>, parameters p: UnsafePointer<Float>)
-    -> UnsafeBufferPointer<Float>
-  {
-    let s = spec
-    normalizePixels(image, count: ModelSpec.imagePixels, into: input.base)
-    conv3x3OneChannelForward(
-      input: input.base, shape: s.conv1, weights: p + s.conv1Weight, bias: p + s.conv1Bias,
-      relu: true, output: activation1.base)
-    maxPool2x2Forward(
-      activation1.base, height: s.conv1.outHeight, width: s.conv1.outWidth,
-      channels: s.conv1.outChannels, output: pooled1.base)
-    winogradConv3x3Forward(
-      input: pooled1.base, shape: s.conv2, transformedWeights: conv2Filters.forward.base, bias: p + s.conv2Bias,
-      relu: true, paddedInput: conv2PaddedInput.base, inputTiles: conv2InputTiles.base, products: conv2Products.base,
-      output: activation2.base)
-    maxPool2x2Forward(
-      activation2.base, height: s.conv2.outHeight, width: s.conv2.outWidth,
-      channels: s.conv2.outChannels, output: pooled2.base)
-    denseForward(
-      input: pooled2.base, inputs: s.features, weights: p + s.denseWeight,
-      bias: p + s.denseBias, outputs: s.classes, output: logits.base)
-    return UnsafeBufferPointer(start: logits.base, count: s.classes)
+  let input: Buffer
+  let outputs: [Buffer]
+  let gradients: [Buffer]
+  /// Per layer: scratch offsets by purpose, used once per image (not per slot).
+  let scratch: [[Scratch: Int]]
+  enum Scratch: Hashable {
+    case paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, columns
+    case normalizationScale, normalizationShift
+    case batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance, gradientSums
   }
+  /// Per Winograd layer: whether its shard's weight products have been started.
+  var hasProducts: [Bool]
+  /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
+  var batchCounts: [Int]
 
-  /// Prepares state that depends only on the parameters: conv2's Winograd-transformed
-  /// filters (and flipped ones when conv1 trains). Call after the parameters change and
-  /// before `forward`, `backward` or `evaluate`; a trainer instead fills its shared
-  /// filters itself. Cost: O(conv2 weights).
-  public func prepare(parameters p: UnsafePointer<Float>) {
-    conv2Filters.update(from: p + spec.conv2Weight)
-  }
-
-  /// Starts a shard. Cost: O(1).
-  public func beginShard() {
-    precondition(!inShard, "Replica.beginShard: the previous shard was not ended")
-    inShard = true
-    shardHasProducts = false
-  }
-
-  /// Ends a shard: adds conv2's weight gradient, summed over the shard's images, to
-  /// `gradient`. Cost: O(conv2 weights · 16/9).
-  public func endShard(gradient g: UnsafeMutablePointer<Float>) {
-    precondition(inShard, "Replica.endShard: no shard was begun")
-    inShard = false
-    guard trainsConv2, shardHasProducts else { return }
-    winogradAddWeightGradient(
-      products: conv2WeightProducts.base, shape: spec.conv2, weightGradient: g + spec.conv2Weight)
-  }
-
-  /// After `forward` on an image, adds that image's gradient of the cross-entropy loss
-  /// to `gradient` (laid out like the parameters) and returns the loss; conv2's weights'
-  /// share reaches `gradient` at `endShard`. Frozen layers' gradients are neither
-  /// computed nor written. Cost: ≈ 6.0 MFLOP (9.4 MFLOP of direct convolution) with
-  /// nothing frozen, ≈ 0.03 MFLOP with only the dense head trainable.
-  public func backward(
-    label: Int, parameters p: UnsafePointer<Float>, gradient g: UnsafeMutablePointer<Float>
-  ) -> Float {
-    precondition(inShard, "Replica.backward: call beginShard() first")
-    let s = spec
-    let loss = softmaxCrossEntropy(
-      logits: logits.base, classes: s.classes, label: label, gradient: logitGradient.base)
-    denseBackward(
-      input: pooled2.base, inputs: s.features, weights: p + s.denseWeight, outputs: s.classes,
-      outputGradient: logitGradient.base, weightGradient: trainsDense ? g + s.denseWeight : nil,
-      biasGradient: trainsDense ? g + s.denseBias : nil,
-      inputGradient: trainsConv1 || trainsConv2 ? pooled2Gradient.base : nil)
-    guard trainsConv1 || trainsConv2 else { return loss }
-    maxPool2x2Backward(
-      input: activation2.base, output: pooled2.base, outputGradient: pooled2Gradient.base,
-      height: s.conv2.outHeight, width: s.conv2.outWidth, channels: s.conv2.outChannels,
-      throughReLU: true, inputGradient: activation2Gradient.base)
-    if trainsConv2 {
-      winogradConv3x3WeightGradient(
-        inputTiles: conv2InputTiles.base, outputGradient: activation2Gradient.base, shape: s.conv2,
-        gradientTiles: conv2GradientTiles.base, products: conv2WeightProducts.base,
-        accumulate: shardHasProducts, biasGradient: g + s.conv2Bias)
-      shardHasProducts = true
+  /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
+  /// getting no gradients. Without `prepared`, it keeps its own prepared weights, filled
+  /// by `prepare(parameters:)`. Cost: O(buffers), one allocation.
+  public init(
+    plan: ModelPlan, slots: Int = 1, frozen: Set<Int> = [], normalization: Normalization = .mnist,
+    prepared: PreparedWeights? = nil
+  ) {
+    precondition(slots >= 1, "Replica: slots must be at least 1")
+    self.plan = plan
+    self.slots = slots
+    self.normalization = normalization
+    let layers = plan.layers
+    trains = layers.map { $0.hasParameters && !frozen.contains($0.index) }
+    needsInputGradient = plan.inputGradients(frozen: frozen)
+    self.prepared = prepared ?? PreparedWeights(plan: plan, inputGradients: needsInputGradient)
+    var size = 0
+    func allocate(_ count: Int) -> Int {
+      defer { size += roundUp(count, toMultipleOf: 16) }
+      return size
     }
-    guard trainsConv1 else { return loss }
-    winogradConv3x3InputGradient(
-      outputGradient: activation2Gradient.base, shape: s.conv2, flippedWeights: conv2Filters.flipped.base,
-      paddedGradient: conv2PaddedGradient.base, gradientTiles: conv2GradientTiles.base, products: conv2Products.base,
-      inputGradient: pooled1Gradient.base)
-    maxPool2x2Backward(
-      input: activation1.base, output: pooled1.base, outputGradient: pooled1Gradient.base,
-      height: s.conv1.outHeight, width: s.conv1.outWidth, channels: s.conv1.outChannels,
-      throughReLU: true, inputGradient: activation1Gradient.base)
-    conv3x3OneChannelWeightGradient(
-      input: input.base, outputGradient: activation1Gradient.base, shape: s.conv1,
-      weightGradient: g + s.conv1Weight, biasGradient: g + s.conv1Bias)
-    return loss
+    func perSlot(_ count: Int) -> Buffer { Buffer(offset: allocate(count * slots), stride: count) }
+    input = perSlot(plan.input.count)
+    // Forward: a ReLU fused into the layer below and a flatten share that layer's buffer.
+    var outputs: [Buffer] = []
+    for layer in layers {
+      let below = layer.index == 0 ? input : outputs[layer.index - 1]
+      switch layer.layer {
+      case .flatten: outputs.append(below)
+      case .relu where layer.index > 0 && layers[layer.index - 1].fusesReLU: outputs.append(below)
+      default: outputs.append(perSlot(layer.output.count))
+      }
+    }
+    self.outputs = outputs
+    // Backward: relu, flatten and dropout work on their gradient in place, so the layer
+    // below shares it. A buffer is kept per image only where a BatchNorm's gradient has to
+    // wait for the batch's sums; elsewhere one image's gradient at a time suffices.
+    var group = [Int](repeating: 0, count: layers.count)
+    var groups = 1
+    for i in stride(from: layers.count - 1, through: 1, by: -1) {
+      switch layers[i].layer {
+      case .relu, .flatten, .dropout: group[i - 1] = group[i]
+      default:
+        group[i - 1] = groups
+        groups += 1
+      }
+    }
+    let keptPerImage = Set(plan.batchNormLayers.map { group[$0] })
+    var groupBuffers: [Int: Buffer] = [:]
+    gradients = layers.map { layer in
+      if let buffer = groupBuffers[group[layer.index]] { return buffer }
+      let count = layer.output.count
+      let buffer =
+        keptPerImage.contains(group[layer.index]) ? perSlot(count) : Buffer(offset: allocate(count), stride: 0)
+      groupBuffers[group[layer.index]] = buffer
+      return buffer
+    }
+    var scratch: [[Scratch: Int]] = []
+    for layer in layers {
+      var own: [Scratch: Int] = [:]
+      switch (layer.layer, layer.kernel) {
+      case (.conv, .winograd?):
+        let shape = Conv3x3Shape(layer)
+        let sizes = WinogradScratch(shape)
+        own[.paddedInput] = allocate(sizes.paddedInput)
+        own[.inputTiles] = allocate(sizes.inputTiles)
+        own[.gradientTiles] = allocate(sizes.gradientTiles)
+        own[.products] = allocate(sizes.products)
+        if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
+        if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
+      case (.conv, .directOneChannel?):
+        if case .conv(_, _, _, .same, _) = layer.layer {
+          own[.paddedInput] = allocate((layer.input.height + 2) * (layer.input.width + 2))
+        }
+      case (.conv, _):
+        let shape = ConvShape(layer)
+        own[.columns] = allocate(shape.outPixels * shape.patch)
+      case (.batchNorm, _):
+        let channels = layer.inputIsFlat ? layer.input.count : layer.input.channels
+        for purpose in [
+          Scratch.batchMean, .batchInverseDeviation, .batchScale, .batchOffset, .batchVariance,
+        ] {
+          own[purpose] = allocate(channels)
+        }
+        own[.gradientSums] = allocate(2 * channels)
+      default: break
+      }
+      scratch.append(own)
+    }
+    var normalizationScratch: [Scratch: Int] = [:]
+    normalizationScratch[.normalizationScale] = allocate(plan.input.channels)
+    normalizationScratch[.normalizationShift] = allocate(plan.input.channels)
+    scratch.append(normalizationScratch)
+    self.scratch = scratch
+    hasProducts = [Bool](repeating: false, count: layers.count)
+    batchCounts = [Int](repeating: 1, count: layers.count)
+    arena = AlignedFloats(count: size)
+    precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
+    for (c, (scale, shift)) in zip(normalization.scale, normalization.shift).enumerated() {
+      arena.base[normalizationScratch[.normalizationScale]! + c] = scale
+      arena.base[normalizationScratch[.normalizationShift]! + c] = shift
+    }
   }
 
-  /// Forward pass on one image; returns its cross-entropy loss against `label` and the
-  /// predicted class. Same contract and cost as `forward`.
-  public func evaluate(image: UnsafePointer<UInt8>, label: Int, parameters: UnsafePointer<Float>)
-    -> (loss: Float, prediction: Int)
-  {
-    let logits = forward(image: image, parameters: parameters)
-    let loss = softmaxCrossEntropy(
-      logits: logits.baseAddress!, classes: spec.classes, label: label, gradient: logitGradient.base)
-    return (loss, argmax(logits.baseAddress!, count: spec.classes))
+  // MARK: - Buffers
+
+  /// Layer `layer`'s output for slot `slot`; layer -1 is the standardised input image.
+  @inline(__always) func output(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
+    let buffer = layer < 0 ? input : outputs[layer]
+    return arena.base + buffer.offset + slot * buffer.stride
+  }
+
+  /// The gradient of the loss with respect to layer `layer`'s output, for slot `slot`.
+  @inline(__always) func gradient(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
+    arena.base + gradients[layer].offset + slot * gradients[layer].stride
+  }
+
+  @inline(__always) func scratch(_ layer: Int, _ purpose: Scratch) -> UnsafeMutablePointer<Float> {
+    arena.base + scratch[layer][purpose]!
+  }
+
+  /// The logits of the image in `slot` after its forward pass.
+  public func logits(slot: Int = 0) -> UnsafeBufferPointer<Float> {
+    UnsafeBufferPointer(start: output(plan.layers.count - 1, slot), count: plan.classes)
+  }
+
+  // MARK: - Forward
+
+  /// What a pass needs besides the buffers: the parameters, the BatchNorm running
+  /// statistics (for evaluation), whether it trains (batch statistics, dropout), and the
+  /// key of this image's dropout masks.
+  public struct Pass {
+    public var parameters: UnsafePointer<Float>
+    public var state: UnsafePointer<Float>?
+    public var training: Bool
+    /// Dropout's masks are drawn from (seed, global step, position in the batch, layer).
+    public var seed: UInt64 = 0, step: Int = 0, position: Int = 0
+
+    public init(parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil, training: Bool) {
+      self.parameters = parameters
+      self.state = state
+      self.training = training
+    }
+  }
+
+  /// Standardises one image's bytes into `slot`'s input, cropped and flipped as `draw`
+  /// says (see `Augmentation`). Cost: one multiply-add per value.
+  public func load(
+    image: UnsafePointer<UInt8>, slot: Int = 0, augmentation: Augmentation = .none,
+    draw: (dy: Int, dx: Int, flip: Bool) = (0, 0, false)
+  ) {
+    let shape = plan.input
+    let target = output(-1, slot)
+    let normalizer = plan.layers.count
+    let scale = scratch(normalizer, .normalizationScale)
+    let shift = scratch(normalizer, .normalizationShift)
+    guard !augmentation.isNone else {
+      normalizePixels(
+        image, pixels: shape.height * shape.width, channels: shape.channels, scale: scale, shift: shift, into: target)
+      return
+    }
+    let (h, w, c) = (shape.height, shape.width, shape.channels)
+    let pad = augmentation.padding
+    for y in 0..<h {
+      let sourceY = y + draw.dy - pad
+      for x in 0..<w {
+        let sourceX = (draw.flip ? w - 1 - x : x) + draw.dx - pad
+        let inside = sourceY >= 0 && sourceY < h && sourceX >= 0 && sourceX < w
+        for channel in 0..<c {
+          let byte = inside ? image[(sourceY * w + sourceX) * c + channel] : 0
+          target[(y * w + x) * c + channel] = Float(byte) * scale[channel] + shift[channel]
+        }
+      }
+    }
+  }
+
+  /// Runs the forward pass of `layers` on the image in `slot`. A BatchNorm layer in
+  /// training needs its batch statistics set first (`setBatchStatistics`).
+  public func forward(layers: Range<Int>, slot: Int = 0, pass: Pass) {
+    let p = pass.parameters
+    for i in layers {
+      let layer = plan.layers[i]
+      let x = UnsafePointer(output(i - 1, slot))
+      let y = output(i, slot)
+      let bias = layer.bias.map { p + $0.offset }
+      switch layer.layer {
+      case .conv:
+        switch layer.kernel! {
+        case .winograd:
+          winogradConv3x3Forward(
+            input: x, shape: Conv3x3Shape(layer), transformedWeights: prepared.winograd[i]!.forward.base, bias: bias,
+            relu: layer.fusesReLU, paddedInput: scratch(i, .paddedInput), inputTiles: scratch(i, .inputTiles),
+            products: scratch(i, .products), output: y)
+        case .directOneChannel:
+          let (source, shape) = directInput(i, x)
+          conv3x3OneChannelForward(
+            input: source, shape: shape, weights: p + layer.weight!.offset, bias: bias, relu: layer.fusesReLU,
+            output: y)
+        default:
+          convForward(
+            input: x, shape: ConvShape(layer), weights: p + layer.weight!.offset, bias: bias, relu: layer.fusesReLU,
+            columns: scratch(i, .columns), output: y)
+        }
+      case .batchNorm:
+        let (pixels, channels) = batchNormGeometry(layer)
+        if !pass.training { setRunningStatistics(i, pass: pass) }
+        batchNormApply(
+          x, pixels: pixels, channels: channels, scale: scratch(i, .batchScale), offset: scratch(i, .batchOffset),
+          relu: layer.fusesReLU, output: y)
+      case .relu:
+        if i == 0 || !plan.layers[i - 1].fusesReLU {
+          for k in 0..<layer.output.count { y[k] = max(x[k], 0) }
+        }
+      case .maxPool(let size, let stride):
+        maxPoolForward(x, shape: poolShape(layer, size, stride!), output: y)
+      case .avgPool(let size, let stride):
+        avgPoolForward(x, shape: poolShape(layer, size, stride!), output: y)
+      case .globalAvgPool:
+        globalAvgPoolForward(
+          x, pixels: layer.input.height * layer.input.width, channels: layer.input.channels, output: y)
+      case .flatten:
+        break
+      case .dense(let units, _):
+        denseForward(
+          input: x, inputs: layer.input.count, weights: p + layer.weight!.offset, bias: bias, outputs: units,
+          relu: layer.fusesReLU, output: y)
+      case .dropout(let rate):
+        if pass.training && rate > 0 {
+          dropoutForward(x, count: layer.output.count, rate: rate, key: dropoutKey(pass, layer: i), output: y)
+        } else {
+          y.update(from: x, count: layer.output.count)
+        }
+      }
+    }
+  }
+
+  /// The input of a direct one-channel convolution: the layer's input itself, or for
+  /// "same" padding a zero-bordered copy, with the valid convolution over it.
+  private func directInput(_ i: Int, _ x: UnsafePointer<Float>) -> (UnsafePointer<Float>, Conv3x3Shape) {
+    let layer = plan.layers[i]
+    let shape = Conv3x3Shape(layer)
+    guard shape.padding > 0 else { return (x, shape) }
+    let padded = scratch(i, .paddedInput)
+    let width = shape.width + 2
+    for row in 0..<shape.height {
+      (padded + (row + 1) * width + 1).update(from: x + row * shape.width, count: shape.width)
+    }
+    return (
+      UnsafePointer(padded),
+      Conv3x3Shape(height: shape.height + 2, width: width, inChannels: 1, outChannels: shape.outChannels)
+    )
+  }
+
+  private func poolShape(_ layer: ModelPlan.PlannedLayer, _ size: Int, _ stride: Int) -> PoolShape {
+    PoolShape(
+      height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
+      stride: stride)
+  }
+
+  private func dropoutKey(_ pass: Pass, layer: Int) -> UInt64 {
+    PTrain.dropoutKey(seed: pass.seed, step: pass.step, position: pass.position, layer: layer)
+  }
+
+  /// Pixels and channels of a BatchNorm's input: a map's, or a vector's values as channels.
+  func batchNormGeometry(_ layer: ModelPlan.PlannedLayer) -> (pixels: Int, channels: Int) {
+    layer.inputIsFlat ? (1, layer.input.count) : (layer.input.height * layer.input.width, layer.input.channels)
+  }
+
+  /// Sets BatchNorm `layer`'s folded scale and offset from its running statistics.
+  private func setRunningStatistics(_ i: Int, pass: Pass) {
+    let layer = plan.layers[i]
+    let channels = batchNormGeometry(layer).channels
+    let state = pass.state!
+    let gamma = pass.parameters + layer.weight!.offset
+    let beta = pass.parameters + layer.bias!.offset
+    for c in 0..<channels {
+      let inverse = 1 / (state[layer.runningVariance!.offset + c] + ModelPlan.batchNormEpsilon).squareRoot()
+      let scale = gamma[c] * inverse
+      scratch(i, .batchScale)[c] = scale
+      scratch(i, .batchOffset)[c] = beta[c] - state[layer.runningMean!.offset + c] * scale
+    }
+  }
+
+  /// Adds the image in `slot`'s sums of BatchNorm `layer`'s input to `sums` (2 · channels
+  /// Doubles), shifted by the running mean (see `batchNormAddInputSums`).
+  public func addBatchNormInputSums(layer i: Int, slot: Int, state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
+    let layer = plan.layers[i]
+    let (pixels, channels) = batchNormGeometry(layer)
+    batchNormAddInputSums(
+      output(i - 1, slot), pixels: pixels, channels: channels, shift: state + layer.runningMean!.offset, sums: sums)
+  }
+
+  /// Sets BatchNorm `layer`'s batch statistics from the batch's shifted sums over `count`
+  /// values per channel: the mean and biased variance normalise, and the unbiased
+  /// variance is kept for the running statistics (`batchStatistics`). Cost: O(channels).
+  public func setBatchStatistics(
+    layer i: Int, sums: UnsafePointer<Double>, count: Int, parameters: UnsafePointer<Float>,
+    state: UnsafePointer<Float>
+  ) {
+    let layer = plan.layers[i]
+    let channels = batchNormGeometry(layer).channels
+    let gamma = parameters + layer.weight!.offset
+    let beta = parameters + layer.bias!.offset
+    let n = Double(count)
+    for c in 0..<channels {
+      let shift = Double(state[layer.runningMean!.offset + c])
+      let meanOffset = sums[c] / n
+      let variance = max(sums[channels + c] / n - meanOffset * meanOffset, 0)
+      let mean = Float(shift + meanOffset)
+      let inverse = Float(1 / (variance + Double(ModelPlan.batchNormEpsilon)).squareRoot())
+      scratch(i, .batchMean)[c] = mean
+      scratch(i, .batchInverseDeviation)[c] = inverse
+      scratch(i, .batchScale)[c] = gamma[c] * inverse
+      scratch(i, .batchOffset)[c] = beta[c] - mean * gamma[c] * inverse
+      scratch(i, .batchVariance)[c] = Float(count > 1 ? variance * n / (n - 1) : variance)
+    }
+  }
+
+  /// BatchNorm `layer`'s last batch mean and unbiased variance, for the running statistics.
+  public func batchStatistics(layer i: Int) -> (mean: UnsafePointer<Float>, variance: UnsafePointer<Float>) {
+    (UnsafePointer(scratch(i, .batchMean)), UnsafePointer(scratch(i, .batchVariance)))
+  }
+
+  // MARK: - Loss and backward
+
+  /// After the forward pass of the image in `slot`, its cross-entropy loss against
+  /// `label`; the logits' gradient goes where `backward` starts. Cost: O(classes).
+  public func loss(label: Int, slot: Int = 0) -> Float {
+    let last = plan.layers.count - 1
+    return softmaxCrossEntropy(
+      logits: output(last, slot), classes: plan.classes, label: label, gradient: gradient(last, slot))
+  }
+
+  /// Starts a shard for the Winograd layers among `layers`: the next image's weight
+  /// products replace theirs instead of adding to them. Cost: O(layers).
+  public func beginShard(layers: Range<Int>) {
+    for i in layers { hasProducts[i] = false }
+  }
+
+  /// Ends a shard: adds the Winograd layers' weight gradients among `layers`, summed over
+  /// the shard in the Winograd domain, to `gradient`. Cost: O(weights · 16/9).
+  public func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
+    for i in layers where hasProducts[i] {
+      winogradAddWeightGradient(
+        products: scratch(i, .weightProducts), shape: Conv3x3Shape(plan.layers[i]),
+        weightGradient: g + plan.layers[i].weight!.offset)
+      hasProducts[i] = false
+    }
+  }
+
+  /// Runs the backward pass of `layers`, from the highest down, for the image in `slot`,
+  /// adding parameter gradients to `gradient` (laid out like the parameters). The gradient
+  /// of the highest layer's output must be in place (`loss`, or the layers above). Layers
+  /// whose work no trainable layer needs are skipped; a BatchNorm needs the batch's sums
+  /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
+  public func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
+    let p = pass.parameters
+    for i in layers.reversed() where trains[i] || needsInputGradient[i] {
+      let layer = plan.layers[i]
+      let dy = UnsafePointer(gradient(i, slot))
+      let dx: UnsafeMutablePointer<Float>? = needsInputGradient[i] ? gradient(i - 1, slot) : nil
+      let x = UnsafePointer(output(i - 1, slot))
+      let weightGradient = trains[i] ? layer.weight.map { g + $0.offset } : nil
+      let biasGradient = trains[i] ? layer.bias.map { g + $0.offset } : nil
+      switch layer.layer {
+      case .conv:
+        switch layer.kernel! {
+        case .winograd:
+          let shape = Conv3x3Shape(layer)
+          if trains[i] {
+            if slots > 1 {  // the forward pass's tiles belong to another image by now
+              winogradTransformInput(
+                x, tiling: .forward(shape), padded: scratch(i, .paddedInput), into: scratch(i, .inputTiles))
+            }
+            winogradConv3x3WeightGradient(
+              inputTiles: scratch(i, .inputTiles), outputGradient: dy, shape: shape,
+              gradientTiles: scratch(i, .gradientTiles), products: scratch(i, .weightProducts),
+              accumulate: hasProducts[i], biasGradient: biasGradient)
+            hasProducts[i] = true
+          }
+          if let dx {
+            winogradConv3x3InputGradient(
+              outputGradient: dy, shape: shape, flippedWeights: prepared.winograd[i]!.flipped.base,
+              paddedGradient: scratch(i, .paddedGradient), gradientTiles: scratch(i, .gradientTiles),
+              products: scratch(i, .products), inputGradient: dx)
+          }
+        case .directOneChannel:
+          // Planned only where no input gradient is needed.
+          let (source, shape) = slots > 1 || Conv3x3Shape(layer).padding == 0 ? directInput(i, x) : paddedDirectInput(i)
+          conv3x3OneChannelWeightGradient(
+            input: source, outputGradient: dy, shape: shape, weightGradient: weightGradient!,
+            biasGradient: biasGradient)
+        default:
+          let shape = ConvShape(layer)
+          let columns = scratch(i, .columns)
+          if let weightGradient {
+            if slots > 1 { im2col(x, shape: shape, columns: columns) }
+            convWeightGradient(
+              columns: columns, outputGradient: dy, shape: shape, weightGradient: weightGradient,
+              biasGradient: biasGradient)
+          }
+          if let dx {
+            convInputGradient(
+              outputGradient: dy, shape: shape, transposedWeights: prepared.transposed[i]!.base, columns: columns,
+              inputGradient: dx)
+          }
+        }
+      case .batchNorm:
+        guard let dx else { continue }
+        let (pixels, channels) = batchNormGeometry(layer)
+        batchNormInputGradient(
+          outputGradient: dy, input: x, pixels: pixels, channels: channels, mean: scratch(i, .batchMean),
+          inverseDeviation: scratch(i, .batchInverseDeviation), gamma: p + layer.weight!.offset,
+          sums: scratch(i, .gradientSums), batchCount: batchNormCount(i), inputGradient: dx)
+      case .relu:
+        // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
+        if i + 1 < plan.layers.count, case .maxPool = plan.layers[i + 1].layer { continue }
+        reluBackwardInPlace(dx!, output: output(i, slot), count: layer.output.count)
+      case .maxPool(let size, let stride):
+        let belowIsReLU = i > 0 && plan.layers[i - 1].layer == .relu
+        maxPoolBackward(
+          input: x, output: output(i, slot), outputGradient: dy, shape: poolShape(layer, size, stride!),
+          throughReLU: belowIsReLU, inputGradient: dx!)
+      case .avgPool(let size, let stride):
+        avgPoolBackward(outputGradient: dy, shape: poolShape(layer, size, stride!), inputGradient: dx!)
+      case .globalAvgPool:
+        globalAvgPoolBackward(
+          outputGradient: dy, pixels: layer.input.height * layer.input.width, channels: layer.input.channels,
+          inputGradient: dx!)
+      case .flatten:
+        break
+      case .dense(let units, _):
+        denseBackward(
+          input: x, inputs: layer.input.count, weights: p + layer.weight!.offset, outputs: units, outputGradient: dy,
+          weightGradient: weightGradient, biasGradient: biasGradient, inputGradient: dx)
+      case .dropout(let rate):
+        if pass.training && rate > 0 {
+          dropoutBackward(dx!, count: layer.output.count, rate: rate, key: dropoutKey(pass, layer: i))
+        }
+      }
+    }
+  }
+
+  /// The padded input a "same" direct convolution's forward pass left (one image held).
+  private func paddedDirectInput(_ i: Int) -> (UnsafePointer<Float>, Conv3x3Shape) {
+    let shape = Conv3x3Shape(plan.layers[i])
+    return (
+      UnsafePointer(scratch(i, .paddedInput)),
+      Conv3x3Shape(height: shape.height + 2, width: shape.width + 2, inChannels: 1, outChannels: shape.outChannels)
+    )
+  }
+
+  private func batchNormCount(_ i: Int) -> Int { batchCounts[i] }
+
+  /// Adds the image in `slot`'s `Σ dy` and `Σ dy · x̂` at BatchNorm `layer` (its output's
+  /// gradient, already through the ReLU above) to `sums` (2 · channels Floats).
+  public func addBatchNormGradientSums(layer i: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) {
+    let layer = plan.layers[i]
+    let (pixels, channels) = batchNormGeometry(layer)
+    batchNormAddGradientSums(
+      outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: pixels, channels: channels,
+      mean: scratch(i, .batchMean), inverseDeviation: scratch(i, .batchInverseDeviation), sums: sums)
+  }
+
+  /// Sets BatchNorm `layer`'s batch sums of `Σ dy` and `Σ dy · x̂` over `count` values
+  /// per channel, for its input gradient.
+  public func setBatchGradientSums(layer i: Int, sums: UnsafePointer<Float>, count: Int) {
+    let channels = batchNormGeometry(plan.layers[i]).channels
+    scratch(i, .gradientSums).update(from: sums, count: 2 * channels)
+    batchCounts[i] = count
+  }
+
+  // MARK: - One image at a time
+
+  /// Fills the replica's own prepared weights from `parameters`. Call after the
+  /// parameters change and before a pass; a trainer fills its shared set itself.
+  /// Cost: O(weights).
+  public func prepare(parameters p: UnsafePointer<Float>) { prepared.update(from: p) }
+
+  /// The logits of one image in evaluation mode (BatchNorm's running statistics, no
+  /// dropout), valid until the next pass. Cost: the forward FLOP.
+  public func forward(
+    image: UnsafePointer<UInt8>, parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil
+  ) -> UnsafeBufferPointer<Float> {
+    load(image: image)
+    forward(layers: 0..<plan.layers.count, pass: Pass(parameters: parameters, state: state, training: false))
+    return logits()
+  }
+
+  /// Adds one image's gradient of its cross-entropy loss against `label` to `gradient`
+  /// (laid out like the parameters) and returns the loss: a shard of one image, for a
+  /// model without BatchNorm (whose batch statistics need a whole batch; see `Trainer`).
+  /// Cost: the forward and backward FLOP.
+  public func addGradient(
+    image: UnsafePointer<UInt8>, label: Int, parameters: UnsafePointer<Float>, pass seed: UInt64 = 0,
+    into gradient: UnsafeMutablePointer<Float>
+  ) -> Float {
+    precondition(plan.batchNormLayers.isEmpty, "Replica.addGradient: BatchNorm needs a batch; use a Trainer")
+    let layers = 0..<plan.layers.count
+    var pass = Pass(parameters: parameters, training: true)
+    pass.seed = seed
+    load(image: image)
+    forward(layers: layers, pass: pass)
+    let value = loss(label: label)
+    beginShard(layers: layers)
+    backward(layers: layers, pass: pass, gradient: gradient)
+    finishShard(layers: layers, gradient: gradient)
+    return value
+  }
+
+  /// Forward pass of one image in evaluation mode (running statistics, no dropout);
+  /// returns its cross-entropy loss against `label` and the predicted class.
+  public func evaluate(
+    image: UnsafePointer<UInt8>, label: Int, parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil
+  ) -> (loss: Float, prediction: Int) {
+    let logits = forward(image: image, parameters: parameters, state: state)
+    return (loss(label: label), argmax(logits.baseAddress!, count: plan.classes))
   }
 }

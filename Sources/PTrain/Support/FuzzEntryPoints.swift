@@ -26,9 +26,10 @@ public enum FuzzEntryPoints {
       }
     }
     guard let checkpoint = try? Checkpoint(bytes: bytes, name: "fuzz") else { return }
-    precondition(checkpoint.parameters.count == checkpoint.spec.parameterCount)
+    precondition(checkpoint.parameters.count == checkpoint.plan.parameterCount)
+    precondition(checkpoint.runningStatistics.count == checkpoint.plan.stateCount)
     if let state = try? checkpoint.trainingState() {
-      precondition(state.firstMoment.count == checkpoint.spec.parameterCount)
+      precondition(state.firstMoment.count == checkpoint.plan.parameterCount)
       precondition(state.secondMoment.allSatisfy { $0 >= 0 })
     }
   }

@@ -7,24 +7,29 @@
 /// Where training time goes, averaged over the workers: seconds per phase.
 ///
 /// `compute` is forward and backward on the shards (including each image's conversion
-/// from bytes), `barrier` is time spent waiting for other workers, `reduce` is summing the
-/// gradient slots, `optimizer` is Adam, and `data` is the per-epoch shuffle on the calling
-/// thread. Timing costs two clock reads per phase per step (tens of nanoseconds).
+/// from bytes), `barrier` is time spent waiting for other workers, `sync` is BatchNorm's
+/// exchange of batch statistics inside the step (its waits and sums), `reduce` is summing
+/// the gradient slots, `optimizer` is Adam, and `data` is the per-epoch shuffle on the
+/// calling thread. Timing costs two clock reads per phase per step (tens of nanoseconds).
 public struct PhaseProfile: Sendable, Equatable, Codable {
   public var compute = 0.0
   public var barrier = 0.0
   public var reduce = 0.0
   public var optimizer = 0.0
   public var data = 0.0
+  public var sync = 0.0
 
   public init() {}
 
   /// The sum of all phases.
-  public var total: Double { compute + barrier + reduce + optimizer + data }
+  public var total: Double { compute + barrier + reduce + optimizer + data + sync }
 
   /// The phases with their names, in a fixed order.
   public var phases: [(name: String, seconds: Double)] {
-    [("compute", compute), ("reduce", reduce), ("optimizer", optimizer), ("data", data), ("barrier", barrier)]
+    [
+      ("compute", compute), ("sync", sync), ("reduce", reduce), ("optimizer", optimizer), ("data", data),
+      ("barrier", barrier),
+    ]
   }
 }
 

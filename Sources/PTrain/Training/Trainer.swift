@@ -1,28 +1,42 @@
 import Synchronization
 
-/// Data-parallel training of the MNIST CNN on pinned workers.
+/// Data-parallel training of a sequential CNN (`ModelDefinition`) on pinned workers.
 ///
-/// Each step first fills conv2's shared Winograd filters, each worker a slice of the
-/// input channels. After a barrier it cuts the batch into shards of `options.shardSize`
-/// images; worker `w` computes one contiguous block of shards, each into its own
-/// gradient slot, and adds the pairs of the fixed reduction tree that lie inside its
-/// block. After a second barrier every worker adds, over one contiguous slice of the
-/// trainable parameters, the tree pairs that span blocks, and checks the sum for
-/// non-finite values. After a third barrier,
-/// if every shard's loss and every gradient is finite, each worker applies Adam to its
-/// slice; otherwise all stop before changing anything. Which worker computes which
-/// shard never changes a bit of the result, so any thread count gives the same
-/// parameters for the same seed.
+/// Each step first fills the shared prepared weights (Winograd and transposed filters),
+/// each worker a slice. After a barrier it cuts the batch into shards of
+/// `options.shardSize` images; worker `w` computes one contiguous block of shards, each
+/// into its own gradient slot, and adds the pairs of the fixed reduction tree that lie
+/// inside its block. After a second barrier every worker adds, over one contiguous slice
+/// of the trainable parameters, the tree pairs that span blocks, and checks the sum for
+/// non-finite values. After a third barrier, if every shard's loss and every gradient is
+/// finite, each worker applies Adam to its slice; otherwise all stop before changing
+/// anything. Which worker computes which shard never changes a bit of the result, so any
+/// thread count gives the same parameters for the same seed.
 ///
-/// A whole epoch runs inside one `WorkerPool.run`; each step costs four barriers.
-/// The trainer remembers where it is (epoch, step, generator), so `state()` can be
-/// saved and `init(resuming:)` continues bit for bit.
+/// A model with BatchNorm normalises with the whole batch's statistics, as PyTorch's
+/// SyncBatchNorm does: each worker runs its images through the layers below a BatchNorm,
+/// adds their per-channel sums to its shards' sums, and after a barrier every worker adds
+/// the shards' sums in shard order; the backward pass does the same with the gradient's
+/// sums. So BatchNorm adds one barrier per layer forward, and one backward where a
+/// trainable layer lies below it, and still no bit depends on the thread count.
+///
+/// A whole epoch runs inside one `WorkerPool.run`. The trainer remembers where it is
+/// (epoch, step, generator), so `state()` can be saved and `init(resuming:)` continues
+/// bit for bit.
 public final class Trainer {
-  public let spec: ModelSpec
+  public let model: ModelDefinition
+  public let plan: ModelPlan
   public private(set) var options: TrainingOptions
+  /// How images are standardised: the training set's statistics, or given.
+  public let normalization: Normalization
   public let pool: WorkerPool
-  /// The parameters, laid out as `spec` documents.
+  /// The parameters, laid out as `plan` documents.
   public let parameters: AlignedFloats
+  /// BatchNorm's running means and variances (`plan.stateTensors`).
+  public let runningStatistics: AlignedFloats
+  /// Training steps the BatchNorm running statistics have seen (PyTorch's
+  /// `num_batches_tracked`).
+  public private(set) var batchesTracked = 0
   public let optimizer: Adam
   /// Whole epochs finished, and steps finished in the epoch after them.
   public private(set) var epochsCompleted = 0
@@ -41,52 +55,106 @@ public final class Trainer {
   private var failure: PTrainError?
 
   private var replicas: [Replica] = []
-  /// conv2's transformed filters, shared by the replicas and filled by all workers.
-  private let conv2Filters: WinogradFilters
+  /// The filters the replicas read, filled by all workers.
+  private let prepared: PreparedWeights
   private var slots: [AlignedFloats] = []
   /// Per-shard loss sums and correct counts, one cache line per shard.
   private let shardStats: AlignedFloats
   private static let statsStride = 16
+  /// Per-shard sums at each BatchNorm layer: forward `Σ(x−K)`, `Σ(x−K)²` (Doubles) and
+  /// backward `Σ dy`, `Σ dy·x̂` (Floats), 2 · channels per layer, shard after shard.
+  private let batchInputSums: UnsafeMutablePointer<Double>
+  private let batchGradientSums: UnsafeMutablePointer<Float>
+  private let batchSumOffsets: [Int: Int]
+  private let batchSumStride: Int
+  /// Per worker: where it adds up the shards' sums, 2 · the widest BatchNorm each.
+  private let workerInputSums: UnsafeMutablePointer<Double>
+  private let workerGradientSums: UnsafeMutablePointer<Float>
+  private let workerSumStride: Int
   /// Per-worker phase nanoseconds, one cache line per worker: compute, barrier, reduce,
-  /// optimizer.
+  /// optimizer, sync.
   private let phaseNanoseconds: UnsafeMutablePointer<UInt64>
   private static let phaseStride = 8
   /// Decisions shared at barriers, one cache line each: line 0 holds "stop before the
-  /// next step", written by worker 0 after each step; line `w + 1` the first non-finite gradient index worker `w` found, or -1.
+  /// next step", written by worker 0 after each step; line `w + 1` the first non-finite
+  /// gradient index worker `w` found, or -1.
   private let flags: UnsafeMutablePointer<Int>
   private static let flagStride = 8
   /// Time per phase over every `train` call so far, averaged over the workers.
   public private(set) var profile = PhaseProfile()
 
   /// Creates the workers, their replicas and gradient slots, and draws the initial
-  /// parameters from `options.seed`. Cost: thread start-up plus O(parameters · shards).
-  public init(options: TrainingOptions, spec: ModelSpec = ModelSpec(), topology: Topology? = nil) throws {
+  /// parameters from `options.seed`. Throws when the options do not fit the model (a
+  /// frozen layer without parameters, every layer frozen, normalisation for another
+  /// channel count). Cost: thread start-up plus O(parameters · shards).
+  public init(
+    options: TrainingOptions, model: ModelDefinition = .mnistCNN, normalization: Normalization? = nil,
+    topology: Topology? = nil
+  ) throws {
     try options.validate()
+    let plan = try ModelPlan(model)
+    let normalization = normalization ?? .mnist
+    guard normalization.mean.count == model.input.channels else {
+      throw PTrainError(
+        "the normalisation has \(normalization.mean.count) channel(s) but the model's input has \(model.input.channels)")
+    }
+    for index in options.frozen where index >= plan.layers.count || !plan.layers[index].hasParameters {
+      throw PTrainError("layer \(index) cannot be frozen: it has no parameters")
+    }
+    guard plan.parameterLayers.contains(where: { !options.frozen.contains($0.index) }) else {
+      throw PTrainError("every layer with parameters is frozen; leave at least one to train")
+    }
     self.options = options
-    self.spec = spec
+    self.model = model
+    self.plan = plan
+    self.normalization = normalization
     pool = try WorkerPool(topology: topology ?? Topology(), threads: options.threads)
     var generator = SeededGenerator(seed: options.seed)
-    parameters = AlignedFloats(count: spec.parameterCount)
-    parameters.copy(from: spec.initialParameters(using: &generator))
+    parameters = AlignedFloats(count: plan.parameterCount)
+    parameters.copy(from: plan.initialParameters(using: &generator))
+    runningStatistics = AlignedFloats(count: plan.stateCount)
+    runningStatistics.copy(from: plan.initialState)
     epochGenerator = generator
-    optimizer = Adam(parameterCount: spec.parameterCount, learningRate: options.learningRate)
+    optimizer = Adam(parameterCount: plan.parameterCount, learningRate: options.learningRate)
     let shards = options.shardsPerBatch
     shardStats = AlignedFloats(count: shards * Self.statsStride)
+    var offsets: [Int: Int] = [:]
+    var width = 0
+    for index in plan.batchNormLayers {
+      offsets[index] = width
+      width += 2 * plan.layers[index].runningMean!.count
+    }
+    batchSumOffsets = offsets
+    batchSumStride = roundUp(max(width, 1), toMultipleOf: 16)
+    batchInputSums = .allocate(capacity: shards * batchSumStride)
+    batchInputSums.initialize(repeating: 0, count: shards * batchSumStride)
+    batchGradientSums = .allocate(capacity: shards * batchSumStride)
+    batchGradientSums.initialize(repeating: 0, count: shards * batchSumStride)
+    let widest = plan.batchNormLayers.map { 2 * plan.layers[$0].runningMean!.count }.max() ?? 1
+    workerSumStride = roundUp(widest, toMultipleOf: 16)
+    workerInputSums = .allocate(capacity: pool.count * workerSumStride)
+    workerInputSums.initialize(repeating: 0, count: pool.count * workerSumStride)
+    workerGradientSums = .allocate(capacity: pool.count * workerSumStride)
+    workerGradientSums.initialize(repeating: 0, count: pool.count * workerSumStride)
     phaseNanoseconds = .allocate(capacity: pool.count * Self.phaseStride)
     phaseNanoseconds.initialize(repeating: 0, count: pool.count * Self.phaseStride)
     flags = .allocate(capacity: (pool.count + 1) * Self.flagStride)
     flags.initialize(repeating: 0, count: (pool.count + 1) * Self.flagStride)
-    let filters = WinogradFilters(shape: spec.conv2, keepsFlipped: !options.frozen.contains(.conv1))
-    conv2Filters = filters
-    var replicas = [Replica?](repeating: nil, count: pool.count)
-    var slots = [AlignedFloats?](repeating: nil, count: shards)
+    let prepared = PreparedWeights(plan: plan, inputGradients: plan.inputGradients(frozen: options.frozen))
+    self.prepared = prepared
+    // Without BatchNorm a worker holds one image at a time; with it, all of its block's.
     let workers = pool.count
+    let imageSlots =
+      plan.batchNormLayers.isEmpty ? 1 : max((shards + workers - 1) / workers, 1) * options.shardSize
+    var replicas = [Replica?](repeating: nil, count: workers)
+    var slots = [AlignedFloats?](repeating: nil, count: shards)
     replicas.withUnsafeMutableBufferPointer { replicaSlots in
       slots.withUnsafeMutableBufferPointer { gradientSlots in
         pool.run { worker in  // first touch on the worker's own NUMA node
-          replicaSlots[worker] = Replica(spec: spec, frozen: options.frozen, filters: filters)
+          replicaSlots[worker] = Replica(
+            plan: plan, slots: imageSlots, frozen: options.frozen, normalization: normalization, prepared: prepared)
           for shard in evenShare(of: shards, part: worker, parts: workers) {
-            gradientSlots[shard] = AlignedFloats(count: spec.parameterCount)
+            gradientSlots[shard] = AlignedFloats(count: plan.parameterCount)
           }
         }
       }
@@ -104,8 +172,10 @@ public final class Trainer {
     var options = state.options
     options.threads = threads
     if let epochs { options.epochs = epochs }
-    try self.init(options: options, spec: state.spec, topology: topology)
+    try self.init(options: options, model: state.model, normalization: state.normalization, topology: topology)
     parameters.copy(from: state.parameters)
+    runningStatistics.copy(from: state.runningStatistics)
+    batchesTracked = state.batchesTracked
     optimizer.restore(step: state.adamStep, firstMoment: state.firstMoment, secondMoment: state.secondMoment)
     epochsCompleted = state.epochsCompleted
     stepsIntoEpoch = state.stepsIntoEpoch
@@ -118,26 +188,46 @@ public final class Trainer {
   deinit {
     phaseNanoseconds.deallocate()
     flags.deallocate()
+    batchInputSums.deallocate()
+    batchGradientSums.deallocate()
+    workerInputSums.deallocate()
+    workerGradientSums.deallocate()
   }
 
   /// A copy of the parameters.
   public var parameterValues: [Float] { parameters.array }
 
-  /// SHA-256 of the parameters' little-endian bytes in layout order.
+  /// SHA-256 of the parameters' little-endian bytes in layout order, then of the
+  /// BatchNorm running statistics' (none for a model without BatchNorm).
   public var parametersSHA256: String {
-    SHA256.hex(UnsafeRawBufferPointer(start: parameters.base, count: parameters.count * 4))
+    var hash = SHA256()
+    hash.update(UnsafeRawBufferPointer(start: parameters.base, count: parameters.count * 4))
+    if runningStatistics.count > 0 {
+      hash.update(UnsafeRawBufferPointer(start: runningStatistics.base, count: runningStatistics.count * 4))
+    }
+    return hash.finalize().map { String(format2: $0) }.joined()
   }
 
-  /// Overwrites the parameters of `layers` with theirs in `values`, a parameter buffer
-  /// laid out for `source` (which may differ from `spec` in its head only), for starting
-  /// from pre-trained weights. Call between `train` calls. Cost: O(parameters).
-  public func loadParameters(_ values: [Float], from source: ModelSpec, layers: Set<ModelSpec.Layer>) {
-    precondition(values.count == source.parameterCount, "expected \(source.parameterCount) parameters")
-    for layer in layers {
-      let from = source.parameterRange(of: layer)
-      let to = spec.parameterRange(of: layer)
-      precondition(from.count == to.count, "layer \(layer) differs between the models")
-      for (target, origin) in zip(to, from) { parameters.base[target] = values[origin] }
+  /// Overwrites the parameters (and BatchNorm statistics) of the layers at `layers` with
+  /// theirs in `values` and `state`, buffers laid out for `source`, whose layers at these
+  /// indices must be the same: for starting from pre-trained weights. Call between `train`
+  /// calls. Cost: O(parameters).
+  public func loadParameters(
+    _ values: [Float], state sourceState: [Float] = [], from source: ModelPlan, layers: Set<Int>
+  ) throws {
+    guard values.count == source.parameterCount else {
+      throw PTrainError("expected \(source.parameterCount) parameters, got \(values.count)")
+    }
+    for index in layers.sorted() {
+      let from = source.layers[index]
+      let to = plan.layers[index]
+      guard from.layer == to.layer, from.input == to.input, from.parameterRange.count == to.parameterRange.count else {
+        throw PTrainError("layer \(index) differs between the models: \(from.layer.text) and \(to.layer.text)")
+      }
+      for (target, origin) in zip(to.parameterRange, from.parameterRange) { parameters.base[target] = values[origin] }
+      if let mean = to.runningMean, let sourceMean = from.runningMean, sourceState.count == source.stateCount {
+        for k in 0..<(2 * mean.count) { runningStatistics.base[mean.offset + k] = sourceState[sourceMean.offset + k] }
+      }
     }
   }
 
@@ -145,7 +235,8 @@ public final class Trainer {
   /// and from a `.step` event handler. Cost: O(parameters).
   public func state() -> TrainingState {
     TrainingState(
-      spec: spec, options: options, parameters: parameters.array, firstMoment: optimizer.firstMoment.array,
+      model: model, normalization: normalization, options: options, parameters: parameters.array,
+      runningStatistics: runningStatistics.array, batchesTracked: batchesTracked, firstMoment: optimizer.firstMoment.array,
       secondMoment: optimizer.secondMoment.array, adamStep: optimizer.step, epochsCompleted: epochsCompleted,
       stepsIntoEpoch: stepsIntoEpoch, epochGenerator: epochGenerator, epochLoss: epochLoss,
       epochCorrect: epochCorrect, dataFingerprint: dataFingerprint)
@@ -158,20 +249,22 @@ public final class Trainer {
   public func requestStop() { stopFlag.store(true, ordering: .relaxed) }
 
   /// Trains over `data` until `untilEpoch` (by default `options.epochs`) epochs are
-  /// complete, continuing from the current position, and evaluates on `test` after each finished epoch when given.
-  /// `onEvent` runs on a worker thread after every step and on the calling thread after
-  /// every epoch; keep it short.
+  /// complete, continuing from the current position, and evaluates on `test` after each
+  /// finished epoch when given. `onEvent` runs on a worker thread after every step and on
+  /// the calling thread after every epoch; keep it short.
   ///
   /// Returns early, with `stopped` set, when `requestStop()` was called. Throws, leaving
   /// the parameters as they were before the offending step, when a loss or gradient is
-  /// not finite, or when resuming mid-epoch on different data.
-  /// Cost: ≈ 8.8 MFLOP per image per epoch (14.26 MFLOP of direct convolution).
+  /// not finite, when the images are not the model's input shape, or when resuming
+  /// mid-epoch on different data. Cost: `plan.executedTrainingFlopsPerImage` per image.
   @discardableResult
   public func train(
     _ data: LabeledImages, evaluatingOn test: LabeledImages? = nil, untilEpoch: Int? = nil,
     onEvent: (TrainingEvent) -> Void = { _ in }
   ) throws -> TrainingSummary {
     let target = untilEpoch ?? options.epochs
+    try requireShape(of: data, "training data")
+    if let test { try requireShape(of: test, "test data") }
     let fingerprint = data.fingerprint
     if stepsIntoEpoch > 0 && fingerprint != dataFingerprint {
       throw PTrainError(
@@ -183,8 +276,8 @@ public final class Trainer {
       throw PTrainError(
         "cannot continue after step \(stepsIntoEpoch) of an epoch that has \(stepsPerEpoch) steps on this data")
     }
-    try LabeledImages.requireLabels(data.labels, below: spec.classes, name: "training data")
-    if let test { try LabeledImages.requireLabels(test.labels, below: spec.classes, name: "test data") }
+    try LabeledImages.requireLabels(data.labels, below: plan.classes, name: "training data")
+    if let test { try LabeledImages.requireLabels(test.labels, below: plan.classes, name: "test data") }
     dataFingerprint = fingerprint
     let clock = ContinuousClock()
     let runStart = clock.now
@@ -235,6 +328,13 @@ public final class Trainer {
       seconds: (clock.now - runStart).seconds, stopped: stopped)
   }
 
+  /// Throws unless `data`'s images have the model's input shape.
+  private func requireShape(of data: LabeledImages, _ name: String) throws {
+    guard data.shape == model.input else {
+      throw PTrainError("the \(name) are \(data.shape) images but the model's input is \(model.input)")
+    }
+  }
+
   /// Adds the workers' phase times to `profile` and clears them.
   private func collectProfile() {
     let workers = pool.count
@@ -245,14 +345,20 @@ public final class Trainer {
       profile.barrier += Double(times[1]) * scale
       profile.reduce += Double(times[2]) * scale
       profile.optimizer += Double(times[3]) * scale
-      for phase in 0..<4 { times[phase] = 0 }
+      profile.sync += Double(times[4]) * scale
+      for phase in 0..<5 { times[phase] = 0 }
     }
+  }
+
+  /// The parameter ranges of the layers that train.
+  private var trainableRanges: [Range<Int>] {
+    plan.parameterLayers.filter { !options.frozen.contains($0.index) }.map(\.parameterRange)
   }
 
   /// The parameter ranges worker `worker` of `workers` reduces and updates: its share of
   /// the trainable layers' parameters, cut into slices of a multiple of 16.
   private func ranges(ofWorker worker: Int, workers: Int) -> [Range<Int>] {
-    let trainable = ModelSpec.Layer.allCases.filter { !options.frozen.contains($0) }.map { spec.parameterRange(of: $0) }
+    let trainable = trainableRanges
     let total = trainable.reduce(0) { $0 + $1.count }
     let sliceLength = roundUp((total + workers - 1) / workers, toMultipleOf: 16)
     var wanted = min(worker * sliceLength, total)..<min((worker + 1) * sliceLength, total)
@@ -275,20 +381,23 @@ public final class Trainer {
     let workers = pool.count
     let steps = (data.count + batch - 1) / batch
     let firstStep = stepsIntoEpoch
-    let parameterCount = spec.parameterCount
+    let parameterCount = plan.parameterCount
     let workerRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
-    let trainableRanges = ModelSpec.Layer.allCases.filter { !options.frozen.contains($0) }.map {
-      spec.parameterRange(of: $0)
-    }
-    let filters = conv2Filters
-    let conv2Weight = spec.conv2Weight
-    let conv2Frozen = options.frozen.contains(.conv2)
+    let trainableRanges = self.trainableRanges
+    let frozen = options.frozen
+    let seed = options.seed
+    let augmentation = options.augmentation
+    let epoch = epochsCompleted
+    let imageBytes = data.shape.count
     let params = parameters.base
+    let runningState = runningStatistics.base
     let slotBases = slots.map(\.base)
     let stats = shardStats.base
     let statsStride = Self.statsStride
     let flags = self.flags
     let flagStride = Self.flagStride
+    let layerCount = plan.layers.count
+    let batchNorms = plan.batchNormLayers
     flags[0] = 0
     let clock = ContinuousClock()
     let start = clock.now
@@ -299,6 +408,8 @@ public final class Trainer {
             let replica = replicas[worker]
             let myRanges = workerRanges[worker]
             let times = phaseNanoseconds + worker * Self.phaseStride
+            let sums = workerInputSums + worker * workerSumStride
+            let gradientSums = workerGradientSums + worker * workerSumStride
             var mark = monotonicNanoseconds()
             /// Adds the time since the last mark to `phase`.
             func charge(_ phase: Int) {
@@ -310,42 +421,160 @@ public final class Trainer {
               let first = step * batch
               let count = min(batch, data.count - first)
               let shards = (count + shardSize - 1) / shardSize
-              // Phase 1: conv2's transformed filters, a slice per worker; then shard
-              // gradients, each into its own slot.
-              // A frozen conv2 never changes, so its filters are filled once per fan-out.
-              if !conv2Frozen || step == firstStep {
-                filters.update(from: params + conv2Weight, part: worker, of: workers)
-              }
+              // Phase 1: the prepared weights, a slice per worker; frozen layers' never
+              // change, so they are filled once per fan-out.
+              prepared.update(
+                from: params, part: worker, of: workers, skipping: step == firstStep ? [] : frozen)
               charge(0)
               pool.barrier.wait()
               charge(1)
+              let globalStep = optimizer.step  // worker 0 advanced it before the last barrier
               let myShards = evenShare(of: shards, part: worker, parts: workers)
+              let firstImage = myShards.lowerBound * shardSize
+              /// Where the image at `position` in the batch lives in the replica: its own slot
+              /// when the replica holds the worker's whole block (BatchNorm), else the one.
+              func slotIndex(_ position: Int) -> Int { replica.slots > 1 ? position - firstImage : 0 }
+              /// The images of shard `shard`: positions in the batch.
+              func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
+              func pass(position: Int) -> Replica.Pass {
+                var pass = Replica.Pass(parameters: params, state: runningState, training: true)
+                pass.seed = seed
+                pass.step = globalStep
+                pass.position = position
+                return pass
+              }
+              func load(_ position: Int) {
+                let index = Int(order[first + position])
+                replica.load(
+                  image: pixels.baseAddress! + index * imageBytes, slot: slotIndex(position),
+                  augmentation: augmentation, draw: augmentation.draw(seed: seed, epoch: epoch, index: index))
+              }
+              // Phase 2: forward, segment by segment between BatchNorm layers (one
+              // segment without BatchNorm), then the top segment's forward, loss and
+              // backward image by image, then the lower segments' backward.
+              var segmentStart = 0
+              for bn in batchNorms {
+                let offset = batchSumOffsets[bn]!
+                let width = 2 * plan.layers[bn].runningMean!.count
+                for shard in myShards {
+                  let partial = batchInputSums + shard * batchSumStride + offset
+                  partial.update(repeating: 0, count: width)
+                  for position in images(of: shard) {
+                    if segmentStart == 0 { load(position) }
+                    replica.forward(layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
+                    replica.addBatchNormInputSums(
+                      layer: bn, slot: slotIndex(position), state: runningState, into: partial)
+                  }
+                }
+                charge(0)
+                pool.barrier.wait()
+                sums.update(repeating: 0, count: width)
+                for shard in 0..<shards {
+                  let partial = batchInputSums + shard * batchSumStride + offset
+                  for k in 0..<width { sums[k] += partial[k] }
+                }
+                let (pixelsPerImage, _) = replica.batchNormGeometry(plan.layers[bn])
+                replica.setBatchStatistics(
+                  layer: bn, sums: sums, count: count * pixelsPerImage, parameters: params, state: runningState)
+                charge(4)
+                segmentStart = bn
+              }
+              let topLow = batchNorms.last.map { $0 + 1 } ?? 0
+              let belowTop = batchNorms.last
               for shard in myShards {
                 let slot = slotBases[shard]
                 slot.update(repeating: 0, count: parameterCount)
                 var loss: Float = 0
                 var correct = 0
-                let end = min((shard + 1) * shardSize, count)
-                replica.beginShard()
-                for position in (first + shard * shardSize)..<(first + end) {
-                  let index = Int(order[position])
-                  let logits = replica.forward(
-                    image: pixels.baseAddress! + index * ModelSpec.imagePixels, parameters: params)
-                  let label = Int(labels[index])
-                  if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
-                  loss += replica.backward(label: label, parameters: params, gradient: slot)
+                replica.beginShard(layers: topLow..<layerCount)
+                if let bn = belowTop {
+                  (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
+                    repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
                 }
-                replica.endShard(gradient: slot)
+                for position in images(of: shard) {
+                  let imageSlot = slotIndex(position)
+                  if segmentStart == 0 { load(position) }
+                  let thisPass = pass(position: position)
+                  replica.forward(layers: segmentStart..<layerCount, slot: imageSlot, pass: thisPass)
+                  let label = Int(labels[Int(order[first + position])])
+                  let logits = replica.logits(slot: imageSlot)
+                  if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
+                  loss += replica.loss(label: label, slot: imageSlot)
+                  replica.backward(layers: topLow..<layerCount, slot: imageSlot, pass: thisPass, gradient: slot)
+                  if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
+                    replica.addBatchNormGradientSums(
+                      layer: bn, slot: imageSlot,
+                      into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
+                  }
+                }
+                replica.finishShard(layers: topLow..<layerCount, gradient: slot)
                 stats[shard * statsStride] = loss
                 stats[shard * statsStride + 1] = Float(correct)
-                Self.foldLocalPairs(
-                  after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                if batchNorms.isEmpty {
+                  Self.foldLocalPairs(
+                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                }
+              }
+              // The lower segments' backward, from the top BatchNorm down.
+              for (level, bn) in batchNorms.enumerated().reversed() {
+                guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
+                let layer = plan.layers[bn]
+                let channels = layer.runningMean!.count
+                let offset = batchSumOffsets[bn]!
+                if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
+                  for shard in myShards {
+                    let partial = batchGradientSums + shard * batchSumStride + offset
+                    let slot = slotBases[shard]
+                    for c in 0..<channels {
+                      slot[layer.weight!.offset + c] += partial[channels + c]
+                      slot[layer.bias!.offset + c] += partial[c]
+                    }
+                  }
+                }
+                guard replica.needsInputGradient[bn] else { break }
+                charge(0)
+                pool.barrier.wait()
+                gradientSums.update(repeating: 0, count: 2 * channels)
+                for shard in 0..<shards {
+                  let partial = batchGradientSums + shard * batchSumStride + offset
+                  for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
+                }
+                let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
+                replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
+                charge(4)
+                let low = level > 0 ? batchNorms[level - 1] + 1 : 0
+                let next = level > 0 ? batchNorms[level - 1] : nil
+                for shard in myShards {
+                  let slot = slotBases[shard]
+                  replica.beginShard(layers: low..<(bn + 1))
+                  if let next {
+                    (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
+                      repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
+                  }
+                  for position in images(of: shard) {
+                    let imageSlot = slotIndex(position)
+                    replica.backward(
+                      layers: low..<(bn + 1), slot: imageSlot, pass: pass(position: position), gradient: slot)
+                    if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                      replica.addBatchNormGradientSums(
+                        layer: next, slot: imageSlot,
+                        into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
+                    }
+                  }
+                  replica.finishShard(layers: low..<(bn + 1), gradient: slot)
+                }
+              }
+              if !batchNorms.isEmpty {
+                for shard in myShards {
+                  Self.foldLocalPairs(
+                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                }
               }
               charge(0)
               pool.barrier.wait()
               charge(1)
               if flags[0] != 0 { break }  // a stop was requested after the last step
-              // Phase 2: reduce this worker's slice and check that it is finite.
+              // Phase 3: reduce this worker's slice and check that it is finite.
               var firstNonFinite = -1
               for range in myRanges {
                 Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: workers, range: range)
@@ -357,7 +586,7 @@ public final class Trainer {
               charge(2)
               pool.barrier.wait()
               charge(1)
-              // Phase 3: every worker reaches the same verdict, then updates its slice.
+              // Phase 4: every worker reaches the same verdict, then updates its slice.
               let badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
               let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
               if badGradient != nil || badLoss != nil {
@@ -369,6 +598,7 @@ public final class Trainer {
                 optimizer.update(
                   range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count), stepSize: alpha)
               }
+              if worker == 0 { updateRunningStatistics(from: replica) }
               charge(3)
               pool.barrier.wait()
               charge(1)
@@ -396,13 +626,32 @@ public final class Trainer {
     return stepsIntoEpoch == steps
   }
 
+  /// Moves every BatchNorm's running statistics towards this step's batch statistics,
+  /// as PyTorch does: `running = (1 − momentum) · running + momentum · batch`, with the
+  /// unbiased variance. Cost: O(channels).
+  private func updateRunningStatistics(from replica: Replica) {
+    guard !plan.batchNormLayers.isEmpty else { return }
+    let momentum = ModelPlan.batchNormMomentum
+    for index in plan.batchNormLayers {
+      let layer = plan.layers[index]
+      let (mean, variance) = replica.batchStatistics(layer: index)
+      for c in 0..<layer.runningMean!.count {
+        let m = runningStatistics.base + layer.runningMean!.offset + c
+        let v = runningStatistics.base + layer.runningVariance!.offset + c
+        m.pointee = (1 - momentum) * m.pointee + momentum * mean[c]
+        v.pointee = (1 - momentum) * v.pointee + momentum * variance[c]
+      }
+    }
+    batchesTracked += 1
+  }
+
   /// Records why training stopped at `step`: the tensor of the first non-finite
   /// gradient and the non-finite loss, whichever were seen.
   private func recordFailure(step: Int, gradientIndex: Int?, loss: Float?) {
     var what: [String] = []
     if let loss { what.append("loss (\(loss))") }
-    if let gradientIndex, let tensor = spec.tensor(containing: gradientIndex) {
-      what.append("gradient in layer \(tensor.layer.rawValue) (\(spec.torchName(of: tensor)))")
+    if let gradientIndex, let tensor = plan.tensor(containing: gradientIndex) {
+      what.append("gradient in layer \(plan.layers[tensor.layer].name) (\(tensor.name))")
     }
     failure = PTrainError(
       "non-finite \(what.joined(separator: " and ")) at epoch \(epochsCompleted + 1), step \(step + 1) (global step \(optimizer.step + 1)); stopped before applying it, so the parameters are those of the step before"
@@ -462,25 +711,28 @@ public final class Trainer {
   }
 
   /// Loss, accuracy, per-class metrics and confusion matrix on `data`, computed in
-  /// parallel; the result does not depend on the thread count. Cost: ≈ 2.8 MFLOP/image.
+  /// parallel with the BatchNorm running statistics and without dropout; the result does
+  /// not depend on the thread count. Cost: the forward FLOP per image.
   public func evaluate(_ data: LabeledImages) -> Evaluation {
     var losses = [Float](repeating: 0, count: data.count)
     var predictions = [Int](repeating: 0, count: data.count)
     let block = 64
     let workers = pool.count
     let params = parameters.base
+    let runningState = UnsafePointer(runningStatistics.base)
+    let imageBytes = data.shape.count
     data.pixels.withUnsafeBufferPointer { pixels in
       losses.withUnsafeMutableBufferPointer { losses in
         predictions.withUnsafeMutableBufferPointer { predictions in
           pool.run { worker in
             let replica = replicas[worker]
-            conv2Filters.update(from: params + spec.conv2Weight, part: worker, of: workers)
+            prepared.update(from: params, part: worker, of: workers)
             pool.barrier.wait()
             for blockStart in stride(from: worker * block, to: data.count, by: workers * block) {
               for index in blockStart..<min(blockStart + block, data.count) {
                 let result = replica.evaluate(
-                  image: pixels.baseAddress! + index * ModelSpec.imagePixels,
-                  label: Int(data.labels[index]), parameters: params)
+                  image: pixels.baseAddress! + index * imageBytes, label: Int(data.labels[index]), parameters: params,
+                  state: runningState)
                 losses[index] = result.loss
                 predictions[index] = result.prediction
               }
@@ -489,7 +741,7 @@ public final class Trainer {
         }
       }
     }
-    return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: spec.classes)
+    return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: plan.classes)
   }
 }
 

@@ -12,14 +12,18 @@ public struct TrainingOptions: Sendable, Equatable {
   /// It is fixed independently of `threads`, which is what makes results identical
   /// across thread counts.
   public var shardSize: Int
-  /// Layers that keep their parameters: they get no gradients and no updates.
-  public var frozen: Set<ModelSpec.Layer>
+  /// The indices of the layers that keep their parameters: they get no gradients and no
+  /// updates.
+  public var frozen: Set<Int>
+  /// Random crops and flips of the training images, drawn per (seed, epoch, image).
+  public var augmentation: Augmentation
 
   public init(
     threads: Int, epochs: Int = 5, batchSize: Int = 32, learningRate: Float = 1e-3,
-    seed: UInt64 = 1, shardSize: Int = 4, frozen: Set<ModelSpec.Layer> = []
+    seed: UInt64 = 1, shardSize: Int = 4, frozen: Set<Int> = [], augmentation: Augmentation = .none
   ) {
     self.frozen = frozen
+    self.augmentation = augmentation
     self.threads = threads
     self.epochs = epochs
     self.batchSize = batchSize
@@ -55,9 +59,7 @@ public struct TrainingOptions: Sendable, Equatable {
     guard (1...65536).contains(shardSize) else {
       throw PTrainError("the shard size must be from 1 to 65536, got \(shardSize)")
     }
-    guard frozen.count < ModelSpec.Layer.allCases.count else {
-      throw PTrainError("--freeze names every layer; leave at least one to train")
-    }
+
   }
 }
 

@@ -1,0 +1,64 @@
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// CIFAR-10's binary version, as its authors distribute it (`cifar-10-binary.tar.gz` from
+/// https://www.cs.toronto.edu/~kriz/cifar.html): five training files of 10,000 records and
+/// one test file, each record a label byte then 3,072 bytes of a 32×32 RGB image stored
+/// channel by channel (all red, all green, all blue). ptrain keeps images channels-last.
+public enum CIFAR10 {
+  public static let trainingFiles = (1...5).map { "data_batch_\($0).bin" }
+  public static let testFile = "test_batch.bin"
+  public static let shape = ImageShape(height: 32, width: 32, channels: 3)
+  /// Bytes per record: a label and a 32×32×3 image.
+  public static let recordBytes = 1 + 32 * 32 * 3
+
+  /// Whether `directory` holds CIFAR-10's binary files (any of them).
+  public static func isPresent(in directory: String) -> Bool {
+    (trainingFiles + [testFile]).contains { access(directory + "/" + $0, F_OK) == 0 }
+  }
+
+  /// Reads all six files of `directory`. Cost: one read of 180 MB and a reordering.
+  public static func load(directory: String, name: String) throws -> Dataset {
+    func read(_ file: String) throws -> LabeledImages {
+      let path = directory + "/" + file
+      guard access(path, F_OK) == 0 else {
+        try Dataset.refuseBrokenLink(path)
+        throw PTrainError("\(directory): \(file) is missing; CIFAR-10 needs \((trainingFiles + [testFile]).joined(separator: ", "))")
+      }
+      return try decode(readFile(path, limit: 1 << 30), name: path)
+    }
+    let parts = try trainingFiles.map(read)
+    let train = try LabeledImages(
+      pixels: parts.flatMap(\.pixels), labels: parts.flatMap(\.labels), classes: 10, shape: shape)
+    return try Dataset(
+      name: name, directory: directory, train: train, test: try read(testFile), classNames: Dataset.cifar10ClassNames)
+  }
+
+  /// Decodes the records of one file, named `name` in errors: its size must be a whole,
+  /// non-zero number of 3,073-byte records and every label below 10. Cost: O(bytes).
+  public static func decode(_ bytes: [UInt8], name: String) throws -> LabeledImages {
+    guard !bytes.isEmpty, bytes.count % recordBytes == 0 else {
+      throw PTrainError(
+        "\(name): \(bytes.count) bytes is not a whole number of \(recordBytes)-byte CIFAR-10 records (a label and 32x32x3 pixels)"
+      )
+    }
+    let count = bytes.count / recordBytes
+    var labels = [UInt8](repeating: 0, count: count)
+    var pixels = [UInt8](repeating: 0, count: count * shape.count)
+    let plane = 32 * 32
+    for record in 0..<count {
+      let start = record * recordBytes
+      labels[record] = bytes[start]
+      guard bytes[start] < 10 else {
+        throw PTrainError("\(name): label \(bytes[start]) of record \(record) is not below the 10 classes")
+      }
+      for p in 0..<plane {
+        for c in 0..<3 { pixels[record * shape.count + p * 3 + c] = bytes[start + 1 + c * plane + p] }
+      }
+    }
+    return try LabeledImages(pixels: pixels, labels: labels, classes: 10, shape: shape)
+  }
+}

@@ -1,0 +1,123 @@
+/// How image bytes become the model's input: per channel, `x = (byte / 255 − mean) / std`.
+///
+/// The mean and standard deviation are the training set's, rounded to 4 decimals (so
+/// MNIST's are the conventional 0.1307 and 0.3081), or given. A checkpoint stores them,
+/// so that evaluation and fine-tuning standardise exactly as training did.
+public struct Normalization: Sendable, Equatable, CustomStringConvertible {
+  /// Per channel, in units of byte / 255.
+  public let mean: [Float], standardDeviation: [Float]
+
+  /// MNIST's training-set statistics, the normalisation of PyTorch's MNIST example.
+  public static let mnist = Normalization(mean: [0.1307], standardDeviation: [0.3081])
+
+  public init(mean: [Float], standardDeviation: [Float]) {
+    self.mean = mean
+    self.standardDeviation = standardDeviation
+  }
+
+  /// The statistics of `images`, per channel over every pixel of every image, rounded to
+  /// 4 decimals. A channel that never varies gets a deviation of 1. Cost: O(pixels).
+  public init(of images: LabeledImages) {
+    let channels = images.shape.channels
+    var sums = [Double](repeating: 0, count: channels)
+    var squares = [Double](repeating: 0, count: channels)
+    // Per-channel histograms: exact, and O(pixels) with no floating-point rounding.
+    var histogram = [Int](repeating: 0, count: 256 * channels)
+    images.pixels.withUnsafeBufferPointer { bytes in
+      for (index, byte) in bytes.enumerated() { histogram[(index % channels) * 256 + Int(byte)] += 1 }
+    }
+    for c in 0..<channels {
+      for value in 0..<256 {
+        let count = Double(histogram[c * 256 + value])
+        sums[c] += count * Double(value)
+        squares[c] += count * Double(value) * Double(value)
+      }
+    }
+    let n = Double(max(images.count * images.shape.height * images.shape.width, 1))
+    func rounded(_ x: Double) -> Float { Float((x * 10_000).rounded() / 10_000) }
+    mean = (0..<channels).map { rounded(sums[$0] / n / 255) }
+    standardDeviation = (0..<channels).map { c in
+      let variance = max(squares[c] / n - (sums[c] / n) * (sums[c] / n), 0)
+      let deviation = rounded(variance.squareRoot() / 255)
+      return deviation > 0 ? deviation : 1
+    }
+  }
+
+  /// Reads `mean,std` for one channel or `mean1,mean2,…,std1,std2,…` for several, as
+  /// `--normalize` and checkpoints write it. Throws a one-line error for a wrong count,
+  /// a value that is not a finite number, or a deviation that is not positive.
+  public init(parsing text: String, channels: Int) throws {
+    let values = text.split(separator: ",", omittingEmptySubsequences: false).map { Float($0) }
+    guard values.count == 2 * channels, values.allSatisfy({ $0?.isFinite ?? false }) else {
+      throw PTrainError(
+        "normalisation \"\(text)\": expected \(2 * channels) numbers (\(channels) mean(s), then \(channels) standard deviation(s))"
+      )
+    }
+    let numbers = values.map { $0! }
+    guard numbers[channels...].allSatisfy({ $0 > 0 }) else {
+      throw PTrainError("normalisation \"\(text)\": a standard deviation must be positive")
+    }
+    self.init(mean: Array(numbers[..<channels]), standardDeviation: Array(numbers[channels...]))
+  }
+
+  /// `mean…,std…` with each value in its shortest exact form.
+  public var description: String { (mean + standardDeviation).map { "\($0)" }.joined(separator: ",") }
+
+  /// The per-channel factors of `normalizePixels`: `scale = 1 / (255 · std)` and
+  /// `shift = −mean / std`.
+  public var scale: [Float] { standardDeviation.map { 1 / (255 * $0) } }
+  public var shift: [Float] { zip(mean, standardDeviation).map { -$0 / $1 } }
+}
+
+/// Random crops and horizontal flips of the training images, as torchvision's
+/// `RandomCrop(size, padding=P)` then `RandomHorizontalFlip()` make them. Each draw is a
+/// pure function of (seed, epoch, image index), so threads never change a bit and a
+/// resumed run replays it.
+public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
+  /// Zero pixels added on every side before a crop of the original size (0: no crops).
+  public let padding: Int
+  public let flip: Bool
+
+  public static let none = Augmentation(padding: 0, flip: false)
+
+  public init(padding: Int, flip: Bool) {
+    self.padding = padding
+    self.flip = flip
+  }
+
+  /// Reads `crop:P`, `flip` or both, comma-separated (`crop:4,flip`), or `none`.
+  public init(parsing text: String) throws {
+    var padding = 0
+    var flip = false
+    for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+      if item == "flip" {
+        flip = true
+      } else if item.hasPrefix("crop:"), let value = Int(item.dropFirst(5)), (1...16).contains(value) {
+        padding = value
+      } else if item == "none" && text == "none" {
+        continue
+      } else {
+        throw PTrainError(
+          "augmentation \"\(text)\": expected crop:P (P from 1 to 16), flip, or both separated by a comma; found \"\(item)\""
+        )
+      }
+    }
+    self.init(padding: padding, flip: flip)
+  }
+
+  public var isNone: Bool { padding == 0 && !flip }
+
+  public var description: String {
+    isNone ? "none" : ([padding > 0 ? "crop:\(padding)" : nil, flip ? "flip" : nil].compactMap { $0 }.joined(separator: ","))
+  }
+
+  /// The crop offsets (each from 0 to 2·padding) and the flip of image `index` in epoch
+  /// `epoch` of a run seeded `seed`. Cost: a few integer operations.
+  public func draw(seed: UInt64, epoch: Int, index: Int) -> (dy: Int, dx: Int, flip: Bool) {
+    let bits = splitMix64(
+      splitMix64(splitMix64(seed ^ 0x6175_676D_656E_7421) ^ UInt64(truncatingIfNeeded: epoch))
+        ^ UInt64(truncatingIfNeeded: index))
+    let span = UInt64(2 * padding + 1)
+    return (Int(bits % span), Int((bits >> 20) % span), flip && (bits >> 63) == 1)
+  }
+}

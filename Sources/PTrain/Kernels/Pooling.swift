@@ -1,0 +1,237 @@
+/// The lane-wise maximum of two vectors as one compare and blend. (The standard library's
+/// `pointwiseMax` follows IEEE `maximum` NaN rules lane by lane and does not vectorise.)
+@inlinable @inline(__always)
+public func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+  a.replacing(with: b, where: b .> a)
+}
+
+// 2×2 max-pooling with stride 2 over one NHWC image; odd trailing rows and columns
+// are dropped, as Keras and PyTorch do. Channels must be a multiple of 16.
+
+/// Forward: each output pixel is the lane-wise max of its 2×2 window.
+/// Cost: 3 compares per output element.
+@inlinable
+public func maxPool2x2Forward(
+  _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
+  output: UnsafeMutablePointer<Float>
+) {
+  let outHeight = height / 2
+  let outWidth = width / 2
+  for oy in 0..<outHeight {
+    for ox in 0..<outWidth {
+      let top = UnsafeRawPointer(input + ((2 * oy) * width + 2 * ox) * channels)
+      let bottom = top + width * channels * MemoryLayout<Float>.stride
+      let out = UnsafeMutableRawPointer(output + (oy * outWidth + ox) * channels)
+      let right = channels * MemoryLayout<Float>.stride
+      for c in stride(from: 0, to: channels * MemoryLayout<Float>.stride, by: 64) {
+        let a = top.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        let b = top.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
+        let d = bottom.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        let e = bottom.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
+        out.storeBytes(
+          of: lanewiseMax(lanewiseMax(a, b), lanewiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
+      }
+    }
+  }
+}
+
+/// Backward: routes each output gradient to the first window position (row-major) that
+/// holds the max, and zeroes every other input gradient. With `throughReLU` the input is
+/// a ReLU output and the gradient goes through that ReLU too: it is zero wherever the max
+/// is not positive. Overwrites `inputGradient`. Cost: O(height · width · channels).
+@inlinable
+public func maxPool2x2Backward(
+  input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
+  height: Int, width: Int, channels: Int, throughReLU: Bool = false,
+  inputGradient: UnsafeMutablePointer<Float>
+) {
+  let outHeight = height / 2
+  let outWidth = width / 2
+  // Every window position is written below; only a dropped odd row or column is zeroed here.
+  if width % 2 == 1 {
+    for y in 0..<(2 * outHeight) {
+      (inputGradient + (y * width + width - 1) * channels).update(repeating: 0, count: channels)
+    }
+  }
+  if height % 2 == 1 {
+    (inputGradient + (height - 1) * width * channels).update(repeating: 0, count: width * channels)
+  }
+  let right = channels * MemoryLayout<Float>.stride
+  let down = width * channels * MemoryLayout<Float>.stride
+  for oy in 0..<outHeight {
+    for ox in 0..<outWidth {
+      let first = ((2 * oy) * width + 2 * ox) * channels
+      let x = UnsafeRawPointer(input + first)
+      let dx = UnsafeMutableRawPointer(inputGradient + first)
+      let pooled = UnsafeRawPointer(output + (oy * outWidth + ox) * channels)
+      let dy = UnsafeRawPointer(outputGradient + (oy * outWidth + ox) * channels)
+      for c in stride(from: 0, to: channels * MemoryLayout<Float>.stride, by: 64) {
+        let m = pooled.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        var g = dy.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+        if throughReLU { g.replace(with: 0, where: m .<= 0) }
+        var taken = SIMDMask<SIMD16<Int32>>()
+        @inline(__always) func route(_ offset: Int) {
+          let hit = x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self) .== m
+          let mine = hit .& .!taken
+          taken .|= hit
+          dx.storeBytes(
+            of: SIMD16<Float>().replacing(with: g, where: mine), toByteOffset: c + offset,
+            as: SIMD16<Float>.self)
+        }
+        route(0)
+        route(right)
+        route(down)
+        route(down + right)
+      }
+    }
+  }
+}
+
+// Pooling of any window and stride, and global average pooling, over one NHWC image, for
+// the shapes the 2×2 kernels above do not serve (a window of 3, a stride other than the
+// window, channels that are not a multiple of 16). Windows that would reach past the
+// image are dropped, as PyTorch's floor mode does.
+
+/// The geometry of one pooling layer over one image.
+public struct PoolShape: Sendable, Equatable {
+  public let height: Int, width: Int, channels: Int, size: Int, stride: Int
+
+  public init(height: Int, width: Int, channels: Int, size: Int, stride: Int) {
+    self.height = height
+    self.width = width
+    self.channels = channels
+    self.size = size
+    self.stride = stride
+  }
+
+  public var outHeight: Int { (height - size) / stride + 1 }
+  public var outWidth: Int { (width - size) / stride + 1 }
+  /// Whether the 2×2, stride-2, 16-channel kernels above serve this shape.
+  public var isTwoByTwo: Bool { size == 2 && stride == 2 && channels % 16 == 0 }
+}
+
+/// Max-pooling forward: each output is the maximum of its window. Cost: size² compares per output.
+@inlinable
+public func maxPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
+  if s.isTwoByTwo {
+    maxPool2x2Forward(input, height: s.height, width: s.width, channels: s.channels, output: output)
+    return
+  }
+  let c = s.channels
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let out = output + (oy * s.outWidth + ox) * c
+      out.update(from: input + (oy * s.stride * s.width + ox * s.stride) * c, count: c)
+      for ky in 0..<s.size {
+        for kx in 0..<s.size {
+          let x = input + ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c
+          for channel in 0..<c where x[channel] > out[channel] { out[channel] = x[channel] }
+        }
+      }
+    }
+  }
+}
+
+/// Max-pooling backward: each output's gradient goes to the first position (row-major) of
+/// its window that holds the maximum, through the ReLU that produced the input when
+/// `throughReLU` (zero wherever the maximum is not positive). Windows may overlap, so
+/// gradients are added; `inputGradient` is overwritten. Cost: O(input + size² · output).
+@inlinable
+public func maxPoolBackward(
+  input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: PoolShape,
+  throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>
+) {
+  if s.isTwoByTwo {
+    maxPool2x2Backward(
+      input: input, output: output, outputGradient: outputGradient, height: s.height, width: s.width,
+      channels: s.channels, throughReLU: throughReLU, inputGradient: inputGradient)
+    return
+  }
+  let c = s.channels
+  inputGradient.update(repeating: 0, count: s.height * s.width * c)
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let o = (oy * s.outWidth + ox) * c
+      for channel in 0..<c {
+        let m = output[o + channel]
+        let g = outputGradient[o + channel]
+        if throughReLU && m <= 0 { continue }
+        search: for ky in 0..<s.size {
+          for kx in 0..<s.size {
+            let i = ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c + channel
+            if input[i] == m {
+              inputGradient[i] += g
+              break search
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Average-pooling forward: each output is the mean of its window (the sum times
+/// 1 / size²). Cost: size² adds per output.
+@inlinable
+public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
+  let c = s.channels
+  let scale = 1 / Float(s.size * s.size)
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let out = output + (oy * s.outWidth + ox) * c
+      out.update(repeating: 0, count: c)
+      for ky in 0..<s.size {
+        for kx in 0..<s.size {
+          addInPlace(out, input + ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c, count: c)
+        }
+      }
+      for channel in 0..<c { out[channel] *= scale }
+    }
+  }
+}
+
+/// Average-pooling backward: each output's gradient, times 1 / size², is added to every
+/// position of its window. Overwrites `inputGradient`. Cost: size² adds per output.
+@inlinable
+public func avgPoolBackward(
+  outputGradient: UnsafePointer<Float>, shape s: PoolShape, inputGradient: UnsafeMutablePointer<Float>
+) {
+  let c = s.channels
+  let scale = 1 / Float(s.size * s.size)
+  inputGradient.update(repeating: 0, count: s.height * s.width * c)
+  for oy in 0..<s.outHeight {
+    for ox in 0..<s.outWidth {
+      let g = outputGradient + (oy * s.outWidth + ox) * c
+      for ky in 0..<s.size {
+        for kx in 0..<s.size {
+          let d = inputGradient + ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c
+          for channel in 0..<c { d[channel] += g[channel] * scale }
+        }
+      }
+    }
+  }
+}
+
+/// Global average pooling: `output[c]` is the mean of channel c over all `pixels`.
+/// Cost: one add per input value.
+@inlinable
+public func globalAvgPoolForward(
+  _ input: UnsafePointer<Float>, pixels: Int, channels: Int, output: UnsafeMutablePointer<Float>
+) {
+  output.update(repeating: 0, count: channels)
+  for p in 0..<pixels { addInPlace(output, input + p * channels, count: channels) }
+  let scale = 1 / Float(pixels)
+  for c in 0..<channels { output[c] *= scale }
+}
+
+/// Global average pooling backward: every pixel of channel c gets `dOutput[c] / pixels`.
+/// Overwrites `inputGradient`. Cost: one store per input value.
+@inlinable
+public func globalAvgPoolBackward(
+  outputGradient: UnsafePointer<Float>, pixels: Int, channels: Int, inputGradient: UnsafeMutablePointer<Float>
+) {
+  let scale = 1 / Float(pixels)
+  for p in 0..<pixels {
+    for c in 0..<channels { inputGradient[p * channels + c] = outputGradient[c] * scale }
+  }
+}

@@ -1,0 +1,72 @@
+/// Forms of the weights that depend only on the parameters and that the kernels read
+/// instead of the weights themselves: a Winograd layer's transformed filters (and, when
+/// its input gradient is needed, the flipped ones), and an im2col layer's transposed
+/// filters for its input gradient. A trainer keeps one set that all replicas read; its
+/// workers fill it together after every update, each a slice.
+public final class PreparedWeights: @unchecked Sendable {
+  // Safe to share: the buffers are filled between barriers, a disjoint slice per worker,
+  // and only read while the workers compute.
+  public let plan: ModelPlan
+  /// Per layer: the Winograd filters of a Winograd convolution.
+  let winograd: [Int: WinogradFilters]
+  /// Per layer: an im2col convolution's filters as out × patch, for its input gradient.
+  let transposed: [Int: AlignedFloats]
+
+  /// Buffers for `plan`; `inputGradients[i]` says whether layer i's input gradient is ever
+  /// computed (only then are flipped or transposed filters kept).
+  public init(plan: ModelPlan, inputGradients: [Bool]) {
+    self.plan = plan
+    var winograd: [Int: WinogradFilters] = [:]
+    var transposed: [Int: AlignedFloats] = [:]
+    for layer in plan.layers {
+      guard let weight = layer.weight, case .conv = layer.layer else { continue }
+      if layer.kernel == .winograd {
+        winograd[layer.index] = WinogradFilters(
+          shape: Conv3x3Shape(layer), keepsFlipped: inputGradients[layer.index])
+      } else if layer.kernel == .im2colGemm && inputGradients[layer.index] {
+        transposed[layer.index] = AlignedFloats(count: weight.count)
+      }
+    }
+    self.winograd = winograd
+    self.transposed = transposed
+  }
+
+  /// Fills share `part` of `parts` of every layer's prepared weights from `parameters`,
+  /// skipping the layers in `skipping` (frozen ones, already filled). Workers that fill
+  /// them together each pass their own index. Cost: O(weights / parts).
+  public func update(from parameters: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1, skipping: Set<Int> = [])
+  {
+    for (index, filters) in winograd where !skipping.contains(index) {
+      filters.update(from: parameters + plan.layers[index].weight!.offset, part: part, of: parts)
+    }
+    for (index, target) in transposed where !skipping.contains(index) {
+      let layer = plan.layers[index]
+      let patch = layer.weight!.count / layer.output.channels
+      transposeMatrix(
+        parameters + layer.weight!.offset, rows: patch, columns: layer.output.channels,
+        rowRange: evenShare(of: patch, part: part, parts: parts), into: target.base)
+    }
+  }
+}
+
+extension Conv3x3Shape {
+  /// The 3×3, stride-1 convolution of a planned layer.
+  init(_ layer: ModelPlan.PlannedLayer) {
+    guard case .conv(_, 3, 1, let padding, _) = layer.layer else { preconditionFailure("not a 3x3 stride-1 conv") }
+    self.init(
+      height: layer.input.height, width: layer.input.width, inChannels: layer.input.channels,
+      outChannels: layer.output.channels, padding: padding == .same ? 1 : 0)
+  }
+}
+
+extension ConvShape {
+  /// The convolution of a planned layer.
+  init(_ layer: ModelPlan.PlannedLayer) {
+    guard case .conv(let filters, let kernel, let stride, let padding, _) = layer.layer else {
+      preconditionFailure("not a conv")
+    }
+    self.init(
+      height: layer.input.height, width: layer.input.width, inChannels: layer.input.channels, outChannels: filters,
+      kernel: kernel, stride: stride, padding: padding == .same ? (kernel - 1) / 2 : 0)
+  }
+}
