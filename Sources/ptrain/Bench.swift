@@ -122,7 +122,8 @@ struct Bench: ParsableCommand {
       "a batch of \(batchSize) makes \(shape.shardsPerBatch) shard(s) of \(shape.shardSize) images; more threads than that would idle"
     )
     try Terminal.output(
-      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  reduce  optimizer    data  barrier")
+      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  reduce  optimizer    data  barrier"
+    )
     for row in rows {
       let ms = { (name: String) in String(format: "%7.3f", row.stepMilliseconds[name] ?? 0) }
       try Terminal.output(

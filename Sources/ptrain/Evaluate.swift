@@ -63,7 +63,8 @@ struct Evaluate: ParsableCommand {
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan,
       layers: Set(checkpoint.plan.parameterLayers.map(\.index)))
     Terminal.error(
-      "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images")
+      "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
+    )
     let clock = ContinuousClock()
     let start = clock.now
     let evaluation = trainer.evaluate(loaded.test)

@@ -82,7 +82,8 @@ struct Finetune: ParsableCommand {
     let options = try hyperParameters.options(topology: topology, frozen: frozen, augmentation: augmentation)
     let dataset = try data.load()
     guard dataset.train.shape == target.input else {
-      throw ValidationError("\(source)'s model takes \(target.input) images but \(dataset.name)'s are \(dataset.train.shape)")
+      throw ValidationError(
+        "\(source)'s model takes \(target.input) images but \(dataset.name)'s are \(dataset.train.shape)")
     }
     let train = try data.trainingImages(of: dataset)
     if let largest = (train.labels + dataset.test.labels).max(), Int(largest) >= classes {

@@ -96,7 +96,8 @@ struct Summary: ParsableCommand {
     }
     try Terminal.output(
       String(
-        format: "total: %d parameters, %d BatchNorm running statistics; %.2f MFLOP per training image (%.2f as direct convolution)",
+        format:
+          "total: %d parameters, %d BatchNorm running statistics; %.2f MFLOP per training image (%.2f as direct convolution)",
         plan.parameterCount, buffers, Double(plan.executedTrainingFlopsPerImage) / 1e6,
         Double(plan.trainingFlopsPerImage) / 1e6))
     try Terminal.output("PyTorch: nn.Sequential(" + plan.layers.map(\.torchModule).joined(separator: ", ") + ")")

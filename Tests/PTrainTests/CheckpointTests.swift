@@ -246,7 +246,8 @@ final class CheckpointTests: XCTestCase {
         replica.prepare(parameters: p.baseAddress!)
         image.withUnsafeBufferPointer { image in
           g.withUnsafeMutableBufferPointer { g in
-            _ = replica.addGradient(image: image.baseAddress!, label: 5, parameters: p.baseAddress!, into: g.baseAddress!)
+            _ = replica.addGradient(
+              image: image.baseAddress!, label: 5, parameters: p.baseAddress!, into: g.baseAddress!)
           }
         }
       }

@@ -119,7 +119,8 @@ final class DataTests: XCTestCase {
     let mixed = try makeTemporaryDirectory()
     for name in Dataset.fileNames {
       let bytes =
-        name.contains("images") ? idxImages(count: 2, rows: name.hasPrefix("t10k") ? 28 : 32, columns: 28)
+        name.contains("images")
+        ? idxImages(count: 2, rows: name.hasPrefix("t10k") ? 28 : 32, columns: 28)
         : idxLabels(count: 2)
       try Data(bytes).write(to: mixed.appendingPathComponent(name))
     }

@@ -65,7 +65,8 @@ final class TrainingTests: XCTestCase {
       parameters.withUnsafeBufferPointer { p in
         gradient.withUnsafeMutableBufferPointer { g in
           replica.prepare(parameters: p.baseAddress!)
-          _ = replica.addGradient(image: image.baseAddress!, label: label, parameters: p.baseAddress!, into: g.baseAddress!)
+          _ = replica.addGradient(
+            image: image.baseAddress!, label: label, parameters: p.baseAddress!, into: g.baseAddress!)
         }
       }
     }

@@ -196,7 +196,8 @@ public struct Checkpoint: Sendable {
       throw PTrainError("\(path): __metadata__.model is \(name) but there is no model_text to build it from")
     }
     guard let head = file.entries["7.bias"] else {
-      throw PTrainError("\(path): has no model text in __metadata__ and no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
+      throw PTrainError(
+        "\(path): has no model text in __metadata__ and no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
     }
     guard head.shape.count == 1, (2...Self.maximumClasses).contains(head.shape[0]) else {
       throw PTrainError("\(path): 7.bias has shape \(head.shape); the head needs 2 to \(Self.maximumClasses) classes")
@@ -236,7 +237,9 @@ public struct Checkpoint: Sendable {
       throw PTrainError("\(path): __metadata__.seed is not an integer from 0 to \(UInt64.max)")
     }
     let augmentation: Augmentation
-    do { augmentation = try metadata["augment"].map(Augmentation.init(parsing:)) ?? .none } catch let error as PTrainError {
+    do { augmentation = try metadata["augment"].map(Augmentation.init(parsing:)) ?? .none } catch let error
+      as PTrainError
+    {
       throw PTrainError("\(path): __metadata__.augment: \(error)")
     }
     let options = TrainingOptions(

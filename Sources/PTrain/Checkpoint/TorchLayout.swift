@@ -72,7 +72,9 @@ extension ModelPlan {
       let name = prefix + tensor.name
       let layer = layers[tensor.layer]
       guard let entry = file.entries[name] else {
-        throw PTrainError("\(path): has no tensor \(name) (layer \(layer.name), \(layer.layer.text)); is it a checkpoint of this model?")
+        throw PTrainError(
+          "\(path): has no tensor \(name) (layer \(layer.name), \(layer.layer.text)); is it a checkpoint of this model?"
+        )
       }
       guard entry.shape == torchShape(of: tensor) else {
         let isHead = tensor.layer == layers.count - 1

@@ -26,7 +26,8 @@ public enum CIFAR10 {
       let path = directory + "/" + file
       guard access(path, F_OK) == 0 else {
         try Dataset.refuseBrokenLink(path)
-        throw PTrainError("\(directory): \(file) is missing; CIFAR-10 needs \((trainingFiles + [testFile]).joined(separator: ", "))")
+        throw PTrainError(
+          "\(directory): \(file) is missing; CIFAR-10 needs \((trainingFiles + [testFile]).joined(separator: ", "))")
       }
       return try decode(readFile(path, limit: 1 << 30), name: path)
     }

@@ -34,7 +34,8 @@ public struct LabeledImages: Sendable {
 
   /// Wraps bytes already in memory: `pixels.count` must be `labels.count × shape.count`.
   public init(
-    pixels: [UInt8], labels: [UInt8], classes: Int = 10, shape: ImageShape = ImageShape(height: 28, width: 28, channels: 1)
+    pixels: [UInt8], labels: [UInt8], classes: Int = 10,
+    shape: ImageShape = ImageShape(height: 28, width: 28, channels: 1)
   ) throws {
     guard pixels.count == labels.count * shape.count else {
       throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of \(shape)")

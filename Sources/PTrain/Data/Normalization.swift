@@ -108,7 +108,9 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
   public var isNone: Bool { padding == 0 && !flip }
 
   public var description: String {
-    isNone ? "none" : ([padding > 0 ? "crop:\(padding)" : nil, flip ? "flip" : nil].compactMap { $0 }.joined(separator: ","))
+    isNone
+      ? "none"
+      : ([padding > 0 ? "crop:\(padding)" : nil, flip ? "flip" : nil].compactMap { $0 }.joined(separator: ","))
   }
 
   /// The crop offsets (each from 0 to 2·padding) and the flip of image `index` in epoch

@@ -268,8 +268,9 @@ struct ModelTextParser {
     switch word {
     case "conv":
       let filters = try integer("the number of filters", in: 1...4096)
+      let kernelStart = peek().start
       let kernel = try square("the kernel size", in: 1...7)
-      guard kernel % 2 == 1 else { throw failure("an odd kernel size (1x1, 3x3, 5x5 or 7x7)", at: start) }
+      guard kernel % 2 == 1 else { throw failure("an odd kernel size (1x1, 3x3, 5x5 or 7x7)", at: kernelStart) }
       var stride = 1
       var padding = Padding.valid
       var bias = true

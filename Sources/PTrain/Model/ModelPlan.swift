@@ -136,7 +136,8 @@ public struct ModelPlan: Sendable {
       seen[kind, default: 0] += 1
       let name = counts[kind]! > 1 ? "\(kind)\(seen[kind]!)" : kind
       func failure(_ what: String) -> PTrainError {
-        PTrainError("layer \(index) (\(layer.text)) \(what), on its input \(flat ? "of \(shape.count) values" : "\(shape)")")
+        PTrainError(
+          "layer \(index) (\(layer.text)) \(what), on its input \(flat ? "of \(shape.count) values" : "\(shape)")")
       }
       func tensor(_ suffix: String, _ dimensions: [Int]) -> Tensor {
         defer { offset += dimensions.reduce(1, *) }

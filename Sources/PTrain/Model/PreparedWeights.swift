@@ -34,8 +34,7 @@ public final class PreparedWeights: @unchecked Sendable {
   /// Fills share `part` of `parts` of every layer's prepared weights from `parameters`,
   /// skipping the layers in `skipping` (frozen ones, already filled). Workers that fill
   /// them together each pass their own index. Cost: O(weights / parts).
-  public func update(from parameters: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1, skipping: Set<Int> = [])
-  {
+  public func update(from parameters: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1, skipping: Set<Int> = []) {
     for (index, filters) in winograd where !skipping.contains(index) {
       filters.update(from: parameters + plan.layers[index].weight!.offset, part: part, of: parts)
     }

@@ -332,7 +332,9 @@ public final class Replica {
 
   /// Adds the image in `slot`'s sums of BatchNorm `layer`'s input to `sums` (2 · channels
   /// Doubles), shifted by the running mean (see `batchNormAddInputSums`).
-  public func addBatchNormInputSums(layer i: Int, slot: Int, state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
+  public func addBatchNormInputSums(
+    layer i: Int, slot: Int, state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>
+  ) {
     let layer = plan.layers[i]
     let (pixels, channels) = batchNormGeometry(layer)
     batchNormAddInputSums(

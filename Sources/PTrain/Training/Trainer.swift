@@ -96,7 +96,8 @@ public final class Trainer {
     let normalization = normalization ?? .mnist
     guard normalization.mean.count == model.input.channels else {
       throw PTrainError(
-        "the normalisation has \(normalization.mean.count) channel(s) but the model's input has \(model.input.channels)")
+        "the normalisation has \(normalization.mean.count) channel(s) but the model's input has \(model.input.channels)"
+      )
     }
     for index in options.frozen where index >= plan.layers.count || !plan.layers[index].hasParameters {
       throw PTrainError("layer \(index) cannot be frozen: it has no parameters")
@@ -236,7 +237,8 @@ public final class Trainer {
   public func state() -> TrainingState {
     TrainingState(
       model: model, normalization: normalization, options: options, parameters: parameters.array,
-      runningStatistics: runningStatistics.array, batchesTracked: batchesTracked, firstMoment: optimizer.firstMoment.array,
+      runningStatistics: runningStatistics.array, batchesTracked: batchesTracked,
+      firstMoment: optimizer.firstMoment.array,
       secondMoment: optimizer.secondMoment.array, adamStep: optimizer.step, epochsCompleted: epochsCompleted,
       stepsIntoEpoch: stepsIntoEpoch, epochGenerator: epochGenerator, epochLoss: epochLoss,
       epochCorrect: epochCorrect, dataFingerprint: dataFingerprint)
@@ -461,7 +463,8 @@ public final class Trainer {
                   partial.update(repeating: 0, count: width)
                   for position in images(of: shard) {
                     if segmentStart == 0 { load(position) }
-                    replica.forward(layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
+                    replica.forward(
+                      layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
                     replica.addBatchNormInputSums(
                       layer: bn, slot: slotIndex(position), state: runningState, into: partial)
                   }
