@@ -43,6 +43,11 @@ public final class Replica {
     case normalizationScale, normalizationShift
     case batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance, gradientSums
   }
+  /// Per layer, what its passes need, resolved once: shapes, offsets and pointers, with
+  /// nothing reference-counted, so that a pass copies no strings and takes no locks.
+  let runs: [LayerRun]
+  /// The per-channel factors of the input's standardisation.
+  let normalizationScale: UnsafeMutablePointer<Float>, normalizationShift: UnsafeMutablePointer<Float>
   /// Per Winograd layer: whether its shard's weight products have been started.
   var hasProducts: [Bool]
   /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
@@ -60,8 +65,10 @@ public final class Replica {
     self.slots = slots
     self.normalization = normalization
     let layers = plan.layers
-    trains = layers.map { $0.hasParameters && !frozen.contains($0.index) }
-    needsInputGradient = plan.inputGradients(frozen: frozen)
+    let trains = layers.map { $0.hasParameters && !frozen.contains($0.index) }
+    let needsInputGradient = plan.inputGradients(frozen: frozen)
+    self.trains = trains
+    self.needsInputGradient = needsInputGradient
     self.prepared = prepared ?? PreparedWeights(plan: plan, inputGradients: needsInputGradient)
     var size = 0
     func allocate(_ count: Int) -> Int {
@@ -143,7 +150,16 @@ public final class Replica {
     self.scratch = scratch
     hasProducts = [Bool](repeating: false, count: layers.count)
     batchCounts = [Int](repeating: 1, count: layers.count)
-    arena = AlignedFloats(count: size)
+    let arena = AlignedFloats(count: size)
+    self.arena = arena
+    normalizationScale = arena.base + normalizationScratch[.normalizationScale]!
+    normalizationShift = arena.base + normalizationScratch[.normalizationShift]!
+    let prepared = self.prepared
+    runs = layers.map { layer in
+      LayerRun(
+        layer, plan: plan, trains: trains[layer.index], needsInputGradient: needsInputGradient[layer.index],
+        scratch: scratch[layer.index].mapValues { arena.base + $0 }, prepared: prepared)
+    }
     precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
     for (c, (scale, shift)) in zip(normalization.scale, normalization.shift).enumerated() {
       arena.base[normalizationScratch[.normalizationScale]! + c] = scale
@@ -162,10 +178,6 @@ public final class Replica {
   /// The gradient of the loss with respect to layer `layer`'s output, for slot `slot`.
   @inline(__always) func gradient(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
     arena.base + gradients[layer].offset + slot * gradients[layer].stride
-  }
-
-  @inline(__always) func scratch(_ layer: Int, _ purpose: Scratch) -> UnsafeMutablePointer<Float> {
-    arena.base + scratch[layer][purpose]!
   }
 
   /// The logits of the image in `slot` after its forward pass.
@@ -200,9 +212,8 @@ public final class Replica {
   ) {
     let shape = plan.input
     let target = output(-1, slot)
-    let normalizer = plan.layers.count
-    let scale = scratch(normalizer, .normalizationScale)
-    let shift = scratch(normalizer, .normalizationShift)
+    let scale = normalizationScale
+    let shift = normalizationShift
     guard !augmentation.isNone else {
       normalizePixels(
         image, pixels: shape.height * shape.width, channels: shape.channels, scale: scale, shift: shift, into: target)
@@ -228,82 +239,72 @@ public final class Replica {
   public func forward(layers: Range<Int>, slot: Int = 0, pass: Pass) {
     let p = pass.parameters
     for i in layers {
-      let layer = plan.layers[i]
+      let run = runs[i]
       let x = UnsafePointer(output(i - 1, slot))
       let y = output(i, slot)
-      let bias = layer.bias.map { p + $0.offset }
-      switch layer.layer {
-      case .conv:
-        switch layer.kernel! {
-        case .winograd:
-          winogradConv3x3Forward(
-            input: x, shape: Conv3x3Shape(layer), transformedWeights: prepared.winograd[i]!.forward.base, bias: bias,
-            relu: layer.fusesReLU, paddedInput: scratch(i, .paddedInput), inputTiles: scratch(i, .inputTiles),
-            products: scratch(i, .products), output: y)
-        case .directOneChannel:
-          let (source, shape) = directInput(i, x)
-          conv3x3OneChannelForward(
-            input: source, shape: shape, weights: p + layer.weight!.offset, bias: bias, relu: layer.fusesReLU,
-            output: y)
-        default:
-          convForward(
-            input: x, shape: ConvShape(layer), weights: p + layer.weight!.offset, bias: bias, relu: layer.fusesReLU,
-            columns: scratch(i, .columns), output: y)
-        }
+      let bias = run.bias >= 0 ? p + run.bias : nil
+      switch run.kind {
+      case .winograd:
+        winogradConv3x3Forward(
+          input: x, shape: run.conv3x3, transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU,
+          paddedInput: run.paddedInput!, inputTiles: run.inputTiles!, products: run.products!, output: y)
+      case .directOneChannel:
+        let (source, shape) = directInput(run, x, refill: true)
+        conv3x3OneChannelForward(
+          input: source, shape: shape, weights: p + run.weight, bias: bias, relu: run.fusesReLU, output: y)
+      case .im2colGemm:
+        convForward(
+          input: x, shape: run.conv, weights: p + run.weight, bias: bias, relu: run.fusesReLU, columns: run.columns!,
+          output: y)
       case .batchNorm:
-        let (pixels, channels) = batchNormGeometry(layer)
-        if !pass.training { setRunningStatistics(i, pass: pass) }
+        if !pass.training { setRunningStatistics(run, pass: pass) }
         batchNormApply(
-          x, pixels: pixels, channels: channels, scale: scratch(i, .batchScale), offset: scratch(i, .batchOffset),
-          relu: layer.fusesReLU, output: y)
+          x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
+          relu: run.fusesReLU, output: y)
       case .relu:
-        if i == 0 || !plan.layers[i - 1].fusesReLU {
-          for k in 0..<layer.output.count { y[k] = max(x[k], 0) }
+        if !run.fusedIntoBelow {
+          for k in 0..<run.outputCount { y[k] = max(x[k], 0) }
         }
-      case .maxPool(let size, let stride):
-        maxPoolForward(x, shape: poolShape(layer, size, stride!), output: y)
-      case .avgPool(let size, let stride):
-        avgPoolForward(x, shape: poolShape(layer, size, stride!), output: y)
+      case .maxPool:
+        maxPoolForward(x, shape: run.pool, output: y)
+      case .avgPool:
+        avgPoolForward(x, shape: run.pool, output: y)
       case .globalAvgPool:
-        globalAvgPoolForward(
-          x, pixels: layer.input.height * layer.input.width, channels: layer.input.channels, output: y)
+        globalAvgPoolForward(x, pixels: run.pixels, channels: run.channels, output: y)
       case .flatten:
         break
-      case .dense(let units, _):
+      case .dense:
         denseForward(
-          input: x, inputs: layer.input.count, weights: p + layer.weight!.offset, bias: bias, outputs: units,
-          relu: layer.fusesReLU, output: y)
-      case .dropout(let rate):
-        if pass.training && rate > 0 {
-          dropoutForward(x, count: layer.output.count, rate: rate, key: dropoutKey(pass, layer: i), output: y)
+          input: x, inputs: run.inputCount, weights: p + run.weight, bias: bias, outputs: run.outputCount,
+          relu: run.fusesReLU, output: y)
+      case .dropout:
+        if pass.training && run.rate > 0 {
+          dropoutForward(x, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i), output: y)
         } else {
-          y.update(from: x, count: layer.output.count)
+          y.update(from: x, count: run.outputCount)
         }
       }
     }
   }
 
   /// The input of a direct one-channel convolution: the layer's input itself, or for
-  /// "same" padding a zero-bordered copy, with the valid convolution over it.
-  private func directInput(_ i: Int, _ x: UnsafePointer<Float>) -> (UnsafePointer<Float>, Conv3x3Shape) {
-    let layer = plan.layers[i]
-    let shape = Conv3x3Shape(layer)
-    guard shape.padding > 0 else { return (x, shape) }
-    let padded = scratch(i, .paddedInput)
+  /// "same" padding a zero-bordered copy (made anew when `refill`), with the valid
+  /// convolution over it.
+  private func directInput(_ run: LayerRun, _ x: UnsafePointer<Float>, refill: Bool)
+    -> (UnsafePointer<Float>, Conv3x3Shape)
+  {
+    let shape = run.conv3x3
+    guard shape.padding > 0, let padded = run.paddedInput else { return (x, shape) }
     let width = shape.width + 2
-    for row in 0..<shape.height {
-      (padded + (row + 1) * width + 1).update(from: x + row * shape.width, count: shape.width)
+    if refill {
+      for row in 0..<shape.height {
+        (padded + (row + 1) * width + 1).update(from: x + row * shape.width, count: shape.width)
+      }
     }
     return (
       UnsafePointer(padded),
       Conv3x3Shape(height: shape.height + 2, width: width, inChannels: 1, outChannels: shape.outChannels)
     )
-  }
-
-  private func poolShape(_ layer: ModelPlan.PlannedLayer, _ size: Int, _ stride: Int) -> PoolShape {
-    PoolShape(
-      height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
-      stride: stride)
   }
 
   private func dropoutKey(_ pass: Pass, layer: Int) -> UInt64 {
@@ -315,18 +316,16 @@ public final class Replica {
     layer.inputIsFlat ? (1, layer.input.count) : (layer.input.height * layer.input.width, layer.input.channels)
   }
 
-  /// Sets BatchNorm `layer`'s folded scale and offset from its running statistics.
-  private func setRunningStatistics(_ i: Int, pass: Pass) {
-    let layer = plan.layers[i]
-    let channels = batchNormGeometry(layer).channels
+  /// Sets a BatchNorm's folded scale and offset from its running statistics.
+  private func setRunningStatistics(_ run: LayerRun, pass: Pass) {
     let state = pass.state!
-    let gamma = pass.parameters + layer.weight!.offset
-    let beta = pass.parameters + layer.bias!.offset
-    for c in 0..<channels {
-      let inverse = 1 / (state[layer.runningVariance!.offset + c] + ModelPlan.batchNormEpsilon).squareRoot()
+    let gamma = pass.parameters + run.weight
+    let beta = pass.parameters + run.bias
+    for c in 0..<run.channels {
+      let inverse = 1 / (state[run.runningVariance + c] + ModelPlan.batchNormEpsilon).squareRoot()
       let scale = gamma[c] * inverse
-      scratch(i, .batchScale)[c] = scale
-      scratch(i, .batchOffset)[c] = beta[c] - state[layer.runningMean!.offset + c] * scale
+      run.batchScale![c] = scale
+      run.batchOffset![c] = beta[c] - state[run.runningMean + c] * scale
     }
   }
 
@@ -335,10 +334,9 @@ public final class Replica {
   public func addBatchNormInputSums(
     layer i: Int, slot: Int, state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>
   ) {
-    let layer = plan.layers[i]
-    let (pixels, channels) = batchNormGeometry(layer)
+    let run = runs[i]
     batchNormAddInputSums(
-      output(i - 1, slot), pixels: pixels, channels: channels, shift: state + layer.runningMean!.offset, sums: sums)
+      output(i - 1, slot), pixels: run.pixels, channels: run.channels, shift: state + run.runningMean, sums: sums)
   }
 
   /// Sets BatchNorm `layer`'s batch statistics from the batch's shifted sums over `count`
@@ -348,28 +346,27 @@ public final class Replica {
     layer i: Int, sums: UnsafePointer<Double>, count: Int, parameters: UnsafePointer<Float>,
     state: UnsafePointer<Float>
   ) {
-    let layer = plan.layers[i]
-    let channels = batchNormGeometry(layer).channels
-    let gamma = parameters + layer.weight!.offset
-    let beta = parameters + layer.bias!.offset
+    let run = runs[i]
+    let gamma = parameters + run.weight
+    let beta = parameters + run.bias
     let n = Double(count)
-    for c in 0..<channels {
-      let shift = Double(state[layer.runningMean!.offset + c])
+    for c in 0..<run.channels {
+      let shift = Double(state[run.runningMean + c])
       let meanOffset = sums[c] / n
-      let variance = max(sums[channels + c] / n - meanOffset * meanOffset, 0)
+      let variance = max(sums[run.channels + c] / n - meanOffset * meanOffset, 0)
       let mean = Float(shift + meanOffset)
       let inverse = Float(1 / (variance + Double(ModelPlan.batchNormEpsilon)).squareRoot())
-      scratch(i, .batchMean)[c] = mean
-      scratch(i, .batchInverseDeviation)[c] = inverse
-      scratch(i, .batchScale)[c] = gamma[c] * inverse
-      scratch(i, .batchOffset)[c] = beta[c] - mean * gamma[c] * inverse
-      scratch(i, .batchVariance)[c] = Float(count > 1 ? variance * n / (n - 1) : variance)
+      run.batchMean![c] = mean
+      run.batchInverseDeviation![c] = inverse
+      run.batchScale![c] = gamma[c] * inverse
+      run.batchOffset![c] = beta[c] - mean * gamma[c] * inverse
+      run.batchVariance![c] = Float(count > 1 ? variance * n / (n - 1) : variance)
     }
   }
 
   /// BatchNorm `layer`'s last batch mean and unbiased variance, for the running statistics.
   public func batchStatistics(layer i: Int) -> (mean: UnsafePointer<Float>, variance: UnsafePointer<Float>) {
-    (UnsafePointer(scratch(i, .batchMean)), UnsafePointer(scratch(i, .batchVariance)))
+    (UnsafePointer(runs[i].batchMean!), UnsafePointer(runs[i].batchVariance!))
   }
 
   // MARK: - Loss and backward
@@ -392,9 +389,8 @@ public final class Replica {
   /// the shard in the Winograd domain, to `gradient`. Cost: O(weights · 16/9).
   public func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
     for i in layers where hasProducts[i] {
-      winogradAddWeightGradient(
-        products: scratch(i, .weightProducts), shape: Conv3x3Shape(plan.layers[i]),
-        weightGradient: g + plan.layers[i].weight!.offset)
+      let run = runs[i]
+      winogradAddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
       hasProducts[i] = false
     }
   }
@@ -406,118 +402,94 @@ public final class Replica {
   /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
   public func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
     let p = pass.parameters
-    for i in layers.reversed() where trains[i] || needsInputGradient[i] {
-      let layer = plan.layers[i]
+    for i in layers.reversed() {
+      let run = runs[i]
+      guard run.trains || run.needsInputGradient else { continue }
       let dy = UnsafePointer(gradient(i, slot))
-      let dx: UnsafeMutablePointer<Float>? = needsInputGradient[i] ? gradient(i - 1, slot) : nil
+      let dx: UnsafeMutablePointer<Float>? = run.needsInputGradient ? gradient(i - 1, slot) : nil
       let x = UnsafePointer(output(i - 1, slot))
-      let weightGradient = trains[i] ? layer.weight.map { g + $0.offset } : nil
-      let biasGradient = trains[i] ? layer.bias.map { g + $0.offset } : nil
-      switch layer.layer {
-      case .conv:
-        switch layer.kernel! {
-        case .winograd:
-          let shape = Conv3x3Shape(layer)
-          if trains[i] {
-            if slots > 1 {  // the forward pass's tiles belong to another image by now
-              winogradTransformInput(
-                x, tiling: .forward(shape), padded: scratch(i, .paddedInput), into: scratch(i, .inputTiles))
-            }
-            winogradConv3x3WeightGradient(
-              inputTiles: scratch(i, .inputTiles), outputGradient: dy, shape: shape,
-              gradientTiles: scratch(i, .gradientTiles), products: scratch(i, .weightProducts),
-              accumulate: hasProducts[i], biasGradient: biasGradient)
-            hasProducts[i] = true
+      let weightGradient = run.trains && run.weight >= 0 ? g + run.weight : nil
+      let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
+      switch run.kind {
+      case .winograd:
+        if run.trains {
+          if slots > 1 {  // the forward pass's tiles belong to another image by now
+            winogradTransformInput(
+              x, tiling: .forward(run.conv3x3), padded: run.paddedInput!, into: run.inputTiles!)
           }
-          if let dx {
-            winogradConv3x3InputGradient(
-              outputGradient: dy, shape: shape, flippedWeights: prepared.winograd[i]!.flipped.base,
-              paddedGradient: scratch(i, .paddedGradient), gradientTiles: scratch(i, .gradientTiles),
-              products: scratch(i, .products), inputGradient: dx)
-          }
-        case .directOneChannel:
-          // Planned only where no input gradient is needed.
-          let (source, shape) = slots > 1 || Conv3x3Shape(layer).padding == 0 ? directInput(i, x) : paddedDirectInput(i)
-          conv3x3OneChannelWeightGradient(
-            input: source, outputGradient: dy, shape: shape, weightGradient: weightGradient!,
+          winogradConv3x3WeightGradient(
+            inputTiles: run.inputTiles!, outputGradient: dy, shape: run.conv3x3, gradientTiles: run.gradientTiles!,
+            products: run.weightProducts!, accumulate: hasProducts[i], biasGradient: biasGradient)
+          hasProducts[i] = true
+        }
+        if let dx {
+          winogradConv3x3InputGradient(
+            outputGradient: dy, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+            paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+            inputGradient: dx)
+        }
+      case .directOneChannel:
+        // Planned only where no input gradient is needed; one image held keeps its copy.
+        let (source, shape) = directInput(run, x, refill: slots > 1)
+        conv3x3OneChannelWeightGradient(
+          input: source, outputGradient: dy, shape: shape, weightGradient: weightGradient!,
+          biasGradient: biasGradient)
+      case .im2colGemm:
+        if let weightGradient {
+          if slots > 1 { im2col(x, shape: run.conv, columns: run.columns!) }
+          convWeightGradient(
+            columns: run.columns!, outputGradient: dy, shape: run.conv, weightGradient: weightGradient,
             biasGradient: biasGradient)
-        default:
-          let shape = ConvShape(layer)
-          let columns = scratch(i, .columns)
-          if let weightGradient {
-            if slots > 1 { im2col(x, shape: shape, columns: columns) }
-            convWeightGradient(
-              columns: columns, outputGradient: dy, shape: shape, weightGradient: weightGradient,
-              biasGradient: biasGradient)
-          }
-          if let dx {
-            convInputGradient(
-              outputGradient: dy, shape: shape, transposedWeights: prepared.transposed[i]!.base, columns: columns,
-              inputGradient: dx)
-          }
+        }
+        if let dx {
+          convInputGradient(
+            outputGradient: dy, shape: run.conv, transposedWeights: run.transposed!, columns: run.columns!,
+            inputGradient: dx)
         }
       case .batchNorm:
         guard let dx else { continue }
-        let (pixels, channels) = batchNormGeometry(layer)
         batchNormInputGradient(
-          outputGradient: dy, input: x, pixels: pixels, channels: channels, mean: scratch(i, .batchMean),
-          inverseDeviation: scratch(i, .batchInverseDeviation), gamma: p + layer.weight!.offset,
-          sums: scratch(i, .gradientSums), batchCount: batchNormCount(i), inputGradient: dx)
+          outputGradient: dy, input: x, pixels: run.pixels, channels: run.channels, mean: run.batchMean!,
+          inverseDeviation: run.batchInverseDeviation!, gamma: p + run.weight, sums: run.gradientSums!,
+          batchCount: batchCounts[i], inputGradient: dx)
       case .relu:
         // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
-        if i + 1 < plan.layers.count, case .maxPool = plan.layers[i + 1].layer { continue }
-        reluBackwardInPlace(dx!, output: output(i, slot), count: layer.output.count)
-      case .maxPool(let size, let stride):
-        let belowIsReLU = i > 0 && plan.layers[i - 1].layer == .relu
+        if !run.maxPoolAbove { reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount) }
+      case .maxPool:
         maxPoolBackward(
-          input: x, output: output(i, slot), outputGradient: dy, shape: poolShape(layer, size, stride!),
-          throughReLU: belowIsReLU, inputGradient: dx!)
-      case .avgPool(let size, let stride):
-        avgPoolBackward(outputGradient: dy, shape: poolShape(layer, size, stride!), inputGradient: dx!)
-      case .globalAvgPool:
-        globalAvgPoolBackward(
-          outputGradient: dy, pixels: layer.input.height * layer.input.width, channels: layer.input.channels,
+          input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
           inputGradient: dx!)
+      case .avgPool:
+        avgPoolBackward(outputGradient: dy, shape: run.pool, inputGradient: dx!)
+      case .globalAvgPool:
+        globalAvgPoolBackward(outputGradient: dy, pixels: run.pixels, channels: run.channels, inputGradient: dx!)
       case .flatten:
         break
-      case .dense(let units, _):
+      case .dense:
         denseBackward(
-          input: x, inputs: layer.input.count, weights: p + layer.weight!.offset, outputs: units, outputGradient: dy,
+          input: x, inputs: run.inputCount, weights: p + run.weight, outputs: run.outputCount, outputGradient: dy,
           weightGradient: weightGradient, biasGradient: biasGradient, inputGradient: dx)
-      case .dropout(let rate):
-        if pass.training && rate > 0 {
-          dropoutBackward(dx!, count: layer.output.count, rate: rate, key: dropoutKey(pass, layer: i))
+      case .dropout:
+        if pass.training && run.rate > 0 {
+          dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
         }
       }
     }
   }
 
-  /// The padded input a "same" direct convolution's forward pass left (one image held).
-  private func paddedDirectInput(_ i: Int) -> (UnsafePointer<Float>, Conv3x3Shape) {
-    let shape = Conv3x3Shape(plan.layers[i])
-    return (
-      UnsafePointer(scratch(i, .paddedInput)),
-      Conv3x3Shape(height: shape.height + 2, width: shape.width + 2, inChannels: 1, outChannels: shape.outChannels)
-    )
-  }
-
-  private func batchNormCount(_ i: Int) -> Int { batchCounts[i] }
-
   /// Adds the image in `slot`'s `Σ dy` and `Σ dy · x̂` at BatchNorm `layer` (its output's
   /// gradient, already through the ReLU above) to `sums` (2 · channels Floats).
   public func addBatchNormGradientSums(layer i: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) {
-    let layer = plan.layers[i]
-    let (pixels, channels) = batchNormGeometry(layer)
+    let run = runs[i]
     batchNormAddGradientSums(
-      outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: pixels, channels: channels,
-      mean: scratch(i, .batchMean), inverseDeviation: scratch(i, .batchInverseDeviation), sums: sums)
+      outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: run.pixels, channels: run.channels,
+      mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, sums: sums)
   }
 
   /// Sets BatchNorm `layer`'s batch sums of `Σ dy` and `Σ dy · x̂` over `count` values
   /// per channel, for its input gradient.
   public func setBatchGradientSums(layer i: Int, sums: UnsafePointer<Float>, count: Int) {
-    let channels = batchNormGeometry(plan.layers[i]).channels
-    scratch(i, .gradientSums).update(from: sums, count: 2 * channels)
+    runs[i].gradientSums!.update(from: sums, count: 2 * runs[i].channels)
     batchCounts[i] = count
   }
 
@@ -566,5 +538,109 @@ public final class Replica {
   ) -> (loss: Float, prediction: Int) {
     let logits = forward(image: image, parameters: parameters, state: state)
     return (loss(label: label), argmax(logits.baseAddress!, count: plan.classes))
+  }
+}
+
+/// One planned layer as a replica's passes need it: the kernel to run, its shapes, its
+/// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
+struct LayerRun {
+  enum Kind {
+    case winograd, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool, flatten, dense
+    case dropout
+  }
+  let kind: Kind
+  let trains: Bool, needsInputGradient: Bool
+  /// Parameter offsets of the weight and bias (BatchNorm: γ and β), or -1.
+  let weight: Int, bias: Int
+  /// Running mean and variance offsets in the state buffer (BatchNorm), or -1.
+  let runningMean: Int, runningVariance: Int
+  let fusesReLU: Bool
+  /// A ReLU that the layer below applies as it stores (so the ReLU does nothing forward).
+  let fusedIntoBelow: Bool
+  /// A ReLU whose gradient the max-pool above takes (so the ReLU does nothing backward).
+  let maxPoolAbove: Bool
+  /// A max-pool whose input comes out of a ReLU.
+  let reluBelow: Bool
+  let inputCount: Int, outputCount: Int
+  /// BatchNorm and global pooling: pixels and channels of the input.
+  let pixels: Int, channels: Int
+  let rate: Float
+  let conv3x3: Conv3x3Shape
+  let conv: ConvShape
+  let pool: PoolShape
+  let paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts,
+    columns: UnsafeMutablePointer<Float>?
+  let batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance,
+    gradientSums: UnsafeMutablePointer<Float>?
+  let winogradForward, winogradFlipped, transposed: UnsafePointer<Float>?
+
+  init(
+    _ layer: ModelPlan.PlannedLayer, plan: ModelPlan, trains: Bool, needsInputGradient: Bool,
+    scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
+  ) {
+    let i = layer.index
+    switch (layer.layer, layer.kernel) {
+    case (.conv, .winograd?): kind = .winograd
+    case (.conv, .directOneChannel?): kind = .directOneChannel
+    case (.conv, _): kind = .im2colGemm
+    case (.batchNorm, _): kind = .batchNorm
+    case (.relu, _): kind = .relu
+    case (.maxPool, _): kind = .maxPool
+    case (.avgPool, _): kind = .avgPool
+    case (.globalAvgPool, _): kind = .globalAvgPool
+    case (.flatten, _): kind = .flatten
+    case (.dense, _): kind = .dense
+    case (.dropout, _): kind = .dropout
+    }
+    self.trains = trains
+    self.needsInputGradient = needsInputGradient
+    weight = layer.weight?.offset ?? -1
+    bias = layer.bias?.offset ?? -1
+    runningMean = layer.runningMean?.offset ?? -1
+    runningVariance = layer.runningVariance?.offset ?? -1
+    fusesReLU = layer.fusesReLU
+    fusedIntoBelow = layer.layer == .relu && i > 0 && plan.layers[i - 1].fusesReLU
+    maxPoolAbove =
+      layer.layer == .relu && i + 1 < plan.layers.count
+      && { if case .maxPool = plan.layers[i + 1].layer { true } else { false } }()
+    reluBelow =
+      { if case .maxPool = layer.layer { true } else { false } }() && i > 0 && plan.layers[i - 1].layer == .relu
+    inputCount = layer.input.count
+    outputCount = layer.output.count
+    let flat = layer.inputIsFlat
+    pixels = flat ? 1 : layer.input.height * layer.input.width
+    channels = flat ? layer.input.count : layer.input.channels
+    if case .dropout(let value) = layer.layer { rate = value } else { rate = 0 }
+    let isConv3x3: Bool
+    if case .conv(_, 3, 1, _, _) = layer.layer { isConv3x3 = true } else { isConv3x3 = false }
+    conv3x3 = isConv3x3 ? Conv3x3Shape(layer) : Conv3x3Shape(height: 0, width: 0, inChannels: 0, outChannels: 0)
+    if case .conv = layer.layer {
+      conv = ConvShape(layer)
+    } else {
+      conv = ConvShape(height: 0, width: 0, inChannels: 0, outChannels: 0, kernel: 1, stride: 1, padding: 0)
+    }
+    switch layer.layer {
+    case .maxPool(let size, let stride), .avgPool(let size, let stride):
+      pool = PoolShape(
+        height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
+        stride: stride ?? size)
+    default: pool = PoolShape(height: 0, width: 0, channels: 0, size: 1, stride: 1)
+    }
+    paddedInput = scratch[.paddedInput]
+    inputTiles = scratch[.inputTiles]
+    gradientTiles = scratch[.gradientTiles]
+    products = scratch[.products]
+    paddedGradient = scratch[.paddedGradient]
+    weightProducts = scratch[.weightProducts]
+    columns = scratch[.columns]
+    batchMean = scratch[.batchMean]
+    batchInverseDeviation = scratch[.batchInverseDeviation]
+    batchScale = scratch[.batchScale]
+    batchOffset = scratch[.batchOffset]
+    batchVariance = scratch[.batchVariance]
+    gradientSums = scratch[.gradientSums]
+    winogradForward = prepared.winograd[i].map { UnsafePointer($0.forward.base) }
+    winogradFlipped = prepared.winograd[i].flatMap { $0.keepsFlipped ? UnsafePointer($0.flipped.base) : nil }
+    transposed = prepared.transposed[i].map { UnsafePointer($0.base) }
   }
 }
