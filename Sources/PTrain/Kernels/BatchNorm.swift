@@ -115,8 +115,8 @@ public func batchNormAddGradientSums(
 
 /// The input gradient of a batch norm in training, from the batch's sums (`sums[c]` =
 /// Σ dy, `sums[channels + c]` = Σ dy · x̂ over all `batchCount` values of the channel):
-/// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`. Overwrites
-/// `inputGradient`. Cost: 6 FLOP per value.
+/// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`, sixteen channels at a
+/// time pixel by pixel. Overwrites `inputGradient`. Cost: 6 FLOP per value.
 @inlinable
 public func batchNormInputGradient(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
@@ -124,7 +124,26 @@ public func batchNormInputGradient(
   sums: UnsafePointer<Float>, batchCount: Int, inputGradient dx: UnsafeMutablePointer<Float>
 ) {
   let inverseCount = 1 / Float(batchCount)
-  for c in 0..<channels {
+  var c = 0
+  while c + 16 <= channels {
+    @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+      UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+    }
+    let meanGradient = load(sums + c) * inverseCount
+    let s = load(inverseDeviation + c)
+    // dx = factor · dy + (x − m) · slope + shift, with the per-channel terms folded.
+    let factor = load(gamma + c) * s
+    let slope = -factor * s * (load(sums + channels + c) * inverseCount)
+    let m = load(mean + c)
+    let shift = -factor * meanGradient
+    for p in 0..<pixels {
+      let i = p * channels + c
+      let value = shift.addingProduct(factor, load(dy + i)).addingProduct(load(x + i) - m, slope)
+      UnsafeMutableRawPointer(dx + i).storeBytes(of: value, as: SIMD16<Float>.self)
+    }
+    c += 16
+  }
+  while c < channels {
     let meanGradient = sums[c] * inverseCount
     let meanProduct = sums[channels + c] * inverseCount
     let factor = gamma[c] * inverseDeviation[c]
@@ -134,5 +153,6 @@ public func batchNormInputGradient(
       let i = p * channels + c
       dx[i] = factor * (dy[i] - meanGradient - (x[i] - m) * s * meanProduct)
     }
+    c += 1
   }
 }

@@ -42,6 +42,7 @@ public final class Replica {
     case paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, columns
     case normalizationScale, normalizationShift
     case batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance, gradientSums
+    case denseInputs, denseGradients
   }
   /// Per layer, what its passes need, resolved once: shapes, offsets and pointers, with
   /// nothing reference-counted, so that a pass copies no strings and takes no locks.
@@ -50,19 +51,27 @@ public final class Replica {
   let normalizationScale: UnsafeMutablePointer<Float>, normalizationShift: UnsafeMutablePointer<Float>
   /// Per Winograd layer: whether its shard's weight products have been started.
   var hasProducts: [Bool]
+  /// Per dense layer: the shard's images whose inputs and output gradients are kept for
+  /// its weight gradient, done as one GEMM when the shard ends. `shardImages` at most.
+  var denseImages: [Int]
+  /// Per dense layer: whether the next flush writes its weight gradient instead of adding.
+  var denseOverwrites: [Bool]
+  public let shardImages: Int
   /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
   var batchCounts: [Int]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
-  /// getting no gradients. Without `prepared`, it keeps its own prepared weights, filled
-  /// by `prepare(parameters:)`. Cost: O(buffers), one allocation.
+  /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
+  /// it keeps its own prepared weights, filled by `prepare(parameters:)`. Cost:
+  /// O(buffers), one allocation.
   public init(
-    plan: ModelPlan, slots: Int = 1, frozen: Set<Int> = [], normalization: Normalization = .mnist,
-    prepared: PreparedWeights? = nil
+    plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, frozen: Set<Int> = [],
+    normalization: Normalization = .mnist, prepared: PreparedWeights? = nil
   ) {
-    precondition(slots >= 1, "Replica: slots must be at least 1")
+    precondition(slots >= 1 && shardImages >= 1, "Replica: slots and shard images must be at least 1")
     self.plan = plan
     self.slots = slots
+    self.shardImages = shardImages
     self.normalization = normalization
     let layers = plan.layers
     let trains = layers.map { $0.hasParameters && !frozen.contains($0.index) }
@@ -78,12 +87,16 @@ public final class Replica {
     func perSlot(_ count: Int) -> Buffer { Buffer(offset: allocate(count * slots), stride: count) }
     input = perSlot(plan.input.count)
     // Forward: a ReLU fused into the layer below and a flatten share that layer's buffer.
+    // A BatchNorm's output is held for one image only, even with several slots: it is
+    // cheap to make again from its input (`backward` does, for the layers above), and
+    // holding it for every image would double the memory of a BatchNorm model.
     var outputs: [Buffer] = []
     for layer in layers {
       let below = layer.index == 0 ? input : outputs[layer.index - 1]
       switch layer.layer {
       case .flatten: outputs.append(below)
       case .relu where layer.index > 0 && layers[layer.index - 1].fusesReLU: outputs.append(below)
+      case .batchNorm: outputs.append(Buffer(offset: allocate(layer.output.count), stride: 0))
       default: outputs.append(perSlot(layer.output.count))
       }
     }
@@ -101,13 +114,18 @@ public final class Replica {
         groups += 1
       }
     }
-    let keptPerImage = Set(plan.batchNormLayers.map { group[$0] })
+    // The gradients at BatchNorm outputs are needed per image, but only two BatchNorms'
+    // at a time (the segment's top and bottom), so alternate BatchNorms share two buffers.
     var groupBuffers: [Int: Buffer] = [:]
+    for parity in 0..<2 {
+      let members = plan.batchNormLayers.enumerated().filter { $0.offset % 2 == parity }.map(\.element)
+      guard let widest = members.map({ layers[$0].output.count }).max() else { continue }
+      let shared = perSlot(widest)
+      for member in members { groupBuffers[group[member]] = shared }
+    }
     gradients = layers.map { layer in
       if let buffer = groupBuffers[group[layer.index]] { return buffer }
-      let count = layer.output.count
-      let buffer =
-        keptPerImage.contains(group[layer.index]) ? perSlot(count) : Buffer(offset: allocate(count), stride: 0)
+      let buffer = Buffer(offset: allocate(layer.output.count), stride: 0)
       groupBuffers[group[layer.index]] = buffer
       return buffer
     }
@@ -131,6 +149,9 @@ public final class Replica {
       case (.conv, _):
         let shape = ConvShape(layer)
         own[.columns] = allocate(shape.outPixels * shape.patch)
+      case (.dense, _) where trains[layer.index]:
+        own[.denseInputs] = allocate(shardImages * layer.input.count)
+        own[.denseGradients] = allocate(shardImages * layer.output.count)
       case (.batchNorm, _):
         let channels = layer.inputIsFlat ? layer.input.count : layer.input.channels
         for purpose in [
@@ -149,6 +170,8 @@ public final class Replica {
     scratch.append(normalizationScratch)
     self.scratch = scratch
     hasProducts = [Bool](repeating: false, count: layers.count)
+    denseImages = [Int](repeating: 0, count: layers.count)
+    denseOverwrites = [Bool](repeating: false, count: layers.count)
     batchCounts = [Int](repeating: 1, count: layers.count)
     let arena = AlignedFloats(count: size)
     self.arena = arena
@@ -379,20 +402,42 @@ public final class Replica {
       logits: output(last, slot), classes: plan.classes, label: label, gradient: gradient(last, slot))
   }
 
-  /// Starts a shard for the Winograd layers among `layers`: the next image's weight
-  /// products replace theirs instead of adding to them. Cost: O(layers).
-  public func beginShard(layers: Range<Int>) {
-    for i in layers { hasProducts[i] = false }
+  /// Starts a shard for the Winograd and dense layers among `layers`: the next image's
+  /// weight products replace theirs instead of adding to them, and the dense layers'
+  /// kept images start again. With `overwritingDense`, the dense weights' gradients start
+  /// from nothing instead of being added to `gradient` (`dW = dYᵀ · X`, the same bits as
+  /// adding to zeros), so that a trainer need not clear them. Cost: O(layers).
+  public func beginShard(layers: Range<Int>, overwritingDense: Bool = false) {
+    for i in layers {
+      hasProducts[i] = false
+      denseImages[i] = 0
+      denseOverwrites[i] = overwritingDense
+    }
   }
 
-  /// Ends a shard: adds the Winograd layers' weight gradients among `layers`, summed over
-  /// the shard in the Winograd domain, to `gradient`. Cost: O(weights · 16/9).
+  /// Ends a shard: adds to `gradient` the Winograd layers' weight gradients among
+  /// `layers`, summed over the shard in the Winograd domain, and the dense layers' (see
+  /// `flushDense`). Cost: O(weights · 16/9) and 2 · images · weights FLOP.
   public func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
     for i in layers where hasProducts[i] {
       let run = runs[i]
       winogradAddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
       hasProducts[i] = false
     }
+    for i in layers where denseImages[i] > 0 { flushDense(i, gradient: g) }
+  }
+
+  /// Adds dense layer `i`'s weight gradient over the images kept since the last flush to
+  /// `gradient`, as one GEMM (`dW += dYᵀ · X`, each element adding the images in order, as
+  /// adding them one by one would), or writes it there when the shard began overwriting.
+  private func flushDense(_ i: Int, gradient g: UnsafeMutablePointer<Float>) {
+    let run = runs[i]
+    gemm(
+      m: run.outputCount, n: run.inputCount, k: denseImages[i], a: run.denseGradients!, aRowStride: 1,
+      aColStride: run.outputCount, b: run.denseInputs!, ldb: run.inputCount, c: g + run.weight, ldc: run.inputCount,
+      accumulate: !denseOverwrites[i])
+    denseImages[i] = 0
+    denseOverwrites[i] = false
   }
 
   /// Runs the backward pass of `layers`, from the highest down, for the image in `slot`,
@@ -402,6 +447,10 @@ public final class Replica {
   /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
   public func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
     let p = pass.parameters
+    // The layers above a BatchNorm read its output, held for one image: make it again.
+    if slots > 1, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
+      forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slot: slot, pass: pass)
+    }
     for i in layers.reversed() {
       let run = runs[i]
       guard run.trains || run.needsInputGradient else { continue }
@@ -466,9 +515,16 @@ public final class Replica {
       case .flatten:
         break
       case .dense:
+        if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
+          if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
+          let k = denseImages[i]
+          (run.denseInputs! + k * run.inputCount).update(from: x, count: run.inputCount)
+          (run.denseGradients! + k * run.outputCount).update(from: dy, count: run.outputCount)
+          denseImages[i] = k + 1
+        }
         denseBackward(
           input: x, inputs: run.inputCount, weights: p + run.weight, outputs: run.outputCount, outputGradient: dy,
-          weightGradient: weightGradient, biasGradient: biasGradient, inputGradient: dx)
+          weightGradient: nil, biasGradient: biasGradient, inputGradient: dx)
       case .dropout:
         if pass.training && run.rate > 0 {
           dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
@@ -572,6 +628,7 @@ struct LayerRun {
     columns: UnsafeMutablePointer<Float>?
   let batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance,
     gradientSums: UnsafeMutablePointer<Float>?
+  let denseInputs, denseGradients: UnsafeMutablePointer<Float>?
   let winogradForward, winogradFlipped, transposed: UnsafePointer<Float>?
 
   init(
@@ -639,6 +696,8 @@ struct LayerRun {
     batchOffset = scratch[.batchOffset]
     batchVariance = scratch[.batchVariance]
     gradientSums = scratch[.gradientSums]
+    denseInputs = scratch[.denseInputs]
+    denseGradients = scratch[.denseGradients]
     winogradForward = prepared.winograd[i].map { UnsafePointer($0.forward.base) }
     winogradFlipped = prepared.winograd[i].flatMap { $0.keepsFlipped ? UnsafePointer($0.flipped.base) : nil }
     transposed = prepared.transposed[i].map { UnsafePointer($0.base) }

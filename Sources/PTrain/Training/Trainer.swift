@@ -153,7 +153,8 @@ public final class Trainer {
       slots.withUnsafeMutableBufferPointer { gradientSlots in
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(
-            plan: plan, slots: imageSlots, frozen: options.frozen, normalization: normalization, prepared: prepared)
+            plan: plan, slots: imageSlots, shardImages: options.shardSize, frozen: options.frozen,
+            normalization: normalization, prepared: prepared)
           for shard in evenShare(of: shards, part: worker, parts: workers) {
             gradientSlots[shard] = AlignedFloats(count: plan.parameterCount)
           }
@@ -383,9 +384,14 @@ public final class Trainer {
     let workers = pool.count
     let steps = (data.count + batch - 1) / batch
     let firstStep = stepsIntoEpoch
-    let parameterCount = plan.parameterCount
     let workerRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
     let trainableRanges = self.trainableRanges
+    // A shard's slot is cleared where gradients are added to it; a trainable dense layer's
+    // weight gradient is written whole when the shard ends (`finishShard`), so only its
+    // bias is cleared.
+    let clearedRanges = plan.parameterLayers.filter { !options.frozen.contains($0.index) }.flatMap { layer in
+      layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
+    }
     let frozen = options.frozen
     let seed = options.seed
     let augmentation = options.augmentation
@@ -486,10 +492,10 @@ public final class Trainer {
               let belowTop = batchNorms.last
               for shard in myShards {
                 let slot = slotBases[shard]
-                slot.update(repeating: 0, count: parameterCount)
+                for range in clearedRanges { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
                 var loss: Float = 0
                 var correct = 0
-                replica.beginShard(layers: topLow..<layerCount)
+                replica.beginShard(layers: topLow..<layerCount, overwritingDense: true)
                 if let bn = belowTop {
                   (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
                     repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
@@ -549,7 +555,7 @@ public final class Trainer {
                 let next = level > 0 ? batchNorms[level - 1] : nil
                 for shard in myShards {
                   let slot = slotBases[shard]
-                  replica.beginShard(layers: low..<(bn + 1))
+                  replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
                   if let next {
                     (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
                       repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
