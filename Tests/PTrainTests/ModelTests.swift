@@ -91,7 +91,8 @@ final class ModelTests: XCTestCase {
     XCTAssertEqual(plan.tensors.map(\.name).prefix(4), ["0.weight", "1.weight", "1.bias", "3.weight"])
     XCTAssertEqual(plan.stateTensors.map(\.name).prefix(2), ["1.running_mean", "1.running_var"])
     XCTAssertEqual(plan.layers[0].kernel, .directOneChannel)
-    XCTAssertEqual(plan.layers[3].kernel, .winograd)
+    XCTAssertEqual(plan.layers[3].kernel, .winograd4, "28x28")
+    XCTAssertEqual(plan.layers[8].kernel, .winograd4, "14x14")
     XCTAssertEqual(plan.layers[17].kernel, .gemv)
     XCTAssertEqual(plan.layers[18].torchModule, "BatchNorm1d(128)")
     XCTAssertEqual(plan.batchNormLayers, [1, 4, 9, 12, 18])
@@ -117,6 +118,11 @@ final class ModelTests: XCTestCase {
     try check("input 6x6x16, conv 16 3x3 same, relu, conv 16 3x3, flatten, dense 3", expect: [.winograd, .winograd])
     try check(
       "input 7x7x16, conv 32 3x3 same nobias, relu, conv 16 3x3 same, flatten, dense 3", expect: [.winograd, .winograd])
+    try check(
+      "input 16x16x16, conv 16 3x3 same, relu, conv 16 3x3 same, flatten, dense 3", expect: [.winograd4, .winograd4])
+    try check(
+      "input 18x17x16, conv 32 3x3, relu, conv 16 3x3 same nobias, maxpool 2, flatten, dense 3",
+      expect: [.winograd4, .winograd4])
     try check("input 9x8x1, conv 32 3x3 same, relu, maxpool 2, flatten, dense 3", expect: [.directOneChannel])
     try check("input 7x7x1, conv 32 3x3, flatten, dense 3", expect: [.directOneChannel])
   }

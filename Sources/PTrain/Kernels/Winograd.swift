@@ -17,47 +17,68 @@
 // the transforms run on 16 channels at a time. All transforms use only adds and halvings.
 
 /// The tiling of a 3×3 correlation over an NHWC image with `padding` zeros on each side,
-/// into 2×2 output tiles. The last row and column of tiles may reach past the output.
+/// into `outputTile` × `outputTile` output tiles (2 for F(2×2, 3×3), 4 for F(4×4, 3×3)),
+/// each read from an (outputTile + 2)² input patch. The last row and column of tiles may
+/// reach past the output.
 public struct WinogradTiling: Sendable, Equatable {
   /// The input image: height × width × channels.
   public let height: Int, width: Int, channels: Int
   /// Zeros assumed around the input on every side.
   public let padding: Int
+  /// The side of an output tile: 2 or 4.
+  public let outputTile: Int
 
-  public init(height: Int, width: Int, channels: Int, padding: Int) {
+  public init(height: Int, width: Int, channels: Int, padding: Int, outputTile: Int = 2) {
     precondition(channels % 16 == 0, "Winograd tiling: channels = \(channels) is not a multiple of 16")
     self.height = height
     self.width = width
     self.channels = channels
     self.padding = padding
+    self.outputTile = outputTile
   }
 
   /// The forward pass of `shape`: its input, with the convolution's padding.
-  public static func forward(_ shape: Conv3x3Shape) -> WinogradTiling {
-    WinogradTiling(height: shape.height, width: shape.width, channels: shape.inChannels, padding: shape.padding)
+  public static func forward(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
+    WinogradTiling(
+      height: shape.height, width: shape.width, channels: shape.inChannels, padding: shape.padding,
+      outputTile: outputTile)
   }
 
   /// The input gradient of `shape`: its output gradient, padded by 2 minus the
   /// convolution's padding, correlated with the flipped filters gives a gradient the size
   /// of the input.
-  public static func inputGradient(_ shape: Conv3x3Shape) -> WinogradTiling {
+  public static func inputGradient(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
     WinogradTiling(
-      height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2 - shape.padding)
+      height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2 - shape.padding,
+      outputTile: outputTile)
   }
 
   public var outHeight: Int { height + 2 * padding - 2 }
   public var outWidth: Int { width + 2 * padding - 2 }
-  public var tilesY: Int { (outHeight + 1) / 2 }
-  public var tilesX: Int { (outWidth + 1) / 2 }
+  public var tilesY: Int { (outHeight + outputTile - 1) / outputTile }
+  public var tilesX: Int { (outWidth + outputTile - 1) / outputTile }
   public var tiles: Int { tilesY * tilesX }
-  /// Floats of the transformed input: 16 points × tiles × channels.
-  public var transformedCount: Int { 16 * tiles * channels }
-  /// The zero-padded copy of the input that `winogradTransformInput` reads: every tile's
-  /// 4×4 patch lies inside it, `paddedHeight` × `paddedWidth` × channels, with the
+  /// Transformed values per tile and channel: (outputTile + 2)².
+  public var points: Int { (outputTile + 2) * (outputTile + 2) }
+  /// Floats of the transformed input: points × tiles × channels.
+  public var transformedCount: Int { points * tiles * channels }
+  /// The zero-padded copy of the input that the input transform reads: every tile's
+  /// patch lies inside it, `paddedHeight` × `paddedWidth` × channels, with the
   /// input at row and column `padding`.
-  public var paddedHeight: Int { 2 * tilesY + 2 }
-  public var paddedWidth: Int { 2 * tilesX + 2 }
+  public var paddedHeight: Int { outputTile * tilesY + 2 }
+  public var paddedWidth: Int { outputTile * tilesX + 2 }
   public var paddedCount: Int { paddedHeight * paddedWidth * channels }
+
+  /// Copies `input` into the interior of `padded`, whose border stays zero.
+  /// Cost: O(input).
+  @inlinable
+  public func fillPadded(_ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) {
+    let rowFloats = paddedWidth * channels
+    for y in 0..<height {
+      (padded + (y + padding) * rowFloats + padding * channels)
+        .update(from: input + y * width * channels, count: width * channels)
+    }
+  }
 }
 
 /// The number of Winograd points of F(2×2, 3×3): a 4×4 tile.
@@ -116,10 +137,7 @@ public func winogradTransformInput(
 ) {
   let channels = t.channels
   let rowFloats = t.paddedWidth * channels
-  for y in 0..<t.height {
-    (padded + (y + t.padding) * rowFloats + t.padding * channels)
-      .update(from: input + y * t.width * channels, count: t.width * channels)
-  }
+  t.fillPadded(input, padded)
   let pointStride = t.tiles * channels
   let source = UnsafeRawPointer(padded)
   for ty in 0..<t.tilesY {
@@ -242,14 +260,15 @@ public func winogradFlipTransformedWeights(
   }
 }
 
-/// One GEMM per point: `m[point] = u[point] · v[point]`, (tiles × in) · (in × out).
-/// Cost: 2 · 16 · tiles · in · out FLOP.
+/// One GEMM per point: `m[point] = u[point] · v[point]`, (tiles × in) · (in × out), for
+/// `points` points (16 for F(2×2, 3×3), 36 for F(4×4, 3×3)).
+/// Cost: 2 · points · tiles · in · out FLOP.
 @inlinable
 public func winogradMultiply(
   _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, tiles: Int, inChannels: Int,
-  outChannels: Int, into m: UnsafeMutablePointer<Float>
+  outChannels: Int, points: Int = winogradPoints, into m: UnsafeMutablePointer<Float>
 ) {
-  for point in 0..<winogradPoints {
+  for point in 0..<points {
     gemm(
       m: tiles, n: outChannels, k: inChannels,
       a: u + point * tiles * inChannels, aRowStride: inChannels, aColStride: 1,
@@ -355,11 +374,12 @@ public func winogradTransformOutputGradient(
 @inlinable
 public func winogradAccumulateWeightProducts(
   inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
-  shape s: Conv3x3Shape, products: UnsafeMutablePointer<Float>, accumulate: Bool
+  shape s: Conv3x3Shape, outputTile: Int = 2, products: UnsafeMutablePointer<Float>, accumulate: Bool
 ) {
-  let tiles = WinogradTiling.forward(s).tiles
+  let tiling = WinogradTiling.forward(s, outputTile: outputTile)
+  let tiles = tiling.tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
-  for point in 0..<winogradPoints {
+  for point in 0..<tiling.points {
     gemm(
       m: cin, n: cout, k: tiles,
       a: u + point * tiles * cin, aRowStride: 1, aColStride: cin,

@@ -20,9 +20,10 @@ public final class PreparedWeights: @unchecked Sendable {
     var transposed: [Int: AlignedFloats] = [:]
     for layer in plan.layers {
       guard let weight = layer.weight, case .conv = layer.layer else { continue }
-      if layer.kernel == .winograd {
+      if layer.kernel == .winograd || layer.kernel == .winograd4 {
         winograd[layer.index] = WinogradFilters(
-          shape: Conv3x3Shape(layer), keepsFlipped: inputGradients[layer.index])
+          shape: Conv3x3Shape(layer), outputTile: layer.kernel == .winograd4 ? 4 : 2,
+          keepsFlipped: inputGradients[layer.index])
       } else if layer.kernel == .im2colGemm && inputGradients[layer.index] {
         transposed[layer.index] = AlignedFloats(count: weight.count)
       }

@@ -142,6 +142,15 @@ public final class Replica {
         own[.products] = allocate(sizes.products)
         if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
         if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
+      case (.conv, .winograd4?):
+        let shape = Conv3x3Shape(layer)
+        let sizes = Winograd4Scratch(shape)
+        own[.paddedInput] = allocate(sizes.paddedInput)
+        own[.inputTiles] = allocate(sizes.inputTiles)
+        own[.gradientTiles] = allocate(sizes.gradientTiles)
+        own[.products] = allocate(sizes.products)
+        if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
+        if trains[layer.index] { own[.weightProducts] = allocate(winograd4WeightCount(shape)) }
       case (.conv, .directOneChannel?):
         if case .conv(_, _, _, .same, _) = layer.layer {
           own[.paddedInput] = allocate((layer.input.height + 2) * (layer.input.width + 2))
@@ -269,6 +278,10 @@ public final class Replica {
       switch run.kind {
       case .winograd:
         winogradConv3x3Forward(
+          input: x, shape: run.conv3x3, transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU,
+          paddedInput: run.paddedInput!, inputTiles: run.inputTiles!, products: run.products!, output: y)
+      case .winograd4:
+        winograd4Conv3x3Forward(
           input: x, shape: run.conv3x3, transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU,
           paddedInput: run.paddedInput!, inputTiles: run.inputTiles!, products: run.products!, output: y)
       case .directOneChannel:
@@ -421,7 +434,11 @@ public final class Replica {
   public func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
     for i in layers where hasProducts[i] {
       let run = runs[i]
-      winogradAddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
+      if run.kind == .winograd4 {
+        winograd4AddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
+      } else {
+        winogradAddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
+      }
       hasProducts[i] = false
     }
     for i in layers where denseImages[i] > 0 { flushDense(i, gradient: g) }
@@ -473,6 +490,23 @@ public final class Replica {
         }
         if let dx {
           winogradConv3x3InputGradient(
+            outputGradient: dy, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+            paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+            inputGradient: dx)
+        }
+      case .winograd4:
+        if run.trains {
+          if slots > 1 {  // the forward pass's tiles belong to another image by now
+            winograd4TransformInput(
+              x, tiling: .forward(run.conv3x3, outputTile: 4), padded: run.paddedInput!, into: run.inputTiles!)
+          }
+          winograd4Conv3x3WeightGradient(
+            inputTiles: run.inputTiles!, outputGradient: dy, shape: run.conv3x3, gradientTiles: run.gradientTiles!,
+            products: run.weightProducts!, accumulate: hasProducts[i], biasGradient: biasGradient)
+          hasProducts[i] = true
+        }
+        if let dx {
+          winograd4Conv3x3InputGradient(
             outputGradient: dy, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
             paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
             inputGradient: dx)
@@ -601,7 +635,8 @@ public final class Replica {
 /// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
 struct LayerRun {
   enum Kind {
-    case winograd, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool, flatten, dense
+    case winograd, winograd4, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool, flatten
+    case dense
     case dropout
   }
   let kind: Kind
@@ -638,6 +673,7 @@ struct LayerRun {
     let i = layer.index
     switch (layer.layer, layer.kernel) {
     case (.conv, .winograd?): kind = .winograd
+    case (.conv, .winograd4?): kind = .winograd4
     case (.conv, .directOneChannel?): kind = .directOneChannel
     case (.conv, _): kind = .im2colGemm
     case (.batchNorm, _): kind = .batchNorm

@@ -2,24 +2,35 @@
 /// the input gradient. A trainer keeps one set that all its replicas read; its workers
 /// fill it together, each transforming a slice of the input channels, after every update.
 public final class WinogradFilters: @unchecked Sendable {
+  // Safe to share: filled between barriers, a disjoint slice of input channels per
+  // worker, and only read while the workers compute.
   public let shape: Conv3x3Shape
+  /// The output tile: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3).
+  public let outputTile: Int
   /// Whether the flipped filters are kept (only a layer whose input gradient is needed).
   public let keepsFlipped: Bool
   let forward: AlignedFloats
   let flipped: AlignedFloats
 
-  public init(shape: Conv3x3Shape, keepsFlipped: Bool) {
+  public init(shape: Conv3x3Shape, outputTile: Int = 2, keepsFlipped: Bool) {
     self.shape = shape
+    self.outputTile = outputTile
     self.keepsFlipped = keepsFlipped
-    forward = AlignedFloats(count: winogradWeightCount(shape))
-    flipped = AlignedFloats(count: keepsFlipped ? winogradWeightCount(shape) : 0)
+    let count = (outputTile + 2) * (outputTile + 2) * shape.inChannels * shape.outChannels
+    forward = AlignedFloats(count: count)
+    flipped = AlignedFloats(count: keepsFlipped ? count : 0)
   }
 
   /// Transforms, from HWIO `weights`, the filters of share `part` of `parts` of the input
   /// channels (`evenShare`); by default all of them. Workers that fill the filters
-  /// together each pass their own index. Cost: O(16 · in · out / parts).
+  /// together each pass their own index. Cost: O(points · in · out / parts).
   public func update(from weights: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1) {
     let channels = evenShare(of: shape.inChannels, part: part, parts: parts)
+    if outputTile == 4 {
+      winograd4TransformWeights(
+        weights, shape: shape, inputChannels: channels, into: forward.base, flipped: keepsFlipped ? flipped.base : nil)
+      return
+    }
     winogradTransformWeights(weights, shape: shape, inputChannels: channels, into: forward.base)
     guard keepsFlipped else { return }
     winogradFlipTransformedWeights(forward.base, shape: shape, inputChannels: channels, into: flipped.base)

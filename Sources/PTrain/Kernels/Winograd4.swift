@@ -1,0 +1,439 @@
+// Winograd F(4×4, 3×3) (Lavin & Gray, 2015), for 3×3 convolutions over larger maps.
+//
+// As F(2×2, 3×3) in Winograd.swift, but each 4×4 output tile comes from a 6×6 input patch
+// through 36 points: 36 multiplies per 16 outputs instead of 16 per 4, 1.78× fewer GEMM
+// FLOP on a large map, at the price of costlier transforms and a little more rounding
+// (the points are 0, ±1, ±2 and ∞). With
+//
+//   Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//   G  = [1/4 0 0; −1/6 −1/6 −1/6; −1/6 1/6 −1/6; 1/24 1/12 1/6; 1/24 −1/12 1/6; 0 0 1]
+//   Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
+//
+// the forward pass is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, the weight gradient F(3×3, 4×4),
+// `dW = Gᵀ [Σ_tiles (A e Aᵀ) ⊙ (Bᵀ d B)] G`, reusing the forward pass's input tiles, and
+// the input gradient the forward pass over the padded output gradient with the filters
+// turned by 180° (which, unlike F(2×2, 3×3)'s, are not a permutation of the forward
+// points, so they are transformed from the turned weights). Data layouts are those of
+// Winograd.swift with 36 points; the transforms run on 16 channels at a time.
+
+/// The points of F(4×4, 3×3): a 6×6 tile.
+public let winograd4Points = 36
+
+/// Floats of the transformed filters of `shape` for F(4×4, 3×3): 36 × in × out.
+public func winograd4WeightCount(_ shape: Conv3x3Shape) -> Int {
+  winograd4Points * shape.inChannels * shape.outChannels
+}
+
+/// `Bᵀ x` for the 6 values of one column (or row) of a 6×6 input tile.
+@inlinable @inline(__always)
+func winograd4B(
+  _ d0: WinogradLane, _ d1: WinogradLane, _ d2: WinogradLane, _ d3: WinogradLane, _ d4: WinogradLane,
+  _ d5: WinogradLane
+) -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane) {
+  let four = WinogradLane(repeating: 4)
+  let five = WinogradLane(repeating: 5)
+  let two = WinogradLane(repeating: 2)
+  let a = d4 - d2 * four  // d4 − 4 d2
+  let b = d3 - d1 * four  // d3 − 4 d1
+  let c = d4 - d2  // d4 − d2
+  let e = (d3 - d1) * two  // 2 (d3 − d1)
+  return (
+    d0 * four - d2 * five + d4, a + b, a - b, c + e, c - e, d1 * four - d3 * five + d5
+  )
+}
+
+/// `A x` for the 4 values of one column (or row) of a 4×4 output-gradient tile: 6 values.
+@inlinable @inline(__always)
+func winograd4A(_ y0: WinogradLane, _ y1: WinogradLane, _ y2: WinogradLane, _ y3: WinogradLane)
+  -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+{
+  let two = WinogradLane(repeating: 2)
+  let four = WinogradLane(repeating: 4)
+  let even = y0 + y2
+  let odd = y1 + y3
+  let evenTwo = y0 + y2 * four
+  let oddTwo = (y1 + y3 * four) * two
+  return (y0, even + odd, even - odd, evenTwo + oddTwo, evenTwo - oddTwo, y3)
+}
+
+/// `Aᵀ x` for the 6 values of one column (or row) of a point tile: 4 outputs.
+@inlinable @inline(__always)
+func winograd4AT(
+  _ m0: WinogradLane, _ m1: WinogradLane, _ m2: WinogradLane, _ m3: WinogradLane, _ m4: WinogradLane,
+  _ m5: WinogradLane
+) -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane) {
+  let two = WinogradLane(repeating: 2)
+  let four = WinogradLane(repeating: 4)
+  let eight = WinogradLane(repeating: 8)
+  let s12 = m1 + m2
+  let d12 = m1 - m2
+  let s34 = m3 + m4
+  let d34 = m3 - m4
+  return (m0 + s12 + s34, d12 + d34 * two, s12 + s34 * four, d12 + d34 * eight + m5)
+}
+
+/// `Gᵀ x` for the 6 values of one column (or row) of a point tile: 3 outputs.
+@inlinable @inline(__always)
+func winograd4GT(
+  _ p0: WinogradLane, _ p1: WinogradLane, _ p2: WinogradLane, _ p3: WinogradLane, _ p4: WinogradLane,
+  _ p5: WinogradLane
+) -> (WinogradLane, WinogradLane, WinogradLane) {
+  let sixth = WinogradLane(repeating: 1.0 / 6)
+  let twelfth = WinogradLane(repeating: 1.0 / 12)
+  let twentyFourth = WinogradLane(repeating: 1.0 / 24)
+  let quarter = WinogradLane(repeating: 0.25)
+  let s12 = p1 + p2
+  let d12 = p2 - p1
+  let s34 = p3 + p4
+  let d34 = p3 - p4
+  return (
+    p0 * quarter - s12 * sixth + s34 * twentyFourth, d12 * sixth + d34 * twelfth, (s34 - s12) * sixth + p5
+  )
+}
+
+/// `G x` for the 3 values of one column (or row) of a filter: 6 values.
+@inlinable @inline(__always)
+func winograd4G(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
+  -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+{
+  let sixth = WinogradLane(repeating: 1.0 / 6)
+  let twelfth = WinogradLane(repeating: 1.0 / 12)
+  let twentyFourth = WinogradLane(repeating: 1.0 / 24)
+  let quarter = WinogradLane(repeating: 0.25)
+  let outer = g0 + g2
+  let big = g0 * twentyFourth + g2 * sixth
+  return (
+    g0 * quarter, -(outer + g1) * sixth, (g1 - outer) * sixth, big + g1 * twelfth, big - g1 * twelfth, g2
+  )
+}
+
+/// Six vectors: one column or row of a transform in flight.
+@usableFromInline typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+
+/// Transforms every 6×6 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, after copying
+/// the input into the interior of `padded` (whose border must be zero), as
+/// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through a 36-vector
+/// scratch in two passes (rows, then columns), which keeps a dozen vectors live rather
+/// than all 36. Cost: O(tiles · 36 · channels) adds.
+@inlinable
+public func winograd4TransformInput(
+  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
+  into u: UnsafeMutablePointer<Float>
+) {
+  let channels = t.channels
+  t.fillPadded(input, padded)
+  let rowBytes = t.paddedWidth * channels * 4
+  let pixelBytes = channels * 4
+  let pointBytes = t.tiles * channels * 4
+  let source = UnsafeRawPointer(padded)
+  withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 36) { scratch in
+    let rows = scratch.baseAddress!
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let corner = source + (4 * ty) * rowBytes + 4 * tx * pixelBytes
+        let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
+        for c in stride(from: 0, to: channels * 4, by: 64) {
+          // d B, one row of the patch at a time.
+          for r in 0..<6 {
+            let base = corner + r * rowBytes + c
+            @inline(__always) func load(_ x: Int) -> WinogradLane {
+              (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
+            }
+            let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
+            (rows + 6 * r).initialize(to: row.0)
+            (rows + 6 * r + 1).initialize(to: row.1)
+            (rows + 6 * r + 2).initialize(to: row.2)
+            (rows + 6 * r + 3).initialize(to: row.3)
+            (rows + 6 * r + 4).initialize(to: row.4)
+            (rows + 6 * r + 5).initialize(to: row.5)
+          }
+          // Bᵀ ·, one column at a time, to points p·6 + q.
+          for q in 0..<6 {
+            let column = winograd4B(rows[q], rows[6 + q], rows[12 + q], rows[18 + q], rows[24 + q], rows[30 + q])
+            let base = target + c + q * pointBytes
+            base.storeBytes(of: column.0, as: WinogradLane.self)
+            (base + 6 * pointBytes).storeBytes(of: column.1, as: WinogradLane.self)
+            (base + 12 * pointBytes).storeBytes(of: column.2, as: WinogradLane.self)
+            (base + 18 * pointBytes).storeBytes(of: column.3, as: WinogradLane.self)
+            (base + 24 * pointBytes).storeBytes(of: column.4, as: WinogradLane.self)
+            (base + 30 * pointBytes).storeBytes(of: column.5, as: WinogradLane.self)
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Transforms HWIO 3×3 filters for F(4×4, 3×3), for `inputChannels` (all by default):
+/// `v[point][ci][co] = (G g Gᵀ)[point]`, and, when `flipped` is given, the filters turned
+/// by 180° with in and out swapped, `flipped[point][co][ci]`, for the input gradient.
+/// Cost: O(36 · in · out) adds; run once per parameter change.
+@inlinable
+public func winograd4TransformWeights(
+  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
+  into v: UnsafeMutablePointer<Float>, flipped: UnsafeMutablePointer<Float>? = nil
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  precondition(cout % 16 == 0, "Winograd filters: outChannels = \(cout) is not a multiple of 16")
+  let source = UnsafeRawPointer(weights)
+  let target = UnsafeMutableRawPointer(v)
+  for ci in inputChannels ?? 0..<cin {
+    for co in stride(from: 0, to: cout, by: 16) {
+      @inline(__always) func g(_ ky: Int, _ kx: Int) -> WinogradLane {
+        source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
+      }
+      /// The transform of the filter, or of it turned by 180° (`turned`), stored at points p·6 + q.
+      @inline(__always) func transform(turned: Bool, _ store: (Six, Int) -> Void) {
+        @inline(__always) func tap(_ ky: Int, _ kx: Int) -> WinogradLane { turned ? g(2 - ky, 2 - kx) : g(ky, kx) }
+        let c0 = winograd4G(tap(0, 0), tap(1, 0), tap(2, 0))
+        let c1 = winograd4G(tap(0, 1), tap(1, 1), tap(2, 1))
+        let c2 = winograd4G(tap(0, 2), tap(1, 2), tap(2, 2))
+        store(winograd4G(c0.0, c1.0, c2.0), 0)
+        store(winograd4G(c0.1, c1.1, c2.1), 1)
+        store(winograd4G(c0.2, c1.2, c2.2), 2)
+        store(winograd4G(c0.3, c1.3, c2.3), 3)
+        store(winograd4G(c0.4, c1.4, c2.4), 4)
+        store(winograd4G(c0.5, c1.5, c2.5), 5)
+      }
+      transform(turned: false) { row, p in
+        let offset = ((p * 6) * pairs + ci * cout + co) * 4
+        target.storeBytes(of: row.0, toByteOffset: offset, as: WinogradLane.self)
+        target.storeBytes(of: row.1, toByteOffset: offset + pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.2, toByteOffset: offset + 2 * pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.3, toByteOffset: offset + 3 * pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.4, toByteOffset: offset + 4 * pairs * 4, as: WinogradLane.self)
+        target.storeBytes(of: row.5, toByteOffset: offset + 5 * pairs * 4, as: WinogradLane.self)
+      }
+      guard let flipped else { continue }
+      // [point][co][ci]: the 16 output channels of this block are 16 rows, one value each.
+      transform(turned: true) { row, p in
+        @inline(__always) func put(_ value: WinogradLane, _ q: Int) {
+          let base = flipped + (p * 6 + q) * pairs + co * cin + ci
+          for lane in 0..<16 { base[lane * cin] = value[lane] }
+        }
+        put(row.0, 0)
+        put(row.1, 1)
+        put(row.2, 2)
+        put(row.3, 3)
+        put(row.4, 4)
+        put(row.5, 5)
+      }
+    }
+  }
+}
+
+/// Transforms the point products back into 4×4 output tiles (`Aᵀ M A`) and writes the
+/// output (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given,
+/// through `relu` when asked. Tile outputs past the edge are dropped. Two passes through
+/// a 24-vector scratch, as `winograd4TransformInput`. Cost: O(tiles · 36 · channels) adds.
+@inlinable
+public func winograd4TransformOutput(
+  _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
+  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
+) {
+  let pointBytes = t.tiles * channels * 4
+  let target = UnsafeMutableRawPointer(output)
+  withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
+    let rows = scratch.baseAddress!
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let source = UnsafeRawPointer(m + (ty * t.tilesX + tx) * channels)
+        let outRows = min(4, t.outHeight - 4 * ty)
+        let outColumns = min(4, t.outWidth - 4 * tx)
+        for c in stride(from: 0, to: channels, by: 16) {
+          // Aᵀ over the six points of each row p.
+          for p in 0..<6 {
+            let base = source + (p * 6) * pointBytes + c * 4
+            @inline(__always) func load(_ q: Int) -> WinogradLane {
+              (base + q * pointBytes).loadUnaligned(as: WinogradLane.self)
+            }
+            let row = winograd4AT(load(0), load(1), load(2), load(3), load(4), load(5))
+            (rows + 4 * p).initialize(to: row.0)
+            (rows + 4 * p + 1).initialize(to: row.1)
+            (rows + 4 * p + 2).initialize(to: row.2)
+            (rows + 4 * p + 3).initialize(to: row.3)
+          }
+          let b =
+            bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
+            ?? WinogradLane()
+          // · A down each column dx, to output rows dy.
+          for dx in 0..<outColumns {
+            let column = winograd4AT(rows[dx], rows[4 + dx], rows[8 + dx], rows[12 + dx], rows[16 + dx], rows[20 + dx])
+            let values = (column.0, column.1, column.2, column.3)
+            @inline(__always) func put(_ value: WinogradLane, _ dy: Int) {
+              guard dy < outRows else { return }
+              let sum = value + b
+              let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+              target.storeBytes(
+                of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+            }
+            put(values.0, 0)
+            put(values.1, 1)
+            put(values.2, 2)
+            put(values.3, 3)
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Transforms each 4×4 tile of an output gradient (zeros past the edge) into
+/// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand. Two passes
+/// through a 24-vector scratch, as `winograd4TransformInput`.
+/// Cost: O(tiles · 36 · channels) adds.
+@inlinable
+public func winograd4TransformOutputGradient(
+  _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, into e: UnsafeMutablePointer<Float>
+) {
+  let pointBytes = t.tiles * channels * 4
+  let source = UnsafeRawPointer(gradient)
+  withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
+    let rows = scratch.baseAddress!
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
+        let inRows = min(4, t.outHeight - 4 * ty)
+        let inColumns = min(4, t.outWidth - 4 * tx)
+        for c in stride(from: 0, to: channels, by: 16) {
+          // e Aᵀ, one row dy of the tile at a time.
+          for dy in 0..<4 {
+            @inline(__always) func load(_ dx: Int) -> WinogradLane {
+              guard dy < inRows, dx < inColumns else { return WinogradLane() }
+              let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+              return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+            }
+            let row = winograd4A(load(0), load(1), load(2), load(3))
+            (rows + 6 * dy).initialize(to: row.0)
+            (rows + 6 * dy + 1).initialize(to: row.1)
+            (rows + 6 * dy + 2).initialize(to: row.2)
+            (rows + 6 * dy + 3).initialize(to: row.3)
+            (rows + 6 * dy + 4).initialize(to: row.4)
+            (rows + 6 * dy + 5).initialize(to: row.5)
+          }
+          // A ·, one column q at a time, to points p·6 + q.
+          for q in 0..<6 {
+            let column = winograd4A(rows[q], rows[6 + q], rows[12 + q], rows[18 + q])
+            let base = target + c * 4 + q * pointBytes
+            base.storeBytes(of: column.0, as: WinogradLane.self)
+            (base + 6 * pointBytes).storeBytes(of: column.1, as: WinogradLane.self)
+            (base + 12 * pointBytes).storeBytes(of: column.2, as: WinogradLane.self)
+            (base + 18 * pointBytes).storeBytes(of: column.3, as: WinogradLane.self)
+            (base + 24 * pointBytes).storeBytes(of: column.4, as: WinogradLane.self)
+            (base + 30 * pointBytes).storeBytes(of: column.5, as: WinogradLane.self)
+          }
+        }
+      }
+    }
+  }
+}
+
+/// Transforms summed weight products back, `dW += Gᵀ products G`, into `weightGradient`
+/// (HWIO). Cost: O(36 · in · out) adds.
+@inlinable
+public func winograd4AddWeightGradient(
+  products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  let source = UnsafeRawPointer(products)
+  let target = UnsafeMutableRawPointer(weightGradient)
+  for ci in 0..<cin {
+    for co in stride(from: 0, to: cout, by: 16) {
+      @inline(__always) func row(_ p: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
+        @inline(__always) func load(_ q: Int) -> WinogradLane {
+          source.loadUnaligned(fromByteOffset: ((p * 6 + q) * pairs + ci * cout + co) * 4, as: WinogradLane.self)
+        }
+        return winograd4GT(load(0), load(1), load(2), load(3), load(4), load(5))
+      }
+      let r = (row(0), row(1), row(2), row(3), row(4), row(5))
+      @inline(__always) func add(_ column: (WinogradLane, WinogradLane, WinogradLane), _ kx: Int) {
+        @inline(__always) func put(_ value: WinogradLane, _ ky: Int) {
+          let offset = (((ky * 3 + kx) * cin + ci) * cout + co) * 4
+          let sum = target.loadUnaligned(fromByteOffset: offset, as: WinogradLane.self) + value
+          target.storeBytes(of: sum, toByteOffset: offset, as: WinogradLane.self)
+        }
+        put(column.0, 0)
+        put(column.1, 1)
+        put(column.2, 2)
+      }
+      add(winograd4GT(r.0.0, r.1.0, r.2.0, r.3.0, r.4.0, r.5.0), 0)
+      add(winograd4GT(r.0.1, r.1.1, r.2.1, r.3.1, r.4.1, r.5.1), 1)
+      add(winograd4GT(r.0.2, r.1.2, r.2.2, r.3.2, r.4.2, r.5.2), 2)
+    }
+  }
+}
+
+// MARK: - The three passes of a convolution layer
+
+/// Scratch sizes, in Floats, for the three passes of an F(4×4, 3×3) layer of `shape`, as
+/// `WinogradScratch` gives them for F(2×2, 3×3).
+public struct Winograd4Scratch: Sendable {
+  public let inputTiles: Int, paddedInput: Int, paddedGradient: Int, gradientTiles: Int, products: Int
+
+  public init(_ s: Conv3x3Shape) {
+    let forward = WinogradTiling.forward(s, outputTile: 4)
+    let backward = WinogradTiling.inputGradient(s, outputTile: 4)
+    inputTiles = forward.transformedCount
+    paddedInput = forward.paddedCount
+    paddedGradient = backward.paddedCount
+    gradientTiles = max(winograd4Points * forward.tiles * s.outChannels, backward.transformedCount)
+    products = max(winograd4Points * forward.tiles * s.outChannels, winograd4Points * backward.tiles * s.inChannels)
+  }
+}
+
+/// Forward: `output = bias + conv3x3(input, w)` through F(4×4, 3×3), then `relu` when
+/// asked, with `transformedWeights` from `winograd4TransformWeights`. Leaves the
+/// transformed input in `inputTiles` for the weight gradient.
+/// Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · channels) adds.
+@inlinable
+public func winograd4Conv3x3Forward(
+  input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
+  bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
+  inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+) {
+  let tiling = WinogradTiling.forward(s, outputTile: 4)
+  winograd4TransformInput(input, tiling: tiling, padded: paddedInput, into: inputTiles)
+  winogradMultiply(
+    inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels, outChannels: s.outChannels,
+    points: winograd4Points, into: products)
+  winograd4TransformOutput(products, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
+}
+
+/// Input gradient: the output gradient, padded by 2 minus the convolution's padding,
+/// correlated with the turned filters (`winograd4TransformWeights`' `flipped`).
+/// Overwrites `inputGradient`. Cost: 2 · 36 · tiles · in · out FLOP plus the transforms.
+@inlinable
+public func winograd4Conv3x3InputGradient(
+  outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
+  paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
+  products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
+) {
+  let tiling = WinogradTiling.inputGradient(s, outputTile: 4)
+  winograd4TransformInput(outputGradient, tiling: tiling, padded: paddedGradient, into: gradientTiles)
+  winogradMultiply(
+    gradientTiles, flippedWeights, tiles: tiling.tiles, inChannels: s.outChannels, outChannels: s.inChannels,
+    points: winograd4Points, into: products)
+  winograd4TransformOutput(products, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
+}
+
+/// One image's share of the weight and bias gradients, as `winogradConv3x3WeightGradient`
+/// for F(2×2, 3×3): its weight products are added to `products` (or replace them without
+/// `accumulate`; `winograd4AddWeightGradient` finishes them), and `dB += Σ_p dOutput[p]`
+/// when `biasGradient` is given. Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · out).
+@inlinable
+public func winograd4Conv3x3WeightGradient(
+  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
+  biasGradient: UnsafeMutablePointer<Float>?
+) {
+  winograd4TransformOutputGradient(
+    outputGradient, tiling: .forward(s, outputTile: 4), channels: s.outChannels, into: gradientTiles)
+  winogradAccumulateWeightProducts(
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, outputTile: 4, products: products,
+    accumulate: accumulate)
+  if let biasGradient {
+    addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+  }
+}
