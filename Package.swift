@@ -27,7 +27,9 @@ let package = Package(
     .executable(name: "ptrain", targets: ["ptrain"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // `swift package generate-documentation --target PTrain` builds the DocC catalog.
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
   ],
   targets: [
     .systemLibrary(
@@ -54,6 +56,5 @@ let package = Package(
       name: "PTrainTests",
       dependencies: ["PTrain", "ptrain"],
       swiftSettings: engineSettings),
-  ],
-  swiftLanguageModes: [.v5]
+  ]
 )

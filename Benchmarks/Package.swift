@@ -21,6 +21,5 @@ let package = Package(
     .package(name: "ptrain", path: ".."),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
   ],
-  targets: [benchmarkTarget("KernelBenchmarks"), benchmarkTarget("TrainingStepBenchmarks")],
-  swiftLanguageModes: [.v5]
+  targets: [benchmarkTarget("KernelBenchmarks"), benchmarkTarget("TrainingStepBenchmarks")]
 )

@@ -11,6 +11,5 @@ let package = Package(
   targets: [
     // One binary for both readers; tools/fuzz picks one with PTRAIN_FUZZ_TARGET.
     .executableTarget(name: "FuzzReaders", dependencies: [.product(name: "PTrain", package: "ptrain")])
-  ],
-  swiftLanguageModes: [.v5]
+  ]
 )

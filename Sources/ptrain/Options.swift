@@ -31,7 +31,12 @@ struct DataOptions: ParsableArguments {
     }
     switch dataset ?? metadata["dataset"].flatMap(DatasetName.init(rawValue:)) ?? .mnist {
     case .mnist: return try Dataset.bundledMNIST()
-    case .fashionMNIST: return try Dataset.fashionMNIST()
+    case .fashionMNIST:
+      do { return try Dataset.fashionMNIST() } catch let error as PTrainError
+        where !FileManager.default.fileExists(atPath: Dataset.fashionMNISTDirectory)
+      {
+        throw PTrainError("\(error) (--data DIR)")  // the copy's directory, in the CLI's terms
+      }
     }
   }
 

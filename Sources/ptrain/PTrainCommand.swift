@@ -25,7 +25,7 @@ struct PTrainCommand: ParsableCommand {
       var command = try parseAsRoot()
       try command.run()
     } catch let error as PTrainError {
-      Terminal.fail("\(error)", code: 1)
+      Terminal.fail("\(error.inFlagTerms)", code: 1)
     } catch {
       let code = exitCode(for: error)
       if code == .success { exit(withError: error) }  // --help, --version
@@ -44,8 +44,19 @@ func usage<T>(_ body: () throws -> T) throws -> T {
   do {
     return try body()
   } catch let error as PTrainError {
-    throw ValidationError(error.description)
+    throw ValidationError(error.inFlagTerms.description)
   }
+}
+
+extension PTrainError {
+  /// The flags that set the library's options, by the options' names.
+  static let flags = [
+    "threads": "--threads", "epochs": "--epochs", "batchSize": "--batch-size", "learningRate": "--learning-rate",
+  ]
+
+  /// The error as the CLI says it: an option of the library named by its flag
+  /// ("--threads must be at least 1" for the library's "threads must be at least 1").
+  var inFlagTerms: PTrainError { option.flatMap { Self.flags[$0] }.map(namingOption) ?? self }
 }
 
 /// Where the CLI writes: results on stdout, progress, warnings and errors on stderr.

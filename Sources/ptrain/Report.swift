@@ -1,5 +1,6 @@
 import Foundation
 import PTrain
+import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -127,22 +128,29 @@ enum ProgressLine {
 }
 
 /// Renders training events on stderr: a redrawn progress line that fits the terminal on
-/// a terminal, else one plain line per epoch. Redraws at most ten times a second.
-final class ProgressReporter {
+/// a terminal, else one plain line per epoch. Redraws at most ten times a second. Safe
+/// from any thread: `Trainer.train` calls it from a worker for steps and from its caller
+/// for epochs.
+final class ProgressReporter: Sendable {
   private let enabled: Bool
   private let interactive: Bool
   private let clock = ContinuousClock()
-  private var lastDraw: ContinuousClock.Instant
-  /// When this reporter saw its first step, and how many of the run's steps were done
-  /// then: the run's pace is measured from there (a resumed run starts part-way).
-  private var start: (time: ContinuousClock.Instant, step: Int)?
-  /// When the current epoch's first step was seen, and its images then.
-  private var epochStart: (time: ContinuousClock.Instant, epoch: Int, images: Int)?
+  private let marks: Mutex<Marks>
+
+  /// When the line was last drawn, and where the pace is measured from.
+  private struct Marks {
+    var lastDraw: ContinuousClock.Instant
+    /// When this reporter saw its first step, and how many of the run's steps were done
+    /// then: the run's pace is measured from there (a resumed run starts part-way).
+    var start: (time: ContinuousClock.Instant, step: Int)?
+    /// When the current epoch's first step was seen, and its images then.
+    var epochStart: (time: ContinuousClock.Instant, epoch: Int, images: Int)?
+  }
 
   init(enabled: Bool, interactive: Bool) {
     self.enabled = enabled
     self.interactive = interactive
-    lastDraw = clock.now
+    marks = Mutex(Marks(lastDraw: clock.now))
   }
 
   func handle(_ event: TrainingEvent) {
@@ -152,22 +160,28 @@ final class ProgressReporter {
       guard interactive else { return }
       let now = clock.now
       let runStep = (p.epoch - 1) * p.stepsPerEpoch + p.step
-      if start == nil { start = (now, runStep - 1) }
-      if epochStart?.epoch != p.epoch { epochStart = (now, p.epoch, p.images) }
-      guard p.step == p.stepsPerEpoch || now - lastDraw >= .milliseconds(100) else { return }
-      lastDraw = now
-      let secondsPerStep = (now - start!.time).seconds / Double(max(runStep - start!.step, 1))
-      let epochSeconds = (now - epochStart!.time).seconds
-      // Until the epoch has run a while, its pace is the run's (which includes evaluation).
-      let imagesPerSecond =
-        epochSeconds > 0.1
-        ? Double(p.images - epochStart!.images) / epochSeconds : Double(p.images) / Double(p.step) / secondsPerStep
-      let fields = ProgressLine.Fields(
-        epoch: p.epoch, epochs: p.epochs, step: p.step, stepsPerEpoch: p.stepsPerEpoch,
-        imagesPerSecond: imagesPerSecond, loss: p.loss,
-        epochETA: Double(p.stepsPerEpoch - p.step) * secondsPerStep,
-        runETA: Double(p.epochs * p.stepsPerEpoch - runStep) * secondsPerStep)
-      Terminal.progress("\r" + ProgressLine.render(fields, columns: terminalColumns()) + "\u{1B}[K")
+      let fields: ProgressLine.Fields? = marks.withLock { marks in
+        if marks.start == nil { marks.start = (now, runStep - 1) }
+        if marks.epochStart?.epoch != p.epoch { marks.epochStart = (now, p.epoch, p.images) }
+        guard p.step == p.stepsPerEpoch || now - marks.lastDraw >= .milliseconds(100) else { return nil }
+        marks.lastDraw = now
+        let start = marks.start!
+        let epochStart = marks.epochStart!
+        let secondsPerStep = (now - start.time).seconds / Double(max(runStep - start.step, 1))
+        let epochSeconds = (now - epochStart.time).seconds
+        // Until the epoch has run a while, its pace is the run's (which includes evaluation).
+        let imagesPerSecond =
+          epochSeconds > 0.1
+          ? Double(p.images - epochStart.images) / epochSeconds : Double(p.images) / Double(p.step) / secondsPerStep
+        return ProgressLine.Fields(
+          epoch: p.epoch, epochs: p.epochs, step: p.step, stepsPerEpoch: p.stepsPerEpoch,
+          imagesPerSecond: imagesPerSecond, loss: p.loss,
+          epochETA: Double(p.stepsPerEpoch - p.step) * secondsPerStep,
+          runETA: Double(p.epochs * p.stepsPerEpoch - runStep) * secondsPerStep)
+      }
+      if let fields {
+        Terminal.progress("\r" + ProgressLine.render(fields, columns: terminalColumns()) + "\u{1B}[K")
+      }
     case .epochFinished(let r):
       let line = Self.epochLine(r, columns: interactive ? terminalColumns() : Int.max)
       Terminal.error((interactive ? "\r\u{1B}[K" : "") + line)

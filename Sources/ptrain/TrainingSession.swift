@@ -1,10 +1,11 @@
 import Dispatch
 import Foundation
 import PTrain
+import Synchronization
 
 /// Runs a prepared trainer the way the CLI promises: progress, checkpoints every N
 /// steps and at the end, a clean stop on Ctrl-C or SIGTERM, and the final report.
-struct TrainingSession {
+struct TrainingSession: Sendable {
   let trainer: Trainer
   let dataset: Dataset
   let train: LabeledImages
@@ -30,31 +31,37 @@ struct TrainingSession {
   func run() throws {
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
     if !output.quiet { Terminal.error(firstLine) }
-    let interrupts = InterruptHandler { trainer.requestStop() }
-    var saveError: Error?
-    var lastSaved: (path: String, step: Int)?
+    let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
+    /// The periodic checkpoints: the last one written, or why writing one failed.
+    let saves = Mutex<(last: (path: String, step: Int)?, error: (any Error)?)>((nil, nil))
     let summary: TrainingSummary
     do {
       summary = try trainer.train(train, evaluatingOn: dataset.test) { event in
         progress.handle(event)
+        // Step events run on a worker while no worker changes the trainer, so its state
+        // can be saved here (see `Trainer.train`).
         if case .step = event, let every = checkpoints.checkpointEvery, let path = checkpoints.save,
-          trainer.optimizer.step % every == 0, saveError == nil
+          trainer.optimizer.step % every == 0
         {
-          do {
-            try Checkpoint.save(trainer.state(), to: path, extra: metadata)
-            lastSaved = (path, trainer.optimizer.step)
-          } catch {
-            saveError = error
-            trainer.requestStop()
+          saves.withLock { saves in
+            guard saves.error == nil else { return }
+            do {
+              try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+              saves.last = (path, trainer.optimizer.step)
+            } catch {
+              saves.error = error
+              trainer.requestStop()
+            }
           }
         }
       }
     } catch let error as PTrainError {
       progress.finishLine()
-      let kept = lastSaved.map { "; the last checkpoint, \($0.path) at step \($0.step), is untouched" } ?? ""
-      throw PTrainError(error.description + kept)
+      let kept =
+        saves.withLock(\.last).map { "; the last checkpoint, \($0.path) at step \($0.step), is untouched" } ?? ""
+      throw PTrainError(error.inFlagTerms.description + kept)
     }
-    if let saveError { throw saveError }
+    if let saveError = saves.withLock(\.error) { throw saveError }
     if summary.stopped {
       progress.finishLine()
       let signal = interrupts.received ?? SIGINT
@@ -122,6 +129,9 @@ func shellCommand(_ words: [String]) -> String {
 /// Turns the first SIGINT or SIGTERM into a stop request and the second into an
 /// immediate exit. Signals are received through dispatch sources, not in a signal
 /// handler, so the stop request runs as ordinary code.
+///
+/// `@unchecked Sendable` because the dispatch sources' handlers touch only the fields
+/// `lock` guards; `sources` changes only in `init` and `disarm`, on the owner's thread.
 final class InterruptHandler: @unchecked Sendable {
   private var sources: [DispatchSourceSignal] = []
   private let lock = NSLock()

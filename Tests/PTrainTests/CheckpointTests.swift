@@ -1,5 +1,6 @@
 import Foundation
 import PTrain
+import Synchronization
 import XCTest
 
 /// safetensors bytes with `header` verbatim and `dataBytes` zero bytes of data.
@@ -176,11 +177,13 @@ final class CheckpointTests: XCTestCase {
     let straight = try Trainer(options: options)
     try straight.train(data)
     let first = try Trainer(options: options)
-    var saved: TrainingState?
+    let saved = Mutex<TrainingState?>(nil)
     try first.train(data) { event in
-      if case .step(let progress) = event, progress.step == 10, progress.epoch == 1 { saved = first.state() }
+      if case .step(let progress) = event, progress.step == 10, progress.epoch == 1 {
+        saved.withLock { $0 = first.state() }
+      }
     }
-    let state = try XCTUnwrap(saved)
+    let state = try XCTUnwrap(saved.withLock { $0 })
     XCTAssertEqual(state.stepsIntoEpoch, 10)
     XCTAssertEqual(state.epochsCompleted, 0)
     let path = try makeTemporaryDirectory().appendingPathComponent("last-step.safetensors").path
@@ -270,10 +273,10 @@ final class CheckpointTests: XCTestCase {
   /// the layer, and the parameters stay those of the last good step.
   func testNonFiniteValuesStopTrainingBeforeTheyAreApplied() throws {
     let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 3, learningRate: 1e30))
-    var lastGood: [Float] = []
+    let lastGood = Mutex<[Float]>([])
     XCTAssertThrowsError(
       try trainer.train(Self.mnist.train.prefix(320)) { event in
-        if case .step = event { lastGood = trainer.parameterValues }
+        if case .step = event { lastGood.withLock { $0 = trainer.parameterValues } }
       }
     ) { error in
       let text = "\(error)"
@@ -281,7 +284,7 @@ final class CheckpointTests: XCTestCase {
       XCTAssertTrue(text.contains("step"), text)
       XCTAssertTrue(text.contains("layer") || text.contains("loss"), text)
     }
-    XCTAssertEqual(trainer.parameterValues, lastGood)
+    XCTAssertEqual(trainer.parameterValues, lastGood.withLock { $0 })
     XCTAssertTrue(trainer.parameterValues.allSatisfy(\.isFinite))
     let directory = try makeTemporaryDirectory()
     var poisoned = trainer.state()

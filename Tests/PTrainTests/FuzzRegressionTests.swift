@@ -1,5 +1,5 @@
 import Foundation
-import PTrain
+@_spi(Fuzzing) import PTrain
 import XCTest
 
 /// Replays the fuzzers' seed corpora (`Fuzz/corpus/`) and every input a fuzzer ever

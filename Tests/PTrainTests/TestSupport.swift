@@ -77,18 +77,20 @@ var ptrainBinary: URL {
 func runPTrain(
   _ arguments: [String], signals: [(Int32, String)] = [], in directory: URL? = nil, timeout: Double = 300
 ) throws -> CLIResult {
-  try run(ptrainBinary, arguments, signals: signals, in: directory, timeout: timeout)
+  try runProcess(ptrainBinary, arguments, signals: signals, in: directory, timeout: timeout)
 }
 
 /// Runs `ptrain` through `/bin/sh -c script`, where `$PTRAIN` names the binary: for
 /// redirections and limits a `Process` cannot set (`>&-`, `ulimit`).
 func runPTrainInShell(_ script: String, in directory: URL? = nil) throws -> CLIResult {
-  try run(
+  try runProcess(
     URL(fileURLWithPath: "/bin/sh"), ["-c", script], environment: ["PTRAIN": ptrainBinary.path], in: directory,
     timeout: 300)
 }
 
-private func run(
+/// Runs `executable` to completion as `runPTrain` does. Keep each output stream under a
+/// pipe's capacity (64 KiB) while sending signals, or send the rest to a file.
+func runProcess(
   _ executable: URL, _ arguments: [String], signals: [(Int32, String)] = [], environment: [String: String] = [:],
   in directory: URL?, timeout: Double
 ) throws -> CLIResult {

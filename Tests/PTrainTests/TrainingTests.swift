@@ -1,4 +1,5 @@
 import PTrain
+import Synchronization
 import XCTest
 
 final class TrainingTests: XCTestCase {
@@ -92,11 +93,11 @@ final class TrainingTests: XCTestCase {
     let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, seed: 1))
     let test = Self.mnist.test.prefix(1000)
     let before = trainer.evaluate(test)
-    var steps = 0
+    let steps = Mutex(0)
     let summary = try trainer.train(Self.mnist.train.prefix(2000), evaluatingOn: test) { event in
-      if case .step = event { steps += 1 }
+      if case .step = event { steps.withLock { $0 += 1 } }
     }
-    XCTAssertEqual(steps, 63)
+    XCTAssertEqual(steps.withLock { $0 }, 63)
     let after = try XCTUnwrap(summary.finalEvaluation)
     XCTAssertLessThan(after.loss, before.loss / 2)
     XCTAssertGreaterThan(after.accuracy, 0.75)
@@ -118,14 +119,34 @@ final class TrainingTests: XCTestCase {
     XCTAssertEqual(e.classes[2].f1, 0)
   }
 
+  /// The library names its options as the API does; the CLI turns them into flags.
   func testInvalidOptionsAreRejected() {
-    for (options, message) in [
-      (TrainingOptions(threads: 0), "--threads must be at least 1, got 0"),
-      (TrainingOptions(threads: 1, batchSize: 0), "--batch-size must be at least 1, got 0"),
-      (TrainingOptions(threads: 1, learningRate: -1), "--learning-rate must be a positive finite number, got -1.0"),
-      (TrainingOptions(threads: 1, learningRate: .nan), "--learning-rate must be a positive finite number, got nan"),
+    for (options, option, message, flagMessage) in [
+      (
+        TrainingOptions(threads: 0), "threads", "threads must be at least 1, got 0",
+        "--threads must be at least 1, got 0"
+      ),
+      (
+        TrainingOptions(threads: 1, batchSize: 0), "batchSize", "batchSize must be at least 1, got 0",
+        "--batch-size must be at least 1, got 0"
+      ),
+      (
+        TrainingOptions(threads: 1, learningRate: -1), "learningRate",
+        "learningRate must be a positive finite number, got -1.0",
+        "--learning-rate must be a positive finite number, got -1.0"
+      ),
+      (
+        TrainingOptions(threads: 1, learningRate: .nan), "learningRate",
+        "learningRate must be a positive finite number, got nan",
+        "--learning-rate must be a positive finite number, got nan"
+      ),
     ] {
-      XCTAssertThrowsError(try Trainer(options: options)) { XCTAssertEqual("\($0)", message) }
+      XCTAssertThrowsError(try Trainer(options: options)) { error in
+        let error = error as! PTrainError
+        XCTAssertEqual(error.description, message)
+        XCTAssertEqual(error.option, option)
+        XCTAssertEqual(error.namingOption(String(flagMessage.prefix { $0 != " " })).description, flagMessage)
+      }
     }
   }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import PTrain
+import Synchronization
 import XCTest
 
 #if canImport(Glibc)
@@ -26,6 +27,7 @@ final class WorkerTests: XCTestCase {
     XCTAssertTrue(pool.isPinned, "bound to \(pool.boundCPUs), planned \(pool.placements)")
     var observed = [[Int]](repeating: [], count: pool.count)
     observed.withUnsafeMutableBufferPointer { observed in
+      nonisolated(unsafe) let observed = observed  // each worker appends to its own element
       pool.run { worker in
         for _ in 0..<100 {
           observed[worker].append(topology.currentCPU() ?? -1)
@@ -65,6 +67,8 @@ final class WorkerTests: XCTestCase {
       var second = [Int](repeating: 0, count: 3)
       first.withUnsafeMutableBufferPointer { first in
         second.withUnsafeMutableBufferPointer { second in
+          // Each worker writes its own elements; `second`'s reads follow the barrier.
+          nonisolated(unsafe) let (first, second) = (first, second)
           pool.run { worker in
             first[worker] = worker + 1
             pool.barrier.wait()
@@ -78,7 +82,7 @@ final class WorkerTests: XCTestCase {
 
   func testZeroThreadsIsAnError() throws {
     XCTAssertThrowsError(try WorkerPool(topology: try Topology(), threads: 0)) { error in
-      XCTAssertEqual("\(error)", "--threads must be at least 1, got 0")
+      XCTAssertEqual("\(error)", "threads must be at least 1, got 0")
     }
   }
 }

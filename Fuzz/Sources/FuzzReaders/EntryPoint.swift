@@ -1,4 +1,4 @@
-import PTrain
+@_spi(Fuzzing) import PTrain
 
 #if canImport(Glibc)
   import Glibc
@@ -7,12 +7,13 @@ import PTrain
 /// The reader under test, chosen once by PTRAIN_FUZZ_TARGET: `idx` (the IDX/gzip reader)
 /// or `safetensors` (the JSON parser, the safetensors reader and the checkpoint loader).
 /// A global outside main.swift, so it is initialised on first use whichever `main` runs.
-let fuzzTarget: ([UInt8]) -> Void = {
+let fuzzTarget: @Sendable ([UInt8]) -> Void = {
   switch getenv("PTRAIN_FUZZ_TARGET").map({ String(cString: $0) }) {
   case "idx": return FuzzEntryPoints.idx
   case "safetensors": return FuzzEntryPoints.safetensors
   default:
-    fputs("FuzzReaders: set PTRAIN_FUZZ_TARGET to idx or safetensors\n", stderr)
+    let usage = "FuzzReaders: set PTRAIN_FUZZ_TARGET to idx or safetensors\n"
+    _ = usage.withCString { write(2, $0, strlen($0)) }
     exit(64)
   }
 }()

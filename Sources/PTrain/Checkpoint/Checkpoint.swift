@@ -13,8 +13,8 @@ public struct TrainingState: Sendable {
   /// they have seen.
   public var runningStatistics: [Float]
   public var batchesTracked: Int
-  public var firstMoment: [Float]
-  public var secondMoment: [Float]
+  package var firstMoment: [Float]
+  package var secondMoment: [Float]
   /// Adam steps taken.
   public var adamStep: Int
   /// Whole epochs finished, and steps finished in the epoch after them.
@@ -22,19 +22,19 @@ public struct TrainingState: Sendable {
   public var stepsIntoEpoch: Int
   /// The generator as it was before it shuffled epoch `epochsCompleted + 1`; replaying
   /// that shuffle recovers the epoch's order.
-  public var epochGenerator: SeededGenerator
+  package var epochGenerator: SeededGenerator
   /// Summed loss and correct count of the steps finished in the current epoch.
-  public var epochLoss: Double
-  public var epochCorrect: Int
+  package var epochLoss: Double
+  package var epochCorrect: Int
   /// Identifies the training data (see `LabeledImages.fingerprint`).
-  public var dataFingerprint: String
+  package var dataFingerprint: String
 }
 
 extension TrainingState {
   /// Throws a one-line error unless the position is one a run can reach: epochs and
   /// steps within the run, a correct count no larger than the images seen, and nothing
   /// counted at the start of an epoch. Cost: O(1).
-  public func validatePosition() throws {
+  package func validatePosition() throws {
     guard epochsCompleted <= options.epochs, epochsCompleted < options.epochs || stepsIntoEpoch == 0 else {
       throw PTrainError(
         "the position (epoch \(epochsCompleted) done, step \(stepsIntoEpoch) of the next) lies past the run's \(options.epochs) epochs"
@@ -57,7 +57,7 @@ extension TrainingState {
   /// step's event, before the epoch is counted as finished), and Adam's step count is
   /// the steps of the finished epochs plus this one's. Call before training on the data.
   /// Cost: O(1).
-  public func validatePosition(trainingImages: Int) throws {
+  package func validatePosition(trainingImages: Int) throws {
     try validatePosition()
     let steps = (trainingImages + options.batchSize - 1) / options.batchSize
     guard stepsIntoEpoch <= steps else {
@@ -88,9 +88,9 @@ extension TrainingState {
 /// text it is taken for the MNIST CNN.
 public struct Checkpoint: Sendable {
   /// The value of `__metadata__.format` in every checkpoint ptrain writes.
-  public static let format = "ptrain.checkpoint.v1"
+  package static let format = "ptrain.checkpoint.v1"
   /// The most classes a checkpoint's head may have.
-  public static let maximumClasses = 4096
+  package static let maximumClasses = 4096
 
   public let path: String
   public let model: ModelDefinition
@@ -112,7 +112,7 @@ public struct Checkpoint: Sendable {
 
   /// Validates checkpoint `bytes` already in memory; `name` starts every error.
   /// Cost: O(bytes).
-  public init(bytes: [UInt8], name: String) throws {
+  package init(bytes: [UInt8], name: String) throws {
     try self.init(file: SafeTensors.parse(bytes, name: name), path: name)
   }
 
@@ -283,7 +283,7 @@ public struct Checkpoint: Sendable {
 
   /// The safetensors bytes of `state`, with `extra` added to `__metadata__`.
   /// Cost: O(parameters).
-  public static func encode(_ state: TrainingState, extra: [String: String] = [:]) -> [UInt8] {
+  package static func encode(_ state: TrainingState, extra: [String: String] = [:]) -> [UInt8] {
     let plan = try! ModelPlan(state.model)  // a state's model was planned when it trained
     let g = state.epochGenerator.state
     var metadata = extra

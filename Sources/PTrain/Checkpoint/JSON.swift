@@ -2,7 +2,7 @@
 ///
 /// Numbers keep their source text so that integers of any size are checked exactly
 /// when read rather than rounded through a Double.
-public enum JSONValue: Equatable, Sendable {
+package enum JSONValue: Equatable, Sendable {
   case object([(key: String, value: JSONValue)])
   case array([JSONValue])
   case string(String)
@@ -10,7 +10,7 @@ public enum JSONValue: Equatable, Sendable {
   case bool(Bool)
   case null
 
-  public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+  package static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
     switch (lhs, rhs) {
     case (.object(let a), .object(let b)):
       a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
@@ -23,7 +23,7 @@ public enum JSONValue: Equatable, Sendable {
   }
 
   /// The value as a non-negative integer that fits an `Int`, if it is one.
-  public var nonNegativeInt: Int? {
+  package var nonNegativeInt: Int? {
     guard case .number(let text) = self, !text.isEmpty, text.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else {
       return nil
     }
@@ -31,7 +31,7 @@ public enum JSONValue: Equatable, Sendable {
   }
 
   /// Encodes `text` as a JSON string literal.
-  public static func quoted(_ text: String) -> String {
+  package static func quoted(_ text: String) -> String {
     var out = "\""
     for scalar in text.unicodeScalars {
       switch scalar {
@@ -53,7 +53,7 @@ public enum JSONValue: Equatable, Sendable {
 /// A strict RFC 8259 parser over UTF-8 bytes with a nesting limit, so that hostile
 /// input costs at most O(bytes) time and memory and never recurses deeply. An object
 /// that repeats a key is refused, since readers disagree on which copy counts.
-public struct JSONParser {
+package struct JSONParser {
   /// The deepest nesting of arrays and objects accepted.
   static let maximumDepth = 32
 
@@ -61,7 +61,7 @@ public struct JSONParser {
   private var position = 0
 
   /// Parses `bytes` as exactly one JSON value; throws an error naming the byte offset.
-  public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+  package static func parse(_ bytes: [UInt8]) throws -> JSONValue {
     var parser = JSONParser(bytes: bytes)
     let value = try parser.value(depth: 0)
     parser.skipWhitespace()

@@ -14,9 +14,9 @@ public struct SafeTensors: Sendable {
   }
 
   /// The largest JSON header accepted: 16 MiB (ptrain writes about 4 KiB).
-  public static let maximumHeaderBytes = 16 << 20
+  package static let maximumHeaderBytes = 16 << 20
   /// The largest file accepted: 1 GiB.
-  public static let maximumFileBytes = 1 << 30
+  package static let maximumFileBytes = 1 << 30
   /// Bytes per element of every safetensors dtype.
   static let dtypeSizes: [String: Int] = [
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "I16": 2, "F16": 2, "BF16": 2,

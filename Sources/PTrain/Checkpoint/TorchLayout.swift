@@ -9,7 +9,7 @@
 /// | biases, BatchNorm γ (`i.weight`), β (`i.bias`), running statistics | the same names | none |
 extension ModelPlan {
   /// PyTorch's shape of `tensor`: OIHW for convolution kernels, else unchanged.
-  public func torchShape(of tensor: Tensor) -> [Int] {
+  package func torchShape(of tensor: Tensor) -> [Int] {
     let s = tensor.shape
     return s.count == 4 ? [s[3], s[2], s[0], s[1]] : s
   }
@@ -51,7 +51,7 @@ extension ModelPlan {
   /// The tensors of `tensors` (parameters, or `stateTensors`) from a buffer laid out for
   /// them, in PyTorch's names, shapes and layouts, each name preceded by `prefix`.
   /// Cost: O(buffer).
-  public func torchTensors(_ values: UnsafePointer<Float>, of tensors: [Tensor]? = nil, prefix: String = "")
+  package func torchTensors(_ values: UnsafePointer<Float>, of tensors: [Tensor]? = nil, prefix: String = "")
     -> [(name: String, shape: [Int], values: [Float])]
   {
     (tensors ?? self.tensors).map { tensor in
@@ -64,7 +64,7 @@ extension ModelPlan {
   /// PyTorch name from `file` into `values`, a buffer in ptrain's layout, skipping the
   /// layers at `skipping`. Throws a one-line error naming `path` and the tensor for a
   /// missing tensor or a dtype or shape that does not fit. Cost: O(buffer).
-  public func readTorchTensors(
+  package func readTorchTensors(
     from file: SafeTensors, of tensors: [Tensor]? = nil, prefix: String = "", into values: UnsafeMutablePointer<Float>,
     path: String, skipping: Set<Int> = []
   ) throws {

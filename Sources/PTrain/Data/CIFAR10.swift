@@ -8,22 +8,22 @@
 /// https://www.cs.toronto.edu/~kriz/cifar.html): five training files of 10,000 records and
 /// one test file, each record a label byte then 3,072 bytes of a 32×32 RGB image stored
 /// channel by channel (all red, all green, all blue). ptrain keeps images channels-last.
-public enum CIFAR10 {
-  public static let trainingFiles = (1...5).map { "data_batch_\($0).bin" }
-  public static let testFile = "test_batch.bin"
-  public static let shape = ImageShape(height: 32, width: 32, channels: 3)
+package enum CIFAR10 {
+  package static let trainingFiles = (1...5).map { "data_batch_\($0).bin" }
+  package static let testFile = "test_batch.bin"
+  package static let shape = ImageShape(height: 32, width: 32, channels: 3)
   /// Bytes per record: a label and a 32×32×3 image.
-  public static let recordBytes = 1 + 32 * 32 * 3
+  package static let recordBytes = 1 + 32 * 32 * 3
 
   /// Whether `directory` holds CIFAR-10's binary files (any of them).
-  public static func isPresent(in directory: String) -> Bool {
+  package static func isPresent(in directory: String) -> Bool {
     (trainingFiles + [testFile]).contains { access(directory + "/" + $0, F_OK) == 0 }
   }
 
   /// Reads all six files of `directory`, each decoded straight onto the end of its
   /// split's arrays, so that only one file's raw bytes are held at a time. Cost: one read
   /// of 180 MB and a reordering.
-  public static func load(directory: String, name: String) throws -> Dataset {
+  package static func load(directory: String, name: String) throws -> Dataset {
     func read(_ files: [String]) throws -> LabeledImages {
       var pixels: [UInt8] = []
       var labels: [UInt8] = []
@@ -52,7 +52,7 @@ public enum CIFAR10 {
 
   /// Decodes the records of one file, named `name` in errors: its size must be a whole,
   /// non-zero number of 3,073-byte records and every label below 10. Cost: O(bytes).
-  public static func decode(_ bytes: [UInt8], name: String) throws -> LabeledImages {
+  package static func decode(_ bytes: [UInt8], name: String) throws -> LabeledImages {
     var pixels: [UInt8] = []
     var labels: [UInt8] = []
     try decode(bytes, name: name, appendingTo: &pixels, labels: &labels)

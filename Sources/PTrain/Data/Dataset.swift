@@ -19,7 +19,7 @@ public struct LabeledImages: Sendable {
 
   /// Pairs IDX images (any height and width, one channel) with IDX labels, validating
   /// counts and labels. `name` appears in errors.
-  public init(images: IDXFile, labels: IDXFile, classes: Int = 10, name: String) throws {
+  package init(images: IDXFile, labels: IDXFile, classes: Int = 10, name: String) throws {
     let imageCount = images.dimensions[0]
     let labelCount = labels.dimensions[0]
     guard imageCount == labelCount else {
@@ -49,7 +49,7 @@ public struct LabeledImages: Sendable {
 
   /// Throws, naming `name` (when given), the first label and its index, if any label is
   /// not below `classes`. Cost: O(labels).
-  public static func requireLabels(_ labels: [UInt8], below classes: Int, name: String?) throws {
+  package static func requireLabels(_ labels: [UInt8], below classes: Int, name: String?) throws {
     guard let bad = labels.firstIndex(where: { Int($0) >= classes }) else { return }
     throw PTrainError(
       (name.map { "\($0): " } ?? "") + "label \(labels[bad]) at index \(bad) is not below the \(classes) classes")
@@ -57,7 +57,7 @@ public struct LabeledImages: Sendable {
 
   /// Identifies the data for checkpoints: the image count and a hash of the labels.
   /// Cost: O(count).
-  public var fingerprint: String {
+  package var fingerprint: String {
     let hash = labels.withUnsafeBytes { SHA256.hex($0) }
     return "\(count) images, labels sha256 \(hash.prefix(16))"
   }
@@ -83,11 +83,11 @@ public struct Dataset: Sendable, CustomStringConvertible {
   public let classNames: [String]
 
   /// Fashion-MNIST's classes, in label order.
-  public static let fashionMNISTClassNames = [
+  package static let fashionMNISTClassNames = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
   ]
   /// CIFAR-10's classes, in label order.
-  public static let cifar10ClassNames = [
+  package static let cifar10ClassNames = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
   ]
 
@@ -98,7 +98,7 @@ public struct Dataset: Sendable, CustomStringConvertible {
   }
 
   /// The four standard IDX file names, without `.gz`.
-  public static let fileNames = [
+  package static let fileNames = [
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
   ]
@@ -118,7 +118,7 @@ public struct Dataset: Sendable, CustomStringConvertible {
   }
 
   /// The gzip bytes of one bundled MNIST file, by its standard name (without `.gz`).
-  public static func bundledMNISTFile(_ name: String) -> [UInt8]? {
+  package static func bundledMNISTFile(_ name: String) -> [UInt8]? {
     for index in 0..<cmnist_file_count() where String(cString: cmnist_files()[index].name) == name {
       let file = cmnist_files()[index]
       return Array(UnsafeBufferPointer(start: file.bytes, count: file.count))
@@ -168,7 +168,7 @@ public struct Dataset: Sendable, CustomStringConvertible {
   public static func fashionMNIST(directory: String = fashionMNISTDirectory) throws -> Dataset {
     guard access(directory, F_OK) == 0 else {
       throw PTrainError(
-        "Fashion-MNIST is not installed at \(directory): run `sudo apt-get install dataset-fashion-mnist`, or pass --data DIR"
+        "Fashion-MNIST is not installed at \(directory): run `sudo apt-get install dataset-fashion-mnist`, or load a copy from its directory"
       )
     }
     return try load(directory: directory, name: "fashion-mnist")

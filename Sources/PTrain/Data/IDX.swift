@@ -9,25 +9,25 @@
 /// An IDX file is a big-endian magic number `00 00 08 <dims>`, one big-endian UInt32
 /// per dimension, then the bytes in row-major order. The reader validates all of it
 /// and refuses declared sizes that the input cannot hold before allocating anything.
-public struct IDXFile: Sendable {
+package struct IDXFile: Sendable {
   /// The dimensions, outermost first (count, rows, columns for images).
-  public let dimensions: [Int]
+  package let dimensions: [Int]
   /// The payload.
-  public let bytes: [UInt8]
+  package let bytes: [UInt8]
 
   /// The largest payload the reader will allocate: 1 GiB.
-  public static let maximumBytes = 1 << 30
+  package static let maximumBytes = 1 << 30
   /// Deflate cannot expand data by more than about 1032:1.
   static let maximumInflateRatio = 1032
 
   /// Reads and validates the file at `path`, raw or gzip-compressed, expecting
   /// `dimensionCount` dimensions. Cost: one read of the file plus O(payload).
-  public static func read(path: String, dimensionCount: Int) throws -> IDXFile {
+  package static func read(path: String, dimensionCount: Int) throws -> IDXFile {
     try decode(readFile(path, limit: maximumBytes), name: path, dimensionCount: dimensionCount)
   }
 
   /// Decodes IDX bytes (raw or gzip-compressed) named `name` in errors.
-  public static func decode(_ input: [UInt8], name: String, dimensionCount: Int) throws -> IDXFile {
+  package static func decode(_ input: [UInt8], name: String, dimensionCount: Int) throws -> IDXFile {
     let stream = try ByteStream(bytes: input, name: name)
     var header = [UInt8](repeating: 0, count: 4 + 4 * dimensionCount)
     let magicRead = try header.withUnsafeMutableBytes {

@@ -65,8 +65,8 @@ public struct Normalization: Sendable, Equatable, CustomStringConvertible {
 
   /// The per-channel factors of `normalizePixels`: `scale = 1 / (255 · std)` and
   /// `shift = −mean / std`.
-  public var scale: [Float] { standardDeviation.map { 1 / (255 * $0) } }
-  public var shift: [Float] { zip(mean, standardDeviation).map { -$0 / $1 } }
+  package var scale: [Float] { standardDeviation.map { 1 / (255 * $0) } }
+  package var shift: [Float] { zip(mean, standardDeviation).map { -$0 / $1 } }
 }
 
 /// Random crops and horizontal flips of the training images, as torchvision's
@@ -115,7 +115,7 @@ public struct Augmentation: Sendable, Equatable, CustomStringConvertible {
 
   /// The crop offsets (each from 0 to 2·padding) and the flip of image `index` in epoch
   /// `epoch` of a run seeded `seed`. Cost: a few integer operations.
-  public func draw(seed: UInt64, epoch: Int, index: Int) -> (dy: Int, dx: Int, flip: Bool) {
+  package func draw(seed: UInt64, epoch: Int, index: Int) -> (dy: Int, dx: Int, flip: Bool) {
     let bits = splitMix64(
       splitMix64(splitMix64(seed ^ 0x6175_676D_656E_7421) ^ UInt64(truncatingIfNeeded: epoch))
         ^ UInt64(truncatingIfNeeded: index))

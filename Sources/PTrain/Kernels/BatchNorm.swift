@@ -9,7 +9,6 @@
 /// `sums[channels + c]`, summing the image's pixels in Float in pixel order first. Shifting
 /// by a value near the mean (the running mean) keeps `E[(x−K)²] − E[x−K]²` accurate.
 /// Cost: 3 FLOP per value.
-@inlinable
 public func batchNormAddInputSums(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, shift: UnsafePointer<Float>,
   sums: UnsafeMutablePointer<Double>
@@ -47,7 +46,6 @@ public func batchNormAddInputSums(
 /// `y = x · scale[c] + offset[c]` per channel, then `max(y, 0)` when `relu`: a batch
 /// norm folded into one multiply-add (`scale = γ / √(var + ε)`, `offset = β − mean · scale`).
 /// Cost: 2 FLOP per value.
-@inlinable
 public func batchNormApply(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, scale: UnsafePointer<Float>, offset: UnsafePointer<Float>,
   relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
@@ -76,7 +74,6 @@ public func batchNormApply(
 /// Adds one image's `Σ dy` and `Σ dy · x̂` per channel (`x̂ = (x − mean) · inverseDeviation`)
 /// to `sums[c]` and `sums[channels + c]`, summing the image's pixels in order first.
 /// Cost: 4 FLOP per value.
-@inlinable
 public func batchNormAddGradientSums(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, sums: UnsafeMutablePointer<Float>
@@ -117,7 +114,6 @@ public func batchNormAddGradientSums(
 /// Σ dy, `sums[channels + c]` = Σ dy · x̂ over all `batchCount` values of the channel):
 /// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`, sixteen channels at a
 /// time pixel by pixel. Overwrites `inputGradient`. Cost: 6 FLOP per value.
-@inlinable
 public func batchNormInputGradient(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,

@@ -31,8 +31,7 @@ public struct Conv3x3Shape: Sendable, Equatable {
 
 /// Copies every 3×3×cin input patch into one row of `columns` (outPixels × patch).
 /// Each (pixel, ky) pair is one contiguous copy of 3·cin Floats. Cost: O(outPixels · patch).
-@inlinable
-public func im2col3x3(
+package func im2col3x3(
   _ input: UnsafePointer<Float>, shape s: Conv3x3Shape, columns: UnsafeMutablePointer<Float>
 ) {
   let run = 3 * s.inChannels
@@ -53,7 +52,6 @@ public func im2col3x3(
 
 /// Forward: `output[p][co] = bias[co] + Σ columns[p][·] · weights[·][co]`, after filling
 /// `columns` from `input`. Cost: `shape.flops` FLOP.
-@inlinable
 public func conv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
@@ -69,7 +67,6 @@ public func conv3x3Forward(
 
 /// Weight and bias gradients, accumulated: `dW += columnsᵀ · dOutput`, `dB += Σ_p dOutput[p]`.
 /// `columns` is the im2col matrix the forward pass left. Cost: `shape.flops` FLOP.
-@inlinable
 public func conv3x3WeightGradient(
   columns: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>

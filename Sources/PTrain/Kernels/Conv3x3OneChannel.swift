@@ -8,18 +8,17 @@
 // order for a weight), so they give the same bits.
 
 /// One vector per tap of a 3×3 filter.
-@usableFromInline typealias NineLanes = (
+typealias NineLanes = (
   GemmLane, GemmLane, GemmLane, GemmLane, GemmLane, GemmLane, GemmLane, GemmLane, GemmLane
 )
 
 /// 9 taps × 32 channels of vectors: a filter block, or its gradient.
-@usableFromInline
 struct TapBlock {
-  @usableFromInline var low: NineLanes
-  @usableFromInline var high: NineLanes
+  var low: NineLanes
+  var high: NineLanes
 
   /// Loads taps `t` = 0…8 from `base + t · stride` (channels 0–15) and `+ 16` (16–31).
-  @inlinable @inline(__always)
+  @inline(__always)
   init(_ base: UnsafePointer<Float>, stride: Int) {
     let raw = UnsafeRawPointer(base)
     @inline(__always) func at(_ t: Int, _ half: Int) -> GemmLane {
@@ -30,7 +29,7 @@ struct TapBlock {
   }
 
   /// Stores tap `t` to `base + t · stride` and `+ 16`.
-  @inlinable @inline(__always)
+  @inline(__always)
   func store(_ base: UnsafeMutablePointer<Float>, stride: Int) {
     let raw = UnsafeMutableRawPointer(base)
     @inline(__always) func put(_ taps: NineLanes, _ half: Int) {
@@ -48,7 +47,7 @@ struct TapBlock {
 }
 
 /// The 9 input pixels under the 3×3 window at `(oy, ox)` of a one-channel image.
-@inlinable @inline(__always)
+@inline(__always)
 func window(_ input: UnsafePointer<Float>, width: Int, _ oy: Int, _ ox: Int)
   -> (Float, Float, Float, Float, Float, Float, Float, Float, Float)
 {
@@ -62,7 +61,6 @@ func window(_ input: UnsafePointer<Float>, width: Int, _ oy: Int, _ ox: Int)
 /// x[p + t] · w[t][co]` (no bias when nil), adding taps in order, then `relu` when asked.
 /// Needs `inChannels == 1` and `outChannels` a multiple of 32; for "same" padding, pass
 /// a zero-bordered copy of the image. Cost: `shape.flops` FLOP, no scratch.
-@inlinable
 public func conv3x3OneChannelForward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, weights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
@@ -106,7 +104,6 @@ public func conv3x3OneChannelForward(
 /// `dW[t][co] += Σ_p x[p + t] · dOutput[p][co]` over pixels in order, with the 18 sums
 /// of a 32-channel block in registers, and `dB += Σ_p dOutput[p]`.
 /// Cost: `shape.flops` FLOP, no scratch.
-@inlinable
 public func conv3x3OneChannelWeightGradient(
   input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?

@@ -32,8 +32,7 @@ public struct ConvShape: Sendable, Equatable {
 
 /// Copies every K×K×in input patch into one row of `columns` (outPixels × patch), with
 /// zeros where the patch reaches past the image. Cost: O(outPixels · patch).
-@inlinable
-public func im2col(_ input: UnsafePointer<Float>, shape s: ConvShape, columns: UnsafeMutablePointer<Float>) {
+package func im2col(_ input: UnsafePointer<Float>, shape s: ConvShape, columns: UnsafeMutablePointer<Float>) {
   let cin = s.inChannels
   let run = s.kernel * cin
   for oy in 0..<s.outHeight {
@@ -66,8 +65,7 @@ public func im2col(_ input: UnsafePointer<Float>, shape s: ConvShape, columns: U
 
 /// Adds every row of `columns` back onto the patch it came from: the adjoint of `im2col`.
 /// Overwrites `input` (height × width × in). Cost: O(outPixels · patch).
-@inlinable
-public func col2im(_ columns: UnsafePointer<Float>, shape s: ConvShape, input: UnsafeMutablePointer<Float>) {
+package func col2im(_ columns: UnsafePointer<Float>, shape s: ConvShape, input: UnsafeMutablePointer<Float>) {
   let cin = s.inChannels
   input.update(repeating: 0, count: s.height * s.width * cin)
   for oy in 0..<s.outHeight {
@@ -89,7 +87,6 @@ public func col2im(_ columns: UnsafePointer<Float>, shape s: ConvShape, input: U
 /// Forward: `output[p][co] = bias[co] + Σ columns[p][·] · weights[·][co]` (no bias when
 /// nil), through `relu` when asked, after filling `columns` from `input`.
 /// Cost: `shape.flops` FLOP.
-@inlinable
 public func convForward(
   input: UnsafePointer<Float>, shape s: ConvShape, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool, columns: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
@@ -107,7 +104,6 @@ public func convForward(
 /// Weight and bias gradients, accumulated: `dW += columnsᵀ · dOutput` and, when
 /// `biasGradient` is given, `dB += Σ_p dOutput[p]`. `columns` is the matrix `im2col` made
 /// of this image. Cost: `shape.flops` FLOP.
-@inlinable
 public func convWeightGradient(
   columns: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: ConvShape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?
@@ -123,7 +119,6 @@ public func convWeightGradient(
 /// Input gradient: `dColumns = dOutput · Wᵀ`, with `transposedWeights` the filters as
 /// out × patch (`transposeMatrix`), scattered back by `col2im`. Overwrites
 /// `inputGradient`. Cost: `shape.flops` FLOP.
-@inlinable
 public func convInputGradient(
   outputGradient: UnsafePointer<Float>, shape s: ConvShape, transposedWeights: UnsafePointer<Float>,
   columns: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
@@ -136,8 +131,7 @@ public func convInputGradient(
 
 /// Writes the `rows` × `columns` matrix `source`, transposed, into `target`, for rows
 /// `part` (all by default) so that workers can share the work. Cost: O(rows · columns).
-@inlinable
-public func transposeMatrix(
+package func transposeMatrix(
   _ source: UnsafePointer<Float>, rows: Int, columns: Int, rowRange: Range<Int>? = nil,
   into target: UnsafeMutablePointer<Float>
 ) {
@@ -147,8 +141,7 @@ public func transposeMatrix(
 }
 
 /// `max(x, 0)` over `count` values in place, sixteen at a time. Cost: `count` compares.
-@inlinable
-public func reluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
+package func reluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
   var i = 0
   while i + 16 <= count {
     let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
@@ -163,8 +156,7 @@ public func reluInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
 
 /// ReLU's backward in place: zeroes `gradient` wherever `output` (the ReLU's output) is
 /// not positive. Cost: `count` compares.
-@inlinable
-public func reluBackwardInPlace(_ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int) {
+package func reluBackwardInPlace(_ gradient: UnsafeMutablePointer<Float>, output: UnsafePointer<Float>, count: Int) {
   var i = 0
   while i + 16 <= count {
     let y = UnsafeRawPointer(output + i).loadUnaligned(as: SIMD16<Float>.self)

@@ -4,7 +4,6 @@
 /// `output[o] = bias[o] + Σ_i weights[o][i] · input[i]` (no bias when nil), through
 /// `relu` when asked, five outputs at a time so their sums form independent chains (each
 /// output still adds in `i` order). Cost: 2 · inputs · outputs FLOP.
-@inlinable
 public func denseForward(
   input: UnsafePointer<Float>, inputs: Int, weights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, outputs: Int, relu applyReLU: Bool = false, output: UnsafeMutablePointer<Float>
@@ -49,7 +48,6 @@ public func denseForward(
 /// overwrites it with `dx[i] = Σ_o dy[o] · W[o][i]`, adding in `o` order. One pass over
 /// `i`, each `dx` vector summed in a register. Cost: 2 · inputs · outputs FLOP for each
 /// of the two.
-@inlinable
 public func denseBackward(
   input: UnsafePointer<Float>, inputs: Int, weights: UnsafePointer<Float>, outputs: Int,
   outputGradient: UnsafePointer<Float>, weightGradient: UnsafeMutablePointer<Float>?,

@@ -5,8 +5,7 @@
 
 /// The key of one image's masks in one layer at one step, from which `dropoutKeeps`
 /// draws each element. Cost: a few integer operations.
-@inlinable
-public func dropoutKey(seed: UInt64, step: Int, position: Int, layer: Int) -> UInt64 {
+package func dropoutKey(seed: UInt64, step: Int, position: Int, layer: Int) -> UInt64 {
   var key = splitMix64(seed ^ 0x6472_6F70_6F75_7421)  // "dropout!"
   key = splitMix64(key ^ UInt64(truncatingIfNeeded: step))
   key = splitMix64(key ^ UInt64(truncatingIfNeeded: position))
@@ -14,8 +13,8 @@ public func dropoutKey(seed: UInt64, step: Int, position: Int, layer: Int) -> UI
 }
 
 /// SplitMix64's finaliser: a bijective mix of 64 bits. Cost: a few integer operations.
-@inlinable @inline(__always)
-public func splitMix64(_ value: UInt64) -> UInt64 {
+@inline(__always)
+package func splitMix64(_ value: UInt64) -> UInt64 {
   var z = value &+ 0x9E37_79B9_7F4A_7C15
   z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
   z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
@@ -24,13 +23,12 @@ public func splitMix64(_ value: UInt64) -> UInt64 {
 
 /// The factor of element `index` under the mask `key`: 0 with probability `rate` (drawn
 /// as 24 bits against `threshold = rate · 2²⁴`), else `scale = 1 / (1 − rate)`.
-@inlinable @inline(__always)
+@inline(__always)
 func dropoutFactor(key: UInt64, index: Int, threshold: UInt64, scale: Float) -> Float {
   splitMix64(key &+ UInt64(truncatingIfNeeded: index)) >> 40 < threshold ? 0 : scale
 }
 
 /// Forward in training: `output[i] = input[i] · factor(i)`. Cost: one hash per value.
-@inlinable
 public func dropoutForward(
   _ input: UnsafePointer<Float>, count: Int, rate: Float, key: UInt64, output: UnsafeMutablePointer<Float>
 ) {
@@ -41,7 +39,6 @@ public func dropoutForward(
 
 /// Backward in place: `gradient[i] *= factor(i)`, the same mask as `dropoutForward` drew.
 /// Cost: one hash per value.
-@inlinable
 public func dropoutBackward(_ gradient: UnsafeMutablePointer<Float>, count: Int, rate: Float, key: UInt64) {
   let threshold = UInt64((Double(rate) * 16_777_216).rounded())
   let scale = 1 / (1 - rate)

@@ -1,6 +1,5 @@
 /// `dst[i] += src[i]` for `i < count`, sixteen lanes at a time. Cost: `count` adds.
-@inlinable
-public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+package func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
   var i = 0
   while i + 16 <= count {
     let sum =
@@ -17,8 +16,7 @@ public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<
 
 /// Sets each of `rows` rows of `matrix` (row-major, `columns` wide) to `row`.
 /// Cost: rows × columns stores.
-@inlinable
-public func fillRows(
+package func fillRows(
   _ matrix: UnsafeMutablePointer<Float>, rows: Int, columns: Int, with row: UnsafePointer<Float>
 ) {
   guard columns % 16 == 0 else {
@@ -40,8 +38,7 @@ public func fillRows(
 /// rows in order. The running sums stay in registers, two 16-column blocks at a time, so
 /// the adds form two independent chains instead of one chain through memory.
 /// Cost: rows × columns adds.
-@inlinable
-public func addColumnSums(
+package func addColumnSums(
   of matrix: UnsafePointer<Float>, rows: Int, columns: Int, to sums: UnsafeMutablePointer<Float>
 ) {
   let stride = columns * MemoryLayout<Float>.stride
@@ -68,16 +65,15 @@ public func addColumnSums(
 /// ReLU of 16 lanes, `max(v, 0)`, as one compare and blend. The conv kernels apply it
 /// as they store their outputs, and `maxPool2x2Backward(throughReLU:)` takes its
 /// gradient, so no separate pass over the activations is needed.
-@inlinable @inline(__always)
-public func relu(_ v: SIMD16<Float>) -> SIMD16<Float> {
+@inline(__always)
+package func relu(_ v: SIMD16<Float>) -> SIMD16<Float> {
   v.replacing(with: 0, where: v .< 0)
 }
 
 /// Converts one image's bytes (`pixels` × `channels`, interleaved) to standardised Floats,
 /// `x = byte · scale[c] + shift[c]` with `scale = 1 / (255 · std)` and `shift = −mean / std`
 /// (see `Normalization`). Cost: one multiply-add per value.
-@inlinable
-public func normalizePixels(
+package func normalizePixels(
   _ bytes: UnsafePointer<UInt8>, pixels: Int, channels: Int, scale: UnsafePointer<Float>,
   shift: UnsafePointer<Float>, into x: UnsafeMutablePointer<Float>
 ) {

@@ -1,13 +1,13 @@
 /// The vector the GEMM micro-kernel keeps per row: 16 Floats (two AVX2 registers).
 /// GEMM columns come in whole vectors of it, and the last few, if any, one by one.
-public typealias GemmLane = SIMD16<Float>
+package typealias GemmLane = SIMD16<Float>
 
 /// Row counts of C that one micro-kernel tile may hold, largest first. With AVX-512,
 /// 8 rows × 16 columns are 8 accumulators, enough independent chains to cover FMA
 /// latency × pipes, and 32 registers leave room for 8 rows × 32 columns. With AVX2, 6 rows
 /// × 16 columns are 12 accumulators, leaving registers for one row of B and a broadcast.
-@inlinable @inline(__always)
-public func gemmTileRowChoices() -> (Int, Int, Int) {
+@inline(__always)
+package func gemmTileRowChoices() -> (Int, Int, Int) {
   #if PTRAIN_AVX512
     (8, 7, 6)
   #else
@@ -17,8 +17,7 @@ public func gemmTileRowChoices() -> (Int, Int, Int) {
 
 /// The tile height for an `m`-row GEMM: the choice that pads `m` least (the largest on a
 /// tie), e.g. 7 for Winograd's 49 tiles rather than 8, which would compute 56 rows.
-@inlinable
-public func gemmTileRows(for m: Int) -> Int {
+package func gemmTileRows(for m: Int) -> Int {
   let (large, middle, small) = gemmTileRowChoices()
   @inline(__always) func padded(_ rows: Int) -> Int { (m + rows - 1) / rows * rows }
   var best = large
@@ -40,7 +39,6 @@ public func gemmTileRows(for m: Int) -> Int {
 /// same values twice, which is correct for both modes. Every element of C adds its k
 /// products in order whatever the tile, so the bits do not depend on the tiling.
 /// Cost: 2·m·n·k FLOP, O(m·n) stores.
-@inlinable
 public func gemm(
   m: Int, n: Int, k: Int,
   a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
@@ -77,7 +75,7 @@ public func gemm(
 
 /// The columns of `gemm` past its last full vector: each element of C adds its k
 /// products in order with fused multiply-adds. Cost: 2·m·columns·k FLOP, scalar.
-@usableFromInline @inline(never)
+@inline(never)
 func gemmTailColumns(
   m: Int, columns: Range<Int>, k: Int, a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
   b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
@@ -92,7 +90,7 @@ func gemmTailColumns(
 }
 
 /// `gemmTile` with each of `gemmTileRowChoices()` as a constant, compiled once here.
-@usableFromInline @inline(never)
+@inline(never)
 func gemmTileLarge(
   _ i: Int, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ aRowStride: Int, _ aColStride: Int,
   _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool
@@ -100,7 +98,7 @@ func gemmTileLarge(
   gemmTile(rows: gemmTileRowChoices().0, i, m, n, k, a, aRowStride, aColStride, b, ldb, c, ldc, accumulate)
 }
 
-@usableFromInline @inline(never)
+@inline(never)
 func gemmTileMiddle(
   _ i: Int, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ aRowStride: Int, _ aColStride: Int,
   _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool
@@ -108,7 +106,7 @@ func gemmTileMiddle(
   gemmTile(rows: gemmTileRowChoices().1, i, m, n, k, a, aRowStride, aColStride, b, ldb, c, ldc, accumulate)
 }
 
-@usableFromInline @inline(never)
+@inline(never)
 func gemmTileSmall(
   _ i: Int, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ aRowStride: Int, _ aColStride: Int,
   _ b: UnsafePointer<Float>, _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool

@@ -1,7 +1,7 @@
 /// The lane-wise maximum of two vectors as one compare and blend. (The standard library's
 /// `pointwiseMax` follows IEEE `maximum` NaN rules lane by lane and does not vectorise.)
-@inlinable @inline(__always)
-public func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+@inline(__always)
+package func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
   a.replacing(with: b, where: b .> a)
 }
 
@@ -10,7 +10,6 @@ public func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float>
 
 /// Forward: each output pixel is the lane-wise max of its 2×2 window.
 /// Cost: 3 compares per output element.
-@inlinable
 public func maxPool2x2Forward(
   _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
   output: UnsafeMutablePointer<Float>
@@ -39,7 +38,6 @@ public func maxPool2x2Forward(
 /// holds the max, and zeroes every other input gradient. With `throughReLU` the input is
 /// a ReLU output and the gradient goes through that ReLU too: it is zero wherever the max
 /// is not positive. Overwrites `inputGradient`. Cost: O(height · width · channels).
-@inlinable
 public func maxPool2x2Backward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
   height: Int, width: Int, channels: Int, throughReLU: Bool = false,
@@ -107,11 +105,10 @@ public struct PoolShape: Sendable, Equatable {
   public var outHeight: Int { (height - size) / stride + 1 }
   public var outWidth: Int { (width - size) / stride + 1 }
   /// Whether the 2×2, stride-2, 16-channel kernels above serve this shape.
-  public var isTwoByTwo: Bool { size == 2 && stride == 2 && channels % 16 == 0 }
+  package var isTwoByTwo: Bool { size == 2 && stride == 2 && channels % 16 == 0 }
 }
 
 /// Max-pooling forward: each output is the maximum of its window. Cost: size² compares per output.
-@inlinable
 public func maxPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
   if s.isTwoByTwo {
     maxPool2x2Forward(input, height: s.height, width: s.width, channels: s.channels, output: output)
@@ -136,7 +133,6 @@ public func maxPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, ou
 /// its window that holds the maximum, through the ReLU that produced the input when
 /// `throughReLU` (zero wherever the maximum is not positive). Windows may overlap, so
 /// gradients are added; `inputGradient` is overwritten. Cost: O(input + size² · output).
-@inlinable
 public func maxPoolBackward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: PoolShape,
   throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>
@@ -172,7 +168,6 @@ public func maxPoolBackward(
 
 /// Average-pooling forward: each output is the mean of its window (the sum times
 /// 1 / size²). Cost: size² adds per output.
-@inlinable
 public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
   let c = s.channels
   let scale = 1 / Float(s.size * s.size)
@@ -192,7 +187,6 @@ public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, ou
 
 /// Average-pooling backward: each output's gradient, times 1 / size², is added to every
 /// position of its window. Overwrites `inputGradient`. Cost: size² adds per output.
-@inlinable
 public func avgPoolBackward(
   outputGradient: UnsafePointer<Float>, shape s: PoolShape, inputGradient: UnsafeMutablePointer<Float>
 ) {
@@ -214,7 +208,6 @@ public func avgPoolBackward(
 
 /// Global average pooling: `output[c]` is the mean of channel c over all `pixels`.
 /// Cost: one add per input value.
-@inlinable
 public func globalAvgPoolForward(
   _ input: UnsafePointer<Float>, pixels: Int, channels: Int, output: UnsafeMutablePointer<Float>
 ) {
@@ -226,7 +219,6 @@ public func globalAvgPoolForward(
 
 /// Global average pooling backward: every pixel of channel c gets `dOutput[c] / pixels`.
 /// Overwrites `inputGradient`. Cost: one store per input value.
-@inlinable
 public func globalAvgPoolBackward(
   outputGradient: UnsafePointer<Float>, pixels: Int, channels: Int, inputGradient: UnsafeMutablePointer<Float>
 ) {

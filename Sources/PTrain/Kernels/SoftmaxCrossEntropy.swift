@@ -9,7 +9,6 @@
 /// Returns `-log softmax(logits)[label]`, computed stably as `logsumexp(z) - z[label]`,
 /// and overwrites `gradient` with `softmax(logits) - onehot(label)`. Cost: O(classes)
 /// with one exp per class and one log.
-@inlinable
 public func softmaxCrossEntropy(
   logits: UnsafePointer<Float>, classes: Int, label: Int, gradient: UnsafeMutablePointer<Float>
 ) -> Float {
@@ -28,8 +27,7 @@ public func softmaxCrossEntropy(
 }
 
 /// The index of the largest logit (the first one on ties). Cost: O(classes).
-@inlinable
-public func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
+package func argmax(_ values: UnsafePointer<Float>, count: Int) -> Int {
   var best = 0
   for i in 1..<count where values[i] > values[best] { best = i }
   return best

@@ -20,15 +20,15 @@
 /// into `outputTile` × `outputTile` output tiles (2 for F(2×2, 3×3), 4 for F(4×4, 3×3)),
 /// each read from an (outputTile + 2)² input patch. The last row and column of tiles may
 /// reach past the output.
-public struct WinogradTiling: Sendable, Equatable {
+package struct WinogradTiling: Sendable, Equatable {
   /// The input image: height × width × channels.
-  public let height: Int, width: Int, channels: Int
+  package let height: Int, width: Int, channels: Int
   /// Zeros assumed around the input on every side.
-  public let padding: Int
+  package let padding: Int
   /// The side of an output tile: 2 or 4.
-  public let outputTile: Int
+  package let outputTile: Int
 
-  public init(height: Int, width: Int, channels: Int, padding: Int, outputTile: Int = 2) {
+  package init(height: Int, width: Int, channels: Int, padding: Int, outputTile: Int = 2) {
     precondition(channels % 16 == 0, "Winograd tiling: channels = \(channels) is not a multiple of 16")
     self.height = height
     self.width = width
@@ -38,7 +38,7 @@ public struct WinogradTiling: Sendable, Equatable {
   }
 
   /// The forward pass of `shape`: its input, with the convolution's padding.
-  public static func forward(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
+  package static func forward(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
     WinogradTiling(
       height: shape.height, width: shape.width, channels: shape.inChannels, padding: shape.padding,
       outputTile: outputTile)
@@ -47,32 +47,31 @@ public struct WinogradTiling: Sendable, Equatable {
   /// The input gradient of `shape`: its output gradient, padded by 2 minus the
   /// convolution's padding, correlated with the flipped filters gives a gradient the size
   /// of the input.
-  public static func inputGradient(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
+  package static func inputGradient(_ shape: Conv3x3Shape, outputTile: Int = 2) -> WinogradTiling {
     WinogradTiling(
       height: shape.outHeight, width: shape.outWidth, channels: shape.outChannels, padding: 2 - shape.padding,
       outputTile: outputTile)
   }
 
-  public var outHeight: Int { height + 2 * padding - 2 }
-  public var outWidth: Int { width + 2 * padding - 2 }
-  public var tilesY: Int { (outHeight + outputTile - 1) / outputTile }
-  public var tilesX: Int { (outWidth + outputTile - 1) / outputTile }
-  public var tiles: Int { tilesY * tilesX }
+  package var outHeight: Int { height + 2 * padding - 2 }
+  package var outWidth: Int { width + 2 * padding - 2 }
+  package var tilesY: Int { (outHeight + outputTile - 1) / outputTile }
+  package var tilesX: Int { (outWidth + outputTile - 1) / outputTile }
+  package var tiles: Int { tilesY * tilesX }
   /// Transformed values per tile and channel: (outputTile + 2)².
-  public var points: Int { (outputTile + 2) * (outputTile + 2) }
+  package var points: Int { (outputTile + 2) * (outputTile + 2) }
   /// Floats of the transformed input: points × tiles × channels.
-  public var transformedCount: Int { points * tiles * channels }
+  package var transformedCount: Int { points * tiles * channels }
   /// The zero-padded copy of the input that the input transform reads: every tile's
   /// patch lies inside it, `paddedHeight` × `paddedWidth` × channels, with the
   /// input at row and column `padding`.
-  public var paddedHeight: Int { outputTile * tilesY + 2 }
-  public var paddedWidth: Int { outputTile * tilesX + 2 }
-  public var paddedCount: Int { paddedHeight * paddedWidth * channels }
+  package var paddedHeight: Int { outputTile * tilesY + 2 }
+  package var paddedWidth: Int { outputTile * tilesX + 2 }
+  package var paddedCount: Int { paddedHeight * paddedWidth * channels }
 
   /// Copies `input` into the interior of `padded`, whose border stays zero.
   /// Cost: O(input).
-  @inlinable
-  public func fillPadded(_ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) {
+  package func fillPadded(_ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) {
     let rowFloats = paddedWidth * channels
     for y in 0..<height {
       (padded + (y + padding) * rowFloats + padding * channels)
@@ -82,17 +81,17 @@ public struct WinogradTiling: Sendable, Equatable {
 }
 
 /// The number of Winograd points of F(2×2, 3×3): a 4×4 tile.
-public let winogradPoints = 16
+package let winogradPoints = 16
 
 /// Floats of `winogradTransformWeights`' output for `shape`: 16 × in × out channels.
 public func winogradWeightCount(_ shape: Conv3x3Shape) -> Int {
   winogradPoints * shape.inChannels * shape.outChannels
 }
 
-@usableFromInline typealias WinogradLane = SIMD16<Float>
+typealias WinogradLane = SIMD16<Float>
 
 /// `Bᵀ x` for the 4 values of one column (or `x B` for one row) of a 4×4 input tile.
-@inlinable @inline(__always)
+@inline(__always)
 func winogradB(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
   -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 {
@@ -100,7 +99,7 @@ func winogradB(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3:
 }
 
 /// `A x` for the 2 values of one column (or row) of a 2×2 output-gradient tile.
-@inlinable @inline(__always)
+@inline(__always)
 func winogradA(_ x0: WinogradLane, _ x1: WinogradLane)
   -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 {
@@ -108,7 +107,7 @@ func winogradA(_ x0: WinogradLane, _ x1: WinogradLane)
 }
 
 /// `Aᵀ x` for the 4 values of one column (or row) of a point tile: 2 outputs.
-@inlinable @inline(__always)
+@inline(__always)
 func winogradAT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
   -> (WinogradLane, WinogradLane)
 {
@@ -116,7 +115,7 @@ func winogradAT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
 }
 
 /// `Gᵀ x` for the 4 values of one column (or row) of a point tile: 3 outputs.
-@inlinable @inline(__always)
+@inline(__always)
 func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3: WinogradLane)
   -> (WinogradLane, WinogradLane, WinogradLane)
 {
@@ -130,8 +129,7 @@ func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
 /// (`t.paddedCount` Floats) whose border must be zero; only the interior is ever
 /// written, so a buffer zeroed once stays valid. The tiles then read it without bounds
 /// checks. Cost: O(tiles · 16 · channels) adds and O(input) copies.
-@inlinable
-public func winogradTransformInput(
+package func winogradTransformInput(
   _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
   into u: UnsafeMutablePointer<Float>
 ) {
@@ -194,7 +192,6 @@ public func winogradTransformInput(
 /// filter from input channel ci to output channel co, for `inputChannels` (all by
 /// default), so that workers can share the work. Cost: O(16 · in · out) adds, 16
 /// channels at a time; run once per parameter change.
-@inlinable
 public func winogradTransformWeights(
   _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
   into v: UnsafeMutablePointer<Float>
@@ -241,7 +238,6 @@ public func winogradTransformWeights(
 /// G g Gᵀ (G's middle rows are symmetric, its outer rows mirror each other), so this is
 /// a transpose with permuted points. Only `inputChannels` (all by default) are written,
 /// and only those of `v` are read. Cost: O(16 · in · out) moves.
-@inlinable
 public func winogradFlipTransformedWeights(
   _ v: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
   into flipped: UnsafeMutablePointer<Float>
@@ -263,8 +259,7 @@ public func winogradFlipTransformedWeights(
 /// One GEMM per point: `m[point] = u[point] · v[point]`, (tiles × in) · (in × out), for
 /// `points` points (16 for F(2×2, 3×3), 36 for F(4×4, 3×3)).
 /// Cost: 2 · points · tiles · in · out FLOP.
-@inlinable
-public func winogradMultiply(
+package func winogradMultiply(
   _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, tiles: Int, inChannels: Int,
   outChannels: Int, points: Int = winogradPoints, into m: UnsafeMutablePointer<Float>
 ) {
@@ -281,8 +276,7 @@ public func winogradMultiply(
 /// (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given, through
 /// `relu` when asked. Tile outputs past the edge are dropped.
 /// Cost: O(tiles · 16 · channels) adds.
-@inlinable
-public func winogradTransformOutput(
+package func winogradTransformOutput(
   _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
@@ -325,8 +319,7 @@ public func winogradTransformOutput(
 /// Transforms each 2×2 tile of an output gradient (`t.outHeight` × `t.outWidth` ×
 /// `channels`, zeros past the edge) into `e[point][tile][c] = (A e Aᵀ)[point]`, the
 /// weight gradient's second operand. Cost: O(tiles · 16 · channels) adds.
-@inlinable
-public func winogradTransformOutputGradient(
+package func winogradTransformOutputGradient(
   _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int,
   into e: UnsafeMutablePointer<Float>
 ) {
@@ -371,8 +364,7 @@ public func winogradTransformOutputGradient(
 /// forward pass's input tiles `u` and the transformed output gradient `e`. Summing there
 /// over a shard and transforming back once (`winogradAddWeightGradient`) gives the same
 /// gradient as transforming every image's. Cost: 2 · 16 · tiles · in · out FLOP.
-@inlinable
-public func winogradAccumulateWeightProducts(
+package func winogradAccumulateWeightProducts(
   inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
   shape s: Conv3x3Shape, outputTile: Int = 2, products: UnsafeMutablePointer<Float>, accumulate: Bool
 ) {
@@ -390,7 +382,6 @@ public func winogradAccumulateWeightProducts(
 
 /// Transforms summed weight products back, `dW += Gᵀ products G`, into `weightGradient`
 /// (HWIO). Cost: O(16 · in · out) adds.
-@inlinable
 public func winogradAddWeightGradient(
   products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
 ) {
@@ -456,7 +447,6 @@ public struct WinogradScratch: Sendable {
 /// `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
 /// `winogradTransformInput`. Cost: 2 · 16 · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.
-@inlinable
 public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
@@ -476,7 +466,6 @@ public func winogradConv3x3Forward(
 /// (`winogradFlipTransformedWeights`). Overwrites `inputGradient`. `paddedGradient` is as
 /// `padded` in `winogradTransformInput`.
 /// Cost: 2 · 16 · tiles · in · out FLOP over the input's tiles plus O(tiles · 16 · channels).
-@inlinable
 public func winogradConv3x3InputGradient(
   outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
@@ -495,7 +484,6 @@ public func winogradConv3x3InputGradient(
 /// them without `accumulate`, and `dB += Σ_p dOutput[p]` when `biasGradient` is given. `products` holds
 /// `winogradWeightCount(shape)` Floats.
 /// Cost: 2 · 16 · tiles · in · out FLOP plus O(tiles · 16 · out).
-@inlinable
 public func winogradConv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,

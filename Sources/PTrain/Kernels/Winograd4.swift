@@ -17,7 +17,7 @@
 // Winograd.swift with 36 points; the transforms run on 16 channels at a time.
 
 /// The points of F(4×4, 3×3): a 6×6 tile.
-public let winograd4Points = 36
+package let winograd4Points = 36
 
 /// Floats of the transformed filters of `shape` for F(4×4, 3×3): 36 × in × out.
 public func winograd4WeightCount(_ shape: Conv3x3Shape) -> Int {
@@ -25,7 +25,7 @@ public func winograd4WeightCount(_ shape: Conv3x3Shape) -> Int {
 }
 
 /// `Bᵀ x` for the 6 values of one column (or row) of a 6×6 input tile.
-@inlinable @inline(__always)
+@inline(__always)
 func winograd4B(
   _ d0: WinogradLane, _ d1: WinogradLane, _ d2: WinogradLane, _ d3: WinogradLane, _ d4: WinogradLane,
   _ d5: WinogradLane
@@ -43,7 +43,7 @@ func winograd4B(
 }
 
 /// `A x` for the 4 values of one column (or row) of a 4×4 output-gradient tile: 6 values.
-@inlinable @inline(__always)
+@inline(__always)
 func winograd4A(_ y0: WinogradLane, _ y1: WinogradLane, _ y2: WinogradLane, _ y3: WinogradLane)
   -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 {
@@ -57,7 +57,7 @@ func winograd4A(_ y0: WinogradLane, _ y1: WinogradLane, _ y2: WinogradLane, _ y3
 }
 
 /// `Aᵀ x` for the 6 values of one column (or row) of a point tile: 4 outputs.
-@inlinable @inline(__always)
+@inline(__always)
 func winograd4AT(
   _ m0: WinogradLane, _ m1: WinogradLane, _ m2: WinogradLane, _ m3: WinogradLane, _ m4: WinogradLane,
   _ m5: WinogradLane
@@ -73,7 +73,7 @@ func winograd4AT(
 }
 
 /// `Gᵀ x` for the 6 values of one column (or row) of a point tile: 3 outputs.
-@inlinable @inline(__always)
+@inline(__always)
 func winograd4GT(
   _ p0: WinogradLane, _ p1: WinogradLane, _ p2: WinogradLane, _ p3: WinogradLane, _ p4: WinogradLane,
   _ p5: WinogradLane
@@ -92,7 +92,7 @@ func winograd4GT(
 }
 
 /// `G x` for the 3 values of one column (or row) of a filter: 6 values.
-@inlinable @inline(__always)
+@inline(__always)
 func winograd4G(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
   -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 {
@@ -108,15 +108,14 @@ func winograd4G(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
 }
 
 /// Six vectors: one column or row of a transform in flight.
-@usableFromInline typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
+typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 
 /// Transforms every 6×6 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, after copying
 /// the input into the interior of `padded` (whose border must be zero), as
 /// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through a 36-vector
 /// scratch in two passes (rows, then columns), which keeps a dozen vectors live rather
 /// than all 36. Cost: O(tiles · 36 · channels) adds.
-@inlinable
-public func winograd4TransformInput(
+package func winograd4TransformInput(
   _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
   into u: UnsafeMutablePointer<Float>
 ) {
@@ -168,7 +167,6 @@ public func winograd4TransformInput(
 /// `v[point][ci][co] = (G g Gᵀ)[point]`, and, when `flipped` is given, the filters turned
 /// by 180° with in and out swapped, `flipped[point][co][ci]`, for the input gradient.
 /// Cost: O(36 · in · out) adds; run once per parameter change.
-@inlinable
 public func winograd4TransformWeights(
   _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
   into v: UnsafeMutablePointer<Float>, flipped: UnsafeMutablePointer<Float>? = nil
@@ -227,8 +225,7 @@ public func winograd4TransformWeights(
 /// output (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given,
 /// through `relu` when asked. Tile outputs past the edge are dropped. Two passes through
 /// a 24-vector scratch, as `winograd4TransformInput`. Cost: O(tiles · 36 · channels) adds.
-@inlinable
-public func winograd4TransformOutput(
+package func winograd4TransformOutput(
   _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
@@ -283,8 +280,7 @@ public func winograd4TransformOutput(
 /// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand. Two passes
 /// through a 24-vector scratch, as `winograd4TransformInput`.
 /// Cost: O(tiles · 36 · channels) adds.
-@inlinable
-public func winograd4TransformOutputGradient(
+package func winograd4TransformOutputGradient(
   _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, into e: UnsafeMutablePointer<Float>
 ) {
   let pointBytes = t.tiles * channels * 4
@@ -331,7 +327,6 @@ public func winograd4TransformOutputGradient(
 
 /// Transforms summed weight products back, `dW += Gᵀ products G`, into `weightGradient`
 /// (HWIO). Cost: O(36 · in · out) adds.
-@inlinable
 public func winograd4AddWeightGradient(
   products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
 ) {
@@ -387,7 +382,6 @@ public struct Winograd4Scratch: Sendable {
 /// asked, with `transformedWeights` from `winograd4TransformWeights`. Leaves the
 /// transformed input in `inputTiles` for the weight gradient.
 /// Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · channels) adds.
-@inlinable
 public func winograd4Conv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
@@ -404,7 +398,6 @@ public func winograd4Conv3x3Forward(
 /// Input gradient: the output gradient, padded by 2 minus the convolution's padding,
 /// correlated with the turned filters (`winograd4TransformWeights`' `flipped`).
 /// Overwrites `inputGradient`. Cost: 2 · 36 · tiles · in · out FLOP plus the transforms.
-@inlinable
 public func winograd4Conv3x3InputGradient(
   outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
@@ -422,7 +415,6 @@ public func winograd4Conv3x3InputGradient(
 /// for F(2×2, 3×3): its weight products are added to `products` (or replace them without
 /// `accumulate`; `winograd4AddWeightGradient` finishes them), and `dB += Σ_p dOutput[p]`
 /// when `biasGradient` is given. Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · out).
-@inlinable
 public func winograd4Conv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,

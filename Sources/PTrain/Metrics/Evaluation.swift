@@ -19,7 +19,7 @@ public struct Evaluation: Sendable, Codable, Equatable {
 
   /// Builds the metrics from per-example losses and predictions, summing in index order
   /// so that the result does not depend on who computed which example. Cost: O(count).
-  public init(losses: [Float], predictions: [Int], labels: [UInt8], classCount: Int) {
+  package init(losses: [Float], predictions: [Int], labels: [UInt8], classCount: Int) {
     count = labels.count
     var total = 0.0
     for loss in losses { total += Double(loss) }

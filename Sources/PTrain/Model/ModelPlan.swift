@@ -53,15 +53,15 @@ public struct ModelPlan: Sendable {
     public let name: String
     public let input: ImageShape, output: ImageShape
     /// Whether the input and output are vectors (after flatten) rather than maps.
-    public let inputIsFlat: Bool, outputIsFlat: Bool
+    package let inputIsFlat: Bool, outputIsFlat: Bool
     public let kernel: Kernel?
     public let weight: Tensor?, bias: Tensor?
     /// A BatchNorm's running statistics, in the state buffer.
     public let runningMean: Tensor?, runningVariance: Tensor?
     /// Whether the layer applies the ReLU that follows it as it stores its output.
-    public let fusesReLU: Bool
+    package let fusesReLU: Bool
     /// For a dense layer, the map its input was flattened from (for PyTorch's C,H,W order).
-    public let flattenedMap: ImageShape?
+    package let flattenedMap: ImageShape?
     /// Multiply-adds ×2 of one image's training (forward, weight gradient and, when a
     /// layer below has parameters, input gradient): as the kernel does them, and as a
     /// direct convolution would.
@@ -74,7 +74,7 @@ public struct ModelPlan: Sendable {
     }
     public var hasParameters: Bool { weight != nil || bias != nil }
     /// PyTorch's module for the layer, with its arguments: `Conv2d(1, 32, 3)`.
-    public var torchModule: String {
+    package var torchModule: String {
       switch layer {
       case .conv(let filters, let kernel, let stride, let padding, let bias):
         var arguments = ["\(input.channels)", "\(filters)", "\(kernel)"]
@@ -266,7 +266,7 @@ public struct ModelPlan: Sendable {
   /// Per layer, with the layers at `frozen` getting no gradients: whether its input
   /// gradient is needed, that is whether a layer with trainable parameters lies below it.
   /// Backward stops there. Cost: O(layers).
-  public func inputGradients(frozen: Set<Int>) -> [Bool] {
+  package func inputGradients(frozen: Set<Int>) -> [Bool] {
     let lowest = layers.first { $0.hasParameters && !frozen.contains($0.index) }?.index ?? layers.count
     return layers.map { $0.index > lowest }
   }
@@ -276,7 +276,7 @@ public struct ModelPlan: Sendable {
 
   /// The layer called `name` (`conv2`, as `summary` names it) or numbered `name` (`3`);
   /// it must have parameters, since only those can be frozen.
-  public func parameterLayer(named name: String) throws -> Int {
+  package func parameterLayer(named name: String) throws -> Int {
     let trimmed = String(name.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
     if let found = layers.first(where: { $0.name == trimmed || String($0.index) == trimmed }), found.hasParameters {
       return found.index
@@ -289,12 +289,12 @@ public struct ModelPlan: Sendable {
   public func tensor(_ name: String) -> Tensor? { tensors.first { $0.name == name } }
 
   /// The tensor that holds parameter `index`.
-  public func tensor(containing index: Int) -> Tensor? { tensors.first { $0.range.contains(index) } }
+  package func tensor(containing index: Int) -> Tensor? { tensors.first { $0.range.contains(index) } }
 
   /// Keras-style initial parameters: Glorot-uniform convolution and dense kernels
   /// (limit √(6 / (fan in + fan out))) drawn from `generator` tensor by tensor in buffer
   /// order, zero biases, and BatchNorm scales of 1. Cost: O(parameterCount).
-  public func initialParameters(using generator: inout SeededGenerator) -> [Float] {
+  package func initialParameters(using generator: inout SeededGenerator) -> [Float] {
     var values = [Float](repeating: 0, count: parameterCount)
     for planned in layers {
       guard let weight = planned.weight else { continue }
@@ -315,7 +315,7 @@ public struct ModelPlan: Sendable {
   }
 
   /// The initial state: running means of 0 and variances of 1, as PyTorch starts them.
-  public var initialState: [Float] {
+  package var initialState: [Float] {
     var values = [Float](repeating: 0, count: stateCount)
     for tensor in stateTensors where tensor.name.hasSuffix("running_var") {
       for i in tensor.range { values[i] = 1 }

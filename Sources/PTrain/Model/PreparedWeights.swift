@@ -3,10 +3,13 @@
 /// its input gradient is needed, the flipped ones), and an im2col layer's transposed
 /// filters for its input gradient. A trainer keeps one set that all replicas read; its
 /// workers fill it together after every update, each a slice.
-public final class PreparedWeights: @unchecked Sendable {
+///
+/// `@unchecked Sendable` because every worker reads it: `update` writes disjoint slices,
+/// one per worker, and the workers read only after the barrier that follows.
+package final class PreparedWeights: @unchecked Sendable {
   // Safe to share: the buffers are filled between barriers, a disjoint slice per worker,
   // and only read while the workers compute.
-  public let plan: ModelPlan
+  package let plan: ModelPlan
   /// Per layer: the Winograd filters of a Winograd convolution.
   let winograd: [Int: WinogradFilters]
   /// Per layer: an im2col convolution's filters as out × patch, for its input gradient.
@@ -14,7 +17,7 @@ public final class PreparedWeights: @unchecked Sendable {
 
   /// Buffers for `plan`; `inputGradients[i]` says whether layer i's input gradient is ever
   /// computed (only then are flipped or transposed filters kept).
-  public init(plan: ModelPlan, inputGradients: [Bool]) {
+  package init(plan: ModelPlan, inputGradients: [Bool]) {
     self.plan = plan
     var winograd: [Int: WinogradFilters] = [:]
     var transposed: [Int: AlignedFloats] = [:]
@@ -35,7 +38,8 @@ public final class PreparedWeights: @unchecked Sendable {
   /// Fills share `part` of `parts` of every layer's prepared weights from `parameters`,
   /// skipping the layers in `skipping` (frozen ones, already filled). Workers that fill
   /// them together each pass their own index. Cost: O(weights / parts).
-  public func update(from parameters: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1, skipping: Set<Int> = []) {
+  package func update(from parameters: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1, skipping: Set<Int> = [])
+  {
     for (index, filters) in winograd where !skipping.contains(index) {
       filters.update(from: parameters + plan.layers[index].weight!.offset, part: part, of: parts)
     }

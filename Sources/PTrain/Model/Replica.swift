@@ -14,17 +14,17 @@
 /// Gradients are computed a shard at a time: `beginShard(layers:)`, then `backward` for each
 /// image, then `finishShard(layers:gradient:)`, which adds the Winograd layers' weight
 /// gradients, summed over the shard in the Winograd domain, to the shard's gradient.
-public final class Replica {
-  public let plan: ModelPlan
+package final class Replica {
+  package let plan: ModelPlan
   /// How many images the buffers hold at once.
-  public let slots: Int
+  package let slots: Int
   /// The filters the kernels read (see `PreparedWeights`): a trainer's shared set, or the
   /// replica's own, which `prepare(parameters:)` fills.
-  public let prepared: PreparedWeights
+  package let prepared: PreparedWeights
   /// Per layer: whether its parameters get gradients, and whether its input gradient is
   /// computed (only when a layer with trainable parameters lies below).
-  public let trains: [Bool]
-  public let needsInputGradient: [Bool]
+  package let trains: [Bool]
+  package let needsInputGradient: [Bool]
   let normalization: Normalization
   let arena: AlignedFloats
 
@@ -56,7 +56,7 @@ public final class Replica {
   var denseImages: [Int]
   /// Per dense layer: whether the next flush writes its weight gradient instead of adding.
   var denseOverwrites: [Bool]
-  public let shardImages: Int
+  package let shardImages: Int
   /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
   var batchCounts: [Int]
 
@@ -64,7 +64,7 @@ public final class Replica {
   /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
   /// it keeps its own prepared weights, filled by `prepare(parameters:)`. Cost:
   /// O(buffers), one allocation.
-  public init(
+  package init(
     plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, frozen: Set<Int> = [],
     normalization: Normalization = .mnist, prepared: PreparedWeights? = nil
   ) {
@@ -213,7 +213,7 @@ public final class Replica {
   }
 
   /// The logits of the image in `slot` after its forward pass.
-  public func logits(slot: Int = 0) -> UnsafeBufferPointer<Float> {
+  package func logits(slot: Int = 0) -> UnsafeBufferPointer<Float> {
     UnsafeBufferPointer(start: output(plan.layers.count - 1, slot), count: plan.classes)
   }
 
@@ -222,14 +222,14 @@ public final class Replica {
   /// What a pass needs besides the buffers: the parameters, the BatchNorm running
   /// statistics (for evaluation), whether it trains (batch statistics, dropout), and the
   /// key of this image's dropout masks.
-  public struct Pass {
-    public var parameters: UnsafePointer<Float>
-    public var state: UnsafePointer<Float>?
-    public var training: Bool
+  package struct Pass {
+    package var parameters: UnsafePointer<Float>
+    package var state: UnsafePointer<Float>?
+    package var training: Bool
     /// Dropout's masks are drawn from (seed, global step, position in the batch, layer).
-    public var seed: UInt64 = 0, step: Int = 0, position: Int = 0
+    package var seed: UInt64 = 0, step: Int = 0, position: Int = 0
 
-    public init(parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil, training: Bool) {
+    package init(parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil, training: Bool) {
       self.parameters = parameters
       self.state = state
       self.training = training
@@ -238,7 +238,7 @@ public final class Replica {
 
   /// Standardises one image's bytes into `slot`'s input, cropped and flipped as `draw`
   /// says (see `Augmentation`). Cost: one multiply-add per value.
-  public func load(
+  package func load(
     image: UnsafePointer<UInt8>, slot: Int = 0, augmentation: Augmentation = .none,
     draw: (dy: Int, dx: Int, flip: Bool) = (0, 0, false)
   ) {
@@ -268,7 +268,7 @@ public final class Replica {
 
   /// Runs the forward pass of `layers` on the image in `slot`. A BatchNorm layer in
   /// training needs its batch statistics set first (`setBatchStatistics`).
-  public func forward(layers: Range<Int>, slot: Int = 0, pass: Pass) {
+  package func forward(layers: Range<Int>, slot: Int = 0, pass: Pass) {
     let p = pass.parameters
     for i in layers {
       let run = runs[i]
@@ -367,7 +367,7 @@ public final class Replica {
 
   /// Adds the image in `slot`'s sums of BatchNorm `layer`'s input to `sums` (2 · channels
   /// Doubles), shifted by the running mean (see `batchNormAddInputSums`).
-  public func addBatchNormInputSums(
+  package func addBatchNormInputSums(
     layer i: Int, slot: Int, state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>
   ) {
     let run = runs[i]
@@ -378,7 +378,7 @@ public final class Replica {
   /// Sets BatchNorm `layer`'s batch statistics from the batch's shifted sums over `count`
   /// values per channel: the mean and biased variance normalise, and the unbiased
   /// variance is kept for the running statistics (`batchStatistics`). Cost: O(channels).
-  public func setBatchStatistics(
+  package func setBatchStatistics(
     layer i: Int, sums: UnsafePointer<Double>, count: Int, parameters: UnsafePointer<Float>,
     state: UnsafePointer<Float>
   ) {
@@ -401,7 +401,7 @@ public final class Replica {
   }
 
   /// BatchNorm `layer`'s last batch mean and unbiased variance, for the running statistics.
-  public func batchStatistics(layer i: Int) -> (mean: UnsafePointer<Float>, variance: UnsafePointer<Float>) {
+  package func batchStatistics(layer i: Int) -> (mean: UnsafePointer<Float>, variance: UnsafePointer<Float>) {
     (UnsafePointer(runs[i].batchMean!), UnsafePointer(runs[i].batchVariance!))
   }
 
@@ -409,7 +409,7 @@ public final class Replica {
 
   /// After the forward pass of the image in `slot`, its cross-entropy loss against
   /// `label`; the logits' gradient goes where `backward` starts. Cost: O(classes).
-  public func loss(label: Int, slot: Int = 0) -> Float {
+  package func loss(label: Int, slot: Int = 0) -> Float {
     let last = plan.layers.count - 1
     return softmaxCrossEntropy(
       logits: output(last, slot), classes: plan.classes, label: label, gradient: gradient(last, slot))
@@ -420,7 +420,7 @@ public final class Replica {
   /// kept images start again. With `overwritingDense`, the dense weights' gradients start
   /// from nothing instead of being added to `gradient` (`dW = dYᵀ · X`, the same bits as
   /// adding to zeros), so that a trainer need not clear them. Cost: O(layers).
-  public func beginShard(layers: Range<Int>, overwritingDense: Bool = false) {
+  package func beginShard(layers: Range<Int>, overwritingDense: Bool = false) {
     for i in layers {
       hasProducts[i] = false
       denseImages[i] = 0
@@ -431,7 +431,7 @@ public final class Replica {
   /// Ends a shard: adds to `gradient` the Winograd layers' weight gradients among
   /// `layers`, summed over the shard in the Winograd domain, and the dense layers' (see
   /// `flushDense`). Cost: O(weights · 16/9) and 2 · images · weights FLOP.
-  public func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
+  package func finishShard(layers: Range<Int>, gradient g: UnsafeMutablePointer<Float>) {
     for i in layers where hasProducts[i] {
       let run = runs[i]
       if run.kind == .winograd4 {
@@ -462,7 +462,7 @@ public final class Replica {
   /// of the highest layer's output must be in place (`loss`, or the layers above). Layers
   /// whose work no trainable layer needs are skipped; a BatchNorm needs the batch's sums
   /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
-  public func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
+  package func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
     let p = pass.parameters
     // The layers above a BatchNorm read its output, held for one image: make it again.
     if slots > 1, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
@@ -569,7 +569,7 @@ public final class Replica {
 
   /// Adds the image in `slot`'s `Σ dy` and `Σ dy · x̂` at BatchNorm `layer` (its output's
   /// gradient, already through the ReLU above) to `sums` (2 · channels Floats).
-  public func addBatchNormGradientSums(layer i: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) {
+  package func addBatchNormGradientSums(layer i: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) {
     let run = runs[i]
     batchNormAddGradientSums(
       outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: run.pixels, channels: run.channels,
@@ -578,7 +578,7 @@ public final class Replica {
 
   /// Sets BatchNorm `layer`'s batch sums of `Σ dy` and `Σ dy · x̂` over `count` values
   /// per channel, for its input gradient.
-  public func setBatchGradientSums(layer i: Int, sums: UnsafePointer<Float>, count: Int) {
+  package func setBatchGradientSums(layer i: Int, sums: UnsafePointer<Float>, count: Int) {
     runs[i].gradientSums!.update(from: sums, count: 2 * runs[i].channels)
     batchCounts[i] = count
   }
@@ -588,11 +588,11 @@ public final class Replica {
   /// Fills the replica's own prepared weights from `parameters`. Call after the
   /// parameters change and before a pass; a trainer fills its shared set itself.
   /// Cost: O(weights).
-  public func prepare(parameters p: UnsafePointer<Float>) { prepared.update(from: p) }
+  package func prepare(parameters p: UnsafePointer<Float>) { prepared.update(from: p) }
 
   /// The logits of one image in evaluation mode (BatchNorm's running statistics, no
   /// dropout), valid until the next pass. Cost: the forward FLOP.
-  public func forward(
+  package func forward(
     image: UnsafePointer<UInt8>, parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil
   ) -> UnsafeBufferPointer<Float> {
     load(image: image)
@@ -604,7 +604,7 @@ public final class Replica {
   /// (laid out like the parameters) and returns the loss: a shard of one image, for a
   /// model without BatchNorm (whose batch statistics need a whole batch; see `Trainer`).
   /// Cost: the forward and backward FLOP.
-  public func addGradient(
+  package func addGradient(
     image: UnsafePointer<UInt8>, label: Int, parameters: UnsafePointer<Float>, pass seed: UInt64 = 0,
     into gradient: UnsafeMutablePointer<Float>
   ) -> Float {
@@ -623,7 +623,7 @@ public final class Replica {
 
   /// Forward pass of one image in evaluation mode (running statistics, no dropout);
   /// returns its cross-entropy loss against `label` and the predicted class.
-  public func evaluate(
+  package func evaluate(
     image: UnsafePointer<UInt8>, label: Int, parameters: UnsafePointer<Float>, state: UnsafePointer<Float>? = nil
   ) -> (loss: Float, prediction: Int) {
     let logits = forward(image: image, parameters: parameters, state: state)

@@ -1,18 +1,21 @@
 /// A convolution's filters in the Winograd domain: for the forward pass and, flipped, for
 /// the input gradient. A trainer keeps one set that all its replicas read; its workers
 /// fill it together, each transforming a slice of the input channels, after every update.
-public final class WinogradFilters: @unchecked Sendable {
+///
+/// `@unchecked Sendable` for the same reason as `PreparedWeights`, which holds it: each
+/// worker writes its own slice, and all read only after a barrier.
+package final class WinogradFilters: @unchecked Sendable {
   // Safe to share: filled between barriers, a disjoint slice of input channels per
   // worker, and only read while the workers compute.
-  public let shape: Conv3x3Shape
+  package let shape: Conv3x3Shape
   /// The output tile: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3).
-  public let outputTile: Int
+  package let outputTile: Int
   /// Whether the flipped filters are kept (only a layer whose input gradient is needed).
-  public let keepsFlipped: Bool
+  package let keepsFlipped: Bool
   let forward: AlignedFloats
   let flipped: AlignedFloats
 
-  public init(shape: Conv3x3Shape, outputTile: Int = 2, keepsFlipped: Bool) {
+  package init(shape: Conv3x3Shape, outputTile: Int = 2, keepsFlipped: Bool) {
     self.shape = shape
     self.outputTile = outputTile
     self.keepsFlipped = keepsFlipped
@@ -24,7 +27,7 @@ public final class WinogradFilters: @unchecked Sendable {
   /// Transforms, from HWIO `weights`, the filters of share `part` of `parts` of the input
   /// channels (`evenShare`); by default all of them. Workers that fill the filters
   /// together each pass their own index. Cost: O(points · in · out / parts).
-  public func update(from weights: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1) {
+  package func update(from weights: UnsafePointer<Float>, part: Int = 0, of parts: Int = 1) {
     let channels = evenShare(of: shape.inChannels, part: part, parts: parts)
     if outputTile == 4 {
       winograd4TransformWeights(

@@ -4,18 +4,18 @@
 ///
 /// The moments live in flat buffers parallel to the parameters, so any contiguous range
 /// can be updated independently; that lets every worker update its own slice.
-public final class Adam {
-  public let learningRate: Float
-  public let beta1: Float = 0.9
-  public let beta2: Float = 0.999
-  public let epsilon: Float = 1e-7
+package final class Adam {
+  package let learningRate: Float
+  package let beta1: Float = 0.9
+  package let beta2: Float = 0.999
+  package let epsilon: Float = 1e-7
   /// Steps taken so far (`t` of the last update).
-  public private(set) var step = 0
+  package private(set) var step = 0
   /// First and second moments, one per parameter.
-  public let firstMoment: AlignedFloats
-  public let secondMoment: AlignedFloats
+  package let firstMoment: AlignedFloats
+  package let secondMoment: AlignedFloats
 
-  public init(parameterCount: Int, learningRate: Float = 1e-3) {
+  package init(parameterCount: Int, learningRate: Float = 1e-3) {
     self.learningRate = learningRate
     firstMoment = AlignedFloats(count: parameterCount)
     secondMoment = AlignedFloats(count: parameterCount)
@@ -23,27 +23,27 @@ public final class Adam {
 
   /// The step size `α` of the next step, `t = step + 1`. Every worker calls this
   /// during a step; one of them calls `finishStep()` once all have updated.
-  public func stepSizeForNext() -> Float {
+  package func stepSizeForNext() -> Float {
     let t = Double(step + 1)
     let correction = (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t))
     return Float(Double(learningRate) * correction)
   }
 
   /// Restores the step count and both moments from a checkpoint.
-  public func restore(step: Int, firstMoment m: [Float], secondMoment v: [Float]) {
+  package func restore(step: Int, firstMoment m: [Float], secondMoment v: [Float]) {
     self.step = step
     firstMoment.copy(from: m)
     secondMoment.copy(from: v)
   }
 
   /// Records that a step's updates are complete.
-  public func finishStep() { step += 1 }
+  package func finishStep() { step += 1 }
 
   /// Updates `parameters[range]` from `gradient[range] · gradientScale`, sixteen
   /// parameters at a time (the tail through a zero-padded vector). Every lane does the
   /// scalar rule's operations in its order, so the bits do not depend on where a range
   /// starts. Cost: O(range.count), about ten FLOP per parameter.
-  public func update(
+  package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
     gradientScale: Float, stepSize alpha: Float
   ) {

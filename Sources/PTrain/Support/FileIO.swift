@@ -25,7 +25,7 @@ func fileKind(_ mode: mode_t) -> String {
 /// allocating. The file is opened without blocking and its type checked before any
 /// read, so a FIFO or a device is refused at once instead of hanging.
 /// Cost: one read of the file.
-public func readFile(_ path: String, limit: Int) throws -> [UInt8] {
+package func readFile(_ path: String, limit: Int) throws -> [UInt8] {
   let descriptor = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
   guard descriptor >= 0 else { throw PTrainError("\(path): \(errnoText())") }
   defer { close(descriptor) }
@@ -137,7 +137,7 @@ struct AtomicWriteTarget {
 /// its file: the path names a regular file or nothing (or a symlink to a regular file),
 /// its directory exists, and the temporary file can be created there (it is created and
 /// removed). Throws a one-line error naming `path` otherwise. Cost: a few system calls.
-public func checkWritable(_ path: String) throws {
+package func checkWritable(_ path: String) throws {
   let target = try AtomicWriteTarget(path: path)
   let descriptor = target.openTemporary()
   guard descriptor >= 0 else {
@@ -157,7 +157,7 @@ public func checkWritable(_ path: String) throws {
 /// The new file keeps the old one's permission bits; a symlink is written through (see
 /// `AtomicWriteTarget`); anything else that is not a regular file is refused untouched.
 /// Cost: one write of `bytes` plus two fsyncs.
-public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
+package func writeFileAtomically(_ bytes: [UInt8], to path: String) throws {
   let target = try AtomicWriteTarget(path: path)
   let temporary = target.temporaryPath
   let descriptor = target.openTemporary()

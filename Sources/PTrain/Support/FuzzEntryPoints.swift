@@ -4,7 +4,7 @@
 /// Each entry point may throw `PTrainError` for bad input (that is the point) but must
 /// never crash, hang or allocate more than the input justifies. After a successful parse
 /// it checks the result's own invariants and traps if they fail.
-public enum FuzzEntryPoints {
+@_spi(Fuzzing) public enum FuzzEntryPoints {
   /// The IDX/gzip reader, as one and as three dimensions.
   public static func idx(_ bytes: [UInt8]) {
     for dimensionCount in [1, 3] {

@@ -1,7 +1,7 @@
 /// SHA-256 (FIPS 180-4), used for `parameters_sha256` and to verify the bundled data.
 ///
 /// Cost: O(n) in the bytes hashed, about 64 rounds of 32-bit arithmetic per 64-byte block.
-public struct SHA256 {
+package struct SHA256 {
   private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
     0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab,
     0x5be0_cd19
@@ -22,10 +22,10 @@ public struct SHA256 {
     0xc671_78f2,
   ]
 
-  public init() {}
+  package init() {}
 
   /// Feeds `bytes` into the hash.
-  public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+  package mutating func update(_ bytes: UnsafeRawBufferPointer) {
     length &+= UInt64(bytes.count)
     var index = 0
     if !pending.isEmpty {
@@ -45,12 +45,12 @@ public struct SHA256 {
   }
 
   /// Feeds the bytes of `array` into the hash.
-  public mutating func update<T>(_ array: [T]) {
+  package mutating func update<T>(_ array: [T]) {
     array.withUnsafeBytes { update($0) }
   }
 
   /// Pads the message and returns the 32-byte digest.
-  public mutating func finalize() -> [UInt8] {
+  package mutating func finalize() -> [UInt8] {
     let bitLength = length &* 8
     var tail: [UInt8] = [0x80]
     while (pending.count + tail.count) % 64 != 56 { tail.append(0) }
@@ -63,14 +63,14 @@ public struct SHA256 {
   }
 
   /// The lowercase hexadecimal SHA-256 of `bytes`.
-  public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+  package static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
     var hash = SHA256()
     hash.update(bytes)
     return hash.finalize().map { String(format2: $0) }.joined()
   }
 
   /// The lowercase hexadecimal SHA-256 of the bytes of `array`.
-  public static func hex<T>(_ array: [T]) -> String {
+  package static func hex<T>(_ array: [T]) -> String {
     array.withUnsafeBytes { hex($0) }
   }
 

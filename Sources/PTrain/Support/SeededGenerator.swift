@@ -3,11 +3,11 @@
 /// Initialisation and every epoch's shuffle draw from one generator in a fixed order,
 /// so a seed fixes the whole run whatever the thread count. Its state is four words,
 /// which checkpoints can store.
-public struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
+package struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
   /// The four 64-bit words of xoshiro256** state.
-  public var state: (UInt64, UInt64, UInt64, UInt64)
+  package var state: (UInt64, UInt64, UInt64, UInt64)
 
-  public init(seed: UInt64) {
+  package init(seed: UInt64) {
     var x = seed
     func splitMix() -> UInt64 {
       x &+= 0x9E37_79B9_7F4A_7C15
@@ -19,12 +19,12 @@ public struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
     state = (splitMix(), splitMix(), splitMix(), splitMix())
   }
 
-  public static func == (lhs: SeededGenerator, rhs: SeededGenerator) -> Bool {
+  package static func == (lhs: SeededGenerator, rhs: SeededGenerator) -> Bool {
     lhs.state == rhs.state
   }
 
   /// The next 64 random bits. Cost: a handful of integer operations.
-  public mutating func next() -> UInt64 {
+  package mutating func next() -> UInt64 {
     let result = ((state.1 &* 5) << 7 | (state.1 &* 5) >> 57) &* 9
     let t = state.1 << 17
     state.2 ^= state.0
@@ -37,12 +37,12 @@ public struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
   }
 
   /// A uniform Float in [0, 1) with 24 random bits.
-  public mutating func nextUnitFloat() -> Float {
+  package mutating func nextUnitFloat() -> Float {
     Float(next() >> 40) * 0x1p-24
   }
 
   /// A uniform integer in 0..<bound, unbiased (rejection sampling). `bound` must be > 0.
-  public mutating func nextIndex(below bound: Int) -> Int {
+  package mutating func nextIndex(below bound: Int) -> Int {
     let range = UInt64(bound)
     let limit = UInt64.max - UInt64.max % range
     while true {
@@ -52,7 +52,7 @@ public struct SeededGenerator: RandomNumberGenerator, Equatable, Sendable {
   }
 
   /// Shuffles `array` in place with Fisher–Yates, drawing `array.count - 1` indices.
-  public mutating func shuffle<T>(_ array: inout [T]) {
+  package mutating func shuffle<T>(_ array: inout [T]) {
     guard array.count > 1 else { return }
     for i in stride(from: array.count - 1, to: 0, by: -1) {
       array.swapAt(i, nextIndex(below: i + 1))

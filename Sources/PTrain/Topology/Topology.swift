@@ -4,6 +4,9 @@ import CHwloc
 ///
 /// Owns the hwloc topology handle, which is read-only after loading and so safe to use
 /// from every worker thread. Only the CPUs this process may use are counted.
+///
+/// `@unchecked Sendable` because the handle is a C pointer: hwloc documents a loaded
+/// topology as safe for concurrent reads, and nothing here modifies it after `init`.
 public final class Topology: @unchecked Sendable {
   /// One cache level's count and size.
   public struct Cache: Sendable, Equatable, Codable {
@@ -99,7 +102,7 @@ public final class Topology: @unchecked Sendable {
   /// Binds the calling thread to the single CPU `cpu`. Returns false where binding is
   /// not supported or fails. Cost: one system call.
   @discardableResult
-  public func bindCurrentThread(toCPU cpu: Int) -> Bool {
+  package func bindCurrentThread(toCPU cpu: Int) -> Bool {
     guard canBindThreads, let set = hwloc_bitmap_alloc() else { return false }
     defer { hwloc_bitmap_free(set) }
     hwloc_bitmap_only(set, UInt32(cpu))
@@ -116,7 +119,7 @@ public final class Topology: @unchecked Sendable {
 
   /// The OS CPU number the calling thread ran on most recently, or nil if unknown.
   /// Cost: one system call.
-  public func currentCPU() -> Int? {
+  package func currentCPU() -> Int? {
     guard let set = hwloc_bitmap_alloc() else { return nil }
     defer { hwloc_bitmap_free(set) }
     guard hwloc_get_last_cpu_location(handle, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0 else { return nil }

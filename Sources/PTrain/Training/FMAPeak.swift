@@ -1,5 +1,5 @@
 /// The machine's measured fused multiply-add peak, the yardstick for kernel efficiency.
-public enum FMAPeak {
+package enum FMAPeak {
   #if PTRAIN_AVX512
     /// One AVX-512 register.
     typealias Lane = SIMD16<Float>
@@ -14,7 +14,7 @@ public enum FMAPeak {
   /// of one register each: more than FMA latency × pipes (4 × 2) on current x86 cores, and
   /// few enough that nothing spills. Cost: `repetitions` × `iterations` × 10 FMAs per
   /// worker (≈ 0.2 s by default).
-  public static func measure(pool: WorkerPool, iterations: Int = 2_000_000, repetitions: Int = 5) -> Double {
+  package static func measure(pool: WorkerPool, iterations: Int = 2_000_000, repetitions: Int = 5) -> Double {
     (0..<max(repetitions, 1)).map { _ in measureOnce(pool: pool, iterations: iterations) }.max()!
   }
 
@@ -23,6 +23,7 @@ public enum FMAPeak {
     var sinks = [Float](repeating: 0, count: pool.count)
     let start = monotonicNanoseconds()
     sinks.withUnsafeMutableBufferPointer { sinks in
+      nonisolated(unsafe) let sinks = sinks  // each worker writes only its own element
       pool.run { worker in
         let x = Lane(repeating: 0.999_9)
         let y = Lane(repeating: 1e-6)

@@ -19,7 +19,7 @@ public struct PhaseProfile: Sendable, Equatable, Codable {
   public var data = 0.0
   public var sync = 0.0
 
-  public init() {}
+  package init() {}
 
   /// The sum of all phases.
   public var total: Double { compute + barrier + reduce + optimizer + data + sync }

@@ -23,7 +23,19 @@ import Synchronization
 /// A whole epoch runs inside one `WorkerPool.run`. The trainer remembers where it is
 /// (epoch, step, generator), so `state()` can be saved and `init(resuming:)` continues
 /// bit for bit.
-public final class Trainer {
+///
+/// Threads: call `train`, `evaluate` and `loadParameters` from one thread at a time (a
+/// second overlapping call stops the program: the pool refuses it). `train`'s `onEvent`
+/// runs on worker 0's thread for `.step` events, at a point where no worker writes the
+/// trainer, so `state()`, `parameterValues`, `parametersSHA256` and `requestStop()` are safe
+/// there; `.epochFinished` events run on the thread that called `train`. `requestStop()` is
+/// safe from any thread.
+///
+/// `@unchecked Sendable` so that `onEvent` and other threads can hold the trainer: its
+/// mutable state is written only by the one thread inside `init`, `train`, `evaluate` or
+/// `loadParameters`, or by its workers under the step protocol above, and is read from a
+/// `.step` event only while no worker writes it.
+public final class Trainer: @unchecked Sendable {
   public let model: ModelDefinition
   public let plan: ModelPlan
   public private(set) var options: TrainingOptions
@@ -31,13 +43,13 @@ public final class Trainer {
   public let normalization: Normalization
   public let pool: WorkerPool
   /// The parameters, laid out as `plan` documents.
-  public let parameters: AlignedFloats
+  package let parameters: AlignedFloats
   /// BatchNorm's running means and variances (`plan.stateTensors`).
-  public let runningStatistics: AlignedFloats
+  package let runningStatistics: AlignedFloats
   /// Training steps the BatchNorm running statistics have seen (PyTorch's
   /// `num_batches_tracked`).
   public private(set) var batchesTracked = 0
-  public let optimizer: Adam
+  package let optimizer: Adam
   /// Whole epochs finished, and steps finished in the epoch after them.
   public private(set) var epochsCompleted = 0
   public private(set) var stepsIntoEpoch = 0
@@ -151,6 +163,8 @@ public final class Trainer {
     var slots = [AlignedFloats?](repeating: nil, count: shards)
     replicas.withUnsafeMutableBufferPointer { replicaSlots in
       slots.withUnsafeMutableBufferPointer { gradientSlots in
+        // Each worker writes only its own replica and its own shards' slots.
+        nonisolated(unsafe) let (replicaSlots, gradientSlots) = (replicaSlots, gradientSlots)
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(
             plan: plan, slots: imageSlots, shardImages: options.shardSize, frozen: options.frozen,
@@ -253,8 +267,15 @@ public final class Trainer {
 
   /// Trains over `data` until `untilEpoch` (by default `options.epochs`) epochs are
   /// complete, continuing from the current position, and evaluates on `test` after each
-  /// finished epoch when given. `onEvent` runs on a worker thread after every step and on
-  /// the calling thread after every epoch; keep it short.
+  /// finished epoch when given.
+  ///
+  /// `onEvent` receives `.step` after every step on worker 0's thread, once the step's
+  /// update is applied and before the next one changes anything: the other workers wait
+  /// for it at the next step's first barrier, so keep it short. It may read the trainer
+  /// (`state()`, `parameterValues`) and call `requestStop()` there, but not call `train` or
+  /// `evaluate`, which need the workers. `.epochFinished` arrives on the calling thread,
+  /// after the epoch's evaluation, where any call but `train` is fine. Delivering step
+  /// events on the calling thread instead would cost every step a wake-up and a barrier.
   ///
   /// Returns early, with `stopped` set, when `requestStop()` was called. Throws, leaving
   /// the parameters as they were before the offending step, when a loss or gradient is
@@ -263,7 +284,7 @@ public final class Trainer {
   @discardableResult
   public func train(
     _ data: LabeledImages, evaluatingOn test: LabeledImages? = nil, untilEpoch: Int? = nil,
-    onEvent: (TrainingEvent) -> Void = { _ in }
+    onEvent: @Sendable (TrainingEvent) -> Void = { _ in }
   ) throws -> TrainingSummary {
     let target = untilEpoch ?? options.epochs
     try requireShape(of: data, "training data")
@@ -377,7 +398,7 @@ public final class Trainer {
   /// Runs the current epoch from step `stepsIntoEpoch` in one fan-out. Returns whether
   /// it reached the end; it stops early on `requestStop()` or a non-finite value.
   private func trainEpoch(
-    _ data: LabeledImages, order: [Int32], target: Int, onEvent: (TrainingEvent) -> Void
+    _ data: LabeledImages, order: [Int32], target: Int, onEvent: @Sendable (TrainingEvent) -> Void
   ) -> Bool {
     let batch = options.batchSize
     let shardSize = options.shardSize
@@ -397,12 +418,12 @@ public final class Trainer {
     let augmentation = options.augmentation
     let epoch = epochsCompleted
     let imageBytes = data.shape.count
-    let params = parameters.base
-    let runningState = runningStatistics.base
-    let slotBases = slots.map(\.base)
-    let stats = shardStats.base
+    nonisolated(unsafe) let params = parameters.base
+    nonisolated(unsafe) let runningState = runningStatistics.base
+    nonisolated(unsafe) let slotBases = slots.map(\.base)
+    nonisolated(unsafe) let stats = shardStats.base
     let statsStride = Self.statsStride
-    let flags = self.flags
+    nonisolated(unsafe) let flags = self.flags
     let flagStride = Self.flagStride
     let layerCount = plan.layers.count
     let batchNorms = plan.batchNormLayers
@@ -412,6 +433,10 @@ public final class Trainer {
     data.pixels.withUnsafeBufferPointer { pixels in
       data.labels.withUnsafeBufferPointer { labels in
         order.withUnsafeBufferPointer { order in
+          // The workers share these buffers under the step's protocol (type comment):
+          // between two barriers each element is written by at most one worker and read
+          // by no other; the images, labels and order are only read.
+          nonisolated(unsafe) let (pixels, labels, order) = (pixels, labels, order)
           pool.run { worker in
             let replica = replicas[worker]
             let myRanges = workerRanges[worker]
@@ -727,12 +752,15 @@ public final class Trainer {
     var predictions = [Int](repeating: 0, count: data.count)
     let block = 64
     let workers = pool.count
-    let params = parameters.base
-    let runningState = UnsafePointer(runningStatistics.base)
+    nonisolated(unsafe) let params = parameters.base
+    nonisolated(unsafe) let runningState = UnsafePointer(runningStatistics.base)
     let imageBytes = data.shape.count
     data.pixels.withUnsafeBufferPointer { pixels in
       losses.withUnsafeMutableBufferPointer { losses in
         predictions.withUnsafeMutableBufferPointer { predictions in
+          // Parameters and images are only read; each image's loss and prediction are
+          // written by the one worker that evaluates it.
+          nonisolated(unsafe) let (pixels, losses, predictions) = (pixels, losses, predictions)
           pool.run { worker in
             let replica = replicas[worker]
             prepared.update(from: params, part: worker, of: workers)

@@ -39,22 +39,22 @@ public struct TrainingOptions: Sendable, Equatable {
   public static let maximumEpochs = 1_000_000
 
   /// Shards of a full batch: the most workers a step can keep busy.
-  public var shardsPerBatch: Int { (batchSize + shardSize - 1) / shardSize }
+  package var shardsPerBatch: Int { (batchSize + shardSize - 1) / shardSize }
 
   /// Throws a one-line error for the first setting that cannot work.
   public func validate() throws {
-    guard threads >= 1 else { throw PTrainError("--threads must be at least 1, got \(threads)") }
+    guard threads >= 1 else { throw PTrainError(option: "threads", "must be at least 1, got \(threads)") }
     guard threads <= Self.maximumThreads else {
-      throw PTrainError("--threads must be at most \(Self.maximumThreads), got \(threads)")
+      throw PTrainError(option: "threads", "must be at most \(Self.maximumThreads), got \(threads)")
     }
-    guard epochs >= 1 else { throw PTrainError("--epochs must be at least 1, got \(epochs)") }
+    guard epochs >= 1 else { throw PTrainError(option: "epochs", "must be at least 1, got \(epochs)") }
     guard epochs <= Self.maximumEpochs else {
-      throw PTrainError("--epochs must be at most \(Self.maximumEpochs), got \(epochs)")
+      throw PTrainError(option: "epochs", "must be at most \(Self.maximumEpochs), got \(epochs)")
     }
-    guard batchSize >= 1 else { throw PTrainError("--batch-size must be at least 1, got \(batchSize)") }
-    guard batchSize <= 65536 else { throw PTrainError("--batch-size must be at most 65536, got \(batchSize)") }
+    guard batchSize >= 1 else { throw PTrainError(option: "batchSize", "must be at least 1, got \(batchSize)") }
+    guard batchSize <= 65536 else { throw PTrainError(option: "batchSize", "must be at most 65536, got \(batchSize)") }
     guard learningRate.isFinite, learningRate > 0 else {
-      throw PTrainError("--learning-rate must be a positive finite number, got \(learningRate)")
+      throw PTrainError(option: "learningRate", "must be a positive finite number, got \(learningRate)")
     }
     guard (1...65536).contains(shardSize) else {
       throw PTrainError("the shard size must be from 1 to 65536, got \(shardSize)")

@@ -11,7 +11,7 @@ import Synchronization
 /// Workers sit on their own cores, so spinning costs nothing but that core and a
 /// round trip costs well under a microsecond per thread. When threads outnumber cores
 /// the waiters yield their core after a short spin instead of starving the laggard.
-public final class SpinBarrier: @unchecked Sendable {
+public final class SpinBarrier: Sendable {
   public let parties: Int
   private let arrived = Atomic<Int>(0)
   private let phase = Atomic<Int>(0)

@@ -12,6 +12,10 @@ import Synchronization
 /// threads are ours alone: they bind themselves, so no binding ever touches a thread
 /// the pool does not own (the caller's thread, Dispatch's pool). Between jobs workers
 /// spin briefly, then sleep on a condition variable.
+///
+/// `@unchecked Sendable` because `boundCPUs` and the thread list change only in `init` and
+/// `deinit`, and `run` refuses a call that overlaps another (from a second thread, or from
+/// inside a job), so one job at a time reaches the workers.
 public final class WorkerPool: @unchecked Sendable {
   /// Where each worker was planned to run.
   public let placements: [Topology.Placement]
@@ -32,7 +36,7 @@ public final class WorkerPool: @unchecked Sendable {
   /// Starts `threads` workers placed by `topology.plan(threads:)` and waits until each
   /// has bound itself. Cost: one thread start per worker (≈ 50 µs each).
   public init(topology: Topology, threads: Int) throws {
-    guard threads > 0 else { throw PTrainError("--threads must be at least 1, got \(threads)") }
+    guard threads > 0 else { throw PTrainError(option: "threads", "must be at least 1, got \(threads)") }
     placements = topology.plan(threads: threads)
     barrier = SpinBarrier(parties: threads)
     state = State(workers: threads, topology: topology, placements: placements)
@@ -55,6 +59,8 @@ public final class WorkerPool: @unchecked Sendable {
     }
     var bound = [[Int]](repeating: [], count: threads)
     bound.withUnsafeMutableBufferPointer { slots in
+      // Each worker writes only its own element, and `run` returns after the last write.
+      nonisolated(unsafe) let slots = slots
       run { worker in slots[worker] = topology.currentThreadBinding() }
     }
     boundCPUs = bound
@@ -63,9 +69,17 @@ public final class WorkerPool: @unchecked Sendable {
   deinit { shutDown() }
 
   /// Runs `body(worker)` once on each worker thread, concurrently, and returns when every
-  /// call has returned. Cost: a wake-up of each worker (sub-microsecond while they
-  /// spin, a futex wake after they sleep) plus the slowest call.
-  public func run(_ body: (Int) -> Void) {
+  /// call has returned. `body` never runs on the calling thread, hence `@Sendable`: what
+  /// it shares between workers (buffers through pointers) each worker must write apart,
+  /// or order with `barrier`. Calling `run` from inside `body`, or from two threads at
+  /// once, stops the program with a message instead of deadlocking. Cost: a wake-up of
+  /// each worker (sub-microsecond while they spin, a futex wake after they sleep) plus
+  /// the slowest call.
+  public func run(_ body: @Sendable (Int) -> Void) {
+    precondition(
+      !state.busy.exchange(true, ordering: .acquiring),
+      "WorkerPool.run was called while the pool runs another job (from a job, or from a second thread)")
+    defer { state.busy.store(false, ordering: .releasing) }
     withoutActuallyEscaping(body) { job in
       state.job = job
       state.pending.store(count, ordering: .relaxed)
@@ -100,14 +114,20 @@ public final class WorkerPool: @unchecked Sendable {
 
   /// What the workers share with the pool. Kept apart from `WorkerPool` so that running
   /// threads do not keep the pool itself alive.
+  ///
+  /// `@unchecked Sendable` because `job` and `stopping` are plain fields: the pool writes
+  /// them before bumping `generation` (release) and the workers read them after seeing the
+  /// bump (acquire); `job` is cleared only after every worker has finished it.
   private final class State: @unchecked Sendable {
+    /// Whether a `run` is in progress.
+    let busy = Atomic<Bool>(false)
     let generation = Atomic<Int>(0)
     let pending = Atomic<Int>(0)
     let sleep = ConditionLock()
     let done = ConditionLock()
     let topology: Topology
     let placements: [Topology.Placement]
-    var job: ((Int) -> Void)?
+    var job: (@Sendable (Int) -> Void)?
     var stopping = false
 
     init(workers: Int, topology: Topology, placements: [Topology.Placement]) {
