@@ -26,6 +26,13 @@ let package = Package(
     .library(name: "PTrain", targets: ["PTrain"]),
     .executable(name: "ptrain", targets: ["ptrain"]),
   ],
+  traits: [
+    .trait(
+      name: "MPI",
+      description:
+        "Data parallelism across processes with Open MPI (mpirun -np P ptrain): needs libopenmpi-dev (pkg-config ompi-c)"
+    )
+  ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     // `swift package generate-documentation --target PTrain` builds the DocC catalog.
@@ -36,6 +43,9 @@ let package = Package(
       name: "CHwloc", pkgConfig: "hwloc",
       providers: [.apt(["libhwloc-dev"]), .brew(["hwloc"])]),
     .systemLibrary(
+      name: "CMPI", pkgConfig: "ompi-c",
+      providers: [.apt(["libopenmpi-dev"])]),
+    .systemLibrary(
       name: "CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
     .target(
@@ -44,7 +54,7 @@ let package = Package(
       cSettings: [.unsafeFlags(["-std=c23"])]),
     .target(
       name: "PTrain",
-      dependencies: ["CHwloc", "CZlib", "CMNIST"],
+      dependencies: ["CHwloc", "CZlib", "CMNIST", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
       swiftSettings: engineSettings),
     .executableTarget(
       name: "ptrain",

@@ -74,7 +74,7 @@ struct Bench: ParsableCommand {
       if !json { Terminal.error("bench: \(count) thread(s)…") }
       let trainer = try Trainer(
         options: TrainingOptions(threads: count, epochs: 2, batchSize: batchSize), model: definition,
-        normalization: normalization, topology: topology)
+        normalization: normalization, topology: topology, processes: job)
       try trainer.train(warmUp, untilEpoch: 1)
       let before = trainer.profile
       let summary = try trainer.train(timed, untilEpoch: 2)
@@ -106,9 +106,11 @@ struct Bench: ParsableCommand {
         let model: String
         let batchSize: Int
         let steps: Int
+        let processes: Int
         let rows: [Row]
       }
-      try printJSON(Output(model: definition.text, batchSize: batchSize, steps: timedSteps, rows: rows))
+      try printJSON(
+        Output(model: definition.text, batchSize: batchSize, steps: timedSteps, processes: job.size, rows: rows))
       return
     }
     try Terminal.output(
@@ -121,16 +123,21 @@ struct Bench: ParsableCommand {
     try Terminal.output(
       "a batch of \(batchSize) makes \(shape.shardsPerBatch) shard(s) of \(shape.shardSize) images; more threads than that would idle"
     )
+    // Under MPI, each row is P processes × T threads, and the split gains their exchange.
+    let processes = job.size
     try Terminal.output(
-      "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  reduce  optimizer    data  barrier"
-    )
+      (processes > 1 ? "processes × " : "")
+        + "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  "
+        + "reduce  optimizer    data  barrier" + (processes > 1 ? "  communicate" : ""))
     for row in rows {
       let ms = { (name: String) in String(format: "%7.3f", row.stepMilliseconds[name] ?? 0) }
       try Terminal.output(
-        String(
-          format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%", row.threads, row.imagesPerSecond, row.speedup,
-          row.efficiency * 100, row.gflops, row.percentOfPeak)
-          + "  \(ms("compute"))  \(ms("sync"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))")
+        (processes > 1 ? String(format: "%9d × ", processes) : "")
+          + String(
+            format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%", row.threads, row.imagesPerSecond, row.speedup,
+            row.efficiency * 100, row.gflops, row.percentOfPeak)
+          + "  \(ms("compute"))  \(ms("sync"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))"
+          + (processes > 1 ? "      \(ms("communicate"))" : ""))
     }
     try Terminal.output(
       String(

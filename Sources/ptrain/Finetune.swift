@@ -93,7 +93,8 @@ struct Finetune: ParsableCommand {
     }
     // Features learnt on the source data expect its standardisation.
     let trainer = try Trainer(
-      options: options, model: target, normalization: checkpoint.normalization, topology: topology)
+      options: options, model: target, normalization: checkpoint.normalization, topology: topology,
+      processes: job)
     try trainer.loadParameters(
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)

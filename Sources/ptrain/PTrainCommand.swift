@@ -22,8 +22,10 @@ struct PTrainCommand: ParsableCommand {
   static func main() {
     Terminal.holdStandardDescriptors()
     do {
+      job = try ProcessGroup.world()
       var command = try parseAsRoot()
       try command.run()
+      job.finish()
     } catch let error as PTrainError {
       Terminal.fail("\(error.inFlagTerms)", code: 1)
     } catch {
@@ -59,7 +61,12 @@ extension PTrainError {
   var inFlagTerms: PTrainError { option.flatMap { Self.flags[$0] }.map(namingOption) ?? self }
 }
 
+/// The processes of this run: one, or the ranks mpirun started (joined before the
+/// command line is parsed). Set once by `main`, before any other thread exists.
+nonisolated(unsafe) var job = ProcessGroup.single
+
 /// Where the CLI writes: results on stdout, progress, warnings and errors on stderr.
+/// Under MPI only rank 0 writes; the other ranks do the same work silently.
 enum Terminal {
   /// Whether stderr is an interactive terminal (progress bars) or a file (plain lines).
   static let stderrIsTTY = isatty(2) == 1
@@ -79,6 +86,7 @@ enum Terminal {
 
   /// Writes all of `text` to `descriptor`; returns the `errno` of a failed write.
   private static func write(_ text: String, to descriptor: Int32) -> Int32? {
+    guard job.rank == 0 else { return nil }
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
       let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
@@ -106,6 +114,6 @@ enum Terminal {
 
   static func fail(_ text: String, code: Int32) -> Never {
     error("ptrain: error: \(text)")
-    Foundation.exit(code)
+    job.abort(code: code)  // under MPI, ends every rank with this status
   }
 }

@@ -50,7 +50,7 @@ enum Report {
   /// The per-phase split of training time, one line per phase.
   static func profile(_ profile: PhaseProfile) -> String {
     var lines = ["", "where training time went (seconds per worker, averaged over workers)"]
-    for (name, seconds) in profile.phases {
+    for (name, seconds) in profile.phases where name != "communicate" || job.size > 1 {
       lines.append(
         name.padding(toLength: 10, withPad: " ", startingAt: 0)
           + String(format: "%8.3f s  %5.1f%%", seconds, 100 * seconds / max(profile.total, 1e-12)))

@@ -17,18 +17,25 @@ struct TopologyCommand: ParsableCommand {
     let topology = try Topology()
     let threads = try threadCount(self.threads, topology: topology)
     let plan = topology.plan(threads: threads)
+    // Under mpirun, the ranks on this node split its cores: each local rank's share.
+    let rankPlans =
+      job.localSize > 1
+      ? (0..<job.localSize).map { topology.plan(threads: threads, localRank: $0, localRanks: job.localSize) } : nil
     if json {
       struct Report: Encodable {
         let packages, numaNodes, physicalCores, processingUnits: Int
         let caches: [Topology.Cache]
         let canBindThreads: Bool
         let plan: [Topology.Placement]
+        /// Per node-local MPI rank, its workers' placements (absent outside mpirun).
+        let localRankPlans: [[Topology.Placement]]?
       }
       try printJSON(
         Report(
           packages: topology.packages, numaNodes: topology.numaNodes,
           physicalCores: topology.physicalCores, processingUnits: topology.processingUnits,
-          caches: topology.caches, canBindThreads: topology.canBindThreads, plan: plan))
+          caches: topology.caches, canBindThreads: topology.canBindThreads, plan: rankPlans?[0] ?? plan,
+          localRankPlans: rankPlans))
       return
     }
     try Terminal.output(
@@ -39,9 +46,16 @@ struct TopologyCommand: ParsableCommand {
     }
     try Terminal.output(
       "thread binding: \(topology.canBindThreads ? "supported" : "not supported (workers will float)")")
-    try Terminal.output("plan for \(threads) worker(s):")
-    for placement in plan {
-      try Terminal.output("  worker \(placement.worker) → core \(placement.core), CPU \(placement.cpu)")
+    let titledPlans =
+      rankPlans?.enumerated().map {
+        ("plan for node-local MPI rank \($0.offset) of \(job.localSize), \(threads) worker(s):", $0.element)
+      }
+      ?? [("plan for \(threads) worker(s):", plan)]
+    for (title, plan) in titledPlans {
+      try Terminal.output(title)
+      for placement in plan {
+        try Terminal.output("  worker \(placement.worker) → core \(placement.core), CPU \(placement.cpu)")
+      }
     }
     if threads > topology.processingUnits {
       Terminal.warn("\(threads) workers on \(topology.processingUnits) CPUs: several workers share a CPU")

@@ -64,7 +64,8 @@ struct Train: ParsableCommand {
       do { try state.validatePosition(trainingImages: train.count) } catch let error as PTrainError {
         throw PTrainError("\(resume): \(error)")
       }
-      trainer = try Trainer(resuming: state, threads: threads, epochs: epochs, topology: topology)
+      trainer = try Trainer(
+        resuming: state, threads: threads, epochs: epochs, topology: topology, processes: job)
       metadata = checkpoint.metadata.filter { ["source_model", "new_head"].contains($0.key) }
     } else {
       let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
@@ -72,7 +73,8 @@ struct Train: ParsableCommand {
       let definition = try model.definition(input: dataset.train.shape)
       train = try data.trainingImages(of: dataset)
       let normalization = try inputs.normalization(channels: definition.input.channels, dataset: dataset)
-      trainer = try Trainer(options: options, model: definition, normalization: normalization, topology: topology)
+      trainer = try Trainer(
+        options: options, model: definition, normalization: normalization, topology: topology, processes: job)
       metadata = [:]
     }
     metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }
@@ -101,12 +103,15 @@ struct Train: ParsableCommand {
 
 /// Warns when workers outnumber CPUs or a batch's shards, or could not be pinned.
 func warnAboutPlacement(trainer: Trainer, topology: Topology) {
-  if trainer.options.threads > topology.processingUnits {
+  let local = trainer.options.threads * trainer.processes.localSize
+  if local > topology.processingUnits {
+    let processes = trainer.processes.localSize > 1 ? " (\(trainer.processes.localSize) processes on this node)" : ""
     Terminal.warn(
-      "\(trainer.options.threads) threads on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower"
+      "\(local) threads\(processes) on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower"
     )
   }
-  if let advice = idleWorkerAdvice(threads: trainer.options.threads, options: trainer.options) {
+  if let advice = idleWorkerAdvice(threads: trainer.options.threads * trainer.processes.size, options: trainer.options)
+  {
     Terminal.warn(advice)
   }
   if !trainer.pool.isPinned && topology.canBindThreads {

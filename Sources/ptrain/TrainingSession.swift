@@ -29,6 +29,13 @@ struct TrainingSession: Sendable {
   /// Trains to the end (or until interrupted), saving as asked. Exits 130 on SIGINT and
   /// 143 on SIGTERM once the checkpoint is written; a second signal exits at once.
   func run() throws {
+    // Under MPI, rank 0 writes the checkpoints; every rank holds the same state.
+    var saving = self.checkpoints
+    if job.rank != 0 {
+      saving.save = nil
+      saving.checkpointEvery = nil
+    }
+    let checkpoints = saving
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
     if !output.quiet { Terminal.error(firstLine) }
     let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
@@ -75,6 +82,7 @@ struct TrainingSession: Sendable {
       } else {
         Terminal.error("ptrain: interrupted at \(position); nothing saved (no --save)")
       }
+      job.finish()
       exit(128 + signal)
     }
     // Training is complete. An interrupt from here on no longer stops a step: the
@@ -93,6 +101,7 @@ struct TrainingSession: Sendable {
       Terminal.error(
         "ptrain: interrupted after training finished; "
           + (checkpoints.save.map { "the final checkpoint is saved to \($0)" } ?? "nothing saved (no --save)"))
+      job.finish()
       exit(128 + signal)
     }
     interrupts.disarm()

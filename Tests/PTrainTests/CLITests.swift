@@ -88,8 +88,9 @@ final class CLITests: XCTestCase {
       XCTAssertGreaterThan(row["images_per_second"] as? Double ?? 0, 0)
       XCTAssertGreaterThan(row["fma_peak_gflops"] as? Double ?? 0, 0)
       let split = try XCTUnwrap(row["step_milliseconds"] as? [String: Double])
-      XCTAssertEqual(Set(split.keys), ["compute", "sync", "reduce", "optimizer", "data", "barrier"])
+      XCTAssertEqual(Set(split.keys), ["compute", "sync", "reduce", "optimizer", "communicate", "data", "barrier"])
       XCTAssertGreaterThan(split["compute"] ?? 0, 0)
+      XCTAssertEqual(split["communicate"], 0, "one process exchanges nothing")
     }
     XCTAssertEqual(rows[0]["speedup"] as? Double, 1)
     let svg = try String(contentsOf: chart, encoding: .utf8)
@@ -106,7 +107,7 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(result.status, 0, result.stderr)
     let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
     let profile = try XCTUnwrap(json["profile"] as? [String: Double])
-    XCTAssertEqual(Set(profile.keys), ["compute", "sync", "reduce", "optimizer", "data", "barrier"])
+    XCTAssertEqual(Set(profile.keys), ["compute", "sync", "reduce", "optimizer", "communicate", "data", "barrier"])
     XCTAssertGreaterThan(profile["compute"] ?? 0, profile["reduce"] ?? 0)
     XCTAssertEqual(result.stderr, "", "--quiet prints nothing on stderr")
   }

@@ -86,3 +86,53 @@ final class WorkerTests: XCTestCase {
     }
   }
 }
+
+/// The gradient tree's sum is the same bits however the shards are cut into processes ×
+/// workers: the pairs inside each worker's block, then (under MPI) those inside each
+/// rank's block, then those that span ranks, add the same operands in the same order as
+/// one worker adding them all.
+final class ReductionTreeTests: XCTestCase {
+  /// Sums `shards` slots of `length` random Floats the way a trainer with `ranks` ×
+  /// `workers` blocks does, and returns slot 0.
+  func treeSum(shards: Int, ranks: Int, workers: Int, length: Int = 37) -> [Float] {
+    let blocks = ranks * workers
+    let slots = (0..<shards).map { shard in
+      let slot = UnsafeMutablePointer<Float>.allocate(capacity: length)
+      for (i, value) in randomFloats(length, seed: UInt64(shard + 1)).enumerated() { slot[i] = value * 1e3 + 1e-3 }
+      return slot
+    }
+    defer { slots.forEach { $0.deallocate() } }
+    let all = [0..<length]
+    for block in 0..<blocks {
+      let range = evenShare(of: shards, part: block, parts: blocks)
+      for shard in range {
+        Trainer.foldLocalPairs(after: shard, block: range, shards: shards, slots: slots, ranges: all)
+      }
+    }
+    if ranks > 1 {
+      for rank in 0..<ranks {
+        Trainer.reducePairsInsideRank(rank, ranks: ranks, slots, shards: shards, blocks: blocks, range: 0..<length)
+      }
+    }
+    Trainer.reduceCrossWorkerPairs(slots, shards: shards, workers: ranks > 1 ? ranks : blocks, range: 0..<length)
+    return Array(UnsafeBufferPointer(start: slots[0], count: length))
+  }
+
+  func testEveryCutOfTheShardsGivesTheSameBits() {
+    for shards in [1, 2, 3, 5, 8, 13, 32] {
+      let reference = treeSum(shards: shards, ranks: 1, workers: 1)
+      for (ranks, workers) in [(1, 2), (1, 3), (2, 1), (2, 2), (3, 1), (3, 2), (4, 3), (5, 1)] {
+        XCTAssertEqual(
+          treeSum(shards: shards, ranks: ranks, workers: workers).map(\.bitPattern), reference.map(\.bitPattern),
+          "\(shards) shards on \(ranks) ranks × \(workers) workers")
+      }
+    }
+    // Not a tautology: adding the same slots in another order changes the bits.
+    let values: [[Float]] = (0..<8).map { shard in randomFloats(37, seed: UInt64(shard + 1)).map { $0 * 1e3 + 1e-3 } }
+    var backwards = [Float](repeating: 0, count: 37)
+    for shard in (0..<8).reversed() {
+      for i in 0..<37 { backwards[i] += values[shard][i] }
+    }
+    XCTAssertNotEqual(treeSum(shards: 8, ranks: 1, workers: 1).map(\.bitPattern), backwards.map(\.bitPattern))
+  }
+}

@@ -99,6 +99,15 @@ public final class Topology: @unchecked Sendable {
     }
   }
 
+  /// The share of this node's plan for `localRanks` processes of `threads` workers each
+  /// that belongs to the process with node-local rank `localRank`: its workers' cores, so
+  /// that no two processes on a node pin to one core (until they outnumber its CPUs).
+  public func plan(threads: Int, localRank: Int, localRanks: Int) -> [Placement] {
+    plan(threads: threads * localRanks)[(localRank * threads)..<((localRank + 1) * threads)].enumerated().map {
+      Placement(worker: $0.offset, core: $0.element.core, cpu: $0.element.cpu)
+    }
+  }
+
   /// Binds the calling thread to the single CPU `cpu`. Returns false where binding is
   /// not supported or fails. Cost: one system call.
   @discardableResult

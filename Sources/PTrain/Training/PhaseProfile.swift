@@ -9,7 +9,8 @@
 /// `compute` is forward and backward on the shards (including each image's conversion
 /// from bytes), `barrier` is time spent waiting for other workers, `sync` is BatchNorm's
 /// exchange of batch statistics inside the step (its waits and sums), `reduce` is summing
-/// the gradient slots, `optimizer` is Adam, and `data` is the per-epoch shuffle on the
+/// the gradient slots, `optimizer` is Adam, `communicate` is the exchange between MPI
+/// processes (zero in one process), and `data` is the per-epoch shuffle on the
 /// calling thread. Timing costs two clock reads per phase per step (tens of nanoseconds).
 public struct PhaseProfile: Sendable, Equatable, Codable {
   public var compute = 0.0
@@ -18,17 +19,18 @@ public struct PhaseProfile: Sendable, Equatable, Codable {
   public var optimizer = 0.0
   public var data = 0.0
   public var sync = 0.0
+  public var communicate = 0.0
 
   package init() {}
 
   /// The sum of all phases.
-  public var total: Double { compute + barrier + reduce + optimizer + data + sync }
+  public var total: Double { compute + barrier + reduce + optimizer + data + sync + communicate }
 
   /// The phases with their names, in a fixed order.
   public var phases: [(name: String, seconds: Double)] {
     [
-      ("compute", compute), ("sync", sync), ("reduce", reduce), ("optimizer", optimizer), ("data", data),
-      ("barrier", barrier),
+      ("compute", compute), ("sync", sync), ("reduce", reduce), ("optimizer", optimizer),
+      ("communicate", communicate), ("data", data), ("barrier", barrier),
     ]
   }
 }

@@ -42,6 +42,8 @@ public final class Trainer: @unchecked Sendable {
   /// How images are standardised: the training set's statistics, or given.
   public let normalization: Normalization
   public let pool: WorkerPool
+  /// The processes training this model together (`ProcessGroup.single` unless under MPI).
+  public let processes: ProcessGroup
   /// The parameters, laid out as `plan` documents.
   package let parameters: AlignedFloats
   /// BatchNorm's running means and variances (`plan.stateTensors`).
@@ -98,10 +100,12 @@ public final class Trainer: @unchecked Sendable {
   /// Creates the workers, their replicas and gradient slots, and draws the initial
   /// parameters from `options.seed`. Throws when the options do not fit the model (a
   /// frozen layer without parameters, every layer frozen, normalisation for another
-  /// channel count). Cost: thread start-up plus O(parameters · shards).
+  /// channel count). With several `processes`, each process makes its own trainer with
+  /// the same arguments (its workers take its share of the node's cores), and `train`
+  /// makes them work as one. Cost: thread start-up plus O(parameters · shards).
   public init(
     options: TrainingOptions, model: ModelDefinition = .mnistCNN, normalization: Normalization? = nil,
-    topology: Topology? = nil
+    topology: Topology? = nil, processes: ProcessGroup = .single
   ) throws {
     try options.validate()
     let plan = try ModelPlan(model)
@@ -121,7 +125,10 @@ public final class Trainer: @unchecked Sendable {
     self.model = model
     self.plan = plan
     self.normalization = normalization
-    pool = try WorkerPool(topology: topology ?? Topology(), threads: options.threads)
+    self.processes = processes
+    pool = try WorkerPool(
+      topology: topology ?? Topology(), threads: options.threads, localRank: processes.localRank,
+      localRanks: processes.localSize)
     var generator = SeededGenerator(seed: options.seed)
     parameters = AlignedFloats(count: plan.parameterCount)
     parameters.copy(from: plan.initialParameters(using: &generator))
@@ -151,8 +158,8 @@ public final class Trainer: @unchecked Sendable {
     workerGradientSums.initialize(repeating: 0, count: pool.count * workerSumStride)
     phaseNanoseconds = .allocate(capacity: pool.count * Self.phaseStride)
     phaseNanoseconds.initialize(repeating: 0, count: pool.count * Self.phaseStride)
-    flags = .allocate(capacity: (pool.count + 1) * Self.flagStride)
-    flags.initialize(repeating: 0, count: (pool.count + 1) * Self.flagStride)
+    flags = .allocate(capacity: (pool.count + 2) * Self.flagStride)
+    flags.initialize(repeating: 0, count: (pool.count + 2) * Self.flagStride)
     let prepared = PreparedWeights(plan: plan, inputGradients: plan.inputGradients(frozen: options.frozen))
     self.prepared = prepared
     // Without BatchNorm a worker holds one image at a time; with it, all of its block's.
@@ -183,12 +190,15 @@ public final class Trainer: @unchecked Sendable {
   /// `epochs` epochs are complete (the saved run's target by default). Training from
   /// here gives bit-identical results to never having stopped.
   public convenience init(
-    resuming state: TrainingState, threads: Int, epochs: Int? = nil, topology: Topology? = nil
+    resuming state: TrainingState, threads: Int, epochs: Int? = nil, topology: Topology? = nil,
+    processes: ProcessGroup = .single
   ) throws {
     var options = state.options
     options.threads = threads
     if let epochs { options.epochs = epochs }
-    try self.init(options: options, model: state.model, normalization: state.normalization, topology: topology)
+    try self.init(
+      options: options, model: state.model, normalization: state.normalization, topology: topology,
+      processes: processes)
     parameters.copy(from: state.parameters)
     runningStatistics.copy(from: state.runningStatistics)
     batchesTracked = state.batchesTracked
@@ -300,6 +310,7 @@ public final class Trainer: @unchecked Sendable {
       throw PTrainError(
         "cannot continue after step \(stepsIntoEpoch) of an epoch that has \(stepsPerEpoch) steps on this data")
     }
+    if processes.size > 1 { try requireTheSameRunOnEveryRank(fingerprint: fingerprint, target: target) }
     try LabeledImages.requireLabels(data.labels, below: plan.classes, name: "training data")
     if let test { try LabeledImages.requireLabels(test.labels, below: plan.classes, name: "test data") }
     dataFingerprint = fingerprint
@@ -352,6 +363,28 @@ public final class Trainer: @unchecked Sendable {
       seconds: (clock.now - runStart).seconds, stopped: stopped)
   }
 
+  /// Throws, on every rank, unless every rank holds the same model, options (but for the
+  /// thread count), parameters, position and data: ranks started with other flags or other
+  /// files would otherwise train different models in lockstep. Cost: one hash of the
+  /// parameters and one small collective.
+  private func requireTheSameRunOnEveryRank(fingerprint: String, target: Int) throws {
+    let o = options
+    let run = [
+      model.text, normalization.description, "\(o.epochs) \(o.batchSize) \(o.learningRate) \(o.seed) \(o.shardSize)",
+      "\(o.frozen.sorted()) \(o.augmentation)", fingerprint, "\(epochsCompleted) \(stepsIntoEpoch) \(optimizer.step)",
+      "\(target)", parametersSHA256,
+    ].joined(separator: "\n")
+    var hash = SHA256()
+    hash.update(Array(run.utf8))
+    let digest = hash.finalize().prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    let all = processes.allgather([digest])
+    if let other = all.firstIndex(where: { $0 != all[0] }) {
+      throw PTrainError(
+        "the \(processes.size) MPI processes disagree: rank \(other) has other options, model, data or starting point than rank 0; start every rank with the same flags and data"
+      )
+    }
+  }
+
   /// Throws unless `data`'s images have the model's input shape.
   private func requireShape(of data: LabeledImages, _ name: String) throws {
     guard data.shape == model.input else {
@@ -370,18 +403,19 @@ public final class Trainer: @unchecked Sendable {
       profile.reduce += Double(times[2]) * scale
       profile.optimizer += Double(times[3]) * scale
       profile.sync += Double(times[4]) * scale
-      for phase in 0..<5 { times[phase] = 0 }
+      profile.communicate += Double(times[5]) * scale
+      for phase in 0..<6 { times[phase] = 0 }
     }
   }
 
   /// The parameter ranges of the layers that train.
-  private var trainableRanges: [Range<Int>] {
+  var trainableRanges: [Range<Int>] {
     plan.parameterLayers.filter { !options.frozen.contains($0.index) }.map(\.parameterRange)
   }
 
   /// The parameter ranges worker `worker` of `workers` reduces and updates: its share of
   /// the trainable layers' parameters, cut into slices of a multiple of 16.
-  private func ranges(ofWorker worker: Int, workers: Int) -> [Range<Int>] {
+  func ranges(ofWorker worker: Int, workers: Int) -> [Range<Int>] {
     let trainable = trainableRanges
     let total = trainable.reduce(0) { $0 + $1.count }
     let sliceLength = roundUp((total + workers - 1) / workers, toMultipleOf: 16)
@@ -405,7 +439,20 @@ public final class Trainer: @unchecked Sendable {
     let workers = pool.count
     let steps = (data.count + batch - 1) / batch
     let firstStep = stepsIntoEpoch
-    let workerRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
+    // With several processes, the step's shards are cut into ranks × workers blocks, rank
+    // after rank, and so are the parameters the workers reduce and update.
+    let processes = self.processes
+    let ranks = processes.size
+    let rank = processes.rank
+    let blocks = ranks * workers
+    let workerRanges = (0..<workers).map { ranges(ofWorker: rank * workers + $0, workers: blocks) }
+    // Under MPI each worker first adds, over its share of all the parameters, the pairs
+    // inside this rank's block that span its workers' blocks; the ranks then exchange one
+    // partial sum per subtree of their blocks, and the reduce phase adds the pairs that
+    // span ranks.
+    let localRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
+    let reduceBlocks = ranks > 1 ? ranks : workers
+    let exchange = ranks > 1 ? RankExchange(trainer: self, blocks: blocks) : nil
     let trainableRanges = self.trainableRanges
     // A shard's slot is cleared where gradients are added to it; a trainable dense layer's
     // weight gradient is written whole when the shard ends (`finishShard`), so only its
@@ -462,7 +509,7 @@ public final class Trainer: @unchecked Sendable {
               pool.barrier.wait()
               charge(1)
               let globalStep = optimizer.step  // worker 0 advanced it before the last barrier
-              let myShards = evenShare(of: shards, part: worker, parts: workers)
+              let myShards = evenShare(of: shards, part: rank * workers + worker, parts: blocks)
               let firstImage = myShards.lowerBound * shardSize
               /// Where the image at `position` in the batch lives in the replica: its own slot
               /// when the replica holds the worker's whole block (BatchNorm), else the one.
@@ -502,6 +549,12 @@ public final class Trainer: @unchecked Sendable {
                 }
                 charge(0)
                 pool.barrier.wait()
+                if let exchange {  // every rank gets every shard's sums
+                  charge(1)
+                  if worker == 0 { exchange.shareShardRows(batchInputSums, stride: batchSumStride, shards: shards) }
+                  charge(5)
+                  pool.barrier.wait()
+                }
                 sums.update(repeating: 0, count: width)
                 for shard in 0..<shards {
                   let partial = batchInputSums + shard * batchSumStride + offset
@@ -568,6 +621,14 @@ public final class Trainer: @unchecked Sendable {
                 guard replica.needsInputGradient[bn] else { break }
                 charge(0)
                 pool.barrier.wait()
+                if let exchange {
+                  charge(1)
+                  if worker == 0 {
+                    exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
+                  }
+                  charge(5)
+                  pool.barrier.wait()
+                }
                 gradientSums.update(repeating: 0, count: 2 * channels)
                 for shard in 0..<shards {
                   let partial = batchGradientSums + shard * batchSumStride + offset
@@ -608,10 +669,26 @@ public final class Trainer: @unchecked Sendable {
               pool.barrier.wait()
               charge(1)
               if flags[0] != 0 { break }  // a stop was requested after the last step
+              if let exchange {  // the shards' losses, and the slots the other ranks' slices need
+                for range in localRanges[worker] {
+                  Self.reducePairsInsideRank(
+                    rank, ranks: ranks, slotBases, shards: shards, blocks: blocks, range: range)
+                }
+                charge(2)
+                pool.barrier.wait()
+                charge(1)
+                if worker == 0 {
+                  exchange.shareShardRows(stats, stride: statsStride, shards: shards)
+                  exchange.shareGradients(slotBases, shards: shards)
+                }
+                charge(5)
+                pool.barrier.wait()
+                charge(1)
+              }
               // Phase 3: reduce this worker's slice and check that it is finite.
               var firstNonFinite = -1
               for range in myRanges {
-                Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: workers, range: range)
+                Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: reduceBlocks, range: range)
                 if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
                   firstNonFinite = bad
                 }
@@ -621,7 +698,15 @@ public final class Trainer: @unchecked Sendable {
               pool.barrier.wait()
               charge(1)
               // Phase 4: every worker reaches the same verdict, then updates its slice.
-              let badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
+              var badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
+              if let exchange {  // the first non-finite gradient of any rank, in rank order
+                if worker == 0 { flags[(workers + 1) * flagStride] = exchange.firstOfRanks(badGradient ?? -1) }
+                charge(1)
+                pool.barrier.wait()
+                charge(5)
+                let first = flags[(workers + 1) * flagStride]
+                badGradient = first >= 0 ? first : nil
+              }
               let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
               if badGradient != nil || badLoss != nil {
                 if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
@@ -636,6 +721,12 @@ public final class Trainer: @unchecked Sendable {
               charge(3)
               pool.barrier.wait()
               charge(1)
+              if let exchange {  // every rank gets every slice of the updated parameters
+                if worker == 0 { exchange.shareUpdatedSlices() }
+                charge(5)
+                pool.barrier.wait()
+                charge(1)
+              }
               if worker == 0 {
                 for shard in 0..<shards {
                   epochLoss += Double(stats[shard * statsStride])
@@ -651,6 +742,10 @@ public final class Trainer: @unchecked Sendable {
                       seconds: (clock.now - start).seconds)))
                 flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
                 charge(0)
+                if let exchange {  // all ranks stop after the same step
+                  flags[0] = exchange.processes.maximum(flags[0])
+                  charge(5)
+                }
               }
             }
           }
@@ -701,14 +796,14 @@ public final class Trainer: @unchecked Sendable {
   // adds it and whenever, so the sum's bits depend only on the shard count.
 
   /// The worker whose block (`evenShare`) holds shard `shard`.
-  static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
+  package static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
     ((shard + 1) * workers - 1) / shards
   }
 
   /// After shard `shard` of `block` is done, adds every tree pair whose subtree ends with
   /// that shard and lies inside the block, over `ranges` of the slots.
   /// Cost: O(parameters) per pair added.
-  static func foldLocalPairs(
+  package static func foldLocalPairs(
     after shard: Int, block: Range<Int>, shards: Int, slots: [UnsafeMutablePointer<Float>], ranges: [Range<Int>]
   ) {
     var stride = 1
@@ -726,7 +821,7 @@ public final class Trainer: @unchecked Sendable {
 
   /// Adds, over `range`, the tree pairs whose subtrees span two workers' blocks, level by
   /// level, leaving the whole sum in slot 0. Cost: O(range.count) per pair.
-  static func reduceCrossWorkerPairs(
+  package static func reduceCrossWorkerPairs(
     _ slots: [UnsafeMutablePointer<Float>], shards: Int, workers: Int, range: Range<Int>
   ) {
     var stride = 1
@@ -738,6 +833,27 @@ public final class Trainer: @unchecked Sendable {
         {
           continue  // added by that worker during compute
         }
+        addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
+      }
+      stride *= 2
+    }
+  }
+
+  /// Adds, over `range`, the tree pairs whose subtrees lie inside rank `rank`'s block (of
+  /// `ranks`) but span two of the `blocks` worker blocks, level by level. Under MPI these
+  /// are added before the ranks exchange partial sums, so that each rank sends one per
+  /// subtree of its block. Cost: O(range.count) per pair.
+  package static func reducePairsInsideRank(
+    _ rank: Int, ranks: Int, _ slots: [UnsafeMutablePointer<Float>], shards: Int, blocks: Int, range: Range<Int>
+  ) {
+    var stride = 1
+    while stride < shards {
+      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
+        let last = min(left + 2 * stride, shards) - 1
+        guard owner(ofShard: left, workers: ranks, shards: shards) == rank,
+          owner(ofShard: last, workers: ranks, shards: shards) == rank,
+          owner(ofShard: left, workers: blocks, shards: shards) != owner(ofShard: last, workers: blocks, shards: shards)
+        else { continue }
         addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
       }
       stride *= 2

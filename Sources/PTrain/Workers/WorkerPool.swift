@@ -34,10 +34,12 @@ public final class WorkerPool: @unchecked Sendable {
   private var threads: [pthread_t] = []
 
   /// Starts `threads` workers placed by `topology.plan(threads:)` and waits until each
-  /// has bound itself. Cost: one thread start per worker (≈ 50 µs each).
-  public init(topology: Topology, threads: Int) throws {
+  /// has bound itself. When `localRanks` processes share the node, rank `localRank`
+  /// takes its own share of the node's plan, so that no two processes pin to one core.
+  /// Cost: one thread start per worker (≈ 50 µs each).
+  public init(topology: Topology, threads: Int, localRank: Int = 0, localRanks: Int = 1) throws {
     guard threads > 0 else { throw PTrainError(option: "threads", "must be at least 1, got \(threads)") }
-    placements = topology.plan(threads: threads)
+    placements = topology.plan(threads: threads, localRank: localRank, localRanks: localRanks)
     barrier = SpinBarrier(parties: threads)
     state = State(workers: threads, topology: topology, placements: placements)
     for index in 0..<threads {
