@@ -84,9 +84,10 @@ enum Terminal {
     }
   }
 
-  /// Writes all of `text` to `descriptor`; returns the `errno` of a failed write.
-  private static func write(_ text: String, to descriptor: Int32) -> Int32? {
-    guard job.rank == 0 else { return nil }
+  /// Writes all of `text` to `descriptor` (on rank 0 only, unless `anyRank`); returns the
+  /// `errno` of a failed write.
+  private static func write(_ text: String, to descriptor: Int32, anyRank: Bool = false) -> Int32? {
+    guard job.rank == 0 || anyRank else { return nil }
     var bytes = Array(text.utf8)[...]
     while !bytes.isEmpty {
       let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
@@ -112,8 +113,16 @@ enum Terminal {
 
   static func warn(_ text: String) { error("ptrain: warning: \(text)") }
 
+  /// Reports `text` and exits with `code`; under MPI, ends every rank with it. Rank 0
+  /// reports at once what usually every rank meets (bad flags, a non-finite gradient); the
+  /// others wait two seconds for rank 0 to end the job, then report what only they met.
   static func fail(_ text: String, code: Int32) -> Never {
-    error("ptrain: error: \(text)")
-    job.abort(code: code)  // under MPI, ends every rank with this status
+    if job.rank == 0 {
+      error("ptrain: error: \(text)")
+    } else {
+      sleep(2)
+      _ = write("ptrain: rank \(job.rank): error: \(text)\n", to: 2, anyRank: true)
+    }
+    job.abort(code: code)
   }
 }
