@@ -43,25 +43,7 @@ struct Evaluate: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    let topology = try Topology()
-    let threads = try threadCount(self.threads, topology: topology)
-    let checkpoint = try Checkpoint(path: model)
-    var source = DataOptions()
-    source.dataset = dataset
-    source.data = data
-    let loaded = try source.load(defaultsFrom: checkpoint.metadata)
-    guard loaded.test.shape == checkpoint.model.input else {
-      throw PTrainError(
-        "\(model)'s model takes \(checkpoint.model.input) images but \(loaded.name)'s are \(loaded.test.shape)")
-    }
-    try LabeledImages.requireLabels(
-      loaded.test.labels, below: checkpoint.plan.classes, name: "\(loaded.name) test set, for \(model)")
-    let trainer = try Trainer(
-      options: TrainingOptions(threads: threads, epochs: 1), model: checkpoint.model,
-      normalization: checkpoint.normalization, topology: topology)
-    try trainer.loadParameters(
-      checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan,
-      layers: Set(checkpoint.plan.parameterLayers.map(\.index)))
+    let (_, loaded, trainer) = try Self.prepare(checkpoint: model, dataset: dataset, data: data, threads: threads)
     Terminal.error(
       "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
     )
@@ -84,5 +66,33 @@ struct Evaluate: ParsableCommand {
         Report.headline(evaluation: evaluation)
           + "  (\(model) on the \(loaded.test.count) test images of \(loaded.name))")
     }
+  }
+
+  /// Reads the checkpoint at `path`, loads the data it is evaluated on (`dataset` or
+  /// `data`, else its own) and makes a trainer holding its parameters, checking that the
+  /// two fit. For `evaluate` and `report`.
+  static func prepare(checkpoint path: String, dataset: DatasetName?, data: String?, threads: Int?) throws -> (
+    Checkpoint, Dataset, Trainer
+  ) {
+    let topology = try Topology()
+    let threads = try threadCount(threads, topology: topology)
+    let checkpoint = try Checkpoint(path: path)
+    var source = DataOptions()
+    source.dataset = dataset
+    source.data = data
+    let loaded = try source.load(defaultsFrom: checkpoint.metadata)
+    guard loaded.test.shape == checkpoint.model.input else {
+      throw PTrainError(
+        "\(path)'s model takes \(checkpoint.model.input) images but \(loaded.name)'s are \(loaded.test.shape)")
+    }
+    try LabeledImages.requireLabels(
+      loaded.test.labels, below: checkpoint.plan.classes, name: "\(loaded.name) test set, for \(path)")
+    let trainer = try Trainer(
+      options: TrainingOptions(threads: threads, epochs: 1), model: checkpoint.model,
+      normalization: checkpoint.normalization, topology: topology)
+    try trainer.loadParameters(
+      checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan,
+      layers: Set(checkpoint.plan.parameterLayers.map(\.index)))
+    return (checkpoint, loaded, trainer)
   }
 }

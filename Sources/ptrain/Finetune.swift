@@ -44,6 +44,7 @@ struct Finetune: ParsableCommand {
   func run() throws {
     try CPUSupport.requireVectorUnits()
     try checkpoints.validate()
+    try output.checkLogging()
     let checkpoint = try Checkpoint(path: source)
     let sourceClasses = checkpoint.plan.classes
     let classes = self.classes ?? sourceClasses
@@ -99,6 +100,7 @@ struct Finetune: ParsableCommand {
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)
     var metadata = DataOptions.metadata(for: dataset, trainImages: train.count)
+    if let logdir = output.logdir { metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path }
     metadata["source_model"] = source
     metadata["new_head"] = String(newHead)
     var session = TrainingSession(

@@ -229,4 +229,40 @@ struct OutputOptions: ParsableArguments {
 
   @Flag(help: "At the end, print where training time went: compute, reduce, optimizer, data, barrier.")
   var profile = false
+
+  @Option(
+    help: ArgumentHelp(
+      "Write TensorBoard event files to DIR, an existing writable directory: scalars every --log-every steps and per epoch, parameter histograms per epoch, and a summary of the run. A resumed run keeps logging there.",
+      valueName: "DIR"))
+  var logdir: String?
+
+  @Option(help: "Global steps between the scalars logged with --logdir.")
+  var logEvery = 50
+
+  @Option(
+    help: ArgumentHelp(
+      "At the end, write one self-contained HTML report to PATH: loss and accuracy curves, confusion matrix, per-class metrics, throughput and settings.",
+      valueName: "PATH"))
+  var report: String?
+
+  /// Throws a usage error for a bad `--log-every`, a `--logdir` that is not an existing
+  /// writable directory, or a `--report` path that cannot be written; before training.
+  func checkLogging() throws {
+    guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
+    if let logdir {
+      var info = stat()
+      guard stat(logdir, &info) == 0 else {
+        throw ValidationError("--logdir \(logdir): \(String(cString: strerror(errno))); create the directory first")
+      }
+      guard info.st_mode & S_IFMT == S_IFDIR else { throw ValidationError("--logdir \(logdir): not a directory") }
+      // A file must be creatable there (a read-only or full filesystem refuses even root).
+      try checkOutputPath((logdir as NSString).appendingPathComponent("events.out.tfevents.probe"), flag: "--logdir")
+    }
+    if let report { try checkOutputPath(report, flag: "--report") }
+  }
+
+  /// The flags a resumed run keeps: where it logs.
+  var resumeFlags: [String] {
+    logdir.map { ["--logdir", $0] + (logEvery != 50 ? ["--log-every", String(logEvery)] : []) } ?? []
+  }
 }

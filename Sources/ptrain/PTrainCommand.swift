@@ -14,7 +14,9 @@ struct PTrainCommand: ParsableCommand {
     commandName: "ptrain",
     abstract: "Data-parallel CNN training on pinned CPU cores.",
     discussion: "Run `ptrain help train` for the training flags.",
-    subcommands: [Train.self, Evaluate.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self],
+    subcommands: [
+      Train.self, Evaluate.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self, ReportCommand.self,
+    ],
     defaultSubcommand: Train.self)
 
   /// Parses and runs, turning every failure into one line on stderr and a non-zero

@@ -33,6 +33,8 @@ struct Train: ParsableCommand {
     // finishing it never leaves the file at the interrupted state.
     if let resume, checkpoints.save == nil { checkpoints.save = resume }
     if resume == nil { try checkpoints.validate() }
+    var output = self.output
+    if resume == nil { try output.checkLogging() }
     let topology = try Topology()
     let trainer: Trainer
     let dataset: Dataset
@@ -46,6 +48,8 @@ struct Train: ParsableCommand {
       let threads = try threadCount(hyperParameters.threads, topology: topology)
       let checkpoint = try Checkpoint(path: resume)
       try checkpoints.validate()  // after reading, so that a bad --resume file is what is reported
+      if output.logdir == nil { output.logdir = checkpoint.metadata["logdir"] }  // keeps logging where it did
+      try output.checkLogging()
       let state = try checkpoint.trainingState()
       try refuseChanges(to: state, path: resume)
       let epochs = hyperParameters.epochs ?? state.options.epochs
@@ -66,7 +70,7 @@ struct Train: ParsableCommand {
       }
       trainer = try Trainer(
         resuming: state, threads: threads, epochs: epochs, topology: topology, processes: job)
-      metadata = checkpoint.metadata.filter { ["source_model", "new_head"].contains($0.key) }
+      metadata = checkpoint.metadata.filter { ["source_model", "new_head", "history"].contains($0.key) }
     } else {
       let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
       dataset = try data.load()
@@ -78,6 +82,9 @@ struct Train: ParsableCommand {
       metadata = [:]
     }
     metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }
+    if let logdir = output.logdir {
+      metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path
+    }
     warnAboutPlacement(trainer: trainer, topology: topology)
     var session = TrainingSession(
       trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata,
@@ -131,8 +138,11 @@ func idleWorkerAdvice(threads: Int, options: TrainingOptions) -> String? {
 }
 
 /// The `--json` summary. Its snake_case field names are part of the CLI's interface.
-struct RunSummary: Encodable {
+struct RunSummary: Codable {
   let dataset: String
+  /// The model text; absent in summaries from before it was added.
+  let model: String?
+  let classNames: [String]?
   let trainImages: Int
   let threads: Int
   let batchSize: Int
@@ -153,19 +163,31 @@ struct RunSummary: Encodable {
   /// Where the checkpoint went; present with --save.
   let checkpoint: String?
 
-  struct Epoch: Encodable {
+  struct Epoch: Codable {
     let epoch: Int
     let trainLoss: Double
     let trainAccuracy: Double
     let testLoss: Double?
     let testAccuracy: Double?
     let imagesPerSecond: Double
+
+    init(_ report: EpochReport) {
+      epoch = report.epoch
+      trainLoss = report.trainLoss
+      trainAccuracy = report.trainAccuracy
+      testLoss = report.test?.loss
+      testAccuracy = report.test?.accuracy
+      imagesPerSecond = report.imagesPerSecond
+    }
   }
 
   init(
-    dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary,
-    evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?
+    dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary?,
+    evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?,
+    model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil
   ) {
+    self.model = model
+    self.classNames = classNames
     self.profile = profile
     self.checkpoint = checkpoint
     self.dataset = dataset
@@ -175,17 +197,13 @@ struct RunSummary: Encodable {
     epochs = options.epochs
     learningRate = options.learningRate
     seed = options.seed
-    seconds = summary.seconds
-    imagesPerSecond = summary.imagesPerSecond
+    seconds = summary?.seconds ?? 0
+    imagesPerSecond = summary?.imagesPerSecond ?? 0
     testLoss = evaluation.loss
     testAccuracy = evaluation.accuracy
     perClass = evaluation.classes
     confusionMatrix = evaluation.confusion
-    history = summary.epochs.map {
-      Epoch(
-        epoch: $0.epoch, trainLoss: $0.trainLoss, trainAccuracy: $0.trainAccuracy,
-        testLoss: $0.test?.loss, testAccuracy: $0.test?.accuracy, imagesPerSecond: $0.imagesPerSecond)
-    }
+    self.history = history ?? (summary?.epochs ?? []).map(Epoch.init)
     self.parametersSHA256 = parametersSHA256
     self.pinned = pinned
   }

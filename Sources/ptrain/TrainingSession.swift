@@ -38,6 +38,9 @@ struct TrainingSession: Sendable {
     let checkpoints = saving
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
     if !output.quiet { Terminal.error(firstLine) }
+    let log = try (job.rank == 0 ? output.logdir : nil).map {
+      try TrainingLog(directory: $0, every: output.logEvery, trainer: trainer, dataset: dataset.name)
+    }
     let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
     /// The periodic checkpoints: the last one written, or why writing one failed.
     let saves = Mutex<(last: (path: String, step: Int)?, error: (any Error)?)>((nil, nil))
@@ -45,6 +48,7 @@ struct TrainingSession: Sendable {
     do {
       summary = try trainer.train(train, evaluatingOn: dataset.test) { event in
         progress.handle(event)
+        log?.record(event, step: trainer.optimizer.step, trainer: trainer)
         // Step events run on a worker while no worker changes the trainer, so its state
         // can be saved here (see `Trainer.train`).
         if case .step = event, let every = checkpoints.checkpointEvery, let path = checkpoints.save,
@@ -69,19 +73,28 @@ struct TrainingSession: Sendable {
       throw PTrainError(error.inFlagTerms.description + kept)
     }
     if let saveError = saves.withLock(\.error) { throw saveError }
+    // A resumed run's history begins with the epochs its checkpoint recorded.
+    let earlier = metadata["history"].flatMap {
+      try? JSONDecoder().decode([RunSummary.Epoch].self, from: Data($0.utf8))
+    }
+    let thisRun = summary.epochs.map(RunSummary.Epoch.init)
+    let history = (earlier ?? []).filter { $0.epoch < thisRun.first?.epoch ?? .max } + thisRun
+    var recorded = metadata  // what the checkpoints from here on carry: the history too
+    recorded["history"] = String(decoding: try JSONEncoder().encode(history), as: UTF8.self)
     if summary.stopped {
       progress.finishLine()
       let signal = interrupts.received ?? SIGINT
       let position =
         "epoch \(trainer.epochsCompleted + 1), step \(trainer.stepsIntoEpoch) (global step \(trainer.optimizer.step))"
       if let path = checkpoints.save {
-        try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+        try Checkpoint.save(trainer.state(), to: path, extra: recorded)
         let command = [CommandLine.arguments[0], "train", "--resume", path] + resumeFlags
         Terminal.error(
           "ptrain: interrupted at \(position); checkpoint saved to \(path); continue with: \(shellCommand(command))")
       } else {
         Terminal.error("ptrain: interrupted at \(position); nothing saved (no --save)")
       }
+      log?.log.close()
       job.finish()
       exit(128 + signal)
     }
@@ -90,8 +103,17 @@ struct TrainingSession: Sendable {
     interrupts.finishing(
       checkpoints.save == nil ? "exiting after the final evaluation" : "finishing the final checkpoint first")
     let evaluation = summary.finalEvaluation ?? trainer.evaluate(dataset.test)
+    log?.log.close()
+    let run = RunSummary(
+      dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
+      evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
+      profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save, model: trainer.model.text,
+      classNames: dataset.classNames, history: history)
+    if let path = output.report, job.rank == 0 {
+      try writeFileAtomically(Array(HTMLReport.render(run).utf8), to: path)
+    }
     if let path = checkpoints.save {
-      var extra = metadata
+      var extra = recorded
       extra["test_accuracy"] = "\(evaluation.accuracy)"
       extra["test_loss"] = "\(evaluation.loss)"
       try Checkpoint.save(trainer.state(), to: path, extra: extra)
@@ -106,11 +128,7 @@ struct TrainingSession: Sendable {
     }
     interrupts.disarm()
     if output.json {
-      try printJSON(
-        RunSummary(
-          dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
-          evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
-          profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save))
+      try printJSON(run)
     } else {
       if !output.quiet {
         try Terminal.output(
@@ -120,6 +138,8 @@ struct TrainingSession: Sendable {
       }
       if output.profile { try Terminal.output(Report.profile(trainer.profile)) }
       if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
+      if let path = output.report { try Terminal.output("report written to \(path)") }
+      if let log { try Terminal.output("TensorBoard events written to \(log.log.path)") }
       try Terminal.output(Report.headline(evaluation: evaluation, summary: summary))
     }
   }

@@ -739,6 +739,7 @@ public final class Trainer: @unchecked Sendable {
                     StepProgress(
                       epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
                       images: first + count, loss: epochLoss / Double(first + count),
+                      accuracy: Double(epochCorrect) / Double(first + count),
                       seconds: (clock.now - start).seconds)))
                 flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
                 charge(0)

@@ -79,6 +79,8 @@ public struct StepProgress: Sendable {
   public let images: Int
   /// Mean training loss over this epoch so far.
   public let loss: Double
+  /// Training accuracy over this epoch so far.
+  public let accuracy: Double
   /// Seconds since the epoch began.
   public let seconds: Double
 }
