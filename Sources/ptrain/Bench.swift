@@ -16,6 +16,7 @@ struct Bench: ParsableCommand {
       """)
 
   @OptionGroup var model: ModelOptions
+  @OptionGroup var placement: PlacementOptions
 
   @Option(
     help: """
@@ -53,7 +54,7 @@ struct Bench: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    let topology = try Topology()
+    let topology = try placement.topology()
     guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
     let shape = TrainingOptions(threads: 1, batchSize: batchSize)
     try usage { try shape.validate() }

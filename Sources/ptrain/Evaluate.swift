@@ -12,6 +12,8 @@ struct Evaluate: ParsableCommand {
       by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on.
       """)
 
+  @OptionGroup var placement: PlacementOptions
+
   @Option(help: ArgumentHelp("The .safetensors checkpoint to evaluate.", valueName: "PATH"))
   var model: String
 
@@ -43,7 +45,8 @@ struct Evaluate: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    let (_, loaded, trainer) = try Self.prepare(checkpoint: model, dataset: dataset, data: data, threads: threads)
+    let (_, loaded, trainer) = try Self.prepare(
+      checkpoint: model, dataset: dataset, data: data, threads: threads, topology: try placement.topology())
     Terminal.error(
       "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
     )
@@ -71,10 +74,9 @@ struct Evaluate: ParsableCommand {
   /// Reads the checkpoint at `path`, loads the data it is evaluated on (`dataset` or
   /// `data`, else its own) and makes a trainer holding its parameters, checking that the
   /// two fit. For `evaluate` and `report`.
-  static func prepare(checkpoint path: String, dataset: DatasetName?, data: String?, threads: Int?) throws -> (
-    Checkpoint, Dataset, Trainer
-  ) {
-    let topology = try Topology()
+  static func prepare(
+    checkpoint path: String, dataset: DatasetName?, data: String?, threads: Int?, topology: Topology
+  ) throws -> (Checkpoint, Dataset, Trainer) {
     let threads = try threadCount(threads, topology: topology)
     let checkpoint = try Checkpoint(path: path)
     var source = DataOptions()

@@ -31,6 +31,7 @@ struct Finetune: ParsableCommand {
   var classes: Int?
 
   @OptionGroup var model: ModelOptions
+  @OptionGroup var placement: PlacementOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
   @OptionGroup var data: DataOptions
   @Option(
@@ -78,7 +79,7 @@ struct Finetune: ParsableCommand {
     }
     // The layers to start from the checkpoint: every layer with parameters, but a new head.
     let loaded = Set(plan.parameterLayers.map(\.index).filter { !(newHead && $0 == head) })
-    let topology = try Topology()
+    let topology = try placement.topology()
     let augmentation = try usage { try augment.map(Augmentation.init(parsing:)) ?? .none }
     let options = try hyperParameters.options(topology: topology, frozen: frozen, augmentation: augmentation)
     let dataset = try data.load()

@@ -95,6 +95,25 @@ func threadCount(_ given: Int?, topology: Topology) throws -> Int {
   return threads
 }
 
+/// `--cpus LIST`: the CPUs ptrain may use, within those the process is allowed.
+struct PlacementOptions: ParsableArguments {
+  @Option(
+    help: ArgumentHelp(
+      "Use only these CPUs, for example 0-7,16-23; each must be one the process may use (taskset, numactl, Slurm, mpirun). (default: every allowed CPU)",
+      valueName: "LIST"))
+  var cpus: String?
+
+  /// The machine's topology with the allowed CPUs, narrowed to `--cpus`; a bad list or
+  /// a CPU outside the allowed set is a usage error.
+  func topology() throws -> Topology {
+    guard let cpus else { return try Topology() }
+    guard let list = Topology.parseCPUs(cpus) else {
+      throw ValidationError("--cpus takes CPU numbers and ranges separated by commas, like 0-7,16; got '\(cpus)'")
+    }
+    return try usage { try Topology(cpus: list) }
+  }
+}
+
 /// `--model NAME|SPEC`: a built-in model or a model text.
 struct ModelOptions: ParsableArguments {
   @Option(

@@ -56,6 +56,7 @@ extension PTrainError {
   /// The flags that set the library's options, by the options' names.
   static let flags = [
     "threads": "--threads", "epochs": "--epochs", "batchSize": "--batch-size", "learningRate": "--learning-rate",
+    "cpus": "--cpus",
   ]
 
   /// The error as the CLI says it: an option of the library named by its flag

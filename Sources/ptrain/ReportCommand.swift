@@ -45,7 +45,7 @@ struct ReportCommand: ParsableCommand {
     } else {
       try CPUSupport.requireVectorUnits()
       let (checkpoint, dataset, trainer) = try Evaluate.prepare(
-        checkpoint: source, dataset: nil, data: nil, threads: threads)
+        checkpoint: source, dataset: nil, data: nil, threads: threads, topology: try Topology())
       let evaluation = trainer.evaluate(dataset.test)
       let history = checkpoint.metadata["history"].flatMap {
         try? JSONDecoder().decode([RunSummary.Epoch].self, from: Data($0.utf8))

@@ -7,6 +7,8 @@ struct TopologyCommand: ParsableCommand {
     commandName: "topology",
     abstract: "Show the machine as hwloc sees it and where N workers would be pinned.")
 
+  @OptionGroup var placement: PlacementOptions
+
   @Option(help: "Workers to plan for (default: the number of physical cores).")
   var threads: Int?
 
@@ -14,7 +16,7 @@ struct TopologyCommand: ParsableCommand {
   var json = false
 
   func run() throws {
-    let topology = try Topology()
+    let topology = try placement.topology()
     let threads = try threadCount(self.threads, topology: topology)
     let plan = topology.plan(threads: threads)
     // Under mpirun, the ranks on this node split its cores: each local rank's share.
@@ -26,6 +28,9 @@ struct TopologyCommand: ParsableCommand {
         let packages, numaNodes, physicalCores, processingUnits: Int
         let caches: [Topology.Cache]
         let canBindThreads: Bool
+        /// Every CPU of the machine, and those this process may use (workers go only there).
+        let machineCpus: [Int]
+        let allowedCpus: [Int]
         let plan: [Topology.Placement]
         /// Per node-local MPI rank, its workers' placements (absent outside mpirun).
         let localRankPlans: [[Topology.Placement]]?
@@ -34,7 +39,8 @@ struct TopologyCommand: ParsableCommand {
         Report(
           packages: topology.packages, numaNodes: topology.numaNodes,
           physicalCores: topology.physicalCores, processingUnits: topology.processingUnits,
-          caches: topology.caches, canBindThreads: topology.canBindThreads, plan: rankPlans?[0] ?? plan,
+          caches: topology.caches, canBindThreads: topology.canBindThreads, machineCpus: topology.machineCPUs,
+          allowedCpus: topology.allowedCPUs, plan: rankPlans?[0] ?? plan,
           localRankPlans: rankPlans))
       return
     }
@@ -46,6 +52,11 @@ struct TopologyCommand: ParsableCommand {
     }
     try Terminal.output(
       "thread binding: \(topology.canBindThreads ? "supported" : "not supported (workers will float)")")
+    let allowed = Set(topology.allowedCPUs)
+    try Terminal.output(
+      "CPUs this process may use: \(Topology.ranges(topology.allowedCPUs)) of "
+        + topology.machineCPUs.map { allowed.contains($0) ? "\($0)" : "(\($0))" }.joined(separator: " ")
+        + (topology.isRestricted ? "  (in parentheses: not allowed; workers never go there)" : ""))
     let titledPlans =
       rankPlans?.enumerated().map {
         ("plan for node-local MPI rank \($0.offset) of \(job.localSize), \(threads) worker(s):", $0.element)

@@ -15,6 +15,7 @@ struct Train: ParsableCommand {
       """)
 
   @OptionGroup var model: ModelOptions
+  @OptionGroup var placement: PlacementOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
   @OptionGroup var data: DataOptions
   @OptionGroup var inputs: InputOptions
@@ -35,7 +36,7 @@ struct Train: ParsableCommand {
     if resume == nil { try checkpoints.validate() }
     var output = self.output
     if resume == nil { try output.checkLogging() }
-    let topology = try Topology()
+    let topology = try placement.topology()
     let trainer: Trainer
     let dataset: Dataset
     let train: LabeledImages
@@ -110,11 +111,12 @@ struct Train: ParsableCommand {
 
 /// Warns when workers outnumber CPUs or a batch's shards, or could not be pinned.
 func warnAboutPlacement(trainer: Trainer, topology: Topology) {
-  let local = trainer.options.threads * trainer.processes.localSize
+  let sharing = topology.isRestricted ? 1 : trainer.processes.localSize  // ranks split the node's cores
+  let local = trainer.options.threads * sharing
   if local > topology.processingUnits {
-    let processes = trainer.processes.localSize > 1 ? " (\(trainer.processes.localSize) processes on this node)" : ""
+    let processes = sharing > 1 ? " (\(sharing) processes on this node)" : ""
     Terminal.warn(
-      "\(local) threads\(processes) on \(topology.processingUnits) CPUs: workers share CPUs and steps will be slower"
+      "\(local) threads\(processes) on \(topology.processingUnits) \(topology.isRestricted ? "allowed " : "")CPUs: workers share CPUs and steps will be slower"
     )
   }
   if let advice = idleWorkerAdvice(threads: trainer.options.threads * trainer.processes.size, options: trainer.options)
@@ -158,6 +160,8 @@ struct RunSummary: Codable {
   let history: [Epoch]
   let parametersSHA256: String
   let pinned: Bool
+  /// The CPUs each worker's thread is bound to, read back from inside it.
+  let workerCpus: [[Int]]?
   /// Seconds per phase, averaged over workers; present with --profile.
   let profile: PhaseProfile?
   /// Where the checkpoint went; present with --save.
@@ -184,8 +188,9 @@ struct RunSummary: Codable {
   init(
     dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary?,
     evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?,
-    model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil
+    model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil, workerCPUs: [[Int]]? = nil
   ) {
+    workerCpus = workerCPUs
     self.model = model
     self.classNames = classNames
     self.profile = profile

@@ -108,7 +108,7 @@ struct TrainingSession: Sendable {
       dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
       evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
       profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save, model: trainer.model.text,
-      classNames: dataset.classNames, history: history)
+      classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs)
     if let path = output.report, job.rank == 0 {
       try writeFileAtomically(Array(HTMLReport.render(run).utf8), to: path)
     }

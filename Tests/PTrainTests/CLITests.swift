@@ -112,3 +112,45 @@ final class CLITests: XCTestCase {
     XCTAssertEqual(result.stderr, "", "--quiet prints nothing on stderr")
   }
 }
+
+/// ptrain stays inside the CPUs it is given (taskset here, as Slurm, numactl or mpirun
+/// would narrow them), and `--cpus` narrows them further.
+final class AffinityTests: XCTestCase {
+  func testWorkersStayInsideTheAllowedCPUs() throws {
+    let topology = try Topology()
+    try XCTSkipUnless(topology.allowedCPUs.count >= 2 && topology.canBindThreads, "needs two bindable CPUs")
+    let cpu = topology.allowedCPUs.last!
+    let run = ["--threads", "2", "--epochs", "1", "--train-limit", "640", "--json"]
+    let narrowed = try runPTrainInShell("taskset -c \(cpu) \"$PTRAIN\" " + run.joined(separator: " "))
+    XCTAssertEqual(narrowed.status, 0, narrowed.stderr)
+    let json = try narrowed.json()
+    XCTAssertEqual(json["worker_cpus"] as? [[Int]], [[cpu], [cpu]], "read back from inside the workers")
+    XCTAssertTrue(narrowed.stderr.contains("2 threads on 1 allowed CPUs"), narrowed.stderr)
+    let free = try runPTrain(run)
+    XCTAssertEqual(json["parameters_sha256"] as? String, try free.json()["parameters_sha256"] as? String)
+
+    let plan = try runPTrainInShell("taskset -c \(cpu) \"$PTRAIN\" topology --threads 3 --json")
+    let report = try plan.json()
+    XCTAssertEqual(report["allowed_cpus"] as? [Int], [cpu])
+    let planned = try XCTUnwrap(report["plan"] as? [[String: Int]]).map { $0["cpu"] }
+    XCTAssertEqual(planned, [cpu, cpu, cpu])
+    XCTAssertEqual(report["physical_cores"] as? Int, 1)
+  }
+
+  func testCPUListsNarrowAndAreChecked() throws {
+    let topology = try Topology()
+    let first = topology.allowedCPUs.first!
+    let narrowed = try runPTrain(["topology", "--cpus", "\(first)", "--json"])
+    XCTAssertEqual(narrowed.status, 0, narrowed.stderr)
+    XCTAssertEqual(try narrowed.json()["allowed_cpus"] as? [Int], [first])
+    let outside = topology.machineCPUs.last! + 1000
+    let refused = try runPTrain(["--cpus", "\(outside)", "--epochs", "1"])
+    XCTAssertEqual(refused.status, 64, refused.stderr)
+    XCTAssertTrue(
+      refused.stderr.contains("--cpus names CPU \(outside), which this process may not use"), refused.stderr)
+    let malformed = try runPTrain(["--cpus", "3-1", "--epochs", "1"])
+    XCTAssertEqual(malformed.status, 64, malformed.stderr)
+    XCTAssertEqual(Topology.parseCPUs("0-3,8,2"), [0, 1, 2, 3, 8])
+    XCTAssertEqual(Topology.ranges([0, 1, 2, 3, 8, 10, 11]), "0-3,8,10-11")
+  }
+}

@@ -3,7 +3,8 @@ import CHwloc
 /// The machine as hwloc sees it, and where ptrain's workers go on it.
 ///
 /// Owns the hwloc topology handle, which is read-only after loading and so safe to use
-/// from every worker thread. Only the CPUs this process may use are counted.
+/// from every worker thread. Only the CPUs this process may use (`allowedCPUs`) are
+/// counted and planned on.
 ///
 /// `@unchecked Sendable` because the handle is a C pointer: hwloc documents a loaded
 /// topology as safe for concurrent reads, and nothing here modifies it after `init`.
@@ -37,7 +38,20 @@ public final class Topology: @unchecked Sendable {
   public var processingUnits: Int { coreCPUs.reduce(0) { $0 + $1.count } }
 
   /// Loads the topology of this machine. Cost: a few milliseconds (reads sysfs).
-  public init() throws {
+  /// The OS CPU numbers of every PU the machine lets processes use (cgroup cpusets
+  /// applied), whether or not this process may.
+  public let machineCPUs: [Int]
+  /// The CPUs this process may run on, ascending: its binding (`taskset`, `numactl`,
+  /// Slurm, `mpirun --bind-to`), within `machineCPUs`, narrowed by `init(cpus:)`. Workers
+  /// are planned only here, and `physicalCores` counts the cores that have one.
+  public let allowedCPUs: [Int]
+  /// Whether the process is bound to fewer CPUs than the machine's.
+  public var isRestricted: Bool { allowedCPUs.count < machineCPUs.count }
+
+  /// Loads the machine's topology and this process's allowed CPUs, narrowed to `cpus`
+  /// when given. Throws when hwloc cannot load the topology, or when `cpus` names a CPU
+  /// the process may not use. Cost: one topology load (about a millisecond).
+  public init(cpus: [Int]? = nil) throws {
     var topology: hwloc_topology_t?
     let initStatus = hwloc_topology_init(&topology)
     guard initStatus == 0, let topology else {
@@ -49,6 +63,28 @@ public final class Topology: @unchecked Sendable {
       throw PTrainError("hwloc could not load this machine's topology")
     }
     handle = topology
+    let machine = Topology.cpus(in: hwloc_topology_get_allowed_cpuset(topology))
+    var bound = machine
+    if let set = hwloc_bitmap_alloc() {
+      defer { hwloc_bitmap_free(set) }
+      if hwloc_get_cpubind(topology, set, Int32(HWLOC_CPUBIND_PROCESS.rawValue)) == 0 {
+        let binding = Set(Topology.cpus(in: set))
+        let inside = machine.filter(binding.contains)
+        if !inside.isEmpty { bound = inside }
+      }
+    }
+    if let cpus {
+      let boundSet = Set(bound)
+      if let outside = cpus.first(where: { !boundSet.contains($0) }) {
+        hwloc_topology_destroy(topology)
+        throw PTrainError(
+          option: "cpus", "names CPU \(outside), which this process may not use (allowed: \(Topology.ranges(bound)))")
+      }
+      bound = bound.filter(Set(cpus).contains)
+    }
+    machineCPUs = machine
+    allowedCPUs = bound
+    let allowed = Set(bound)
     func count(_ type: hwloc_obj_type_t) -> Int {
       Int(max(hwloc_get_nbobjs_by_type(topology, type), 0))
     }
@@ -57,12 +93,14 @@ public final class Topology: @unchecked Sendable {
     var cores: [[Int]] = []
     for index in 0..<count(HWLOC_OBJ_CORE) {
       guard let core = hwloc_get_obj_by_type(topology, HWLOC_OBJ_CORE, UInt32(index)) else { continue }
-      let cpus = Topology.cpus(in: core.pointee.cpuset)
+      let cpus = Topology.cpus(in: core.pointee.cpuset).filter(allowed.contains)
       if !cpus.isEmpty { cores.append(cpus) }
     }
     if cores.isEmpty {  // Some virtual machines report PUs without cores.
       for index in 0..<count(HWLOC_OBJ_PU) {
-        if let pu = hwloc_get_obj_by_type(topology, HWLOC_OBJ_PU, UInt32(index)) {
+        if let pu = hwloc_get_obj_by_type(topology, HWLOC_OBJ_PU, UInt32(index)),
+          allowed.contains(Int(pu.pointee.os_index))
+        {
           cores.append([Int(pu.pointee.os_index)])
         }
       }
@@ -133,6 +171,32 @@ public final class Topology: @unchecked Sendable {
     defer { hwloc_bitmap_free(set) }
     guard hwloc_get_last_cpu_location(handle, set, Int32(HWLOC_CPUBIND_THREAD.rawValue)) == 0 else { return nil }
     return Topology.cpus(in: set).first
+  }
+
+  /// `cpus` (ascending) as a list of ranges, as `taskset -c` and `--cpus` write it: "0-3,8".
+  public static func ranges(_ cpus: [Int]) -> String {
+    var parts: [String] = []
+    var index = 0
+    while index < cpus.count {
+      var end = index
+      while end + 1 < cpus.count && cpus[end + 1] == cpus[end] + 1 { end += 1 }
+      parts.append(end == index ? "\(cpus[index])" : "\(cpus[index])-\(cpus[end])")
+      index = end + 1
+    }
+    return parts.joined(separator: ",")
+  }
+
+  /// The CPU numbers of a list such as "0-3,8", or nil when it is malformed.
+  public static func parseCPUs(_ text: String) -> [Int]? {
+    var cpus: [Int] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+      let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0) }
+      guard (1...2).contains(bounds.count), let first = bounds.first!, let last = bounds.last!, first >= 0,
+        first <= last, last < 1 << 16
+      else { return nil }
+      cpus += Array(first...last)
+    }
+    return cpus.isEmpty ? nil : Array(Set(cpus)).sorted()
   }
 
   /// The OS CPU numbers set in an hwloc bitmap, ascending.

@@ -126,9 +126,13 @@ public final class Trainer: @unchecked Sendable {
     self.plan = plan
     self.normalization = normalization
     self.processes = processes
+    // Ranks that share a node split its cores, unless each is bound already (mpirun
+    // --bind-to core, a scheduler): then each plans inside its own binding.
+    let topology = try topology ?? Topology()
+    let split = !topology.isRestricted
     pool = try WorkerPool(
-      topology: topology ?? Topology(), threads: options.threads, localRank: processes.localRank,
-      localRanks: processes.localSize)
+      topology: topology, threads: options.threads, localRank: split ? processes.localRank : 0,
+      localRanks: split ? processes.localSize : 1)
     var generator = SeededGenerator(seed: options.seed)
     parameters = AlignedFloats(count: plan.parameterCount)
     parameters.copy(from: plan.initialParameters(using: &generator))
