@@ -42,11 +42,18 @@ struct TrainingSession: Sendable {
       try TrainingLog(directory: $0, every: output.logEvery, trainer: trainer, dataset: dataset.name)
     }
     let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
+    let finishingConsequence =
+      checkpoints.save == nil ? "exiting after the final evaluation" : "finishing the final checkpoint first"
     /// The periodic checkpoints: the last one written, or why writing one failed.
     let saves = Mutex<(last: (path: String, step: Int)?, error: (any Error)?)>((nil, nil))
     let summary: TrainingSummary
     do {
       summary = try trainer.train(train, evaluatingOn: dataset.test) { event in
+        // From the last epoch's line on, an interrupt no longer stops a step (none is left)
+        // but waits for the final checkpoint: say so before the line appears.
+        if case .epochFinished(let report) = event, report.epoch == trainer.options.epochs {
+          interrupts.finishing(finishingConsequence)
+        }
         progress.handle(event)
         log?.record(event, step: trainer.optimizer.step, trainer: trainer)
         // Step events run on a worker while no worker changes the trainer, so its state
@@ -100,8 +107,7 @@ struct TrainingSession: Sendable {
     }
     // Training is complete. An interrupt from here on no longer stops a step: the
     // handler stays armed until the final checkpoint is on disk, then ptrain exits.
-    interrupts.finishing(
-      checkpoints.save == nil ? "exiting after the final evaluation" : "finishing the final checkpoint first")
+    interrupts.finishing(finishingConsequence)
     let evaluation = summary.finalEvaluation ?? trainer.evaluate(dataset.test)
     log?.log.close()
     let run = RunSummary(
