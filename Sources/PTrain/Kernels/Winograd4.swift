@@ -110,6 +110,26 @@ func winograd4G(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
 /// Six vectors: one column or row of a transform in flight.
 typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 
+/// Puts `lanes` in the six consecutive vectors from `slots` on.
+@inline(__always) func initializeSix(_ lanes: Six, at slots: UnsafeMutablePointer<WinogradLane>) {
+  slots.initialize(to: lanes.0)
+  (slots + 1).initialize(to: lanes.1)
+  (slots + 2).initialize(to: lanes.2)
+  (slots + 3).initialize(to: lanes.3)
+  (slots + 4).initialize(to: lanes.4)
+  (slots + 5).initialize(to: lanes.5)
+}
+
+/// Stores `lanes` at `base`, `base + stride`, …, `base + 5 · stride` (bytes).
+@inline(__always) func storeSix(_ lanes: Six, at base: UnsafeMutableRawPointer, stride: Int) {
+  base.storeBytes(of: lanes.0, as: WinogradLane.self)
+  (base + stride).storeBytes(of: lanes.1, as: WinogradLane.self)
+  (base + 2 * stride).storeBytes(of: lanes.2, as: WinogradLane.self)
+  (base + 3 * stride).storeBytes(of: lanes.3, as: WinogradLane.self)
+  (base + 4 * stride).storeBytes(of: lanes.4, as: WinogradLane.self)
+  (base + 5 * stride).storeBytes(of: lanes.5, as: WinogradLane.self)
+}
+
 /// Transforms every 6×6 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, after copying
 /// the input into the interior of `padded` (whose border must be zero), as
 /// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through a 36-vector
@@ -139,23 +159,13 @@ package func winograd4TransformInput(
               (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
             }
             let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
-            (rows + 6 * r).initialize(to: row.0)
-            (rows + 6 * r + 1).initialize(to: row.1)
-            (rows + 6 * r + 2).initialize(to: row.2)
-            (rows + 6 * r + 3).initialize(to: row.3)
-            (rows + 6 * r + 4).initialize(to: row.4)
-            (rows + 6 * r + 5).initialize(to: row.5)
+            initializeSix(row, at: rows + 6 * r)
           }
           // Bᵀ ·, one column at a time, to points p·6 + q.
           for q in 0..<6 {
             let column = winograd4B(rows[q], rows[6 + q], rows[12 + q], rows[18 + q], rows[24 + q], rows[30 + q])
             let base = target + c + q * pointBytes
-            base.storeBytes(of: column.0, as: WinogradLane.self)
-            (base + 6 * pointBytes).storeBytes(of: column.1, as: WinogradLane.self)
-            (base + 12 * pointBytes).storeBytes(of: column.2, as: WinogradLane.self)
-            (base + 18 * pointBytes).storeBytes(of: column.3, as: WinogradLane.self)
-            (base + 24 * pointBytes).storeBytes(of: column.4, as: WinogradLane.self)
-            (base + 30 * pointBytes).storeBytes(of: column.5, as: WinogradLane.self)
+            storeSix(column, at: base, stride: 6 * pointBytes)
           }
         }
       }
@@ -196,12 +206,7 @@ public func winograd4TransformWeights(
       }
       transform(turned: false) { row, p in
         let offset = ((p * 6) * pairs + ci * cout + co) * 4
-        target.storeBytes(of: row.0, toByteOffset: offset, as: WinogradLane.self)
-        target.storeBytes(of: row.1, toByteOffset: offset + pairs * 4, as: WinogradLane.self)
-        target.storeBytes(of: row.2, toByteOffset: offset + 2 * pairs * 4, as: WinogradLane.self)
-        target.storeBytes(of: row.3, toByteOffset: offset + 3 * pairs * 4, as: WinogradLane.self)
-        target.storeBytes(of: row.4, toByteOffset: offset + 4 * pairs * 4, as: WinogradLane.self)
-        target.storeBytes(of: row.5, toByteOffset: offset + 5 * pairs * 4, as: WinogradLane.self)
+        storeSix(row, at: target + offset, stride: pairs * 4)
       }
       guard let flipped else { continue }
       // [point][co][ci]: the 16 output channels of this block are 16 rows, one value each.
@@ -301,23 +306,13 @@ package func winograd4TransformOutputGradient(
               return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
             }
             let row = winograd4A(load(0), load(1), load(2), load(3))
-            (rows + 6 * dy).initialize(to: row.0)
-            (rows + 6 * dy + 1).initialize(to: row.1)
-            (rows + 6 * dy + 2).initialize(to: row.2)
-            (rows + 6 * dy + 3).initialize(to: row.3)
-            (rows + 6 * dy + 4).initialize(to: row.4)
-            (rows + 6 * dy + 5).initialize(to: row.5)
+            initializeSix(row, at: rows + 6 * dy)
           }
           // A ·, one column q at a time, to points p·6 + q.
           for q in 0..<6 {
             let column = winograd4A(rows[q], rows[6 + q], rows[12 + q], rows[18 + q])
             let base = target + c * 4 + q * pointBytes
-            base.storeBytes(of: column.0, as: WinogradLane.self)
-            (base + 6 * pointBytes).storeBytes(of: column.1, as: WinogradLane.self)
-            (base + 12 * pointBytes).storeBytes(of: column.2, as: WinogradLane.self)
-            (base + 18 * pointBytes).storeBytes(of: column.3, as: WinogradLane.self)
-            (base + 24 * pointBytes).storeBytes(of: column.4, as: WinogradLane.self)
-            (base + 30 * pointBytes).storeBytes(of: column.5, as: WinogradLane.self)
+            storeSix(column, at: base, stride: 6 * pointBytes)
           }
         }
       }

@@ -61,46 +61,50 @@ final class RankExchange: @unchecked Sendable {
     (0..<processes.size).map { self.shards(ofRank: $0, of: shards).count * stride }
   }
 
-  /// The shards of `block` whose slots still hold a partial sum after each rank added
-  /// the pairs inside its own block: those the pairs that span ranks will read.
-  func roots(in block: Range<Int>, shards: Int) -> [Int] {
+  /// Per rank, the shards of its block whose slots still hold a partial sum after each
+  /// rank added the pairs inside its own block: those the pairs that span ranks read.
+  /// Computed once per shard count (a short last batch has fewer).
+  func roots(shards: Int) -> [[Int]] {
+    if let known = rootsByShardCount[shards] { return known }
     let ranks = processes.size
     var consumed = Set<Int>()
-    var stride = 1
-    while stride < shards {
-      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
-        let last = min(left + 2 * stride, shards) - 1
-        if Trainer.owner(ofShard: left, workers: ranks, shards: shards)
-          == Trainer.owner(ofShard: last, workers: ranks, shards: shards)
-        {
-          consumed.insert(left + stride)
-        }
+    Trainer.forEachTreePair(shards: shards) { left, right, last in
+      if Trainer.owner(ofShard: left, workers: ranks, shards: shards)
+        == Trainer.owner(ofShard: last, workers: ranks, shards: shards)
+      {
+        consumed.insert(right)
       }
-      stride *= 2
     }
-    return block.filter { !consumed.contains($0) }
+    let roots = (0..<ranks).map { self.shards(ofRank: $0, of: shards).filter { !consumed.contains($0) } }
+    rootsByShardCount[shards] = roots
+    return roots
   }
+  private var rootsByShardCount: [Int: [[Int]]] = [:]
+  /// The buffers of `shareGradients` and `shareUpdatedSlices`, kept between steps.
+  private var sendBuffer: [Float] = []
+  private var receiveBuffer: [Float] = []
+  private var sliceBuffer: [Float] = []
 
   /// Sends each rank this rank's root slots over that rank's slice, and writes what the
   /// others sent into the same slots here. Cost: roots × slice Floats per rank pair.
   func shareGradients(_ slots: [UnsafeMutablePointer<Float>], shards: Int) {
     let ranks = processes.size
     let rank = processes.rank
-    let roots = (0..<ranks).map { self.roots(in: self.shards(ofRank: $0, of: shards), shards: shards) }
-    var send: [Float] = []
+    let roots = self.roots(shards: shards)
+    sendBuffer.removeAll(keepingCapacity: true)
     var sendCounts = [Int](repeating: 0, count: ranks)
     var receiveCounts = [Int](repeating: 0, count: ranks)
     for other in 0..<ranks where other != rank {
       for shard in roots[rank] {
         for range in rankRanges[other] {
-          send.append(contentsOf: UnsafeBufferPointer(start: slots[shard] + range.lowerBound, count: range.count))
+          sendBuffer.append(contentsOf: UnsafeBufferPointer(start: slots[shard] + range.lowerBound, count: range.count))
         }
       }
       sendCounts[other] = roots[rank].count * sliceLengths[other]
       receiveCounts[other] = roots[other].count * sliceLengths[rank]
     }
-    let received = processes.exchange(send, sendCounts: sendCounts, receiveCounts: receiveCounts)
-    received.withUnsafeBufferPointer { received in
+    processes.exchange(sendBuffer, sendCounts: sendCounts, into: &receiveBuffer, receiveCounts: receiveCounts)
+    receiveBuffer.withUnsafeBufferPointer { received in
       var offset = 0
       for other in 0..<ranks where other != rank {
         for shard in roots[other] {
@@ -118,9 +122,9 @@ final class RankExchange: @unchecked Sendable {
   func shareUpdatedSlices() {
     let ranks = processes.size
     let counts = sliceLengths.map { 3 * $0 }
-    var buffer = [Float](repeating: 0, count: counts.reduce(0, +))
+    if sliceBuffer.count != counts.reduce(0, +) { sliceBuffer = [Float](repeating: 0, count: counts.reduce(0, +)) }
     let arrays = [parameters, firstMoment, secondMoment]
-    buffer.withUnsafeMutableBufferPointer { buffer in
+    sliceBuffer.withUnsafeMutableBufferPointer { buffer in
       let starts = counts.indices.map { counts[..<$0].reduce(0, +) }
       var offset = starts[processes.rank]
       for array in arrays {

@@ -824,23 +824,30 @@ public final class Trainer: @unchecked Sendable {
     }
   }
 
+  /// Calls `body(left, right, last)` for every pair of the tree, level by level, in the
+  /// order they must be added: `slot[left] += slot[right]`, where `left ... last` are the
+  /// shards of the pair's subtree. Cost: O(shards) calls.
+  package static func forEachTreePair(shards: Int, _ body: (_ left: Int, _ right: Int, _ last: Int) -> Void) {
+    var stride = 1
+    while stride < shards {
+      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
+        body(left, left + stride, min(left + 2 * stride, shards) - 1)
+      }
+      stride *= 2
+    }
+  }
+
   /// Adds, over `range`, the tree pairs whose subtrees span two workers' blocks, level by
   /// level, leaving the whole sum in slot 0. Cost: O(range.count) per pair.
   package static func reduceCrossWorkerPairs(
     _ slots: [UnsafeMutablePointer<Float>], shards: Int, workers: Int, range: Range<Int>
   ) {
-    var stride = 1
-    while stride < shards {
-      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
-        let last = min(left + 2 * stride, shards) - 1
-        if owner(ofShard: left, workers: workers, shards: shards)
-          == owner(ofShard: last, workers: workers, shards: shards)
-        {
-          continue  // added by that worker during compute
-        }
-        addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
-      }
-      stride *= 2
+    forEachTreePair(shards: shards) { left, right, last in
+      // A pair inside one block was added by that worker during compute.
+      guard
+        owner(ofShard: left, workers: workers, shards: shards) != owner(ofShard: last, workers: workers, shards: shards)
+      else { return }
+      addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
     }
   }
 
@@ -851,17 +858,12 @@ public final class Trainer: @unchecked Sendable {
   package static func reducePairsInsideRank(
     _ rank: Int, ranks: Int, _ slots: [UnsafeMutablePointer<Float>], shards: Int, blocks: Int, range: Range<Int>
   ) {
-    var stride = 1
-    while stride < shards {
-      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
-        let last = min(left + 2 * stride, shards) - 1
-        guard owner(ofShard: left, workers: ranks, shards: shards) == rank,
-          owner(ofShard: last, workers: ranks, shards: shards) == rank,
-          owner(ofShard: left, workers: blocks, shards: shards) != owner(ofShard: last, workers: blocks, shards: shards)
-        else { continue }
-        addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
-      }
-      stride *= 2
+    forEachTreePair(shards: shards) { left, right, last in
+      guard owner(ofShard: left, workers: ranks, shards: shards) == rank,
+        owner(ofShard: last, workers: ranks, shards: shards) == rank,
+        owner(ofShard: left, workers: blocks, shards: shards) != owner(ofShard: last, workers: blocks, shards: shards)
+      else { return }
+      addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
     }
   }
 

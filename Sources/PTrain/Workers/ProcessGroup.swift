@@ -128,11 +128,14 @@ public final class ProcessGroup: @unchecked Sendable {
   }
 
   /// Sends `send`'s `sendCounts[r]` Floats (one run after another, in rank order) to each
-  /// rank `r`, and returns what every rank sent this one, `receiveCounts[r]` from rank
-  /// `r`, in rank order (MPI_Alltoallv). Cost: the bytes moved.
-  package func exchange(_ send: [Float], sendCounts: [Int], receiveCounts: [Int]) -> [Float] {
+  /// rank `r`, and puts in `received` what every rank sent this one, `receiveCounts[r]`
+  /// from rank `r`, in rank order (MPI_Alltoallv); `received` grows when it must.
+  /// Cost: the bytes moved.
+  package func exchange(
+    _ send: [Float], sendCounts: [Int], into received: inout [Float], receiveCounts: [Int]
+  ) {
     #if MPI
-      guard size > 1 else { return [] }
+      guard size > 1 else { return }
       func displacements(_ counts: [Int]) -> [Int32] {
         var result: [Int32] = []
         var next = 0
@@ -142,14 +145,12 @@ public final class ProcessGroup: @unchecked Sendable {
         }
         return result
       }
-      var received = [Float](repeating: 0, count: max(receiveCounts.reduce(0, +), 1))
+      let needed = max(receiveCounts.reduce(0, +), 1)
+      if received.count < needed { received = [Float](repeating: 0, count: needed) }
       let sendBuffer = send.isEmpty ? [0] : send
       MPI_Alltoallv(
         sendBuffer, sendCounts.map { Int32($0) }, displacements(sendCounts), ptrain_mpi_float(), &received,
         receiveCounts.map { Int32($0) }, displacements(receiveCounts), ptrain_mpi_float(), ptrain_mpi_comm_world())
-      return received
-    #else
-      return []
     #endif
   }
 
