@@ -118,12 +118,12 @@ enum Terminal {
 
   /// Reports `text` and exits with `code`; under MPI, ends every rank with it. Rank 0
   /// reports at once what usually every rank meets (bad flags, a non-finite gradient); the
-  /// others wait two seconds for rank 0 to end the job, then report what only they met.
+  /// others wait five seconds (rank 0's MPI_Abort takes over two on a loaded machine) for rank 0 to end the job, then report what only they met.
   static func fail(_ text: String, code: Int32) -> Never {
     if job.rank == 0 {
       error("ptrain: error: \(text)")
     } else {
-      sleep(2)
+      sleep(5)
       _ = write("ptrain: rank \(job.rank): error: \(text)\n", to: 2, anyRank: true)
     }
     job.abort(code: code)
