@@ -66,7 +66,7 @@ struct Bench: ParsableCommand {
     let definition = try model.definition(input: nil)
     let plan = try ModelPlan(definition)
     let images = try Self.images(for: definition, count: max(steps, 10) * batchSize)
-    let normalization = Normalization(of: images)
+    let normalization = try Normalization(of: images)
     let warmUp = images.prefix(min(10 * batchSize, images.count))
     let timed = images.prefix(min(steps * batchSize, images.count))
     let timedSteps = (timed.count + batchSize - 1) / batchSize

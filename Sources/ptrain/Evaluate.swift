@@ -52,7 +52,7 @@ struct Evaluate: ParsableCommand {
     )
     let clock = ContinuousClock()
     let start = clock.now
-    let evaluation = trainer.evaluate(loaded.test)
+    let evaluation = try trainer.evaluate(loaded.test)
     let seconds = (clock.now - start).seconds
     if json {
       try printJSON(

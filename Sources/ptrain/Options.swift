@@ -167,7 +167,7 @@ struct InputOptions: ParsableArguments {
 
   /// `--normalize` for `channels`, or `dataset`'s training statistics.
   func normalization(channels: Int, dataset: Dataset) throws -> Normalization {
-    guard let normalize else { return Normalization(of: dataset.train) }
+    guard let normalize else { return try Normalization(of: dataset.train) }
     return try usage { try Normalization(parsing: normalize, channels: channels) }
   }
 }

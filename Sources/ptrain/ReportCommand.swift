@@ -46,7 +46,7 @@ struct ReportCommand: ParsableCommand {
       try CPUSupport.requireVectorUnits()
       let (checkpoint, dataset, trainer) = try Evaluate.prepare(
         checkpoint: source, dataset: nil, data: nil, threads: threads, topology: try Topology())
-      let evaluation = trainer.evaluate(dataset.test)
+      let evaluation = try trainer.evaluate(dataset.test)
       let history = checkpoint.metadata["history"].flatMap {
         try? JSONDecoder().decode([RunSummary.Epoch].self, from: Data($0.utf8))
       }

@@ -108,7 +108,7 @@ struct TrainingSession: Sendable {
     // Training is complete. An interrupt from here on no longer stops a step: the
     // handler stays armed until the final checkpoint is on disk, then ptrain exits.
     interrupts.finishing(finishingConsequence)
-    let evaluation = summary.finalEvaluation ?? trainer.evaluate(dataset.test)
+    let evaluation = try summary.finalEvaluation ?? trainer.evaluate(dataset.test)
     log?.log.close()
     let run = RunSummary(
       dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,

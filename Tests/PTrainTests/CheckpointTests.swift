@@ -119,7 +119,7 @@ final class CheckpointTests: XCTestCase {
     XCTAssertEqual(Set(state.keys), ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias"])
     let replica = Replica(plan: plan)
     for index in [0, 7] {
-      let image = Array(Self.mnist.test.pixels[(index * 784)..<((index + 1) * 784)])
+      let image = Array(try Self.mnist.test.pixels[(index * 784)..<((index + 1) * 784)])
       let logits = values.withUnsafeBufferPointer { p in
         replica.prepare(parameters: p.baseAddress!)
         return image.withUnsafeBufferPointer {
@@ -241,7 +241,7 @@ final class CheckpointTests: XCTestCase {
     let plan = try ModelPlan(.mnistCNN)
     var generator = SeededGenerator(seed: 2)
     let values = plan.initialParameters(using: &generator)
-    let image = Array(Self.mnist.train.pixels[0..<784])
+    let image = Array(try Self.mnist.train.pixels[0..<784])
     func gradient(frozen: Set<Int>) -> [Float] {
       let replica = Replica(plan: plan, frozen: frozen)
       var g = [Float](repeating: 0, count: plan.parameterCount)

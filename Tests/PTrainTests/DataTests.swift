@@ -36,7 +36,7 @@ final class DataTests: XCTestCase {
     let mnist = try Dataset.bundledMNIST()
     XCTAssertEqual(mnist.train.count, 60_000)
     XCTAssertEqual(mnist.test.count, 10_000)
-    XCTAssertEqual(mnist.train.pixels.count, 60_000 * 784)
+    XCTAssertEqual(try mnist.train.pixels.count, 60_000 * 784)
     var counts = [Int](repeating: 0, count: 10)
     for label in mnist.test.labels { counts[Int(label)] += 1 }
     XCTAssertEqual(counts, [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
@@ -47,7 +47,7 @@ final class DataTests: XCTestCase {
     let gzipped = try writeDataset(images: 5, labels: 5, gzip: true)
     let raw = try Dataset.load(directory: directory.path, name: "raw")
     let compressed = try Dataset.load(directory: gzipped.path, name: "gz")
-    XCTAssertEqual(raw.train.pixels, compressed.train.pixels)
+    XCTAssertEqual(try raw.train.pixels, try compressed.train.pixels)
     XCTAssertEqual(raw.test.labels, compressed.test.labels)
     XCTAssertEqual(raw.train.labels, [0, 1, 2, 3, 4])
   }

@@ -30,13 +30,70 @@ final class ModelCLITests: XCTestCase {
     XCTAssertEqual(dataset.classNames.first, "airplane")
     let raw = try Data(contentsOf: directory.appendingPathComponent("data_batch_1.bin"))
     // Record 0, pixel (0, 1): red at byte 1 + 1, green at 1 + 1024 + 1, blue at 1 + 2048 + 1.
-    XCTAssertEqual(Array(dataset.train.pixels[3..<6]), [raw[2], raw[1026], raw[2050]])
+    XCTAssertEqual(Array(try dataset.train.pixels[3..<6]), [raw[2], raw[1026], raw[2050]])
     let result = try runPTrain([
       "--model", "cifar-cnn", "--data", directory.path, "--epochs", "1", "--augment", "crop:4,flip", "--json",
       "--quiet",
     ])
     XCTAssertEqual(result.status, 0, result.stderr)
     XCTAssertEqual(try result.json()["train_images"] as? Int, 100)
+  }
+
+  /// CIFAR-10's images stay in their files and are read a segment of steps at a time:
+  /// training and evaluating on them gives the same bits as on the same bytes in memory,
+  /// however small the segments.
+  func testImagesReadFromTheirFilesTrainAsInMemory() throws {
+    let dataset = try Dataset.load(directory: try writeCIFAR().path, name: "cifar")
+    XCTAssertNil(dataset.train.bytesInMemory, "CIFAR-10's images stay in their files")
+    let inMemory = try LabeledImages(
+      pixels: try dataset.train.pixels, labels: dataset.train.labels, classes: 10, shape: CIFAR10.shape)
+    let model = try ModelDefinition(
+      parsing: "input 32x32x3, conv 4 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 10")
+    let options = TrainingOptions(
+      threads: 2, epochs: 2, batchSize: 8, seed: 5, augmentation: Augmentation(padding: 2, flip: true))
+    let normalization = try Normalization(of: dataset.train)
+    XCTAssertEqual(normalization, try Normalization(of: inMemory))
+    func train(_ images: LabeledImages, stagedBytes: Int) throws -> (String, Evaluation) {
+      let trainer = try Trainer(options: options, model: model, normalization: normalization)
+      trainer.stagedBytes = stagedBytes
+      try trainer.train(images)
+      return (trainer.parametersSHA256, try trainer.evaluate(images))
+    }
+    let expected = try train(inMemory, stagedBytes: 4 << 20)
+    // 3 steps a segment (100 images make 13 steps), and 1 image.
+    for stagedBytes in [3 * 8 * 3072, 1] {
+      let (sha, evaluation) = try train(dataset.train, stagedBytes: stagedBytes)
+      XCTAssertEqual(sha, expected.0, "segments of \(stagedBytes) bytes")
+      XCTAssertEqual(evaluation, expected.1)
+    }
+  }
+
+  /// A file that shrinks or changes after it was opened stops training and evaluation
+  /// with an error that names it.
+  func testAChangedImageFileStopsTrainingWithAnError() throws {
+    let directory = try writeCIFAR()
+    let dataset = try Dataset.load(directory: directory.path, name: "cifar")
+    let model = try ModelDefinition(named: "cifar-cnn")
+    let trainer = try Trainer(
+      options: TrainingOptions(threads: 2, epochs: 1, batchSize: 10), model: model,
+      normalization: try Normalization(of: dataset.train))
+    let last = directory.appendingPathComponent("data_batch_5.bin")
+    let shrinking = try FileHandle(forWritingTo: last)  // in place: the open file shrinks
+    try shrinking.truncate(atOffset: 10 * 3073)
+    try shrinking.close()
+    XCTAssertThrowsError(try trainer.train(dataset.train)) { error in
+      XCTAssertTrue("\(error)".contains("data_batch_5.bin: read 0 of 3073 bytes"), "\(error)")
+      XCTAssertTrue("\(error)".hasSuffix("the file shrank"), "\(error)")
+    }
+    let test = directory.appendingPathComponent("test_batch.bin")
+    var changed = try Data(contentsOf: test)
+    changed[3 * 3073] = 9  // record 3's label was 3
+    let handle = try FileHandle(forWritingTo: test)
+    try handle.write(contentsOf: changed)
+    try handle.close()
+    XCTAssertThrowsError(try trainer.evaluate(dataset.test)) { error in
+      XCTAssertTrue("\(error)".hasSuffix("test_batch.bin: record 3 changed while in use (label 3, now 9)"), "\(error)")
+    }
   }
 
   /// `summary` prints every layer with its PyTorch index, output shape, parameters, cost

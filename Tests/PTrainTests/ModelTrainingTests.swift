@@ -24,7 +24,7 @@ final class ModelTrainingTests: XCTestCase {
       let model = try ModelDefinition(named: name)
       let data =
         model.input.channels == 1 ? Self.mnist.train.prefix(80) : Self.randomImages(80, shape: model.input)
-      let normalization = Normalization(of: data)
+      let normalization = try Normalization(of: data)
       let options = TrainingOptions(
         threads: 1, epochs: 2, batchSize: 32, seed: 11, augmentation: Augmentation(padding: 2, flip: true))
       func trainer(threads: Int) throws -> Trainer {
@@ -62,11 +62,12 @@ final class ModelTrainingTests: XCTestCase {
       options: TrainingOptions(threads: 2, epochs: 1, batchSize: 8), model: model, normalization: normalization)
     try trainer.train(data)
     XCTAssertEqual(trainer.batchesTracked, 1)
+    let pixels = try data.pixels
     for c in 0..<2 {
       var values: [Double] = []
       for image in 0..<8 {
         for p in 0..<16 {
-          let byte = Double(data.pixels[image * 32 + p * 2 + c])
+          let byte = Double(pixels[image * 32 + p * 2 + c])
           values.append((byte / 255 - 0.5) / 0.25)
         }
       }
@@ -86,7 +87,7 @@ final class ModelTrainingTests: XCTestCase {
   /// MNIST's own statistics, rounded to 4 decimals, are the conventional constants, which
   /// is why the seed model keeps its bits.
   func testNormalizationOfMNISTIsTheConventionalOne() throws {
-    XCTAssertEqual(Normalization(of: Self.mnist.train), .mnist)
+    XCTAssertEqual(try Normalization(of: Self.mnist.train), .mnist)
     XCTAssertEqual(try Normalization(parsing: "0.1307,0.3081", channels: 1), .mnist)
     XCTAssertEqual(Normalization.mnist.description, "0.1307,0.3081")
     for (text, channels, fragment) in [
@@ -161,7 +162,8 @@ final class ModelTrainingTests: XCTestCase {
     try evaluated.loadParameters(
       loaded.parameters, state: loaded.runningStatistics, from: loaded.plan,
       layers: Set(loaded.plan.parameterLayers.map(\.index)))
-    XCTAssertEqual(evaluated.evaluate(Self.mnist.test.prefix(200)), trainer.evaluate(Self.mnist.test.prefix(200)))
+    XCTAssertEqual(
+      try evaluated.evaluate(Self.mnist.test.prefix(200)), try trainer.evaluate(Self.mnist.test.prefix(200)))
   }
 
   /// A checkpoint written before models were data (the fuzzers' seed, format v1,

@@ -50,7 +50,7 @@ final class TrainingTests: XCTestCase {
     var generator = SeededGenerator(seed: 5)
     var parameters = plan.initialParameters(using: &generator)
     for i in parameters.indices { parameters[i] += generator.nextUnitFloat() * 0.02 - 0.01 }  // non-zero biases
-    let image = Array(Self.mnist.train.pixels[0..<784])
+    let image = Array(try Self.mnist.train.pixels[0..<784])
     let label = Int(Self.mnist.train.labels[0])
     let replica = Replica(plan: plan)
     func loss(_ p: [Float]) -> Double {
@@ -92,7 +92,7 @@ final class TrainingTests: XCTestCase {
   func testShortTrainingLearns() throws {
     let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, seed: 1))
     let test = Self.mnist.test.prefix(1000)
-    let before = trainer.evaluate(test)
+    let before = try trainer.evaluate(test)
     let steps = Mutex(0)
     let summary = try trainer.train(Self.mnist.train.prefix(2000), evaluatingOn: test) { event in
       if case .step = event { steps.withLock { $0 += 1 } }

@@ -7,10 +7,17 @@ import CMNIST
 #endif
 
 /// Labelled images of one shape, kept as bytes (height × width × channels, channels
-/// interleaved); the trainer standardises each image as it feeds it.
+/// interleaved); the trainer standardises each image as it feeds it. The bytes are in
+/// memory, or, for CIFAR-10's files, stay in the files and are read a batch at a time.
 public struct LabeledImages: Sendable {
-  /// `count` images of `shape.count` bytes each.
-  public let pixels: [UInt8]
+  /// Where the images' bytes are.
+  enum Storage: Sendable {
+    /// `count` images of `shape.count` bytes each.
+    case memory([UInt8])
+    /// The first `count` records of these files.
+    case files(ImageRecordFiles)
+  }
+  let storage: Storage
   /// One label per image, each below `classes`.
   public let labels: [UInt8]
   public let classes: Int
@@ -26,7 +33,7 @@ public struct LabeledImages: Sendable {
       throw PTrainError("\(name): \(imageCount) images but \(labelCount) labels")
     }
     try Self.requireLabels(labels.bytes, below: classes, name: name)
-    self.pixels = images.bytes
+    storage = .memory(images.bytes)
     self.labels = labels.bytes
     self.classes = classes
     shape = ImageShape(height: images.dimensions[1], width: images.dimensions[2], channels: 1)
@@ -41,10 +48,62 @@ public struct LabeledImages: Sendable {
       throw PTrainError("\(pixels.count) pixel bytes do not make \(labels.count) images of \(shape)")
     }
     try Self.requireLabels(labels, below: classes, name: nil)
-    self.pixels = pixels
+    storage = .memory(pixels)
     self.labels = labels
     self.classes = classes
     self.shape = shape
+  }
+
+  /// The records of `files`, whose labels (checked when they were opened) are `labels`.
+  package init(files: ImageRecordFiles, labels: [UInt8], classes: Int) {
+    storage = .files(files)
+    self.labels = labels
+    self.classes = classes
+    shape = files.shape
+  }
+
+  /// Every image's bytes, `count × shape.count`, image after image. Images kept in their
+  /// files are read (and the read can fail). Cost: O(count · shape.count).
+  public var pixels: [UInt8] {
+    get throws {
+      switch storage {
+      case .memory(let bytes): return bytes
+      case .files:
+        var bytes = [UInt8](repeating: 0, count: count * shape.count)
+        try bytes.withUnsafeMutableBufferPointer { try copyImages(0..<count, into: $0.baseAddress!) }
+        return bytes
+      }
+    }
+  }
+
+  /// The images' bytes when they are in memory; nil when they stay in their files.
+  package var bytesInMemory: [UInt8]? {
+    if case .memory(let bytes) = storage { return bytes }
+    return nil
+  }
+
+  /// Copies the images at `indices`, in that order, into `destination`, `shape.count`
+  /// bytes each. Throws when a file the images are kept in has changed since it was
+  /// opened. Cost: O(indices · shape.count), one `pread` per image kept in a file.
+  package func copyImages(
+    _ indices: some Sequence<some BinaryInteger>, into destination: UnsafeMutablePointer<UInt8>
+  ) throws {
+    let bytes = shape.count
+    switch storage {
+    case .memory(let pixels):
+      pixels.withUnsafeBufferPointer { pixels in
+        for (n, index) in indices.enumerated() {
+          (destination + n * bytes).update(from: pixels.baseAddress! + Int(index) * bytes, count: bytes)
+        }
+      }
+    case .files(let files):
+      try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: files.recordBytes) { record in
+        for (n, index) in indices.enumerated() {
+          try files.read(
+            Int(index), label: labels[Int(index)], into: destination + n * bytes, record: record.baseAddress!)
+        }
+      }
+    }
   }
 
   /// Throws, naming `name` (when given), the first label and its index, if any label is
@@ -62,12 +121,18 @@ public struct LabeledImages: Sendable {
     return "\(count) images, labels sha256 \(hash.prefix(16))"
   }
 
-  /// The first `count` images. Cost: O(count · shape.count).
+  /// The first `count` images (still in their files, for images kept there).
+  /// Cost: O(count · shape.count) in memory, O(count) for files.
   public func prefix(_ count: Int) -> LabeledImages {
-    // Safe: a prefix of valid data is valid.
-    try! LabeledImages(
-      pixels: Array(pixels.prefix(count * shape.count)), labels: Array(labels.prefix(count)), classes: classes,
-      shape: shape)
+    switch storage {
+    case .memory(let pixels):
+      // Safe: a prefix of valid data is valid.
+      try! LabeledImages(
+        pixels: Array(pixels.prefix(count * shape.count)), labels: Array(labels.prefix(count)), classes: classes,
+        shape: shape)
+    case .files(let files):
+      LabeledImages(files: files, labels: Array(labels.prefix(count)), classes: classes)
+    }
   }
 }
 

@@ -16,15 +16,29 @@ public struct Normalization: Sendable, Equatable, CustomStringConvertible {
   }
 
   /// The statistics of `images`, per channel over every pixel of every image, rounded to
-  /// 4 decimals. A channel that never varies gets a deviation of 1. Cost: O(pixels).
-  public init(of images: LabeledImages) {
+  /// 4 decimals. A channel that never varies gets a deviation of 1. Throws when images
+  /// kept in their files cannot be read. Cost: O(pixels).
+  public init(of images: LabeledImages) throws {
     let channels = images.shape.channels
     var sums = [Double](repeating: 0, count: channels)
     var squares = [Double](repeating: 0, count: channels)
     // Per-channel histograms: exact, and O(pixels) with no floating-point rounding.
     var histogram = [Int](repeating: 0, count: 256 * channels)
-    images.pixels.withUnsafeBufferPointer { bytes in
+    func count(_ bytes: UnsafeBufferPointer<UInt8>) {
       for (index, byte) in bytes.enumerated() { histogram[(index % channels) * 256 + Int(byte)] += 1 }
+    }
+    if let bytes = images.bytesInMemory {
+      bytes.withUnsafeBufferPointer(count)
+    } else {  // a thousand images at a time
+      let chunk = 1000
+      var bytes = [UInt8](repeating: 0, count: chunk * images.shape.count)
+      for start in stride(from: 0, to: images.count, by: chunk) {
+        let end = min(start + chunk, images.count)
+        try bytes.withUnsafeMutableBufferPointer { buffer in
+          try images.copyImages(start..<end, into: buffer.baseAddress!)
+          count(UnsafeBufferPointer(rebasing: buffer[..<((end - start) * images.shape.count)]))
+        }
+      }
     }
     for c in 0..<channels {
       for value in 0..<256 {

@@ -94,6 +94,9 @@ public final class Trainer: @unchecked Sendable {
   /// gradient index worker `w` found, or -1.
   private let flags: UnsafeMutablePointer<Int>
   private static let flagStride = 8
+  /// About how many bytes of images kept in their files `train` and `evaluate` read
+  /// ahead (at least a step's or an image's). Set it between calls.
+  package var stagedBytes = 4 << 20
   /// Time per phase over every `train` call so far, averaged over the workers.
   public private(set) var profile = PhaseProfile()
 
@@ -337,7 +340,7 @@ public final class Trainer: @unchecked Sendable {
       profile.data += (clock.now - shuffleStart).seconds
       let firstStep = stepsIntoEpoch
       let epochStart = clock.now
-      let finishedEpoch = trainEpoch(data, order: order, target: target, onEvent: onEvent)
+      let finishedEpoch = try trainEpoch(data, order: order, target: target, onEvent: onEvent)
       let seconds = (clock.now - epochStart).seconds
       trainSeconds += seconds
       trainedImages += min((stepsIntoEpoch - firstStep) * options.batchSize, data.count - firstStep * options.batchSize)
@@ -352,7 +355,7 @@ public final class Trainer: @unchecked Sendable {
       let report = EpochReport(
         epoch: epochsCompleted + 1, trainLoss: epochLoss / Double(data.count),
         trainAccuracy: Double(epochCorrect) / Double(data.count), trainSeconds: seconds,
-        imagesPerSecond: Double(data.count - firstStep * options.batchSize) / seconds, test: test.map(evaluate))
+        imagesPerSecond: Double(data.count - firstStep * options.batchSize) / seconds, test: try test.map(evaluate))
       epochsCompleted += 1
       stepsIntoEpoch = 0
       epochLoss = 0
@@ -433,11 +436,13 @@ public final class Trainer: @unchecked Sendable {
     return result
   }
 
-  /// Runs the current epoch from step `stepsIntoEpoch` in one fan-out. Returns whether
-  /// it reached the end; it stops early on `requestStop()` or a non-finite value.
+  /// Runs the current epoch from step `stepsIntoEpoch`: in one fan-out for images in
+  /// memory, else a segment of steps at a time (see `stagedBytes`). Returns whether it
+  /// reached the end; it stops early on `requestStop()` or a non-finite value, and throws
+  /// when a file the images are kept in has changed.
   private func trainEpoch(
     _ data: LabeledImages, order: [Int32], target: Int, onEvent: @Sendable (TrainingEvent) -> Void
-  ) -> Bool {
+  ) throws -> Bool {
     let batch = options.batchSize
     let shardSize = options.shardSize
     let workers = pool.count
@@ -481,281 +486,305 @@ public final class Trainer: @unchecked Sendable {
     flags[0] = 0
     let clock = ContinuousClock()
     let start = clock.now
-    data.pixels.withUnsafeBufferPointer { pixels in
-      data.labels.withUnsafeBufferPointer { labels in
-        order.withUnsafeBufferPointer { order in
-          // The workers share these buffers under the step's protocol (type comment):
-          // between two barriers each element is written by at most one worker and read
-          // by no other; the images, labels and order are only read.
-          nonisolated(unsafe) let (pixels, labels, order) = (pixels, labels, order)
-          pool.run { worker in
-            let replica = replicas[worker]
-            let myRanges = workerRanges[worker]
-            let times = phaseNanoseconds + worker * Self.phaseStride
-            let sums = workerInputSums + worker * workerSumStride
-            let gradientSums = workerGradientSums + worker * workerSumStride
-            var mark = monotonicNanoseconds()
-            /// Adds the time since the last mark to `phase`.
-            func charge(_ phase: Int) {
-              let now = monotonicNanoseconds()
-              times[phase] &+= now &- mark
-              mark = now
-            }
-            for step in firstStep..<steps {
-              let first = step * batch
-              let count = min(batch, data.count - first)
-              let shards = (count + shardSize - 1) / shardSize
-              // Phase 1: the prepared weights, a slice per worker; frozen layers' never
-              // change, so they are filled once per fan-out.
-              prepared.update(
-                from: params, part: worker, of: workers, skipping: step == firstStep ? [] : frozen)
-              charge(0)
-              pool.barrier.wait()
-              charge(1)
-              let globalStep = optimizer.step  // worker 0 advanced it before the last barrier
-              let myShards = evenShare(of: shards, part: rank * workers + worker, parts: blocks)
-              let firstImage = myShards.lowerBound * shardSize
-              /// Where the image at `position` in the batch lives in the replica: its own slot
-              /// when the replica holds the worker's whole block (BatchNorm), else the one.
-              func slotIndex(_ position: Int) -> Int { replica.slots > 1 ? position - firstImage : 0 }
-              /// The images of shard `shard`: positions in the batch.
-              func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
-              func pass(position: Int) -> Replica.Pass {
-                var pass = Replica.Pass(parameters: params, state: runningState, training: true)
-                pass.seed = seed
-                pass.step = globalStep
-                pass.position = position
-                return pass
+    // Images in memory are read where they are, in one fan-out. Images kept in their files
+    // are read ahead a segment of steps at a time, in batch order, into `staged`.
+    let inMemory = data.bytesInMemory
+    let segmentSteps = inMemory != nil ? steps : max(1, stagedBytes / (batch * imageBytes))
+    var staged = [UInt8](repeating: 0, count: inMemory != nil ? 0 : min(segmentSteps * batch, data.count) * imageBytes)
+    /// Runs steps `segment` in one fan-out, with `images` the data's bytes, or the
+    /// segment's staged in batch order from image `firstStaged` of the epoch on.
+    func trainSegment(_ images: [UInt8], steps segment: Range<Int>, firstStaged: Int) {
+      images.withUnsafeBufferPointer { pixels in
+        data.labels.withUnsafeBufferPointer { labels in
+          order.withUnsafeBufferPointer { order in
+            // The workers share these buffers under the step's protocol (type comment):
+            // between two barriers each element is written by at most one worker and read
+            // by no other; the images, labels and order are only read.
+            nonisolated(unsafe) let (pixels, labels, order) = (pixels, labels, order)
+            pool.run { worker in
+              let replica = replicas[worker]
+              let myRanges = workerRanges[worker]
+              let times = phaseNanoseconds + worker * Self.phaseStride
+              let sums = workerInputSums + worker * workerSumStride
+              let gradientSums = workerGradientSums + worker * workerSumStride
+              var mark = monotonicNanoseconds()
+              /// Adds the time since the last mark to `phase`.
+              func charge(_ phase: Int) {
+                let now = monotonicNanoseconds()
+                times[phase] &+= now &- mark
+                mark = now
               }
-              func load(_ position: Int) {
-                let index = Int(order[first + position])
-                replica.load(
-                  image: pixels.baseAddress! + index * imageBytes, slot: slotIndex(position),
-                  augmentation: augmentation, draw: augmentation.draw(seed: seed, epoch: epoch, index: index))
-              }
-              // Phase 2: forward, segment by segment between BatchNorm layers (one
-              // segment without BatchNorm), then the top segment's forward, loss and
-              // backward image by image, then the lower segments' backward.
-              var segmentStart = 0
-              for bn in batchNorms {
-                let offset = batchSumOffsets[bn]!
-                let width = 2 * plan.layers[bn].runningMean!.count
-                for shard in myShards {
-                  let partial = batchInputSums + shard * batchSumStride + offset
-                  partial.update(repeating: 0, count: width)
-                  for position in images(of: shard) {
-                    if segmentStart == 0 { load(position) }
-                    replica.forward(
-                      layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
-                    replica.addBatchNormInputSums(
-                      layer: bn, slot: slotIndex(position), state: runningState, into: partial)
-                  }
-                }
+              for step in segment {
+                let first = step * batch
+                let count = min(batch, data.count - first)
+                let shards = (count + shardSize - 1) / shardSize
+                // Phase 1: the prepared weights, a slice per worker; frozen layers' never
+                // change, so they are filled once per fan-out.
+                prepared.update(
+                  from: params, part: worker, of: workers, skipping: step == segment.lowerBound ? [] : frozen)
                 charge(0)
                 pool.barrier.wait()
-                if let exchange {  // every rank gets every shard's sums
-                  charge(1)
-                  if worker == 0 { exchange.shareShardRows(batchInputSums, stride: batchSumStride, shards: shards) }
-                  charge(5)
-                  pool.barrier.wait()
+                charge(1)
+                let globalStep = optimizer.step  // worker 0 advanced it before the last barrier
+                let myShards = evenShare(of: shards, part: rank * workers + worker, parts: blocks)
+                let firstImage = myShards.lowerBound * shardSize
+                /// Where the image at `position` in the batch lives in the replica: its own slot
+                /// when the replica holds the worker's whole block (BatchNorm), else the one.
+                func slotIndex(_ position: Int) -> Int { replica.slots > 1 ? position - firstImage : 0 }
+                /// The images of shard `shard`: positions in the batch.
+                func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
+                func pass(position: Int) -> Replica.Pass {
+                  var pass = Replica.Pass(parameters: params, state: runningState, training: true)
+                  pass.seed = seed
+                  pass.step = globalStep
+                  pass.position = position
+                  return pass
                 }
-                sums.update(repeating: 0, count: width)
-                for shard in 0..<shards {
-                  let partial = batchInputSums + shard * batchSumStride + offset
-                  for k in 0..<width { sums[k] += partial[k] }
+                func load(_ position: Int) {
+                  let index = Int(order[first + position])
+                  let stagedAt = inMemory != nil ? index : first + position - firstStaged
+                  replica.load(
+                    image: pixels.baseAddress! + stagedAt * imageBytes, slot: slotIndex(position),
+                    augmentation: augmentation, draw: augmentation.draw(seed: seed, epoch: epoch, index: index))
                 }
-                let (pixelsPerImage, _) = replica.batchNormGeometry(plan.layers[bn])
-                replica.setBatchStatistics(
-                  layer: bn, sums: sums, count: count * pixelsPerImage, parameters: params, state: runningState)
-                charge(4)
-                segmentStart = bn
-              }
-              let topLow = batchNorms.last.map { $0 + 1 } ?? 0
-              let belowTop = batchNorms.last
-              for shard in myShards {
-                let slot = slotBases[shard]
-                for range in clearedRanges { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
-                var loss: Float = 0
-                var correct = 0
-                replica.beginShard(layers: topLow..<layerCount, overwritingDense: true)
-                if let bn = belowTop {
-                  (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
-                    repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
-                }
-                for position in images(of: shard) {
-                  let imageSlot = slotIndex(position)
-                  if segmentStart == 0 { load(position) }
-                  let thisPass = pass(position: position)
-                  replica.forward(layers: segmentStart..<layerCount, slot: imageSlot, pass: thisPass)
-                  let label = Int(labels[Int(order[first + position])])
-                  let logits = replica.logits(slot: imageSlot)
-                  if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
-                  loss += replica.loss(label: label, slot: imageSlot)
-                  replica.backward(layers: topLow..<layerCount, slot: imageSlot, pass: thisPass, gradient: slot)
-                  if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
-                    replica.addBatchNormGradientSums(
-                      layer: bn, slot: imageSlot,
-                      into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
-                  }
-                }
-                replica.finishShard(layers: topLow..<layerCount, gradient: slot)
-                stats[shard * statsStride] = loss
-                stats[shard * statsStride + 1] = Float(correct)
-                if batchNorms.isEmpty {
-                  Self.foldLocalPairs(
-                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
-                }
-              }
-              // The lower segments' backward, from the top BatchNorm down.
-              for (level, bn) in batchNorms.enumerated().reversed() {
-                guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
-                let layer = plan.layers[bn]
-                let channels = layer.runningMean!.count
-                let offset = batchSumOffsets[bn]!
-                if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
+                // Phase 2: forward, segment by segment between BatchNorm layers (one
+                // segment without BatchNorm), then the top segment's forward, loss and
+                // backward image by image, then the lower segments' backward.
+                var segmentStart = 0
+                for bn in batchNorms {
+                  let offset = batchSumOffsets[bn]!
+                  let width = 2 * plan.layers[bn].runningMean!.count
                   for shard in myShards {
-                    let partial = batchGradientSums + shard * batchSumStride + offset
-                    let slot = slotBases[shard]
-                    for c in 0..<channels {
-                      slot[layer.weight!.offset + c] += partial[channels + c]
-                      slot[layer.bias!.offset + c] += partial[c]
+                    let partial = batchInputSums + shard * batchSumStride + offset
+                    partial.update(repeating: 0, count: width)
+                    for position in images(of: shard) {
+                      if segmentStart == 0 { load(position) }
+                      replica.forward(
+                        layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
+                      replica.addBatchNormInputSums(
+                        layer: bn, slot: slotIndex(position), state: runningState, into: partial)
                     }
                   }
-                }
-                guard replica.needsInputGradient[bn] else { break }
-                charge(0)
-                pool.barrier.wait()
-                if let exchange {
-                  charge(1)
-                  if worker == 0 {
-                    exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
-                  }
-                  charge(5)
+                  charge(0)
                   pool.barrier.wait()
+                  if let exchange {  // every rank gets every shard's sums
+                    charge(1)
+                    if worker == 0 { exchange.shareShardRows(batchInputSums, stride: batchSumStride, shards: shards) }
+                    charge(5)
+                    pool.barrier.wait()
+                  }
+                  sums.update(repeating: 0, count: width)
+                  for shard in 0..<shards {
+                    let partial = batchInputSums + shard * batchSumStride + offset
+                    for k in 0..<width { sums[k] += partial[k] }
+                  }
+                  let (pixelsPerImage, _) = replica.batchNormGeometry(plan.layers[bn])
+                  replica.setBatchStatistics(
+                    layer: bn, sums: sums, count: count * pixelsPerImage, parameters: params, state: runningState)
+                  charge(4)
+                  segmentStart = bn
                 }
-                gradientSums.update(repeating: 0, count: 2 * channels)
-                for shard in 0..<shards {
-                  let partial = batchGradientSums + shard * batchSumStride + offset
-                  for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
-                }
-                let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
-                replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
-                charge(4)
-                let low = level > 0 ? batchNorms[level - 1] + 1 : 0
-                let next = level > 0 ? batchNorms[level - 1] : nil
+                let topLow = batchNorms.last.map { $0 + 1 } ?? 0
+                let belowTop = batchNorms.last
                 for shard in myShards {
                   let slot = slotBases[shard]
-                  replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
-                  if let next {
-                    (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
-                      repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
+                  for range in clearedRanges { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+                  var loss: Float = 0
+                  var correct = 0
+                  replica.beginShard(layers: topLow..<layerCount, overwritingDense: true)
+                  if let bn = belowTop {
+                    (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
+                      repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
                   }
                   for position in images(of: shard) {
                     let imageSlot = slotIndex(position)
-                    replica.backward(
-                      layers: low..<(bn + 1), slot: imageSlot, pass: pass(position: position), gradient: slot)
-                    if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                    if segmentStart == 0 { load(position) }
+                    let thisPass = pass(position: position)
+                    replica.forward(layers: segmentStart..<layerCount, slot: imageSlot, pass: thisPass)
+                    let label = Int(labels[Int(order[first + position])])
+                    let logits = replica.logits(slot: imageSlot)
+                    if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
+                    loss += replica.loss(label: label, slot: imageSlot)
+                    replica.backward(layers: topLow..<layerCount, slot: imageSlot, pass: thisPass, gradient: slot)
+                    if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
                       replica.addBatchNormGradientSums(
-                        layer: next, slot: imageSlot,
-                        into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
+                        layer: bn, slot: imageSlot,
+                        into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
                     }
                   }
-                  replica.finishShard(layers: low..<(bn + 1), gradient: slot)
+                  replica.finishShard(layers: topLow..<layerCount, gradient: slot)
+                  stats[shard * statsStride] = loss
+                  stats[shard * statsStride + 1] = Float(correct)
+                  if batchNorms.isEmpty {
+                    Self.foldLocalPairs(
+                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                  }
                 }
-              }
-              if !batchNorms.isEmpty {
-                for shard in myShards {
-                  Self.foldLocalPairs(
-                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                // The lower segments' backward, from the top BatchNorm down.
+                for (level, bn) in batchNorms.enumerated().reversed() {
+                  guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
+                  let layer = plan.layers[bn]
+                  let channels = layer.runningMean!.count
+                  let offset = batchSumOffsets[bn]!
+                  if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
+                    for shard in myShards {
+                      let partial = batchGradientSums + shard * batchSumStride + offset
+                      let slot = slotBases[shard]
+                      for c in 0..<channels {
+                        slot[layer.weight!.offset + c] += partial[channels + c]
+                        slot[layer.bias!.offset + c] += partial[c]
+                      }
+                    }
+                  }
+                  guard replica.needsInputGradient[bn] else { break }
+                  charge(0)
+                  pool.barrier.wait()
+                  if let exchange {
+                    charge(1)
+                    if worker == 0 {
+                      exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
+                    }
+                    charge(5)
+                    pool.barrier.wait()
+                  }
+                  gradientSums.update(repeating: 0, count: 2 * channels)
+                  for shard in 0..<shards {
+                    let partial = batchGradientSums + shard * batchSumStride + offset
+                    for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
+                  }
+                  let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
+                  replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
+                  charge(4)
+                  let low = level > 0 ? batchNorms[level - 1] + 1 : 0
+                  let next = level > 0 ? batchNorms[level - 1] : nil
+                  for shard in myShards {
+                    let slot = slotBases[shard]
+                    replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
+                    if let next {
+                      (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
+                        repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
+                    }
+                    for position in images(of: shard) {
+                      let imageSlot = slotIndex(position)
+                      replica.backward(
+                        layers: low..<(bn + 1), slot: imageSlot, pass: pass(position: position), gradient: slot)
+                      if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                        replica.addBatchNormGradientSums(
+                          layer: next, slot: imageSlot,
+                          into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
+                      }
+                    }
+                    replica.finishShard(layers: low..<(bn + 1), gradient: slot)
+                  }
                 }
-              }
-              charge(0)
-              pool.barrier.wait()
-              charge(1)
-              if flags[0] != 0 { break }  // a stop was requested after the last step
-              if let exchange {  // the shards' losses, and the slots the other ranks' slices need
-                for range in localRanges[worker] {
-                  Self.reducePairsInsideRank(
-                    rank, ranks: ranks, slotBases, shards: shards, blocks: blocks, range: range)
+                if !batchNorms.isEmpty {
+                  for shard in myShards {
+                    Self.foldLocalPairs(
+                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
+                  }
                 }
+                charge(0)
+                pool.barrier.wait()
+                charge(1)
+                if flags[0] != 0 { break }  // a stop was requested after the last step
+                if let exchange {  // the shards' losses, and the slots the other ranks' slices need
+                  for range in localRanges[worker] {
+                    Self.reducePairsInsideRank(
+                      rank, ranks: ranks, slotBases, shards: shards, blocks: blocks, range: range)
+                  }
+                  charge(2)
+                  pool.barrier.wait()
+                  charge(1)
+                  if worker == 0 {
+                    exchange.shareShardRows(stats, stride: statsStride, shards: shards)
+                    exchange.shareGradients(slotBases, shards: shards)
+                  }
+                  charge(5)
+                  pool.barrier.wait()
+                  charge(1)
+                }
+                // Phase 3: reduce this worker's slice and check that it is finite.
+                var firstNonFinite = -1
+                for range in myRanges {
+                  Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: reduceBlocks, range: range)
+                  if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
+                    firstNonFinite = bad
+                  }
+                }
+                flags[(worker + 1) * flagStride] = firstNonFinite
                 charge(2)
                 pool.barrier.wait()
                 charge(1)
-                if worker == 0 {
-                  exchange.shareShardRows(stats, stride: statsStride, shards: shards)
-                  exchange.shareGradients(slotBases, shards: shards)
-                }
-                charge(5)
-                pool.barrier.wait()
-                charge(1)
-              }
-              // Phase 3: reduce this worker's slice and check that it is finite.
-              var firstNonFinite = -1
-              for range in myRanges {
-                Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: reduceBlocks, range: range)
-                if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
-                  firstNonFinite = bad
-                }
-              }
-              flags[(worker + 1) * flagStride] = firstNonFinite
-              charge(2)
-              pool.barrier.wait()
-              charge(1)
-              // Phase 4: every worker reaches the same verdict, then updates its slice.
-              var badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
-              if let exchange {  // the first non-finite gradient of any rank, in rank order
-                if worker == 0 { flags[(workers + 1) * flagStride] = exchange.firstOfRanks(badGradient ?? -1) }
-                charge(1)
-                pool.barrier.wait()
-                charge(5)
-                let first = flags[(workers + 1) * flagStride]
-                badGradient = first >= 0 ? first : nil
-              }
-              let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
-              if badGradient != nil || badLoss != nil {
-                if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
-                break
-              }
-              let alpha = optimizer.stepSizeForNext()
-              for range in myRanges {
-                optimizer.update(
-                  range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count), stepSize: alpha)
-              }
-              if worker == 0 { updateRunningStatistics(from: replica) }
-              charge(3)
-              pool.barrier.wait()
-              charge(1)
-              if let exchange {  // every rank gets every slice of the updated parameters
-                if worker == 0 { exchange.shareUpdatedSlices() }
-                charge(5)
-                pool.barrier.wait()
-                charge(1)
-              }
-              if worker == 0 {
-                for shard in 0..<shards {
-                  epochLoss += Double(stats[shard * statsStride])
-                  epochCorrect += Int(stats[shard * statsStride + 1])
-                }
-                optimizer.finishStep()
-                stepsIntoEpoch = step + 1
-                onEvent(
-                  .step(
-                    StepProgress(
-                      epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
-                      images: first + count, loss: epochLoss / Double(first + count),
-                      accuracy: Double(epochCorrect) / Double(first + count),
-                      seconds: (clock.now - start).seconds)))
-                flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
-                charge(0)
-                if let exchange {  // all ranks stop after the same step
-                  flags[0] = exchange.processes.maximum(flags[0])
+                // Phase 4: every worker reaches the same verdict, then updates its slice.
+                var badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
+                if let exchange {  // the first non-finite gradient of any rank, in rank order
+                  if worker == 0 { flags[(workers + 1) * flagStride] = exchange.firstOfRanks(badGradient ?? -1) }
+                  charge(1)
+                  pool.barrier.wait()
                   charge(5)
+                  let first = flags[(workers + 1) * flagStride]
+                  badGradient = first >= 0 ? first : nil
+                }
+                let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
+                if badGradient != nil || badLoss != nil {
+                  if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
+                  break
+                }
+                let alpha = optimizer.stepSizeForNext()
+                for range in myRanges {
+                  optimizer.update(
+                    range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count), stepSize: alpha)
+                }
+                if worker == 0 { updateRunningStatistics(from: replica) }
+                charge(3)
+                pool.barrier.wait()
+                charge(1)
+                if let exchange {  // every rank gets every slice of the updated parameters
+                  if worker == 0 { exchange.shareUpdatedSlices() }
+                  charge(5)
+                  pool.barrier.wait()
+                  charge(1)
+                }
+                if worker == 0 {
+                  for shard in 0..<shards {
+                    epochLoss += Double(stats[shard * statsStride])
+                    epochCorrect += Int(stats[shard * statsStride + 1])
+                  }
+                  optimizer.finishStep()
+                  stepsIntoEpoch = step + 1
+                  onEvent(
+                    .step(
+                      StepProgress(
+                        epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
+                        images: first + count, loss: epochLoss / Double(first + count),
+                        accuracy: Double(epochCorrect) / Double(first + count),
+                        seconds: (clock.now - start).seconds)))
+                  flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
+                  charge(0)
+                  if let exchange {  // all ranks stop after the same step
+                    flags[0] = exchange.processes.maximum(flags[0])
+                    charge(5)
+                  }
                 }
               }
             }
           }
         }
       }
+    }
+    var segmentStart = firstStep
+    while segmentStart < steps && flags[0] == 0 && failure == nil {
+      let segmentEnd = min(segmentStart + segmentSteps, steps)
+      let firstStaged = segmentStart * batch
+      if inMemory == nil {
+        let readStart = clock.now
+        try staged.withUnsafeMutableBufferPointer { staged in
+          try data.copyImages(order[firstStaged..<min(segmentEnd * batch, data.count)], into: staged.baseAddress!)
+        }
+        profile.data += (clock.now - readStart).seconds
+      }
+      trainSegment(inMemory ?? staged, steps: segmentStart..<segmentEnd, firstStaged: firstStaged)
+      segmentStart = segmentEnd
     }
     return stepsIntoEpoch == steps
   }
@@ -869,16 +898,38 @@ public final class Trainer: @unchecked Sendable {
 
   /// Loss, accuracy, per-class metrics and confusion matrix on `data`, computed in
   /// parallel with the BatchNorm running statistics and without dropout; the result does
-  /// not depend on the thread count. Cost: the forward FLOP per image.
-  public func evaluate(_ data: LabeledImages) -> Evaluation {
+  /// not depend on the thread count. Images kept in their files are read a chunk at a
+  /// time, and a file that has changed throws. Cost: the forward FLOP per image.
+  public func evaluate(_ data: LabeledImages) throws -> Evaluation {
     var losses = [Float](repeating: 0, count: data.count)
     var predictions = [Int](repeating: 0, count: data.count)
+    let imageBytes = data.shape.count
+    if let pixels = data.bytesInMemory {
+      evaluate(data, images: 0..<data.count, bytes: pixels, losses: &losses, predictions: &predictions)
+    } else {
+      let chunk = max(1, stagedBytes / imageBytes)
+      var staged = [UInt8](repeating: 0, count: min(chunk, data.count) * imageBytes)
+      for start in stride(from: 0, to: data.count, by: chunk) {
+        let images = start..<min(start + chunk, data.count)
+        try staged.withUnsafeMutableBufferPointer { try data.copyImages(images, into: $0.baseAddress!) }
+        evaluate(data, images: images, bytes: staged, losses: &losses, predictions: &predictions)
+      }
+    }
+    return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: plan.classes)
+  }
+
+  /// Evaluates `data`'s images at `images`, whose bytes start `bytes`, into their
+  /// elements of `losses` and `predictions`, in one fan-out. Cost: the forward FLOP per
+  /// image.
+  private func evaluate(
+    _ data: LabeledImages, images: Range<Int>, bytes: [UInt8], losses: inout [Float], predictions: inout [Int]
+  ) {
     let block = 64
     let workers = pool.count
     nonisolated(unsafe) let params = parameters.base
     nonisolated(unsafe) let runningState = UnsafePointer(runningStatistics.base)
     let imageBytes = data.shape.count
-    data.pixels.withUnsafeBufferPointer { pixels in
+    bytes.withUnsafeBufferPointer { pixels in
       losses.withUnsafeMutableBufferPointer { losses in
         predictions.withUnsafeMutableBufferPointer { predictions in
           // Parameters and images are only read; each image's loss and prediction are
@@ -888,10 +939,11 @@ public final class Trainer: @unchecked Sendable {
             let replica = replicas[worker]
             prepared.update(from: params, part: worker, of: workers)
             pool.barrier.wait()
-            for blockStart in stride(from: worker * block, to: data.count, by: workers * block) {
-              for index in blockStart..<min(blockStart + block, data.count) {
+            for blockStart in stride(from: worker * block, to: images.count, by: workers * block) {
+              for offset in blockStart..<min(blockStart + block, images.count) {
+                let index = images.lowerBound + offset
                 let result = replica.evaluate(
-                  image: pixels.baseAddress! + index * imageBytes, label: Int(data.labels[index]), parameters: params,
+                  image: pixels.baseAddress! + offset * imageBytes, label: Int(data.labels[index]), parameters: params,
                   state: runningState)
                 losses[index] = result.loss
                 predictions[index] = result.prediction
@@ -901,7 +953,6 @@ public final class Trainer: @unchecked Sendable {
         }
       }
     }
-    return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: plan.classes)
   }
 }
 
