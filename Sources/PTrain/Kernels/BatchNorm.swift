@@ -2,8 +2,17 @@
 // (BatchNorm1d, `pixels` 1). Training uses the statistics of the whole mini-batch: every
 // image adds its sums to its shard's, the shards' sums are added in a fixed order (see
 // `Trainer`), and every image is then normalised with the batch's mean and variance.
-// Evaluation uses the running statistics. Channels run sixteen at a time, the rest one
-// by one.
+// Evaluation uses the running statistics. Channels run sixteen at a time, pixel after
+// pixel so that the image streams through once, with each block's per-channel terms or
+// sums kept beside; the channels left over run one by one.
+
+@inline(__always) private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+  UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+
+@inline(__always) private func store16(_ value: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD16<Float>.self)
+}
 
 /// Adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel to `sums[c]` and
 /// `sums[channels + c]`, summing the image's pixels in Float in pixel order first. Shifting
@@ -13,22 +22,25 @@ public func batchNormAddInputSums(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, shift: UnsafePointer<Float>,
   sums: UnsafeMutablePointer<Double>
 ) {
-  var c = 0
-  while c + 16 <= channels {
-    let k = UnsafeRawPointer(shift + c).loadUnaligned(as: SIMD16<Float>.self)
-    var first = SIMD16<Float>()
-    var second = SIMD16<Float>()
+  let blocks = channels / 16
+  withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { totals in
+    totals.initialize(repeating: SIMD16<Float>())
     for p in 0..<pixels {
-      let d = UnsafeRawPointer(x + p * channels + c).loadUnaligned(as: SIMD16<Float>.self) - k
-      first += d
-      second = second.addingProduct(d, d)
+      for block in 0..<blocks {
+        let c = block * 16
+        let d = load16(x + p * channels + c) - load16(shift + c)
+        totals[block] += d
+        totals[blocks + block] = totals[blocks + block].addingProduct(d, d)
+      }
     }
-    for lane in 0..<16 {
-      sums[c + lane] += Double(first[lane])
-      sums[channels + c + lane] += Double(second[lane])
+    for block in 0..<blocks {
+      for lane in 0..<16 {
+        sums[block * 16 + lane] += Double(totals[block][lane])
+        sums[channels + block * 16 + lane] += Double(totals[blocks + block][lane])
+      }
     }
-    c += 16
   }
+  var c = blocks * 16
   while c < channels {
     var first: Float = 0
     var second: Float = 0
@@ -50,18 +62,15 @@ public func batchNormApply(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, scale: UnsafePointer<Float>, offset: UnsafePointer<Float>,
   relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
-  var c = 0
-  while c + 16 <= channels {
-    let a = UnsafeRawPointer(scale + c).loadUnaligned(as: SIMD16<Float>.self)
-    let b = UnsafeRawPointer(offset + c).loadUnaligned(as: SIMD16<Float>.self)
-    for p in 0..<pixels {
-      let v = UnsafeRawPointer(x + p * channels + c).loadUnaligned(as: SIMD16<Float>.self)
-      let y = b.addingProduct(v, a)
-      UnsafeMutableRawPointer(output + p * channels + c).storeBytes(
-        of: applyReLU ? relu(y) : y, as: SIMD16<Float>.self)
+  let blocks = channels / 16
+  for p in 0..<pixels {
+    for block in 0..<blocks {
+      let i = p * channels + block * 16
+      let y = load16(offset + block * 16).addingProduct(load16(x + i), load16(scale + block * 16))
+      store16(applyReLU ? relu(y) : y, output + i)
     }
-    c += 16
   }
+  var c = blocks * 16
   while c < channels {
     for p in 0..<pixels {
       let y = offset[c].addingProduct(x[p * channels + c], scale[c])
@@ -78,24 +87,24 @@ public func batchNormAddGradientSums(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, sums: UnsafeMutablePointer<Float>
 ) {
-  var c = 0
-  while c + 16 <= channels {
-    let m = UnsafeRawPointer(mean + c).loadUnaligned(as: SIMD16<Float>.self)
-    let s = UnsafeRawPointer(inverseDeviation + c).loadUnaligned(as: SIMD16<Float>.self)
-    var first = SIMD16<Float>()
-    var second = SIMD16<Float>()
+  let blocks = channels / 16
+  withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { totals in
+    totals.initialize(repeating: SIMD16<Float>())
     for p in 0..<pixels {
-      let g = UnsafeRawPointer(dy + p * channels + c).loadUnaligned(as: SIMD16<Float>.self)
-      let v = UnsafeRawPointer(x + p * channels + c).loadUnaligned(as: SIMD16<Float>.self)
-      first += g
-      second = second.addingProduct(g, (v - m) * s)
+      for block in 0..<blocks {
+        let c = block * 16
+        let g = load16(dy + p * channels + c)
+        totals[block] += g
+        totals[blocks + block] = totals[blocks + block].addingProduct(
+          g, (load16(x + p * channels + c) - load16(mean + c)) * load16(inverseDeviation + c))
+      }
     }
-    let target = UnsafeMutableRawPointer(sums + c)
-    target.storeBytes(of: target.loadUnaligned(as: SIMD16<Float>.self) + first, as: SIMD16<Float>.self)
-    let other = UnsafeMutableRawPointer(sums + channels + c)
-    other.storeBytes(of: other.loadUnaligned(as: SIMD16<Float>.self) + second, as: SIMD16<Float>.self)
-    c += 16
+    for block in 0..<blocks {
+      store16(load16(sums + block * 16) + totals[block], sums + block * 16)
+      store16(load16(sums + channels + block * 16) + totals[blocks + block], sums + channels + block * 16)
+    }
   }
+  var c = blocks * 16
   while c < channels {
     var first: Float = 0
     var second: Float = 0
@@ -120,25 +129,29 @@ public func batchNormInputGradient(
   sums: UnsafePointer<Float>, batchCount: Int, inputGradient dx: UnsafeMutablePointer<Float>
 ) {
   let inverseCount = 1 / Float(batchCount)
-  var c = 0
-  while c + 16 <= channels {
-    @inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-      UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+  let blocks = channels / 16
+  // dx = factor · dy + (x − m) · slope + shift, with the per-channel terms folded.
+  withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 4 * blocks) { terms in
+    for block in 0..<blocks {
+      let c = block * 16
+      let meanGradient = load16(sums + c) * inverseCount
+      let s = load16(inverseDeviation + c)
+      let factor = load16(gamma + c) * s
+      terms[block] = factor
+      terms[blocks + block] = -factor * s * (load16(sums + channels + c) * inverseCount)
+      terms[2 * blocks + block] = load16(mean + c)
+      terms[3 * blocks + block] = -factor * meanGradient
     }
-    let meanGradient = load(sums + c) * inverseCount
-    let s = load(inverseDeviation + c)
-    // dx = factor · dy + (x − m) · slope + shift, with the per-channel terms folded.
-    let factor = load(gamma + c) * s
-    let slope = -factor * s * (load(sums + channels + c) * inverseCount)
-    let m = load(mean + c)
-    let shift = -factor * meanGradient
     for p in 0..<pixels {
-      let i = p * channels + c
-      let value = shift.addingProduct(factor, load(dy + i)).addingProduct(load(x + i) - m, slope)
-      UnsafeMutableRawPointer(dx + i).storeBytes(of: value, as: SIMD16<Float>.self)
+      for block in 0..<blocks {
+        let i = p * channels + block * 16
+        let value = terms[3 * blocks + block].addingProduct(terms[block], load16(dy + i)).addingProduct(
+          load16(x + i) - terms[2 * blocks + block], terms[blocks + block])
+        store16(value, dx + i)
+      }
     }
-    c += 16
   }
+  var c = blocks * 16
   while c < channels {
     let meanGradient = sums[c] * inverseCount
     let meanProduct = sums[channels + c] * inverseCount
