@@ -132,9 +132,9 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
 
 /// Transforms every 6×6 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, after copying
 /// the input into the interior of `padded` (whose border must be zero), as
-/// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through a 36-vector
-/// scratch in two passes (rows, then columns), which keeps a dozen vectors live rather
-/// than all 36. Cost: O(tiles · 36 · channels) adds.
+/// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through two passes (rows,
+/// then columns) for three columns at a time, so that the 18 vectors between them stay in
+/// registers; each row is loaded twice, from L1. Cost: O(tiles · 36 · channels) adds.
 package func winograd4TransformInput(
   _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
   into u: UnsafeMutablePointer<Float>
@@ -145,28 +145,37 @@ package func winograd4TransformInput(
   let pixelBytes = channels * 4
   let pointBytes = t.tiles * channels * 4
   let source = UnsafeRawPointer(padded)
-  withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 36) { scratch in
-    let rows = scratch.baseAddress!
-    for ty in 0..<t.tilesY {
-      for tx in 0..<t.tilesX {
-        let corner = source + (4 * ty) * rowBytes + 4 * tx * pixelBytes
-        let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
-        for c in stride(from: 0, to: channels * 4, by: 64) {
-          // d B, one row of the patch at a time.
-          for r in 0..<6 {
-            let base = corner + r * rowBytes + c
-            @inline(__always) func load(_ x: Int) -> WinogradLane {
-              (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
-            }
-            let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
-            initializeSix(row, at: rows + 6 * r)
+  for ty in 0..<t.tilesY {
+    for tx in 0..<t.tilesX {
+      let corner = source + (4 * ty) * rowBytes + 4 * tx * pixelBytes
+      let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
+      for c in stride(from: 0, to: channels * 4, by: 64) {
+        /// `(d B)[r][q]` for the three columns `q` from `first` on, one row `r` at a time.
+        @inline(__always) func rowsTimesB(_ r: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
+          let base = corner + r * rowBytes + c
+          @inline(__always) func load(_ x: Int) -> WinogradLane {
+            (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
           }
+          let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
+          return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
+        }
+        // Half the columns at a time, so that d B stays in registers: each row's loads
+        // twice (from L1) instead of a scratch tile stored and loaded.
+        for first in [0, 3] {
+          let (r0, r1, r2, r3, r4, r5) = (
+            rowsTimesB(0, from: first), rowsTimesB(1, from: first), rowsTimesB(2, from: first),
+            rowsTimesB(3, from: first), rowsTimesB(4, from: first), rowsTimesB(5, from: first)
+          )
           // Bᵀ ·, one column at a time, to points p·6 + q.
-          for q in 0..<6 {
-            let column = winograd4B(rows[q], rows[6 + q], rows[12 + q], rows[18 + q], rows[24 + q], rows[30 + q])
-            let base = target + c + q * pointBytes
-            storeSix(column, at: base, stride: 6 * pointBytes)
-          }
+          storeSix(
+            winograd4B(r0.0, r1.0, r2.0, r3.0, r4.0, r5.0), at: target + c + first * pointBytes,
+            stride: 6 * pointBytes)
+          storeSix(
+            winograd4B(r0.1, r1.1, r2.1, r3.1, r4.1, r5.1), at: target + c + (first + 1) * pointBytes,
+            stride: 6 * pointBytes)
+          storeSix(
+            winograd4B(r0.2, r1.2, r2.2, r3.2, r4.2, r5.2), at: target + c + (first + 2) * pointBytes,
+            stride: 6 * pointBytes)
         }
       }
     }
