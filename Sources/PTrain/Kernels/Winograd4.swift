@@ -110,16 +110,6 @@ func winograd4G(_ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane)
 /// Six vectors: one column or row of a transform in flight.
 typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane, WinogradLane)
 
-/// Puts `lanes` in the six consecutive vectors from `slots` on.
-@inline(__always) func initializeSix(_ lanes: Six, at slots: UnsafeMutablePointer<WinogradLane>) {
-  slots.initialize(to: lanes.0)
-  (slots + 1).initialize(to: lanes.1)
-  (slots + 2).initialize(to: lanes.2)
-  (slots + 3).initialize(to: lanes.3)
-  (slots + 4).initialize(to: lanes.4)
-  (slots + 5).initialize(to: lanes.5)
-}
-
 /// Stores `lanes` at `base`, `base + stride`, …, `base + 5 · stride` (bytes).
 @inline(__always) func storeSix(_ lanes: Six, at base: UnsafeMutableRawPointer, stride: Int) {
   base.storeBytes(of: lanes.0, as: WinogradLane.self)
@@ -291,38 +281,41 @@ package func winograd4TransformOutput(
 }
 
 /// Transforms each 4×4 tile of an output gradient (zeros past the edge) into
-/// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand. Two passes
-/// through a 24-vector scratch, as `winograd4TransformInput`.
+/// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand. Two passes,
+/// three columns at a time in registers, as `winograd4TransformInput`.
 /// Cost: O(tiles · 36 · channels) adds.
 package func winograd4TransformOutputGradient(
   _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, into e: UnsafeMutablePointer<Float>
 ) {
   let pointBytes = t.tiles * channels * 4
   let source = UnsafeRawPointer(gradient)
-  withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
-    let rows = scratch.baseAddress!
-    for ty in 0..<t.tilesY {
-      for tx in 0..<t.tilesX {
-        let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
-        let inRows = min(4, t.outHeight - 4 * ty)
-        let inColumns = min(4, t.outWidth - 4 * tx)
-        for c in stride(from: 0, to: channels, by: 16) {
-          // e Aᵀ, one row dy of the tile at a time.
-          for dy in 0..<4 {
-            @inline(__always) func load(_ dx: Int) -> WinogradLane {
-              guard dy < inRows, dx < inColumns else { return WinogradLane() }
-              let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
-              return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
-            }
-            let row = winograd4A(load(0), load(1), load(2), load(3))
-            initializeSix(row, at: rows + 6 * dy)
+  for ty in 0..<t.tilesY {
+    for tx in 0..<t.tilesX {
+      let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
+      let inRows = min(4, t.outHeight - 4 * ty)
+      let inColumns = min(4, t.outWidth - 4 * tx)
+      for c in stride(from: 0, to: channels, by: 16) {
+        /// `(e Aᵀ)[dy][q]` for the three columns `q` from `first` on.
+        @inline(__always) func rowTimesAT(_ dy: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
+          @inline(__always) func load(_ dx: Int) -> WinogradLane {
+            guard dy < inRows, dx < inColumns else { return WinogradLane() }
+            let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+            return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
           }
+          let row = winograd4A(load(0), load(1), load(2), load(3))
+          return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
+        }
+        // Half the columns at a time, in registers, as `winograd4TransformInput`.
+        for first in [0, 3] {
+          let (r0, r1, r2, r3) = (
+            rowTimesAT(0, from: first), rowTimesAT(1, from: first), rowTimesAT(2, from: first),
+            rowTimesAT(3, from: first)
+          )
           // A ·, one column q at a time, to points p·6 + q.
-          for q in 0..<6 {
-            let column = winograd4A(rows[q], rows[6 + q], rows[12 + q], rows[18 + q])
-            let base = target + c * 4 + q * pointBytes
-            storeSix(column, at: base, stride: 6 * pointBytes)
-          }
+          let base = target + c * 4 + first * pointBytes
+          storeSix(winograd4A(r0.0, r1.0, r2.0, r3.0), at: base, stride: 6 * pointBytes)
+          storeSix(winograd4A(r0.1, r1.1, r2.1, r3.1), at: base + pointBytes, stride: 6 * pointBytes)
+          storeSix(winograd4A(r0.2, r1.2, r2.2, r3.2), at: base + 2 * pointBytes, stride: 6 * pointBytes)
         }
       }
     }
