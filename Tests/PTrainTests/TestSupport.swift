@@ -1,5 +1,6 @@
 import Foundation
 import PTrain
+import Synchronization
 import XCTest
 
 /// `count` Floats uniform in [-1, 1) from a fixed seed.
@@ -43,11 +44,24 @@ func withPointers(
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
   .deletingLastPathComponent().deletingLastPathComponent()
 
-/// A fresh empty directory under the system's temporary directory.
+/// The directories `makeTemporaryDirectory` made, for removal when the test process exits.
+private let temporaryDirectories = Mutex<[URL]>([])
+/// Registers, once, the removal of `temporaryDirectories` at exit (symbolic links inside
+/// are removed, never followed).
+private let removeTemporaryDirectoriesAtExit: Void = {
+  atexit {
+    for url in temporaryDirectories.withLock({ $0 }) { try? FileManager.default.removeItem(at: url) }
+  }
+}()
+
+/// A fresh empty directory under the system's temporary directory, removed with its
+/// contents when the test process exits.
 func makeTemporaryDirectory() throws -> URL {
+  removeTemporaryDirectoriesAtExit
   let url = FileManager.default.temporaryDirectory.appendingPathComponent(
     "ptrain-tests-\(UUID().uuidString)")
   try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+  temporaryDirectories.withLock { $0.append(url) }
   return url
 }
 
