@@ -12,8 +12,6 @@ package enum CIFAR10 {
   package static let trainingFiles = (1...5).map { "data_batch_\($0).bin" }
   package static let testFile = "test_batch.bin"
   package static let shape = ImageShape(height: 32, width: 32, channels: 3)
-  /// Bytes per record: a label and a 32×32×3 image.
-  package static let recordBytes = 1 + 32 * 32 * 3
 
   /// Whether `directory` holds CIFAR-10's binary files (any of them).
   package static func isPresent(in directory: String) -> Bool {

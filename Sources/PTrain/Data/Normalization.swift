@@ -24,19 +24,15 @@ public struct Normalization: Sendable, Equatable, CustomStringConvertible {
     var squares = [Double](repeating: 0, count: channels)
     // Per-channel histograms: exact, and O(pixels) with no floating-point rounding.
     var histogram = [Int](repeating: 0, count: 256 * channels)
-    func count(_ bytes: UnsafeBufferPointer<UInt8>) {
-      for (index, byte) in bytes.enumerated() { histogram[(index % channels) * 256 + Int(byte)] += 1 }
-    }
-    if let bytes = images.bytesInMemory {
-      bytes.withUnsafeBufferPointer(count)
-    } else {  // a thousand images at a time
-      let chunk = 1000
-      var bytes = [UInt8](repeating: 0, count: chunk * images.shape.count)
-      for start in stride(from: 0, to: images.count, by: chunk) {
-        let end = min(start + chunk, images.count)
-        try bytes.withUnsafeMutableBufferPointer { buffer in
-          try images.copyImages(start..<end, into: buffer.baseAddress!)
-          count(UnsafeBufferPointer(rebasing: buffer[..<((end - start) * images.shape.count)]))
+    // A thousand images at a time, read from their files or copied from memory.
+    let chunk = 1000
+    var bytes = [UInt8](repeating: 0, count: min(chunk, images.count) * images.shape.count)
+    for start in stride(from: 0, to: images.count, by: chunk) {
+      let end = min(start + chunk, images.count)
+      try bytes.withUnsafeMutableBufferPointer { buffer in
+        try images.copyImages(start..<end, into: buffer.baseAddress!)
+        for (index, byte) in buffer[..<((end - start) * images.shape.count)].enumerated() {
+          histogram[(index % channels) * 256 + Int(byte)] += 1
         }
       }
     }

@@ -898,22 +898,19 @@ public final class Trainer: @unchecked Sendable {
 
   /// Loss, accuracy, per-class metrics and confusion matrix on `data`, computed in
   /// parallel with the BatchNorm running statistics and without dropout; the result does
-  /// not depend on the thread count. Images kept in their files are read a chunk at a
-  /// time, and a file that has changed throws. Cost: the forward FLOP per image.
+  /// not depend on the thread count. The images are read (from their files, or copied
+  /// from memory) a chunk of `stagedBytes` at a time, one fan-out each; a file that has
+  /// changed throws. Cost: the forward FLOP per image.
   public func evaluate(_ data: LabeledImages) throws -> Evaluation {
     var losses = [Float](repeating: 0, count: data.count)
     var predictions = [Int](repeating: 0, count: data.count)
     let imageBytes = data.shape.count
-    if let pixels = data.bytesInMemory {
-      evaluate(data, images: 0..<data.count, bytes: pixels, losses: &losses, predictions: &predictions)
-    } else {
-      let chunk = max(1, stagedBytes / imageBytes)
-      var staged = [UInt8](repeating: 0, count: min(chunk, data.count) * imageBytes)
-      for start in stride(from: 0, to: data.count, by: chunk) {
-        let images = start..<min(start + chunk, data.count)
-        try staged.withUnsafeMutableBufferPointer { try data.copyImages(images, into: $0.baseAddress!) }
-        evaluate(data, images: images, bytes: staged, losses: &losses, predictions: &predictions)
-      }
+    let chunk = max(1, stagedBytes / imageBytes)
+    var staged = [UInt8](repeating: 0, count: min(chunk, data.count) * imageBytes)
+    for start in stride(from: 0, to: data.count, by: chunk) {
+      let images = start..<min(start + chunk, data.count)
+      try staged.withUnsafeMutableBufferPointer { try data.copyImages(images, into: $0.baseAddress!) }
+      evaluate(data, images: images, bytes: staged, losses: &losses, predictions: &predictions)
     }
     return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: plan.classes)
   }
