@@ -159,6 +159,84 @@ final class KernelTests: XCTestCase {
     return (r[6], r[4])
   }
 
+  /// Several images through one GEMM per point give each image the bits of a pass of
+  /// its own, in all three passes of F(2×2, 3×3) and F(4×4, 3×3), and the weight
+  /// products of one call per image added in order.
+  func testWinogradOnSeveralImagesGivesTheBitsOfOneImageAtATime() {
+    typealias Forward = (
+      UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafePointer<Float>?, Bool,
+      UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
+      UnsafeMutablePointer<Float>
+    ) -> Void
+    typealias InputGradient = (
+      UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
+      UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>
+    ) -> Void
+    typealias WeightGradient = (
+      UnsafePointer<Float>, UnsafePointer<Float>, Int, Conv3x3Shape, UnsafeMutablePointer<Float>,
+      UnsafeMutablePointer<Float>, Bool, UnsafeMutablePointer<Float>?
+    ) -> Void
+    let variants: [(tile: Int, Forward, InputGradient, WeightGradient)] = [
+      (2, winogradConv3x3Forward, winogradConv3x3InputGradient, winogradConv3x3WeightGradient),
+      (4, winograd4Conv3x3Forward, winograd4Conv3x3InputGradient, winograd4Conv3x3WeightGradient),
+    ]
+    let shapes = [
+      Conv3x3Shape(height: 7, width: 6, inChannels: 16, outChannels: 32),
+      Conv3x3Shape(height: 9, width: 9, inChannels: 32, outChannels: 16, padding: 1),
+      Conv3x3Shape(height: 16, width: 16, inChannels: 32, outChannels: 32, padding: 1),
+    ]
+    let images = 4
+    for (tile, forward, inputGradient, weightGradient) in variants {
+      for s in shapes {
+        let (inCount, outCount) = (s.height * s.width * s.inChannels, s.outPixels * s.outChannels)
+        let weightCount = tile == 4 ? winograd4WeightCount(s) : winogradWeightCount(s)
+        let scratch = tile == 4 ? Winograd4Scratch(s, images: images) : nil
+        let scratch2 = WinogradScratch(s, images: images)
+        let (tilesCount, productsCount, gradientTilesCount, paddedCount, paddedGradientCount) =
+          scratch.map { ($0.inputTiles, $0.products, $0.gradientTiles, $0.paddedInput, $0.paddedGradient) }
+          ?? (
+            scratch2.inputTiles, scratch2.products, scratch2.gradientTiles, scratch2.paddedInput,
+            scratch2.paddedGradient
+          )
+        let x = randomFloats(images * inCount, seed: 21)
+        let dOut = randomFloats(images * outCount, seed: 22)
+        let w = randomFloats(s.weightCount, seed: 23)
+        let b = randomFloats(s.outChannels, seed: 24)
+        /// Output, input gradient, weight products and bias gradient of images `range`,
+        /// all in one call when `together`, else one call per image.
+        func run(together: Bool) -> [[Float]] {
+          withPointers([
+            x, dOut, w, b, [Float](repeating: 0, count: weightCount), [Float](repeating: 0, count: weightCount),
+            [Float](repeating: 0, count: tilesCount), [Float](repeating: 0, count: productsCount),
+            [Float](repeating: 0, count: gradientTilesCount), [Float](repeating: 0, count: paddedCount),
+            [Float](repeating: 0, count: paddedGradientCount), [Float](repeating: 0, count: images * outCount),
+            [Float](repeating: 0, count: images * inCount), [Float](repeating: 0, count: weightCount),
+            randomFloats(s.outChannels, seed: 25),
+          ]) { p in
+            if tile == 4 {
+              winograd4TransformWeights(p[2], shape: s, into: p[4], flipped: p[5])
+            } else {
+              winogradTransformWeights(p[2], shape: s, into: p[4])
+              winogradFlipTransformedWeights(p[4], shape: s, into: p[5])
+            }
+            let groups = together ? [0..<images] : (0..<images).map { $0..<($0 + 1) }
+            for group in groups {
+              let n = group.count
+              let first = group.lowerBound
+              forward(p[0] + first * inCount, n, s, p[4], p[3], true, p[9], p[6], p[7], p[11] + first * outCount)
+              weightGradient(p[6], p[1] + first * outCount, n, s, p[8], p[13], first > 0, p[14])
+              inputGradient(p[1] + first * outCount, n, s, p[5], p[10], p[8], p[7], p[12] + first * inCount)
+            }
+          }
+        }
+        let (together, alone) = (run(together: true), run(together: false))
+        for (index, name) in [(11, "output"), (12, "input gradient"), (13, "weight products"), (14, "bias gradient")] {
+          XCTAssertEqual(together[index], alone[index], "F(\(tile)x\(tile)) \(name) of \(images) images, \(s)")
+        }
+      }
+    }
+  }
+
   func testWinogradConvMatchesNaiveAndFiniteDifferences() {
     for s in winogradShapes {
       let x = randomFloats(s.height * s.width * s.inChannels, seed: 11)

@@ -111,7 +111,7 @@ final class ModelTests: XCTestCase {
   /// and 2, "same" and "valid", 1×1, output counts that are not multiples of 16), Winograd
   /// (padded and not, odd and even), and the direct one-channel kernel (padded and not).
   func testConvolutionsOfEveryKind() throws {
-    try check("input 7x6x3, conv 8 3x3, relu, flatten, dense 3", expect: [.im2colGemm])
+    try check("input 7x6x3, conv 8 3x3, relu, flatten, dense 3", batch: 2, expect: [.im2colGemm])
     try check("input 8x7x3, conv 6 5x5 stride 2 same, flatten, dense 4", expect: [.im2colGemm])
     try check(
       "input 5x5x4, conv 8 1x1, relu, conv 10 3x3 stride 2, flatten, dense 2", expect: [.im2colGemm, .im2colGemm])
@@ -119,11 +119,12 @@ final class ModelTests: XCTestCase {
     try check(
       "input 7x7x16, conv 32 3x3 same nobias, relu, conv 16 3x3 same, flatten, dense 3", expect: [.winograd, .winograd])
     try check(
-      "input 16x16x16, conv 16 3x3 same, relu, conv 16 3x3 same, flatten, dense 3", expect: [.winograd4, .winograd4])
+      "input 16x16x16, conv 16 3x3 same, relu, conv 16 3x3 same, flatten, dense 3", batch: 3,
+      expect: [.winograd4, .winograd4])
     try check(
       "input 18x17x16, conv 32 3x3, relu, conv 16 3x3 same nobias, maxpool 2, flatten, dense 3",
       expect: [.winograd4, .winograd4])
-    try check("input 9x8x1, conv 32 3x3 same, relu, maxpool 2, flatten, dense 3", expect: [.directOneChannel])
+    try check("input 9x8x1, conv 32 3x3 same, relu, maxpool 2, flatten, dense 3", batch: 2, expect: [.directOneChannel])
     try check("input 7x7x1, conv 32 3x3, flatten, dense 3", expect: [.directOneChannel])
   }
 
@@ -142,6 +143,12 @@ final class ModelTests: XCTestCase {
       "input 6x5x3, conv 20 3x3 same nobias, batchnorm, relu, maxpool 2, flatten, dense 8 nobias, batchnorm, relu, dense 3",
       batch: 5)
     try check("input 6x6x16, batchnorm, conv 16 3x3 same, batchnorm, relu, flatten, dense 3", batch: 3)
+    // Four BatchNorms of two sizes (their gradients share buffers in turn), F(4×4, 3×3)
+    // and F(2×2, 3×3) layers, and a group of four images and one of one.
+    let block = "conv 16 3x3 same nobias, batchnorm, relu"
+    try check(
+      "input 8x8x16, \(block), \(block), maxpool 2, \(block), \(block), flatten, dense 3", batch: 5,
+      expect: [.winograd, .winograd, .winograd, .winograd])
   }
 
   /// Dropout in training: the masks come from (seed, step, position, layer), so they are
@@ -237,6 +244,12 @@ final class ModelTests: XCTestCase {
     }
     let gradient = batchGradient(
       replica: replica, images: images, labels: labels, parameters: parameters, statistics: statistics)
+    // Passes over several images at once (Winograd's GEMMs over all their tiles) give
+    // the bits of one image at a time.
+    let grouped = batchGradient(
+      replica: replica, images: images, labels: labels, parameters: parameters, statistics: statistics,
+      groupSize: replica.groupImages)
+    XCTAssertEqual(grouped, gradient, "\(text): \(replica.groupImages) images at a time", file: file, line: line)
     let torchGradient = gradient.withUnsafeBufferPointer {
       Dictionary(uniqueKeysWithValues: plan.torchTensors($0.baseAddress!).map { ($0.name, $0.values) })
     }
@@ -263,10 +276,11 @@ final class ModelTests: XCTestCase {
   /// The summed gradient of a batch in training mode, the way a trainer's worker computes
   /// it for one shard of all the images: the layers below each BatchNorm for every image,
   /// the batch's statistics, and so on up; then the backward pass down the same segments.
-  func batchGradient(replica: Replica, images: [[UInt8]], labels: [Int], parameters: [Float], statistics: [Float])
-    -> [Float]
-  {
+  func batchGradient(
+    replica: Replica, images: [[UInt8]], labels: [Int], parameters: [Float], statistics: [Float], groupSize: Int = 1
+  ) -> [Float] {
     let plan = replica.plan
+    let groups = stride(from: 0, to: images.count, by: groupSize).map { $0..<min($0 + groupSize, images.count) }
     let layers = plan.layers.count
     var gradient = [Float](repeating: 0, count: plan.parameterCount)
     parameters.withUnsafeBufferPointer { p in
@@ -286,10 +300,12 @@ final class ModelTests: XCTestCase {
           for bn in plan.batchNormLayers {
             let (pixels, channels) = replica.batchNormGeometry(plan.layers[bn])
             var sums = [Double](repeating: 0, count: 2 * channels)
-            for image in images.indices {
-              if start == 0 { load(image) }
-              replica.forward(layers: start..<bn, slot: image, pass: pass(image))
-              replica.addBatchNormInputSums(layer: bn, slot: image, state: s.baseAddress!, into: &sums)
+            for group in groups {
+              if start == 0 { group.forEach(load) }
+              replica.forward(layers: start..<bn, slots: group, pass: pass(group.lowerBound))
+              for image in group {
+                replica.addBatchNormInputSums(layer: bn, slot: image, state: s.baseAddress!, into: &sums)
+              }
             }
             replica.setBatchStatistics(
               layer: bn, sums: sums, count: images.count * pixels, parameters: p.baseAddress!, state: s.baseAddress!)
@@ -304,12 +320,12 @@ final class ModelTests: XCTestCase {
           }
           let top = (plan.batchNormLayers.last.map { $0 + 1 } ?? 0)..<layers
           replica.beginShard(layers: top)
-          for image in images.indices {
-            if start == 0 { load(image) }
-            replica.forward(layers: start..<layers, slot: image, pass: pass(image))
-            _ = replica.loss(label: labels[image], slot: image)
-            replica.backward(layers: top, slot: image, pass: pass(image), gradient: g)
-            if let bn = plan.batchNormLayers.last { addGradientSums(bn, image) }
+          for group in groups {
+            if start == 0 { group.forEach(load) }
+            replica.forward(layers: start..<layers, slots: group, pass: pass(group.lowerBound))
+            for image in group { _ = replica.loss(label: labels[image], slot: image) }
+            replica.backward(layers: top, slots: group, pass: pass(group.lowerBound), gradient: g)
+            if let bn = plan.batchNormLayers.last { group.forEach { addGradientSums(bn, $0) } }
           }
           replica.finishShard(layers: top, gradient: g)
           for (level, bn) in plan.batchNormLayers.enumerated().reversed() {
@@ -324,9 +340,9 @@ final class ModelTests: XCTestCase {
               layer: bn, sums: sums, count: images.count * replica.batchNormGeometry(layer).pixels)
             let low = level > 0 ? plan.batchNormLayers[level - 1] + 1 : 0
             replica.beginShard(layers: low..<(bn + 1))
-            for image in images.indices {
-              replica.backward(layers: low..<(bn + 1), slot: image, pass: pass(image), gradient: g)
-              if level > 0 { addGradientSums(plan.batchNormLayers[level - 1], image) }
+            for group in groups {
+              replica.backward(layers: low..<(bn + 1), slots: group, pass: pass(group.lowerBound), gradient: g)
+              if level > 0 { group.forEach { addGradientSums(plan.batchNormLayers[level - 1], $0) } }
             }
             replica.finishShard(layers: low..<(bn + 1), gradient: g)
           }

@@ -68,6 +68,8 @@ package struct WinogradTiling: Sendable, Equatable {
   package var paddedHeight: Int { outputTile * tilesY + 2 }
   package var paddedWidth: Int { outputTile * tilesX + 2 }
   package var paddedCount: Int { paddedHeight * paddedWidth * channels }
+  /// Floats of one input image: height × width × channels.
+  package var inputCount: Int { height * width * channels }
 
   /// Copies `input` into the interior of `padded`, whose border stays zero.
   /// Cost: O(input).
@@ -124,65 +126,69 @@ func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
   return (x0 + sum, half * (x1 - x2), sum + x3)
 }
 
-/// Transforms every 4×4 input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, with zeros
-/// outside the image. The input is first copied into the interior of `padded`
-/// (`t.paddedCount` Floats) whose border must be zero; only the interior is ever
-/// written, so a buffer zeroed once stays valid. The tiles then read it without bounds
-/// checks. Cost: O(tiles · 16 · channels) adds and O(input) copies.
+/// Transforms every 4×4 input tile of `images` images (NHWC, one after another):
+/// `u[point][image · tiles + tile][c] = (Bᵀ d B)[point]`, with zeros outside the image, so
+/// that each point's GEMM covers all the images' tiles. Each image is first copied into
+/// the interior of `padded` (`t.paddedCount` Floats) whose border must be zero; only the
+/// interior is ever written, so a buffer zeroed once stays valid. The tiles then read it
+/// without bounds checks. Cost: O(images · tiles · 16 · channels) adds and O(input) copies.
 package func winogradTransformInput(
-  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
+  _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
   into u: UnsafeMutablePointer<Float>
 ) {
   let channels = t.channels
   let rowFloats = t.paddedWidth * channels
-  t.fillPadded(input, padded)
-  let pointStride = t.tiles * channels
+  let pointStride = images * t.tiles * channels
   let source = UnsafeRawPointer(padded)
-  for ty in 0..<t.tilesY {
-    for tx in 0..<t.tilesX {
-      let corner = source + ((2 * ty) * rowFloats + 2 * tx * channels) * 4
-      let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
-      let (rowBytes, pixelBytes, pointBytes) = (rowFloats * 4, channels * 4, pointStride * 4)
-      for c in stride(from: 0, to: channels, by: 16) {
-        // Pointers that step along rows and points keep the 32 addresses out of registers.
-        var row = corner + c * 4
-        @inline(__always) func nextRow() -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane) {
-          defer { row += rowBytes }
-          return winogradB(
-            row.loadUnaligned(as: WinogradLane.self), (row + pixelBytes).loadUnaligned(as: WinogradLane.self),
-            (row + 2 * pixelBytes).loadUnaligned(as: WinogradLane.self),
-            (row + 3 * pixelBytes).loadUnaligned(as: WinogradLane.self))
+  for image in 0..<images {
+    t.fillPadded(input + image * t.inputCount, padded)
+    let imageTiles = u + image * t.tiles * channels
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let corner = source + ((2 * ty) * rowFloats + 2 * tx * channels) * 4
+        let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+        let (rowBytes, pixelBytes, pointBytes) = (rowFloats * 4, channels * 4, pointStride * 4)
+        for c in stride(from: 0, to: channels, by: 16) {
+          // Pointers that step along rows and points keep the 32 addresses out of registers.
+          var row = corner + c * 4
+          @inline(__always) func nextRow() -> (WinogradLane, WinogradLane, WinogradLane, WinogradLane) {
+            defer { row += rowBytes }
+            return winogradB(
+              row.loadUnaligned(as: WinogradLane.self), (row + pixelBytes).loadUnaligned(as: WinogradLane.self),
+              (row + 2 * pixelBytes).loadUnaligned(as: WinogradLane.self),
+              (row + 3 * pixelBytes).loadUnaligned(as: WinogradLane.self))
+          }
+          let r0 = nextRow()
+          let r1 = nextRow()
+          let r2 = nextRow()
+          let r3 = nextRow()
+          let k0 = winogradB(r0.0, r1.0, r2.0, r3.0)
+          let k1 = winogradB(r0.1, r1.1, r2.1, r3.1)
+          let k2 = winogradB(r0.2, r1.2, r2.2, r3.2)
+          let k3 = winogradB(r0.3, r1.3, r2.3, r3.3)
+          var point = target + c * 4
+          @inline(__always) func store(_ value: WinogradLane) {
+            point.storeBytes(of: value, as: WinogradLane.self)
+            point += pointBytes
+          }
+          // Point p · 4 + q is entry p of column q.
+          store(k0.0)
+          store(k1.0)
+          store(k2.0)
+          store(k3.0)
+          store(k0.1)
+          store(k1.1)
+          store(k2.1)
+          store(k3.1)
+          store(k0.2)
+          store(k1.2)
+          store(k2.2)
+          store(k3.2)
+          store(k0.3)
+          store(k1.3)
+          store(k2.3)
+          store(k3.3)
         }
-        let r0 = nextRow()
-        let r1 = nextRow()
-        let r2 = nextRow()
-        let r3 = nextRow()
-        let k0 = winogradB(r0.0, r1.0, r2.0, r3.0)
-        let k1 = winogradB(r0.1, r1.1, r2.1, r3.1)
-        let k2 = winogradB(r0.2, r1.2, r2.2, r3.2)
-        let k3 = winogradB(r0.3, r1.3, r2.3, r3.3)
-        var point = target + c * 4
-        @inline(__always) func store(_ value: WinogradLane) {
-          point.storeBytes(of: value, as: WinogradLane.self)
-          point += pointBytes
-        }
-        // Point p · 4 + q is entry p of column q.
-        store(k0.0)
-        store(k1.0)
-        store(k2.0)
-        store(k3.0)
-        store(k0.1)
-        store(k1.1)
-        store(k2.1)
-        store(k3.1)
-        store(k0.2)
-        store(k1.2)
-        store(k2.2)
-        store(k3.2)
-        store(k0.3)
-        store(k1.3)
-        store(k2.3)
-        store(k3.3)
       }
     }
   }
@@ -272,104 +278,115 @@ package func winogradMultiply(
   }
 }
 
-/// Transforms the point products back into 2×2 output tiles and writes the output
-/// (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given, through
-/// `relu` when asked. Tile outputs past the edge are dropped.
-/// Cost: O(tiles · 16 · channels) adds.
+/// Transforms the point products of `images` images (laid out as
+/// `winogradTransformInput` lays out tiles) back into 2×2 output tiles and writes the
+/// outputs (`t.outHeight` × `t.outWidth` × `channels` each, NHWC, one after another),
+/// plus `bias` when given, through `relu` when asked. Tile outputs past the edge are
+/// dropped. Cost: O(images · tiles · 16 · channels) adds.
 package func winogradTransformOutput(
-  _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
+  _ m: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
-  let pointStride = t.tiles * channels
-  let target = UnsafeMutableRawPointer(output)
-  for ty in 0..<t.tilesY {
-    for tx in 0..<t.tilesX {
-      let source = UnsafeRawPointer(m + (ty * t.tilesX + tx) * channels)
-      let rows = min(2, t.outHeight - 2 * ty)
-      let columns = min(2, t.outWidth - 2 * tx)
-      for c in stride(from: 0, to: channels, by: 16) {
-        @inline(__always) func load(_ p: Int, _ q: Int) -> WinogradLane {
-          source.loadUnaligned(fromByteOffset: ((p * 4 + q) * pointStride + c) * 4, as: WinogradLane.self)
+  let pointStride = images * t.tiles * channels
+  for image in 0..<images {
+    let target = UnsafeMutableRawPointer(output + image * t.outHeight * t.outWidth * channels)
+    let imageProducts = m + image * t.tiles * channels
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let source = UnsafeRawPointer(imageProducts + (ty * t.tilesX + tx) * channels)
+        let rows = min(2, t.outHeight - 2 * ty)
+        let columns = min(2, t.outWidth - 2 * tx)
+        for c in stride(from: 0, to: channels, by: 16) {
+          @inline(__always) func load(_ p: Int, _ q: Int) -> WinogradLane {
+            source.loadUnaligned(fromByteOffset: ((p * 4 + q) * pointStride + c) * 4, as: WinogradLane.self)
+          }
+          let s0 = winogradAT(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
+          let s1 = winogradAT(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
+          let s2 = winogradAT(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
+          let s3 = winogradAT(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
+          let left = winogradAT(s0.0, s1.0, s2.0, s3.0)
+          let right = winogradAT(s0.1, s1.1, s2.1, s3.1)
+          let b =
+            bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
+            ?? WinogradLane()
+          @inline(__always) func store(_ value: WinogradLane, _ dy: Int, _ dx: Int) {
+            guard dy < rows, dx < columns else { return }
+            let pixel = (2 * ty + dy) * t.outWidth + 2 * tx + dx
+            let sum = value + b
+            target.storeBytes(
+              of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+          }
+          store(left.0, 0, 0)
+          store(right.0, 0, 1)
+          store(left.1, 1, 0)
+          store(right.1, 1, 1)
         }
-        let s0 = winogradAT(load(0, 0), load(0, 1), load(0, 2), load(0, 3))
-        let s1 = winogradAT(load(1, 0), load(1, 1), load(1, 2), load(1, 3))
-        let s2 = winogradAT(load(2, 0), load(2, 1), load(2, 2), load(2, 3))
-        let s3 = winogradAT(load(3, 0), load(3, 1), load(3, 2), load(3, 3))
-        let left = winogradAT(s0.0, s1.0, s2.0, s3.0)
-        let right = winogradAT(s0.1, s1.1, s2.1, s3.1)
-        let b =
-          bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
-          ?? WinogradLane()
-        @inline(__always) func store(_ value: WinogradLane, _ dy: Int, _ dx: Int) {
-          guard dy < rows, dx < columns else { return }
-          let pixel = (2 * ty + dy) * t.outWidth + 2 * tx + dx
-          let sum = value + b
-          target.storeBytes(
-            of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
-        }
-        store(left.0, 0, 0)
-        store(right.0, 0, 1)
-        store(left.1, 1, 0)
-        store(right.1, 1, 1)
       }
     }
   }
 }
 
-/// Transforms each 2×2 tile of an output gradient (`t.outHeight` × `t.outWidth` ×
-/// `channels`, zeros past the edge) into `e[point][tile][c] = (A e Aᵀ)[point]`, the
-/// weight gradient's second operand. Cost: O(tiles · 16 · channels) adds.
+/// Transforms each 2×2 tile of the output gradients of `images` images (`t.outHeight` ×
+/// `t.outWidth` × `channels` each, one after another, zeros past the edge) into
+/// `e[point][image · tiles + tile][c] = (A e Aᵀ)[point]`, the weight gradient's second
+/// operand. Cost: O(images · tiles · 16 · channels) adds.
 package func winogradTransformOutputGradient(
-  _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int,
+  _ gradient: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int,
   into e: UnsafeMutablePointer<Float>
 ) {
-  let pointStride = t.tiles * channels
-  let source = UnsafeRawPointer(gradient)
+  let pointStride = images * t.tiles * channels
   let zero = WinogradLane()
-  for ty in 0..<t.tilesY {
-    for tx in 0..<t.tilesX {
-      let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
-      for c in stride(from: 0, to: channels, by: 16) {
-        @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
-          let y = 2 * ty + dy
-          let x = 2 * tx + dx
-          guard y < t.outHeight, x < t.outWidth else { return zero }
-          return source.loadUnaligned(
-            fromByteOffset: ((y * t.outWidth + x) * channels + c) * 4, as: WinogradLane.self)
+  for image in 0..<images {
+    let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
+    let imageTiles = e + image * t.tiles * channels
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+        for c in stride(from: 0, to: channels, by: 16) {
+          @inline(__always) func load(_ dy: Int, _ dx: Int) -> WinogradLane {
+            let y = 2 * ty + dy
+            let x = 2 * tx + dx
+            guard y < t.outHeight, x < t.outWidth else { return zero }
+            return source.loadUnaligned(
+              fromByteOffset: ((y * t.outWidth + x) * channels + c) * 4, as: WinogradLane.self)
+          }
+          let r0 = winogradA(load(0, 0), load(0, 1))
+          let r1 = winogradA(load(1, 0), load(1, 1))
+          @inline(__always) func store(
+            _ column: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ q: Int
+          ) {
+            let offset = (q * pointStride + c) * 4
+            let row = 4 * pointStride * 4
+            target.storeBytes(of: column.0, toByteOffset: offset, as: WinogradLane.self)
+            target.storeBytes(of: column.1, toByteOffset: offset + row, as: WinogradLane.self)
+            target.storeBytes(of: column.2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
+            target.storeBytes(of: column.3, toByteOffset: offset + 3 * row, as: WinogradLane.self)
+          }
+          store(winogradA(r0.0, r1.0), 0)
+          store(winogradA(r0.1, r1.1), 1)
+          store(winogradA(r0.2, r1.2), 2)
+          store(winogradA(r0.3, r1.3), 3)
         }
-        let r0 = winogradA(load(0, 0), load(0, 1))
-        let r1 = winogradA(load(1, 0), load(1, 1))
-        @inline(__always) func store(
-          _ column: (WinogradLane, WinogradLane, WinogradLane, WinogradLane), _ q: Int
-        ) {
-          let offset = (q * pointStride + c) * 4
-          let row = 4 * pointStride * 4
-          target.storeBytes(of: column.0, toByteOffset: offset, as: WinogradLane.self)
-          target.storeBytes(of: column.1, toByteOffset: offset + row, as: WinogradLane.self)
-          target.storeBytes(of: column.2, toByteOffset: offset + 2 * row, as: WinogradLane.self)
-          target.storeBytes(of: column.3, toByteOffset: offset + 3 * row, as: WinogradLane.self)
-        }
-        store(winogradA(r0.0, r1.0), 0)
-        store(winogradA(r0.1, r1.1), 1)
-        store(winogradA(r0.2, r1.2), 2)
-        store(winogradA(r0.3, r1.3), 3)
       }
     }
   }
 }
 
-/// Adds one image's weight gradient, still in the Winograd domain, to `products` (or,
-/// without `accumulate`, overwrites them with it):
+/// Adds the weight gradient of `images` images, still in the Winograd domain, to
+/// `products` (or, without `accumulate`, overwrites them with it):
 /// `products[point][ci][co] += Σ_tiles u[point][tile][ci] · e[point][tile][co]`, from the
-/// forward pass's input tiles `u` and the transformed output gradient `e`. Summing there
-/// over a shard and transforming back once (`winogradAddWeightGradient`) gives the same
-/// gradient as transforming every image's. Cost: 2 · 16 · tiles · in · out FLOP.
+/// forward pass's input tiles `u` and the transformed output gradient `e`, the images'
+/// tiles in order. Each element adds its products one by one in that order, so one call
+/// for several images gives the bits of one call per image. Summing there over a shard
+/// and transforming back once (`winogradAddWeightGradient`) gives the same gradient as
+/// transforming every image's. Cost: 2 · 16 · images · tiles · in · out FLOP.
 package func winogradAccumulateWeightProducts(
   inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>,
-  shape s: Conv3x3Shape, outputTile: Int = 2, products: UnsafeMutablePointer<Float>, accumulate: Bool
+  shape s: Conv3x3Shape, outputTile: Int = 2, images: Int = 1, products: UnsafeMutablePointer<Float>,
+  accumulate: Bool
 ) {
   let tiling = WinogradTiling.forward(s, outputTile: outputTile)
-  let tiles = tiling.tiles
+  let tiles = images * tiling.tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
   for point in 0..<tiling.points {
     gemm(
@@ -417,7 +434,8 @@ public func winogradAddWeightGradient(
 
 // MARK: - The three passes of a convolution layer
 
-/// Scratch sizes, in Floats, for the three passes of a Winograd layer of `shape`.
+/// Scratch sizes, in Floats, for the three passes of a Winograd layer of `shape` on up to
+/// `images` images at once.
 public struct WinogradScratch: Sendable {
   /// The forward pass's transformed input, kept for the weight gradient.
   public let inputTiles: Int
@@ -430,71 +448,75 @@ public struct WinogradScratch: Sendable {
   /// are summed over a shard in `winogradWeightCount` Floats of their own.)
   public let products: Int
 
-  public init(_ s: Conv3x3Shape) {
+  public init(_ s: Conv3x3Shape, images: Int = 1) {
     let forward = WinogradTiling.forward(s)
     let backward = WinogradTiling.inputGradient(s)
-    inputTiles = forward.transformedCount
+    inputTiles = images * forward.transformedCount
     paddedInput = forward.paddedCount
     paddedGradient = backward.paddedCount
-    gradientTiles = max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
-    products = max(
-      winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels)
+    gradientTiles = images * max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
+    products =
+      images * max(winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels)
   }
 }
 
 /// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), then `relu` when
-/// asked, with `transformedWeights` from `winogradTransformWeights`. Leaves the transformed input in
-/// `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
-/// `winogradTransformInput`. Cost: 2 · 16 · tiles · in · out FLOP
-/// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(tiles · 16 · channels) adds.
+/// asked, with `transformedWeights` from `winogradTransformWeights`, for `images` images
+/// (inputs and outputs one after another) in one GEMM per point. Leaves the transformed
+/// input in `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
+/// `winogradTransformInput`; the scratch is `WinogradScratch(shape, images:)`'s. Each
+/// output's bits do not depend on `images`. Cost: 2 · 16 · images · tiles · in · out FLOP
+/// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(images · tiles · 16 · channels) adds.
 public func winogradConv3x3Forward(
-  input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
+  input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
   output: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.forward(s)
-  winogradTransformInput(input, tiling: tiling, padded: paddedInput, into: inputTiles)
+  winogradTransformInput(input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles)
   winogradMultiply(
-    inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels,
+    inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, into: products)
   winogradTransformOutput(
-    products, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
+    products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
 }
 
 /// Input gradient: the output gradient, padded by 2, correlated with the flipped filters
-/// (`winogradFlipTransformedWeights`). Overwrites `inputGradient`. `paddedGradient` is as
-/// `padded` in `winogradTransformInput`.
-/// Cost: 2 · 16 · tiles · in · out FLOP over the input's tiles plus O(tiles · 16 · channels).
+/// (`winogradFlipTransformedWeights`), for `images` images as in `winogradConv3x3Forward`.
+/// Overwrites `inputGradient`. `paddedGradient` is as `padded` in `winogradTransformInput`.
+/// Cost: 2 · 16 · images · tiles · in · out FLOP over the input's tiles plus the transforms.
 public func winogradConv3x3InputGradient(
-  outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
+  outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
   products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.inputGradient(s)
-  winogradTransformInput(outputGradient, tiling: tiling, padded: paddedGradient, into: gradientTiles)
+  winogradTransformInput(outputGradient, images: images, tiling: tiling, padded: paddedGradient, into: gradientTiles)
   winogradMultiply(
-    gradientTiles, flippedWeights, tiles: tiling.tiles, inChannels: s.outChannels,
+    gradientTiles, flippedWeights, tiles: images * tiling.tiles, inChannels: s.outChannels,
     outChannels: s.inChannels, into: products)
-  winogradTransformOutput(products, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
+  winogradTransformOutput(
+    products, images: images, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
 }
 
-/// One image's share of the weight and bias gradients: its weight products are added to
-/// `products` (Winograd domain; `winogradAddWeightGradient` finishes them), or replace
-/// them without `accumulate`, and `dB += Σ_p dOutput[p]` when `biasGradient` is given. `products` holds
-/// `winogradWeightCount(shape)` Floats.
-/// Cost: 2 · 16 · tiles · in · out FLOP plus O(tiles · 16 · out).
+/// The share of `images` images (as in `winogradConv3x3Forward`) of the weight and bias
+/// gradients: their weight products are added to `products` (Winograd domain;
+/// `winogradAddWeightGradient` finishes them), or replace them without `accumulate`, and
+/// `dB += Σ_p dOutput[p]` when `biasGradient` is given, image after image: the bits of
+/// one call per image. `products` holds `winogradWeightCount(shape)` Floats.
+/// Cost: 2 · 16 · images · tiles · in · out FLOP plus O(images · tiles · 16 · out).
 public func winogradConv3x3WeightGradient(
-  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
   biasGradient: UnsafeMutablePointer<Float>?
 ) {
   winogradTransformOutputGradient(
-    outputGradient, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
+    outputGradient, images: images, tiling: .forward(s), channels: s.outChannels, into: gradientTiles)
   winogradAccumulateWeightProducts(
-    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, products: products,
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, images: images, products: products,
     accumulate: accumulate)
   if let biasGradient {
-    addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+    addColumnSums(of: outputGradient, rows: images * s.outPixels, columns: s.outChannels, to: biasGradient)
   }
 }

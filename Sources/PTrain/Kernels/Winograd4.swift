@@ -124,48 +124,52 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
 /// the input into the interior of `padded` (whose border must be zero), as
 /// `winogradTransformInput` does for F(2×2, 3×3). Each tile goes through two passes (rows,
 /// then columns) for three columns at a time, so that the 18 vectors between them stay in
-/// registers; each row is loaded twice, from L1. Cost: O(tiles · 36 · channels) adds.
+/// registers; each row is loaded twice, from L1. Several images are laid out as
+/// `winogradTransformInput` lays them out. Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformInput(
-  _ input: UnsafePointer<Float>, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
+  _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
   into u: UnsafeMutablePointer<Float>
 ) {
   let channels = t.channels
-  t.fillPadded(input, padded)
   let rowBytes = t.paddedWidth * channels * 4
   let pixelBytes = channels * 4
-  let pointBytes = t.tiles * channels * 4
+  let pointBytes = images * t.tiles * channels * 4
   let source = UnsafeRawPointer(padded)
-  for ty in 0..<t.tilesY {
-    for tx in 0..<t.tilesX {
-      let corner = source + (4 * ty) * rowBytes + 4 * tx * pixelBytes
-      let target = UnsafeMutableRawPointer(u + (ty * t.tilesX + tx) * channels)
-      for c in stride(from: 0, to: channels * 4, by: 64) {
-        /// `(d B)[r][q]` for the three columns `q` from `first` on, one row `r` at a time.
-        @inline(__always) func rowsTimesB(_ r: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
-          let base = corner + r * rowBytes + c
-          @inline(__always) func load(_ x: Int) -> WinogradLane {
-            (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
+  for image in 0..<images {
+    t.fillPadded(input + image * t.inputCount, padded)
+    let imageTiles = u + image * t.tiles * channels
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let corner = source + (4 * ty) * rowBytes + 4 * tx * pixelBytes
+        let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+        for c in stride(from: 0, to: channels * 4, by: 64) {
+          /// `(d B)[r][q]` for the three columns `q` from `first` on, one row `r` at a time.
+          @inline(__always) func rowsTimesB(_ r: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
+            let base = corner + r * rowBytes + c
+            @inline(__always) func load(_ x: Int) -> WinogradLane {
+              (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
+            }
+            let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
+            return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
           }
-          let row = winograd4B(load(0), load(1), load(2), load(3), load(4), load(5))
-          return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
-        }
-        // Half the columns at a time, so that d B stays in registers: each row's loads
-        // twice (from L1) instead of a scratch tile stored and loaded.
-        for first in [0, 3] {
-          let (r0, r1, r2, r3, r4, r5) = (
-            rowsTimesB(0, from: first), rowsTimesB(1, from: first), rowsTimesB(2, from: first),
-            rowsTimesB(3, from: first), rowsTimesB(4, from: first), rowsTimesB(5, from: first)
-          )
-          // Bᵀ ·, one column at a time, to points p·6 + q.
-          storeSix(
-            winograd4B(r0.0, r1.0, r2.0, r3.0, r4.0, r5.0), at: target + c + first * pointBytes,
-            stride: 6 * pointBytes)
-          storeSix(
-            winograd4B(r0.1, r1.1, r2.1, r3.1, r4.1, r5.1), at: target + c + (first + 1) * pointBytes,
-            stride: 6 * pointBytes)
-          storeSix(
-            winograd4B(r0.2, r1.2, r2.2, r3.2, r4.2, r5.2), at: target + c + (first + 2) * pointBytes,
-            stride: 6 * pointBytes)
+          // Half the columns at a time, so that d B stays in registers: each row's loads
+          // twice (from L1) instead of a scratch tile stored and loaded.
+          for first in [0, 3] {
+            let (r0, r1, r2, r3, r4, r5) = (
+              rowsTimesB(0, from: first), rowsTimesB(1, from: first), rowsTimesB(2, from: first),
+              rowsTimesB(3, from: first), rowsTimesB(4, from: first), rowsTimesB(5, from: first)
+            )
+            // Bᵀ ·, one column at a time, to points p·6 + q.
+            storeSix(
+              winograd4B(r0.0, r1.0, r2.0, r3.0, r4.0, r5.0), at: target + c + first * pointBytes,
+              stride: 6 * pointBytes)
+            storeSix(
+              winograd4B(r0.1, r1.1, r2.1, r3.1, r4.1, r5.1), at: target + c + (first + 1) * pointBytes,
+              stride: 6 * pointBytes)
+            storeSix(
+              winograd4B(r0.2, r1.2, r2.2, r3.2, r4.2, r5.2), at: target + c + (first + 2) * pointBytes,
+              stride: 6 * pointBytes)
+          }
         }
       }
     }
@@ -228,51 +232,56 @@ public func winograd4TransformWeights(
 /// Transforms the point products back into 4×4 output tiles (`Aᵀ M A`) and writes the
 /// output (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given,
 /// through `relu` when asked. Tile outputs past the edge are dropped. Two passes through
-/// a 24-vector scratch, as `winograd4TransformInput`. Cost: O(tiles · 36 · channels) adds.
+/// a 24-vector scratch. Several images are read and written as `winogradTransformOutput`
+/// does. Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformOutput(
-  _ m: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
+  _ m: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
-  let pointBytes = t.tiles * channels * 4
-  let target = UnsafeMutableRawPointer(output)
+  let pointBytes = images * t.tiles * channels * 4
   withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
     let rows = scratch.baseAddress!
-    for ty in 0..<t.tilesY {
-      for tx in 0..<t.tilesX {
-        let source = UnsafeRawPointer(m + (ty * t.tilesX + tx) * channels)
-        let outRows = min(4, t.outHeight - 4 * ty)
-        let outColumns = min(4, t.outWidth - 4 * tx)
-        for c in stride(from: 0, to: channels, by: 16) {
-          // Aᵀ over the six points of each row p.
-          for p in 0..<6 {
-            let base = source + (p * 6) * pointBytes + c * 4
-            @inline(__always) func load(_ q: Int) -> WinogradLane {
-              (base + q * pointBytes).loadUnaligned(as: WinogradLane.self)
+    for image in 0..<images {
+      let target = UnsafeMutableRawPointer(output + image * t.outHeight * t.outWidth * channels)
+      let imageProducts = m + image * t.tiles * channels
+      for ty in 0..<t.tilesY {
+        for tx in 0..<t.tilesX {
+          let source = UnsafeRawPointer(imageProducts + (ty * t.tilesX + tx) * channels)
+          let outRows = min(4, t.outHeight - 4 * ty)
+          let outColumns = min(4, t.outWidth - 4 * tx)
+          for c in stride(from: 0, to: channels, by: 16) {
+            // Aᵀ over the six points of each row p.
+            for p in 0..<6 {
+              let base = source + (p * 6) * pointBytes + c * 4
+              @inline(__always) func load(_ q: Int) -> WinogradLane {
+                (base + q * pointBytes).loadUnaligned(as: WinogradLane.self)
+              }
+              let row = winograd4AT(load(0), load(1), load(2), load(3), load(4), load(5))
+              (rows + 4 * p).initialize(to: row.0)
+              (rows + 4 * p + 1).initialize(to: row.1)
+              (rows + 4 * p + 2).initialize(to: row.2)
+              (rows + 4 * p + 3).initialize(to: row.3)
             }
-            let row = winograd4AT(load(0), load(1), load(2), load(3), load(4), load(5))
-            (rows + 4 * p).initialize(to: row.0)
-            (rows + 4 * p + 1).initialize(to: row.1)
-            (rows + 4 * p + 2).initialize(to: row.2)
-            (rows + 4 * p + 3).initialize(to: row.3)
-          }
-          let b =
-            bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
-            ?? WinogradLane()
-          // · A down each column dx, to output rows dy.
-          for dx in 0..<outColumns {
-            let column = winograd4AT(rows[dx], rows[4 + dx], rows[8 + dx], rows[12 + dx], rows[16 + dx], rows[20 + dx])
-            let values = (column.0, column.1, column.2, column.3)
-            @inline(__always) func put(_ value: WinogradLane, _ dy: Int) {
-              guard dy < outRows else { return }
-              let sum = value + b
-              let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
-              target.storeBytes(
-                of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+            let b =
+              bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
+              ?? WinogradLane()
+            // · A down each column dx, to output rows dy.
+            for dx in 0..<outColumns {
+              let column = winograd4AT(
+                rows[dx], rows[4 + dx], rows[8 + dx], rows[12 + dx], rows[16 + dx], rows[20 + dx])
+              let values = (column.0, column.1, column.2, column.3)
+              @inline(__always) func put(_ value: WinogradLane, _ dy: Int) {
+                guard dy < outRows else { return }
+                let sum = value + b
+                let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+                target.storeBytes(
+                  of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+              }
+              put(values.0, 0)
+              put(values.1, 1)
+              put(values.2, 2)
+              put(values.3, 3)
             }
-            put(values.0, 0)
-            put(values.1, 1)
-            put(values.2, 2)
-            put(values.3, 3)
           }
         }
       }
@@ -282,40 +291,44 @@ package func winograd4TransformOutput(
 
 /// Transforms each 4×4 tile of an output gradient (zeros past the edge) into
 /// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand. Two passes,
-/// three columns at a time in registers, as `winograd4TransformInput`.
-/// Cost: O(tiles · 36 · channels) adds.
+/// three columns at a time in registers, as `winograd4TransformInput`; several images as
+/// `winogradTransformOutputGradient`. Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformOutputGradient(
-  _ gradient: UnsafePointer<Float>, tiling t: WinogradTiling, channels: Int, into e: UnsafeMutablePointer<Float>
+  _ gradient: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int,
+  into e: UnsafeMutablePointer<Float>
 ) {
-  let pointBytes = t.tiles * channels * 4
-  let source = UnsafeRawPointer(gradient)
-  for ty in 0..<t.tilesY {
-    for tx in 0..<t.tilesX {
-      let target = UnsafeMutableRawPointer(e + (ty * t.tilesX + tx) * channels)
-      let inRows = min(4, t.outHeight - 4 * ty)
-      let inColumns = min(4, t.outWidth - 4 * tx)
-      for c in stride(from: 0, to: channels, by: 16) {
-        /// `(e Aᵀ)[dy][q]` for the three columns `q` from `first` on.
-        @inline(__always) func rowTimesAT(_ dy: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
-          @inline(__always) func load(_ dx: Int) -> WinogradLane {
-            guard dy < inRows, dx < inColumns else { return WinogradLane() }
-            let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
-            return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+  let pointBytes = images * t.tiles * channels * 4
+  for image in 0..<images {
+    let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
+    let imageTiles = e + image * t.tiles * channels
+    for ty in 0..<t.tilesY {
+      for tx in 0..<t.tilesX {
+        let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+        let inRows = min(4, t.outHeight - 4 * ty)
+        let inColumns = min(4, t.outWidth - 4 * tx)
+        for c in stride(from: 0, to: channels, by: 16) {
+          /// `(e Aᵀ)[dy][q]` for the three columns `q` from `first` on.
+          @inline(__always) func rowTimesAT(_ dy: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
+            @inline(__always) func load(_ dx: Int) -> WinogradLane {
+              guard dy < inRows, dx < inColumns else { return WinogradLane() }
+              let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+              return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+            }
+            let row = winograd4A(load(0), load(1), load(2), load(3))
+            return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
           }
-          let row = winograd4A(load(0), load(1), load(2), load(3))
-          return first == 0 ? (row.0, row.1, row.2) : (row.3, row.4, row.5)
-        }
-        // Half the columns at a time, in registers, as `winograd4TransformInput`.
-        for first in [0, 3] {
-          let (r0, r1, r2, r3) = (
-            rowTimesAT(0, from: first), rowTimesAT(1, from: first), rowTimesAT(2, from: first),
-            rowTimesAT(3, from: first)
-          )
-          // A ·, one column q at a time, to points p·6 + q.
-          let base = target + c * 4 + first * pointBytes
-          storeSix(winograd4A(r0.0, r1.0, r2.0, r3.0), at: base, stride: 6 * pointBytes)
-          storeSix(winograd4A(r0.1, r1.1, r2.1, r3.1), at: base + pointBytes, stride: 6 * pointBytes)
-          storeSix(winograd4A(r0.2, r1.2, r2.2, r3.2), at: base + 2 * pointBytes, stride: 6 * pointBytes)
+          // Half the columns at a time, in registers, as `winograd4TransformInput`.
+          for first in [0, 3] {
+            let (r0, r1, r2, r3) = (
+              rowTimesAT(0, from: first), rowTimesAT(1, from: first), rowTimesAT(2, from: first),
+              rowTimesAT(3, from: first)
+            )
+            // A ·, one column q at a time, to points p·6 + q.
+            let base = target + c * 4 + first * pointBytes
+            storeSix(winograd4A(r0.0, r1.0, r2.0, r3.0), at: base, stride: 6 * pointBytes)
+            storeSix(winograd4A(r0.1, r1.1, r2.1, r3.1), at: base + pointBytes, stride: 6 * pointBytes)
+            storeSix(winograd4A(r0.2, r1.2, r2.2, r3.2), at: base + 2 * pointBytes, stride: 6 * pointBytes)
+          }
         }
       }
     }
@@ -360,69 +373,75 @@ public func winograd4AddWeightGradient(
 // MARK: - The three passes of a convolution layer
 
 /// Scratch sizes, in Floats, for the three passes of an F(4×4, 3×3) layer of `shape`, as
-/// `WinogradScratch` gives them for F(2×2, 3×3).
+/// `WinogradScratch` gives them for F(2×2, 3×3), on up to `images` images at once.
 public struct Winograd4Scratch: Sendable {
   public let inputTiles: Int, paddedInput: Int, paddedGradient: Int, gradientTiles: Int, products: Int
 
-  public init(_ s: Conv3x3Shape) {
+  public init(_ s: Conv3x3Shape, images: Int = 1) {
     let forward = WinogradTiling.forward(s, outputTile: 4)
     let backward = WinogradTiling.inputGradient(s, outputTile: 4)
-    inputTiles = forward.transformedCount
+    inputTiles = images * forward.transformedCount
     paddedInput = forward.paddedCount
     paddedGradient = backward.paddedCount
-    gradientTiles = max(winograd4Points * forward.tiles * s.outChannels, backward.transformedCount)
-    products = max(winograd4Points * forward.tiles * s.outChannels, winograd4Points * backward.tiles * s.inChannels)
+    gradientTiles = images * max(winograd4Points * forward.tiles * s.outChannels, backward.transformedCount)
+    products =
+      images * max(winograd4Points * forward.tiles * s.outChannels, winograd4Points * backward.tiles * s.inChannels)
   }
 }
 
 /// Forward: `output = bias + conv3x3(input, w)` through F(4×4, 3×3), then `relu` when
 /// asked, with `transformedWeights` from `winograd4TransformWeights`. Leaves the
-/// transformed input in `inputTiles` for the weight gradient.
-/// Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · channels) adds.
+/// transformed input in `inputTiles` for the weight gradient. `images` images go through
+/// one GEMM per point, as in `winogradConv3x3Forward`.
+/// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(images · tiles · 36 · channels) adds.
 public func winograd4Conv3x3Forward(
-  input: UnsafePointer<Float>, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
+  input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.forward(s, outputTile: 4)
-  winograd4TransformInput(input, tiling: tiling, padded: paddedInput, into: inputTiles)
+  winograd4TransformInput(input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles)
   winogradMultiply(
-    inputTiles, transformedWeights, tiles: tiling.tiles, inChannels: s.inChannels, outChannels: s.outChannels,
-    points: winograd4Points, into: products)
-  winograd4TransformOutput(products, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
+    inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
+    outChannels: s.outChannels, points: winograd4Points, into: products)
+  winograd4TransformOutput(
+    products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
 }
 
 /// Input gradient: the output gradient, padded by 2 minus the convolution's padding,
 /// correlated with the turned filters (`winograd4TransformWeights`' `flipped`).
-/// Overwrites `inputGradient`. Cost: 2 · 36 · tiles · in · out FLOP plus the transforms.
+/// Overwrites `inputGradient`, for `images` images as in `winograd4Conv3x3Forward`.
+/// Cost: 2 · 36 · images · tiles · in · out FLOP plus the transforms.
 public func winograd4Conv3x3InputGradient(
-  outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
+  outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
   products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
 ) {
   let tiling = WinogradTiling.inputGradient(s, outputTile: 4)
-  winograd4TransformInput(outputGradient, tiling: tiling, padded: paddedGradient, into: gradientTiles)
+  winograd4TransformInput(outputGradient, images: images, tiling: tiling, padded: paddedGradient, into: gradientTiles)
   winogradMultiply(
-    gradientTiles, flippedWeights, tiles: tiling.tiles, inChannels: s.outChannels, outChannels: s.inChannels,
-    points: winograd4Points, into: products)
-  winograd4TransformOutput(products, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
+    gradientTiles, flippedWeights, tiles: images * tiling.tiles, inChannels: s.outChannels,
+    outChannels: s.inChannels, points: winograd4Points, into: products)
+  winograd4TransformOutput(
+    products, images: images, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
 }
 
-/// One image's share of the weight and bias gradients, as `winogradConv3x3WeightGradient`
-/// for F(2×2, 3×3): its weight products are added to `products` (or replace them without
+/// Some images' share of the weight and bias gradients, as `winogradConv3x3WeightGradient`
+/// for F(2×2, 3×3): their weight products are added to `products` (or replace them without
 /// `accumulate`; `winograd4AddWeightGradient` finishes them), and `dB += Σ_p dOutput[p]`
-/// when `biasGradient` is given. Cost: 2 · 36 · tiles · in · out FLOP plus O(tiles · 36 · out).
+/// when `biasGradient` is given; `images` images give the bits of one call per image.
+/// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(images · tiles · 36 · out).
 public func winograd4Conv3x3WeightGradient(
-  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
   biasGradient: UnsafeMutablePointer<Float>?
 ) {
   winograd4TransformOutputGradient(
-    outputGradient, tiling: .forward(s, outputTile: 4), channels: s.outChannels, into: gradientTiles)
+    outputGradient, images: images, tiling: .forward(s, outputTile: 4), channels: s.outChannels, into: gradientTiles)
   winogradAccumulateWeightProducts(
-    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, outputTile: 4, products: products,
-    accumulate: accumulate)
+    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, outputTile: 4, images: images,
+    products: products, accumulate: accumulate)
   if let biasGradient {
-    addColumnSums(of: outputGradient, rows: s.outPixels, columns: s.outChannels, to: biasGradient)
+    addColumnSums(of: outputGradient, rows: images * s.outPixels, columns: s.outChannels, to: biasGradient)
   }
 }

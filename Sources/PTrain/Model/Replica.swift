@@ -1,11 +1,15 @@
 /// One worker's copy of every buffer a model's forward and backward passes need, and the
 /// code that runs each planned layer's kernels on them.
 ///
-/// A replica holds `slots` images at once. A model without BatchNorm needs one: each image
-/// runs forward and backward before the next, so its activations stay in cache. A model
-/// with BatchNorm needs the batch's statistics at every BatchNorm layer, so a worker runs
-/// all its images through each segment between BatchNorm layers before the next; then
-/// every activation is kept per image (`slots` = the worker's images in a step).
+/// A replica holds `slots` images at once, and runs its passes a group of up to
+/// `groupImages` consecutive slots at a time, layer by layer: a Winograd layer puts the
+/// group's tiles into one GEMM per point (longer GEMMs run nearer the FMA peak), the
+/// other layers run image by image. A model without BatchNorm needs one shard's images: a
+/// shard runs forward and backward before the next, so its activations stay in cache. A
+/// model with BatchNorm needs the batch's statistics at every BatchNorm layer, so a
+/// worker runs all its images through each segment between BatchNorm layers before the
+/// next; then every activation is kept per image (`slots` = the worker's images in a
+/// step). Every image's values have the same bits whatever its group.
 ///
 /// All buffers live in one arena, allocated when the replica is created; a trainer creates
 /// each replica on its worker's thread, so the memory is first touched, and placed, on
@@ -28,10 +32,12 @@ package final class Replica {
   let normalization: Normalization
   let arena: AlignedFloats
 
-  /// A buffer in the arena: slot `s` starts at `offset + s · stride` (stride 0: one for all).
+  /// A buffer in the arena with `copies` images: slot `s` starts at
+  /// `offset + (s mod copies) · stride`.
   struct Buffer {
     var offset: Int
     var stride: Int
+    var copies: Int
   }
   let input: Buffer
   let outputs: [Buffer]
@@ -57,6 +63,11 @@ package final class Replica {
   /// Per dense layer: whether the next flush writes its weight gradient instead of adding.
   var denseOverwrites: [Bool]
   package let shardImages: Int
+  /// The most consecutive slots one pass runs at once: `min(slots, shardImages)`.
+  package let groupImages: Int
+  /// Per layer: the slots whose input its scratch holds in the form its backward pass
+  /// reads (Winograd tiles, im2col columns, a padded copy), or nil.
+  var heldInput: [Range<Int>?]
   /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
   var batchCounts: [Int]
 
@@ -72,6 +83,8 @@ package final class Replica {
     self.plan = plan
     self.slots = slots
     self.shardImages = shardImages
+    let groupImages = min(slots, shardImages)
+    self.groupImages = groupImages
     self.normalization = normalization
     let layers = plan.layers
     let trains = layers.map { $0.hasParameters && !frozen.contains($0.index) }
@@ -84,10 +97,13 @@ package final class Replica {
       defer { size += roundUp(count, toMultipleOf: 16) }
       return size
     }
-    func perSlot(_ count: Int) -> Buffer { Buffer(offset: allocate(count * slots), stride: count) }
+    func perSlot(_ count: Int) -> Buffer { Buffer(offset: allocate(count * slots), stride: count, copies: slots) }
+    func perGroup(_ count: Int) -> Buffer {
+      Buffer(offset: allocate(count * groupImages), stride: count, copies: groupImages)
+    }
     input = perSlot(plan.input.count)
     // Forward: a ReLU fused into the layer below and a flatten share that layer's buffer.
-    // A BatchNorm's output is held for one image only, even with several slots: it is
+    // A BatchNorm's output is held for one group only, even with more slots: it is
     // cheap to make again from its input (`backward` does, for the layers above), and
     // holding it for every image would double the memory of a BatchNorm model.
     var outputs: [Buffer] = []
@@ -96,14 +112,14 @@ package final class Replica {
       switch layer.layer {
       case .flatten: outputs.append(below)
       case .relu where layer.index > 0 && layers[layer.index - 1].fusesReLU: outputs.append(below)
-      case .batchNorm: outputs.append(Buffer(offset: allocate(layer.output.count), stride: 0))
+      case .batchNorm: outputs.append(perGroup(layer.output.count))
       default: outputs.append(perSlot(layer.output.count))
       }
     }
     self.outputs = outputs
     // Backward: relu, flatten and dropout work on their gradient in place, so the layer
     // below shares it. A buffer is kept per image only where a BatchNorm's gradient has to
-    // wait for the batch's sums; elsewhere one image's gradient at a time suffices.
+    // wait for the batch's sums; elsewhere one group's gradients at a time suffice.
     var group = [Int](repeating: 0, count: layers.count)
     var groups = 1
     for i in stride(from: layers.count - 1, through: 1, by: -1) {
@@ -124,8 +140,12 @@ package final class Replica {
       for member in members { groupBuffers[group[member]] = shared }
     }
     gradients = layers.map { layer in
-      if let buffer = groupBuffers[group[layer.index]] { return buffer }
-      let buffer = Buffer(offset: allocate(layer.output.count), stride: 0)
+      // Each layer's images lie one after another at its own size, as the kernels that
+      // run several at once expect (a shared buffer is as large as its widest member's).
+      if let buffer = groupBuffers[group[layer.index]] {
+        return Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies)
+      }
+      let buffer = perGroup(layer.output.count)
       groupBuffers[group[layer.index]] = buffer
       return buffer
     }
@@ -135,7 +155,7 @@ package final class Replica {
       switch (layer.layer, layer.kernel) {
       case (.conv, .winograd?):
         let shape = Conv3x3Shape(layer)
-        let sizes = WinogradScratch(shape)
+        let sizes = WinogradScratch(shape, images: groupImages)
         own[.paddedInput] = allocate(sizes.paddedInput)
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
@@ -144,7 +164,7 @@ package final class Replica {
         if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
       case (.conv, .winograd4?):
         let shape = Conv3x3Shape(layer)
-        let sizes = Winograd4Scratch(shape)
+        let sizes = Winograd4Scratch(shape, images: groupImages)
         own[.paddedInput] = allocate(sizes.paddedInput)
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
@@ -179,6 +199,7 @@ package final class Replica {
     scratch.append(normalizationScratch)
     self.scratch = scratch
     hasProducts = [Bool](repeating: false, count: layers.count)
+    heldInput = [Range<Int>?](repeating: nil, count: layers.count)
     denseImages = [Int](repeating: 0, count: layers.count)
     denseOverwrites = [Bool](repeating: false, count: layers.count)
     batchCounts = [Int](repeating: 1, count: layers.count)
@@ -204,12 +225,12 @@ package final class Replica {
   /// Layer `layer`'s output for slot `slot`; layer -1 is the standardised input image.
   @inline(__always) func output(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
     let buffer = layer < 0 ? input : outputs[layer]
-    return arena.base + buffer.offset + slot * buffer.stride
+    return arena.base + buffer.offset + slot % buffer.copies * buffer.stride
   }
 
   /// The gradient of the loss with respect to layer `layer`'s output, for slot `slot`.
   @inline(__always) func gradient(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
-    arena.base + gradients[layer].offset + slot * gradients[layer].stride
+    arena.base + gradients[layer].offset + slot % gradients[layer].copies * gradients[layer].stride
   }
 
   /// The logits of the image in `slot` after its forward pass.
@@ -269,56 +290,88 @@ package final class Replica {
   /// Runs the forward pass of `layers` on the image in `slot`. A BatchNorm layer in
   /// training needs its batch statistics set first (`setBatchStatistics`).
   package func forward(layers: Range<Int>, slot: Int = 0, pass: Pass) {
+    forward(layers: layers, slots: slot..<(slot + 1), pass: pass)
+  }
+
+  /// Runs the forward pass of `layers` on the images in `group` (at most `groupImages`
+  /// consecutive slots, not wrapping past a multiple of `groupImages`), layer by layer;
+  /// `pass.position` is the first image's position in the batch, the next ones follow it.
+  /// Each image gets the bits that a pass of its own gives.
+  package func forward(layers: Range<Int>, slots group: Range<Int>, pass: Pass) {
+    precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
     let p = pass.parameters
     for i in layers {
       let run = runs[i]
-      let x = UnsafePointer(output(i - 1, slot))
-      let y = output(i, slot)
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
       case .winograd:
         winogradConv3x3Forward(
-          input: x, shape: run.conv3x3, transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU,
-          paddedInput: run.paddedInput!, inputTiles: run.inputTiles!, products: run.products!, output: y)
+          input: output(i - 1, group.lowerBound), images: group.count, shape: run.conv3x3,
+          transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
+          inputTiles: run.inputTiles!, products: run.products!, output: output(i, group.lowerBound))
+        heldInput[i] = group
       case .winograd4:
         winograd4Conv3x3Forward(
-          input: x, shape: run.conv3x3, transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU,
-          paddedInput: run.paddedInput!, inputTiles: run.inputTiles!, products: run.products!, output: y)
-      case .directOneChannel:
-        let (source, shape) = directInput(run, x, refill: true)
-        conv3x3OneChannelForward(
-          input: source, shape: shape, weights: p + run.weight, bias: bias, relu: run.fusesReLU, output: y)
-      case .im2colGemm:
-        convForward(
-          input: x, shape: run.conv, weights: p + run.weight, bias: bias, relu: run.fusesReLU, columns: run.columns!,
-          output: y)
-      case .batchNorm:
-        if !pass.training { setRunningStatistics(run, pass: pass) }
-        batchNormApply(
-          x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
-          relu: run.fusesReLU, output: y)
-      case .relu:
-        if !run.fusedIntoBelow {
-          for k in 0..<run.outputCount { y[k] = max(x[k], 0) }
+          input: output(i - 1, group.lowerBound), images: group.count, shape: run.conv3x3,
+          transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
+          inputTiles: run.inputTiles!, products: run.products!, output: output(i, group.lowerBound))
+        heldInput[i] = group
+      default:
+        for slot in group {
+          var imagePass = pass
+          imagePass.position = pass.position + slot - group.lowerBound
+          forwardOneImage(layer: i, slot: slot, pass: imagePass)
         }
-      case .maxPool:
-        maxPoolForward(x, shape: run.pool, output: y)
-      case .avgPool:
-        avgPoolForward(x, shape: run.pool, output: y)
-      case .globalAvgPool:
-        globalAvgPoolForward(x, pixels: run.pixels, channels: run.channels, output: y)
-      case .flatten:
-        break
-      case .dense:
-        denseForward(
-          input: x, inputs: run.inputCount, weights: p + run.weight, bias: bias, outputs: run.outputCount,
-          relu: run.fusesReLU, output: y)
-      case .dropout:
-        if pass.training && run.rate > 0 {
-          dropoutForward(x, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i), output: y)
-        } else {
-          y.update(from: x, count: run.outputCount)
-        }
+      }
+    }
+  }
+
+  /// The forward pass of layer `i`, not a Winograd one, on the image in `slot`.
+  private func forwardOneImage(layer i: Int, slot: Int, pass: Pass) {
+    let p = pass.parameters
+    let run = runs[i]
+    let x = UnsafePointer(output(i - 1, slot))
+    let y = output(i, slot)
+    let bias = run.bias >= 0 ? p + run.bias : nil
+    switch run.kind {
+    case .winograd, .winograd4:
+      preconditionFailure("Winograd layers run a group at a time")
+    case .directOneChannel:
+      let (source, shape) = directInput(run, x, refill: true)
+      heldInput[i] = slot..<(slot + 1)
+      conv3x3OneChannelForward(
+        input: source, shape: shape, weights: p + run.weight, bias: bias, relu: run.fusesReLU, output: y)
+    case .im2colGemm:
+      convForward(
+        input: x, shape: run.conv, weights: p + run.weight, bias: bias, relu: run.fusesReLU, columns: run.columns!,
+        output: y)
+      heldInput[i] = slot..<(slot + 1)
+    case .batchNorm:
+      if !pass.training { setRunningStatistics(run, pass: pass) }
+      batchNormApply(
+        x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
+        relu: run.fusesReLU, output: y)
+    case .relu:
+      if !run.fusedIntoBelow {
+        for k in 0..<run.outputCount { y[k] = max(x[k], 0) }
+      }
+    case .maxPool:
+      maxPoolForward(x, shape: run.pool, output: y)
+    case .avgPool:
+      avgPoolForward(x, shape: run.pool, output: y)
+    case .globalAvgPool:
+      globalAvgPoolForward(x, pixels: run.pixels, channels: run.channels, output: y)
+    case .flatten:
+      break
+    case .dense:
+      denseForward(
+        input: x, inputs: run.inputCount, weights: p + run.weight, bias: bias, outputs: run.outputCount,
+        relu: run.fusesReLU, output: y)
+    case .dropout:
+      if pass.training && run.rate > 0 {
+        dropoutForward(x, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i), output: y)
+      } else {
+        y.update(from: x, count: run.outputCount)
       }
     }
   }
@@ -463,106 +516,131 @@ package final class Replica {
   /// whose work no trainable layer needs are skipped; a BatchNorm needs the batch's sums
   /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
   package func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
-    let p = pass.parameters
-    // The layers above a BatchNorm read its output, held for one image: make it again.
-    if slots > 1, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
-      forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slot: slot, pass: pass)
+    backward(layers: layers, slots: slot..<(slot + 1), pass: pass, gradient: g)
+  }
+
+  /// Runs the backward pass of `layers` for the images in `group`, layer by layer, as
+  /// `forward(layers:slots:pass:)` runs the forward pass. Every parameter's gradient adds
+  /// the images in order, so the bits are those of one image at a time.
+  package func backward(
+    layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>
+  ) {
+    precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
+    // The layers above a BatchNorm read its output, held for one group: make it again.
+    if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
+      forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
     }
+    let first = group.lowerBound
     for i in layers.reversed() {
       let run = runs[i]
       guard run.trains || run.needsInputGradient else { continue }
-      let dy = UnsafePointer(gradient(i, slot))
-      let dx: UnsafeMutablePointer<Float>? = run.needsInputGradient ? gradient(i - 1, slot) : nil
-      let x = UnsafePointer(output(i - 1, slot))
-      let weightGradient = run.trains && run.weight >= 0 ? g + run.weight : nil
       let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
       switch run.kind {
-      case .winograd:
+      case .winograd, .winograd4:
+        let fourByFour = run.kind == .winograd4
+        let dy = UnsafePointer(gradient(i, first))
         if run.trains {
-          if slots > 1 {  // the forward pass's tiles belong to another image by now
-            winogradTransformInput(
-              x, tiling: .forward(run.conv3x3), padded: run.paddedInput!, into: run.inputTiles!)
+          if heldInput[i] != group {  // the forward pass's tiles belong to other images by now
+            let x = UnsafePointer(output(i - 1, first))
+            let tiling = WinogradTiling.forward(run.conv3x3, outputTile: fourByFour ? 4 : 2)
+            if fourByFour {
+              winograd4TransformInput(
+                x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
+            } else {
+              winogradTransformInput(
+                x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
+            }
+            heldInput[i] = group
           }
-          winogradConv3x3WeightGradient(
-            inputTiles: run.inputTiles!, outputGradient: dy, shape: run.conv3x3, gradientTiles: run.gradientTiles!,
-            products: run.weightProducts!, accumulate: hasProducts[i], biasGradient: biasGradient)
+          (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
+            run.inputTiles!, dy, group.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
+            biasGradient)
           hasProducts[i] = true
         }
-        if let dx {
-          winogradConv3x3InputGradient(
-            outputGradient: dy, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
-            paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-            inputGradient: dx)
+        if run.needsInputGradient {
+          (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
+            dy, group.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
+            run.products!, gradient(i - 1, first))
         }
-      case .winograd4:
-        if run.trains {
-          if slots > 1 {  // the forward pass's tiles belong to another image by now
-            winograd4TransformInput(
-              x, tiling: .forward(run.conv3x3, outputTile: 4), padded: run.paddedInput!, into: run.inputTiles!)
-          }
-          winograd4Conv3x3WeightGradient(
-            inputTiles: run.inputTiles!, outputGradient: dy, shape: run.conv3x3, gradientTiles: run.gradientTiles!,
-            products: run.weightProducts!, accumulate: hasProducts[i], biasGradient: biasGradient)
-          hasProducts[i] = true
+      default:
+        for slot in group {
+          var imagePass = pass
+          imagePass.position = pass.position + slot - first
+          backwardOneImage(layer: i, slot: slot, pass: imagePass, gradient: g)
         }
-        if let dx {
-          winograd4Conv3x3InputGradient(
-            outputGradient: dy, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
-            paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-            inputGradient: dx)
+      }
+    }
+  }
+
+  /// The backward pass of layer `i`, not a Winograd one, for the image in `slot`.
+  private func backwardOneImage(layer i: Int, slot: Int, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
+    let p = pass.parameters
+    let run = runs[i]
+    let dy = UnsafePointer(gradient(i, slot))
+    let dx: UnsafeMutablePointer<Float>? = run.needsInputGradient ? gradient(i - 1, slot) : nil
+    let x = UnsafePointer(output(i - 1, slot))
+    let weightGradient = run.trains && run.weight >= 0 ? g + run.weight : nil
+    let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
+    let holdsInput = heldInput[i] == slot..<(slot + 1)
+    switch run.kind {
+    case .winograd, .winograd4:
+      preconditionFailure("Winograd layers run a group at a time")
+    case .directOneChannel:
+      // Planned only where no input gradient is needed; its copy may be another image's.
+      let (source, shape) = directInput(run, x, refill: !holdsInput)
+      heldInput[i] = slot..<(slot + 1)
+      conv3x3OneChannelWeightGradient(
+        input: source, outputGradient: dy, shape: shape, weightGradient: weightGradient!,
+        biasGradient: biasGradient)
+    case .im2colGemm:
+      if let weightGradient {
+        if !holdsInput {
+          im2col(x, shape: run.conv, columns: run.columns!)
+          heldInput[i] = slot..<(slot + 1)
         }
-      case .directOneChannel:
-        // Planned only where no input gradient is needed; one image held keeps its copy.
-        let (source, shape) = directInput(run, x, refill: slots > 1)
-        conv3x3OneChannelWeightGradient(
-          input: source, outputGradient: dy, shape: shape, weightGradient: weightGradient!,
+        convWeightGradient(
+          columns: run.columns!, outputGradient: dy, shape: run.conv, weightGradient: weightGradient,
           biasGradient: biasGradient)
-      case .im2colGemm:
-        if let weightGradient {
-          if slots > 1 { im2col(x, shape: run.conv, columns: run.columns!) }
-          convWeightGradient(
-            columns: run.columns!, outputGradient: dy, shape: run.conv, weightGradient: weightGradient,
-            biasGradient: biasGradient)
-        }
-        if let dx {
-          convInputGradient(
-            outputGradient: dy, shape: run.conv, transposedWeights: run.transposed!, columns: run.columns!,
-            inputGradient: dx)
-        }
-      case .batchNorm:
-        guard let dx else { continue }
-        batchNormInputGradient(
-          outputGradient: dy, input: x, pixels: run.pixels, channels: run.channels, mean: run.batchMean!,
-          inverseDeviation: run.batchInverseDeviation!, gamma: p + run.weight, sums: run.gradientSums!,
-          batchCount: batchCounts[i], inputGradient: dx)
-      case .relu:
-        // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
-        if !run.maxPoolAbove { reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount) }
-      case .maxPool:
-        maxPoolBackward(
-          input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
-          inputGradient: dx!)
-      case .avgPool:
-        avgPoolBackward(outputGradient: dy, shape: run.pool, inputGradient: dx!)
-      case .globalAvgPool:
-        globalAvgPoolBackward(outputGradient: dy, pixels: run.pixels, channels: run.channels, inputGradient: dx!)
-      case .flatten:
-        break
-      case .dense:
-        if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
-          if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
-          let k = denseImages[i]
-          (run.denseInputs! + k * run.inputCount).update(from: x, count: run.inputCount)
-          (run.denseGradients! + k * run.outputCount).update(from: dy, count: run.outputCount)
-          denseImages[i] = k + 1
-        }
-        denseBackward(
-          input: x, inputs: run.inputCount, weights: p + run.weight, outputs: run.outputCount, outputGradient: dy,
-          weightGradient: nil, biasGradient: biasGradient, inputGradient: dx)
-      case .dropout:
-        if pass.training && run.rate > 0 {
-          dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
-        }
+      }
+      if let dx {
+        convInputGradient(
+          outputGradient: dy, shape: run.conv, transposedWeights: run.transposed!, columns: run.columns!,
+          inputGradient: dx)
+        heldInput[i] = nil  // the columns were its scratch
+      }
+    case .batchNorm:
+      guard let dx else { return }
+      batchNormInputGradient(
+        outputGradient: dy, input: x, pixels: run.pixels, channels: run.channels, mean: run.batchMean!,
+        inverseDeviation: run.batchInverseDeviation!, gamma: p + run.weight, sums: run.gradientSums!,
+        batchCount: batchCounts[i], inputGradient: dx)
+    case .relu:
+      // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
+      if !run.maxPoolAbove { reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount) }
+    case .maxPool:
+      maxPoolBackward(
+        input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
+        inputGradient: dx!)
+    case .avgPool:
+      avgPoolBackward(outputGradient: dy, shape: run.pool, inputGradient: dx!)
+    case .globalAvgPool:
+      globalAvgPoolBackward(outputGradient: dy, pixels: run.pixels, channels: run.channels, inputGradient: dx!)
+    case .flatten:
+      break
+    case .dense:
+      if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
+        if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
+        let k = denseImages[i]
+        (run.denseInputs! + k * run.inputCount).update(from: x, count: run.inputCount)
+        (run.denseGradients! + k * run.outputCount).update(from: dy, count: run.outputCount)
+        denseImages[i] = k + 1
+      }
+      denseBackward(
+        input: x, inputs: run.inputCount, weights: p + run.weight, outputs: run.outputCount, outputGradient: dy,
+        weightGradient: nil, biasGradient: biasGradient, inputGradient: dx)
+    case .dropout:
+      if pass.training && run.rate > 0 {
+        dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
       }
     }
   }

@@ -169,10 +169,11 @@ public final class Trainer: @unchecked Sendable {
     flags.initialize(repeating: 0, count: (pool.count + 2) * Self.flagStride)
     let prepared = PreparedWeights(plan: plan, inputGradients: plan.inputGradients(frozen: options.frozen))
     self.prepared = prepared
-    // Without BatchNorm a worker holds one image at a time; with it, all of its block's.
+    // Without BatchNorm a worker holds one shard's images at a time; with it, all of its
+    // block's.
     let workers = pool.count
     let imageSlots =
-      plan.batchNormLayers.isEmpty ? 1 : max((shards + workers - 1) / workers, 1) * options.shardSize
+      (plan.batchNormLayers.isEmpty ? 1 : max((shards + workers - 1) / workers, 1)) * options.shardSize
     var replicas = [Replica?](repeating: nil, count: workers)
     var slots = [AlignedFloats?](repeating: nil, count: shards)
     replicas.withUnsafeMutableBufferPointer { replicaSlots in
@@ -529,10 +530,16 @@ public final class Trainer: @unchecked Sendable {
                 let myShards = evenShare(of: shards, part: rank * workers + worker, parts: blocks)
                 let firstImage = myShards.lowerBound * shardSize
                 /// Where the image at `position` in the batch lives in the replica: its own slot
-                /// when the replica holds the worker's whole block (BatchNorm), else the one.
-                func slotIndex(_ position: Int) -> Int { replica.slots > 1 ? position - firstImage : 0 }
+                /// when the replica holds the worker's whole block (BatchNorm), else its place
+                /// in its shard.
+                func slotIndex(_ position: Int) -> Int { (position - firstImage) % replica.slots }
                 /// The images of shard `shard`: positions in the batch.
                 func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
+                /// The replica's slots of shard `shard`'s images.
+                func slots(of shard: Int) -> Range<Int> {
+                  let positions = images(of: shard)
+                  return slotIndex(positions.lowerBound)..<(slotIndex(positions.lowerBound) + positions.count)
+                }
                 func pass(position: Int) -> Replica.Pass {
                   var pass = Replica.Pass(parameters: params, state: runningState, training: true)
                   pass.seed = seed
@@ -557,10 +564,11 @@ public final class Trainer: @unchecked Sendable {
                   for shard in myShards {
                     let partial = batchInputSums + shard * batchSumStride + offset
                     partial.update(repeating: 0, count: width)
-                    for position in images(of: shard) {
-                      if segmentStart == 0 { load(position) }
-                      replica.forward(
-                        layers: segmentStart..<bn, slot: slotIndex(position), pass: pass(position: position))
+                    let positions = images(of: shard)
+                    if segmentStart == 0 { positions.forEach(load) }
+                    replica.forward(
+                      layers: segmentStart..<bn, slots: slots(of: shard), pass: pass(position: positions.lowerBound))
+                    for position in positions {
                       replica.addBatchNormInputSums(
                         layer: bn, slot: slotIndex(position), state: runningState, into: partial)
                     }
@@ -596,19 +604,22 @@ public final class Trainer: @unchecked Sendable {
                     (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
                       repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
                   }
-                  for position in images(of: shard) {
-                    let imageSlot = slotIndex(position)
-                    if segmentStart == 0 { load(position) }
-                    let thisPass = pass(position: position)
-                    replica.forward(layers: segmentStart..<layerCount, slot: imageSlot, pass: thisPass)
+                  let positions = images(of: shard)
+                  let shardPass = pass(position: positions.lowerBound)
+                  if segmentStart == 0 { positions.forEach(load) }
+                  replica.forward(layers: segmentStart..<layerCount, slots: slots(of: shard), pass: shardPass)
+                  for position in positions {
                     let label = Int(labels[Int(order[first + position])])
-                    let logits = replica.logits(slot: imageSlot)
+                    let logits = replica.logits(slot: slotIndex(position))
                     if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
-                    loss += replica.loss(label: label, slot: imageSlot)
-                    replica.backward(layers: topLow..<layerCount, slot: imageSlot, pass: thisPass, gradient: slot)
-                    if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
+                    loss += replica.loss(label: label, slot: slotIndex(position))
+                  }
+                  replica.backward(
+                    layers: topLow..<layerCount, slots: slots(of: shard), pass: shardPass, gradient: slot)
+                  if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
+                    for position in positions {
                       replica.addBatchNormGradientSums(
-                        layer: bn, slot: imageSlot,
+                        layer: bn, slot: slotIndex(position),
                         into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
                     }
                   }
@@ -664,13 +675,14 @@ public final class Trainer: @unchecked Sendable {
                       (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
                         repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
                     }
-                    for position in images(of: shard) {
-                      let imageSlot = slotIndex(position)
-                      replica.backward(
-                        layers: low..<(bn + 1), slot: imageSlot, pass: pass(position: position), gradient: slot)
-                      if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                    let positions = images(of: shard)
+                    replica.backward(
+                      layers: low..<(bn + 1), slots: slots(of: shard), pass: pass(position: positions.lowerBound),
+                      gradient: slot)
+                    if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                      for position in positions {
                         replica.addBatchNormGradientSums(
-                          layer: next, slot: imageSlot,
+                          layer: next, slot: slotIndex(position),
                           into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
                       }
                     }
