@@ -100,7 +100,7 @@ final class ModelTests: XCTestCase {
     XCTAssertEqual(cifar.layers[0].kernel, .im2colGemm, "3 input channels")
     let seed = try ModelPlan(.mnistCNN)
     XCTAssertEqual(seed.trainingFlopsPerImage, 14_256_384)
-    XCTAssertEqual(seed.executedTrainingFlopsPerImage, 8_804_608)
+    XCTAssertEqual(seed.executedTrainingFlopsPerImage, 5_888_256)
     XCTAssertEqual(
       seed.layers.map(\.name), ["conv1", "relu1", "maxpool1", "conv2", "relu2", "maxpool2", "flatten", "dense"])
   }
@@ -148,7 +148,7 @@ final class ModelTests: XCTestCase {
     let block = "conv 16 3x3 same nobias, batchnorm, relu"
     try check(
       "input 8x8x16, \(block), \(block), maxpool 2, \(block), \(block), flatten, dense 3", batch: 5,
-      expect: [.winograd, .winograd, .winograd, .winograd])
+      expect: [.winograd4, .winograd4, .winograd, .winograd])
   }
 
   /// Dropout in training: the masks come from (seed, step, position, layer), so they are
@@ -250,6 +250,13 @@ final class ModelTests: XCTestCase {
       replica: replica, images: images, labels: labels, parameters: parameters, statistics: statistics,
       groupSize: replica.groupImages)
     XCTAssertEqual(grouped, gradient, "\(text): \(replica.groupImages) images at a time", file: file, line: line)
+    // The same with each Winograd GEMM on one image of the group (as on large maps).
+    let single = Replica(plan: plan, slots: batch, normalization: normalization, winogradTileBudget: 1)
+    parameters.withUnsafeBufferPointer { single.prepare(parameters: $0.baseAddress!) }
+    let oneByOne = batchGradient(
+      replica: single, images: images, labels: labels, parameters: parameters, statistics: statistics,
+      groupSize: replica.groupImages)
+    XCTAssertEqual(oneByOne, gradient, "\(text): Winograd GEMMs image by image", file: file, line: line)
     let torchGradient = gradient.withUnsafeBufferPointer {
       Dictionary(uniqueKeysWithValues: plan.torchTensors($0.baseAddress!).map { ($0.name, $0.values) })
     }

@@ -18,8 +18,8 @@ public struct ModelPlan: Sendable {
   public enum Kernel: String, Sendable {
     /// 3×3, stride 1, channels in multiples of 16: Winograd F(2×2, 3×3) GEMMs.
     case winograd = "Winograd F(2x2,3x3)"
-    /// As `winograd`, on maps of at least 14×14: Winograd F(4×4, 3×3), 1.78× fewer
-    /// multiplies than F(2×2, 3×3) on a large map.
+    /// As `winograd`, on maps of at least 8×8: Winograd F(4×4, 3×3), 1.78× fewer
+    /// multiplies than F(2×2, 3×3) where the tiles fit the map.
     case winograd4 = "Winograd F(4x4,3x3)"
     /// 3×3, stride 1, one input channel, outputs in multiples of 32, no input gradient
     /// needed: filters in registers.
@@ -175,8 +175,10 @@ public struct ModelPlan: Sendable {
         let passes = needsInputGradient ? 3 : 2
         direct = 2 * macs * passes
         if size == 3 && stride == 1 && input.channels % 16 == 0 && filters % 16 == 0 {
-          // F(4×4, 3×3) where its larger tiles waste little at the map's edge.
-          let large = shape.height >= 14 && shape.width >= 14
+          // F(4×4, 3×3) from 8×8 maps up: 4 or more tiles per image, so that a shard's
+          // images (one GEMM per point for all of them) make GEMMs long enough to run near
+          // the FMA peak. On smaller maps its 4×4 tiles would mostly pad.
+          let large = shape.height >= 8 && shape.width >= 8
           kernel = large ? .winograd4 : .winograd
           let tile = large ? 4 : 2
           func tiles(_ h: Int, _ w: Int) -> Int { ((h + tile - 1) / tile) * ((w + tile - 1) / tile) }

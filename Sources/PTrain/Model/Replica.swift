@@ -1,10 +1,30 @@
+/// The bytes of transformed input tiles one Winograd GEMM may cover (see
+/// `Replica.winogradImages`). Measured on a Zen 4 core (1 MB of L2), `ptrain bench`
+/// at 1 thread: no grouping ran `cifar-cnn` at 795 img/s (batch 128) and 730 (batch 32);
+/// 160 KB, 320 KB and no limit all ran about 870 and 785, and `fashion-cnn` moved within
+/// its noise; 320 KB keeps `cifar-cnn`'s 8×8 layers at 4 images and its 32×32 ones at 1.
+let winogradTileBudget = 320 << 10
+
+/// Consecutive runs of at most `size` slots from `start` to `end`.
+struct SlotRuns: Sequence, IteratorProtocol {
+  var start: Int
+  let end: Int
+  let size: Int
+
+  mutating func next() -> Range<Int>? {
+    guard start < end else { return nil }
+    defer { start = Swift.min(start + size, end) }
+    return start..<Swift.min(start + size, end)
+  }
+}
+
 /// One worker's copy of every buffer a model's forward and backward passes need, and the
 /// code that runs each planned layer's kernels on them.
 ///
 /// A replica holds `slots` images at once, and runs its passes a group of up to
 /// `groupImages` consecutive slots at a time, layer by layer: a Winograd layer puts the
-/// group's tiles into one GEMM per point (longer GEMMs run nearer the FMA peak), the
-/// other layers run image by image. A model without BatchNorm needs one shard's images: a
+/// tiles of up to `winogradImages` of them into one GEMM per point (longer GEMMs run
+/// nearer the FMA peak), the other layers run image by image. A model without BatchNorm needs one shard's images: a
 /// shard runs forward and backward before the next, so its activations stay in cache. A
 /// model with BatchNorm needs the batch's statistics at every BatchNorm layer, so a
 /// worker runs all its images through each segment between BatchNorm layers before the
@@ -15,9 +35,10 @@
 /// each replica on its worker's thread, so the memory is first touched, and placed, on
 /// that worker's NUMA node. A replica never allocates afterwards.
 ///
-/// Gradients are computed a shard at a time: `beginShard(layers:)`, then `backward` for each
-/// image, then `finishShard(layers:gradient:)`, which adds the Winograd layers' weight
-/// gradients, summed over the shard in the Winograd domain, to the shard's gradient.
+/// Gradients are computed a shard at a time: `beginShard(layers:)`, then `backward` for the
+/// shard's images (together or one by one), then `finishShard(layers:gradient:)`, which
+/// adds the Winograd layers' weight gradients, summed over the shard in the Winograd
+/// domain, to the shard's gradient.
 package final class Replica {
   package let plan: ModelPlan
   /// How many images the buffers hold at once.
@@ -65,6 +86,8 @@ package final class Replica {
   package let shardImages: Int
   /// The most consecutive slots one pass runs at once: `min(slots, shardImages)`.
   package let groupImages: Int
+  /// Per Winograd layer: how many images one pass's GEMMs cover (see `winogradImages(_:)`).
+  let winogradImages: [Int]
   /// Per layer: the slots whose input its scratch holds in the form its backward pass
   /// reads (Winograd tiles, im2col columns, a padded copy), or nil.
   var heldInput: [Range<Int>?]
@@ -77,7 +100,8 @@ package final class Replica {
   /// O(buffers), one allocation.
   package init(
     plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, frozen: Set<Int> = [],
-    normalization: Normalization = .mnist, prepared: PreparedWeights? = nil
+    normalization: Normalization = .mnist, prepared: PreparedWeights? = nil,
+    winogradTileBudget: Int = PTrain.winogradTileBudget
   ) {
     precondition(slots >= 1 && shardImages >= 1, "Replica: slots and shard images must be at least 1")
     self.plan = plan
@@ -149,13 +173,17 @@ package final class Replica {
       groupBuffers[group[layer.index]] = buffer
       return buffer
     }
+    let winogradImages = layers.map {
+      Self.winogradImages($0, groupImages: groupImages, budget: winogradTileBudget)
+    }
+    self.winogradImages = winogradImages
     var scratch: [[Scratch: Int]] = []
     for layer in layers {
       var own: [Scratch: Int] = [:]
       switch (layer.layer, layer.kernel) {
       case (.conv, .winograd?):
         let shape = Conv3x3Shape(layer)
-        let sizes = WinogradScratch(shape, images: groupImages)
+        let sizes = WinogradScratch(shape, images: winogradImages[layer.index])
         own[.paddedInput] = allocate(sizes.paddedInput)
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
@@ -164,7 +192,7 @@ package final class Replica {
         if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
       case (.conv, .winograd4?):
         let shape = Conv3x3Shape(layer)
-        let sizes = Winograd4Scratch(shape, images: groupImages)
+        let sizes = Winograd4Scratch(shape, images: winogradImages[layer.index])
         own[.paddedInput] = allocate(sizes.paddedInput)
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
@@ -218,6 +246,16 @@ package final class Replica {
       arena.base[normalizationScratch[.normalizationScale]! + c] = scale
       arena.base[normalizationScratch[.normalizationShift]! + c] = shift
     }
+  }
+
+  /// How many of a group's images a Winograd layer's GEMMs cover at once: as many as keep
+  /// their transformed inputs within `budget` bytes (so that they stay in a core's L2
+  /// cache between the transform and the GEMMs), at least one, at most `groupImages`.
+  static func winogradImages(_ layer: ModelPlan.PlannedLayer, groupImages: Int, budget: Int) -> Int {
+    guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return 1 }
+    let tiling = WinogradTiling.forward(Conv3x3Shape(layer), outputTile: layer.kernel == .winograd4 ? 4 : 2)
+    let bytes = tiling.transformedCount * MemoryLayout<Float>.stride
+    return max(1, min(groupImages, budget / bytes))
   }
 
   // MARK: - Buffers
@@ -304,18 +342,13 @@ package final class Replica {
       let run = runs[i]
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
-      case .winograd:
-        winogradConv3x3Forward(
-          input: output(i - 1, group.lowerBound), images: group.count, shape: run.conv3x3,
-          transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
-          inputTiles: run.inputTiles!, products: run.products!, output: output(i, group.lowerBound))
-        heldInput[i] = group
-      case .winograd4:
-        winograd4Conv3x3Forward(
-          input: output(i - 1, group.lowerBound), images: group.count, shape: run.conv3x3,
-          transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
-          inputTiles: run.inputTiles!, products: run.products!, output: output(i, group.lowerBound))
-        heldInput[i] = group
+      case .winograd, .winograd4:
+        for part in parts(of: group, layer: i) {
+          (run.kind == .winograd4 ? winograd4Conv3x3Forward : winogradConv3x3Forward)(
+            output(i - 1, part.lowerBound), part.count, run.conv3x3, run.winogradForward!, bias, run.fusesReLU,
+            run.paddedInput!, run.inputTiles!, run.products!, output(i, part.lowerBound))
+          heldInput[i] = part
+        }
       default:
         for slot in group {
           var imagePass = pass
@@ -324,6 +357,12 @@ package final class Replica {
         }
       }
     }
+  }
+
+  /// `group` cut into runs of at most `winogradImages[layer]` slots: the images one
+  /// Winograd GEMM covers.
+  private func parts(of group: Range<Int>, layer: Int) -> SlotRuns {
+    SlotRuns(start: group.lowerBound, end: group.upperBound, size: winogradImages[layer])
   }
 
   /// The forward pass of layer `i`, not a Winograd one, on the image in `slot`.
@@ -537,30 +576,33 @@ package final class Replica {
       let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
       switch run.kind {
       case .winograd, .winograd4:
-        let fourByFour = run.kind == .winograd4
-        let dy = UnsafePointer(gradient(i, first))
-        if run.trains {
-          if heldInput[i] != group {  // the forward pass's tiles belong to other images by now
-            let x = UnsafePointer(output(i - 1, first))
-            let tiling = WinogradTiling.forward(run.conv3x3, outputTile: fourByFour ? 4 : 2)
-            if fourByFour {
-              winograd4TransformInput(
-                x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
-            } else {
-              winogradTransformInput(
-                x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
+        for group in parts(of: group, layer: i) {
+          let first = group.lowerBound
+          let fourByFour = run.kind == .winograd4
+          let dy = UnsafePointer(gradient(i, first))
+          if run.trains {
+            if heldInput[i] != group {  // the forward pass's tiles belong to other images by now
+              let x = UnsafePointer(output(i - 1, first))
+              let tiling = WinogradTiling.forward(run.conv3x3, outputTile: fourByFour ? 4 : 2)
+              if fourByFour {
+                winograd4TransformInput(
+                  x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
+              } else {
+                winogradTransformInput(
+                  x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
+              }
+              heldInput[i] = group
             }
-            heldInput[i] = group
+            (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
+              run.inputTiles!, dy, group.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
+              biasGradient)
+            hasProducts[i] = true
           }
-          (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
-            run.inputTiles!, dy, group.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
-            biasGradient)
-          hasProducts[i] = true
-        }
-        if run.needsInputGradient {
-          (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
-            dy, group.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
-            run.products!, gradient(i - 1, first))
+          if run.needsInputGradient {
+            (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
+              dy, group.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
+              run.products!, gradient(i - 1, first))
+          }
         }
       default:
         for slot in group {
