@@ -293,6 +293,13 @@ package final class Replica {
       self.state = state
       self.training = training
     }
+
+    /// The pass of the image `offset` places after this one in the batch.
+    func at(_ offset: Int) -> Pass {
+      var pass = self
+      pass.position += offset
+      return pass
+    }
   }
 
   /// Standardises one image's bytes into `slot`'s input, cropped and flipped as `draw`
@@ -337,6 +344,10 @@ package final class Replica {
   /// Each image gets the bits that a pass of its own gives.
   package func forward(layers: Range<Int>, slots group: Range<Int>, pass: Pass) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
+    if group.count > 1 && !groupsPay(layers) {
+      for slot in group { forward(layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound)) }
+      return
+    }
     let p = pass.parameters
     for i in layers {
       let run = runs[i]
@@ -351,12 +362,18 @@ package final class Replica {
         }
       default:
         for slot in group {
-          var imagePass = pass
-          imagePass.position = pass.position + slot - group.lowerBound
-          forwardOneImage(layer: i, slot: slot, pass: imagePass)
+          forwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound))
         }
       }
     }
+  }
+
+  /// Whether `layers` hold a Winograd layer whose GEMMs cover several images. Where none
+  /// does, a group runs image by image through all of them, so that each image's
+  /// activations stay in cache from layer to layer (on large maps that was measured a few
+  /// percent faster than layer by layer).
+  private func groupsPay(_ layers: Range<Int>) -> Bool {
+    layers.contains { winogradImages[$0] > 1 }
   }
 
   /// `group` cut into runs of at most `winogradImages[layer]` slots: the images one
@@ -565,6 +582,12 @@ package final class Replica {
     layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>
   ) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
+    if group.count > 1 && !groupsPay(layers) {
+      for slot in group {
+        backward(layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
+      }
+      return
+    }
     // The layers above a BatchNorm read its output, held for one group: make it again.
     if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
@@ -606,9 +629,7 @@ package final class Replica {
         }
       default:
         for slot in group {
-          var imagePass = pass
-          imagePass.position = pass.position + slot - first
-          backwardOneImage(layer: i, slot: slot, pass: imagePass, gradient: g)
+          backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - first), gradient: g)
         }
       }
     }
