@@ -30,8 +30,9 @@ func kernel(_ name: String, flops: Int, repeats: Int = 100, _ body: @escaping ()
 }
 
 let benchmarks: @Sendable () -> Void = {
-  // conv2 both ways: im2col + GEMM, and Winograd F(2×2, 3×3), which the engine uses. The
-  // GFLOP/s of both count direct-convolution FLOP, so Winograd's are "effective" ones.
+  // conv2 both ways on one image: im2col + GEMM, and Winograd F(2×2, 3×3). (The engine now
+  // runs conv2 in F(4×4, 3×3) on a shard's 4 images at once; `ptrain bench` measures that.)
+  // The GFLOP/s of both count direct-convolution FLOP, so Winograd's are "effective" ones.
   let conv = Conv3x3Shape(height: 13, width: 13, inChannels: 32, outChannels: 64)  // mnist-cnn's conv2
   let input = buffer(conv.height * conv.width * conv.inChannels)
   let weights = buffer(conv.weightCount)
