@@ -24,9 +24,9 @@ struct SlotRuns: Sequence, IteratorProtocol {
 /// A replica holds `slots` images at once, and runs its passes a group of up to
 /// `groupImages` consecutive slots at a time, layer by layer: a Winograd layer puts the
 /// tiles of up to `winogradImages` of them into one GEMM per point (longer GEMMs run
-/// nearer the FMA peak), the other layers run image by image. A model without BatchNorm needs one shard's images: a
-/// shard runs forward and backward before the next, so its activations stay in cache. A
-/// model with BatchNorm needs the batch's statistics at every BatchNorm layer, so a
+/// nearer the FMA peak), the other layers run image by image. A model without BatchNorm
+/// needs one shard's images: a shard runs forward and backward before the next, so its
+/// activations stay in cache. A model with BatchNorm needs the batch's statistics at every BatchNorm layer, so a
 /// worker runs all its images through each segment between BatchNorm layers before the
 /// next; then every activation is kept per image (`slots` = the worker's images in a
 /// step). Every image's values have the same bits whatever its group.
@@ -86,7 +86,8 @@ package final class Replica {
   package let shardImages: Int
   /// The most consecutive slots one pass runs at once: `min(slots, shardImages)`.
   package let groupImages: Int
-  /// Per Winograd layer: how many images one pass's GEMMs cover (see `winogradImages(_:)`).
+  /// Per Winograd layer: how many images one pass's GEMMs cover (see
+  /// `winogradImages(_:groupImages:budget:)`).
   let winogradImages: [Int]
   /// Per layer: the slots whose input its scratch holds in the form its backward pass
   /// reads (Winograd tiles, im2col columns, a padded copy), or nil.
@@ -592,44 +593,36 @@ package final class Replica {
     if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
     }
-    let first = group.lowerBound
     for i in layers.reversed() {
       let run = runs[i]
       guard run.trains || run.needsInputGradient else { continue }
-      let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
       switch run.kind {
       case .winograd, .winograd4:
-        for group in parts(of: group, layer: i) {
-          let first = group.lowerBound
-          let fourByFour = run.kind == .winograd4
-          let dy = UnsafePointer(gradient(i, first))
+        let fourByFour = run.kind == .winograd4
+        let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
+        for part in parts(of: group, layer: i) {
+          let dy = UnsafePointer(gradient(i, part.lowerBound))
           if run.trains {
-            if heldInput[i] != group {  // the forward pass's tiles belong to other images by now
-              let x = UnsafePointer(output(i - 1, first))
-              let tiling = WinogradTiling.forward(run.conv3x3, outputTile: fourByFour ? 4 : 2)
-              if fourByFour {
-                winograd4TransformInput(
-                  x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
-              } else {
-                winogradTransformInput(
-                  x, images: group.count, tiling: tiling, padded: run.paddedInput!, into: run.inputTiles!)
-              }
-              heldInput[i] = group
+            if heldInput[i] != part {  // the forward pass's tiles belong to other images by now
+              (fourByFour ? winograd4TransformInput : winogradTransformInput)(
+                output(i - 1, part.lowerBound), part.count,
+                .forward(run.conv3x3, outputTile: fourByFour ? 4 : 2), run.paddedInput!, run.inputTiles!)
+              heldInput[i] = part
             }
             (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
-              run.inputTiles!, dy, group.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
+              run.inputTiles!, dy, part.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
               biasGradient)
             hasProducts[i] = true
           }
           if run.needsInputGradient {
             (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
-              dy, group.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
-              run.products!, gradient(i - 1, first))
+              dy, part.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
+              run.products!, gradient(i - 1, part.lowerBound))
           }
         }
       default:
         for slot in group {
-          backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - first), gradient: g)
+          backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
         }
       }
     }

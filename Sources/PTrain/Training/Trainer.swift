@@ -536,9 +536,10 @@ public final class Trainer: @unchecked Sendable {
                 /// The images of shard `shard`: positions in the batch.
                 func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
                 /// The replica's slots of shard `shard`'s images.
-                func slots(of shard: Int) -> Range<Int> {
+                func imageSlots(of shard: Int) -> Range<Int> {
                   let positions = images(of: shard)
-                  return slotIndex(positions.lowerBound)..<(slotIndex(positions.lowerBound) + positions.count)
+                  let start = slotIndex(positions.lowerBound)
+                  return start..<(start + positions.count)
                 }
                 func pass(position: Int) -> Replica.Pass {
                   var pass = Replica.Pass(parameters: params, state: runningState, training: true)
@@ -567,7 +568,8 @@ public final class Trainer: @unchecked Sendable {
                     let positions = images(of: shard)
                     if segmentStart == 0 { positions.forEach(load) }
                     replica.forward(
-                      layers: segmentStart..<bn, slots: slots(of: shard), pass: pass(position: positions.lowerBound))
+                      layers: segmentStart..<bn, slots: imageSlots(of: shard),
+                      pass: pass(position: positions.lowerBound))
                     for position in positions {
                       replica.addBatchNormInputSums(
                         layer: bn, slot: slotIndex(position), state: runningState, into: partial)
@@ -607,7 +609,7 @@ public final class Trainer: @unchecked Sendable {
                   let positions = images(of: shard)
                   let shardPass = pass(position: positions.lowerBound)
                   if segmentStart == 0 { positions.forEach(load) }
-                  replica.forward(layers: segmentStart..<layerCount, slots: slots(of: shard), pass: shardPass)
+                  replica.forward(layers: segmentStart..<layerCount, slots: imageSlots(of: shard), pass: shardPass)
                   for position in positions {
                     let label = Int(labels[Int(order[first + position])])
                     let logits = replica.logits(slot: slotIndex(position))
@@ -615,7 +617,7 @@ public final class Trainer: @unchecked Sendable {
                     loss += replica.loss(label: label, slot: slotIndex(position))
                   }
                   replica.backward(
-                    layers: topLow..<layerCount, slots: slots(of: shard), pass: shardPass, gradient: slot)
+                    layers: topLow..<layerCount, slots: imageSlots(of: shard), pass: shardPass, gradient: slot)
                   if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
                     for position in positions {
                       replica.addBatchNormGradientSums(
@@ -677,7 +679,7 @@ public final class Trainer: @unchecked Sendable {
                     }
                     let positions = images(of: shard)
                     replica.backward(
-                      layers: low..<(bn + 1), slots: slots(of: shard), pass: pass(position: positions.lowerBound),
+                      layers: low..<(bn + 1), slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
                       gradient: slot)
                     if let next, replica.trains[next] || replica.needsInputGradient[next] {
                       for position in positions {
