@@ -361,6 +361,11 @@ package final class Replica {
             run.paddedInput!, run.inputTiles!, run.products!, output(i, part.lowerBound))
           heldInput[i] = part
         }
+      case .dense:
+        denseForward(
+          input: output(i - 1, group.lowerBound), images: group.count, inputs: run.inputCount,
+          weights: p + run.weight, bias: bias, outputs: run.outputCount, relu: run.fusesReLU,
+          output: output(i, group.lowerBound))
       default:
         for slot in group {
           forwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound))
@@ -369,12 +374,13 @@ package final class Replica {
     }
   }
 
-  /// Whether `layers` hold a Winograd layer whose GEMMs cover several images. Where none
-  /// does, a group runs image by image through all of them, so that each image's
-  /// activations stay in cache from layer to layer (on large maps that was measured a few
-  /// percent faster than layer by layer).
+  /// Whether `layers` hold a Winograd layer whose GEMMs cover several images, or a dense
+  /// layer (whose weights one pass reads for up to four images). Where none does, a group
+  /// runs image by image through all of them, so that each image's activations stay in
+  /// cache from layer to layer (on large maps that was measured a few percent faster than
+  /// layer by layer).
   private func groupsPay(_ layers: Range<Int>) -> Bool {
-    layers.contains { winogradImages[$0] > 1 }
+    layers.contains { winogradImages[$0] > 1 || runs[$0].kind == .dense }
   }
 
   /// `group` cut into runs of at most `winogradImages[layer]` slots: the images one
@@ -559,10 +565,10 @@ package final class Replica {
   /// adding them one by one would), or writes it there when the shard began overwriting.
   private func flushDense(_ i: Int, gradient g: UnsafeMutablePointer<Float>) {
     let run = runs[i]
-    gemm(
-      m: run.outputCount, n: run.inputCount, k: denseImages[i], a: run.denseGradients!, aRowStride: 1,
-      aColStride: run.outputCount, b: run.denseInputs!, ldb: run.inputCount, c: g + run.weight, ldc: run.inputCount,
-      accumulate: !denseOverwrites[i])
+    denseAddWeightGradient(
+      inputs: run.denseInputs!, outputGradients: run.denseGradients!, images: denseImages[i],
+      inputCount: run.inputCount, outputCount: run.outputCount, overwrite: denseOverwrites[i],
+      weightGradient: g + run.weight)
     denseImages[i] = 0
     denseOverwrites[i] = false
   }
@@ -620,12 +626,35 @@ package final class Replica {
               run.products!, gradient(i - 1, part.lowerBound))
           }
         }
+      case .dense:
+        denseBackward(group: group, layer: i, pass: pass, gradient: g)
       default:
         for slot in group {
           backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
         }
       }
     }
+  }
+
+  /// Dense layer `i`'s backward for the images in `group`: keeps each image's input and
+  /// output gradient for the shard's weight gradient (`finishShard`), adds the bias
+  /// gradient and computes the input gradient, one pass over the weights per four images.
+  private func denseBackward(group: Range<Int>, layer i: Int, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
+    let run = runs[i]
+    if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
+      for slot in group {
+        if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
+        let k = denseImages[i]
+        (run.denseInputs! + k * run.inputCount).update(from: output(i - 1, slot), count: run.inputCount)
+        (run.denseGradients! + k * run.outputCount).update(from: gradient(i, slot), count: run.outputCount)
+        denseImages[i] = k + 1
+      }
+    }
+    PTrain.denseBackward(
+      outputGradient: gradient(i, group.lowerBound), images: group.count, weights: pass.parameters + run.weight,
+      inputs: run.inputCount, outputs: run.outputCount,
+      biasGradient: run.trains && run.bias >= 0 ? g + run.bias : nil,
+      inputGradient: run.needsInputGradient ? gradient(i - 1, group.lowerBound) : nil)
   }
 
   /// The backward pass of layer `i`, not a Winograd one, for the image in `slot`.
@@ -684,16 +713,7 @@ package final class Replica {
     case .flatten:
       break
     case .dense:
-      if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
-        if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
-        let k = denseImages[i]
-        (run.denseInputs! + k * run.inputCount).update(from: x, count: run.inputCount)
-        (run.denseGradients! + k * run.outputCount).update(from: dy, count: run.outputCount)
-        denseImages[i] = k + 1
-      }
-      denseBackward(
-        input: x, inputs: run.inputCount, weights: p + run.weight, outputs: run.outputCount, outputGradient: dy,
-        weightGradient: nil, biasGradient: biasGradient, inputGradient: dx)
+      denseBackward(group: slot..<(slot + 1), layer: i, pass: pass, gradient: g)
     case .dropout:
       if pass.training && run.rate > 0 {
         dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
