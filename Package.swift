@@ -12,7 +12,7 @@ var engineSettings: [SwiftSetting] = []
 #if arch(x86_64)
   engineSettings.append(
     .unsafeFlags(
-      ["-Ounchecked", "-enforce-exclusivity=unchecked", "-Xcc", "-march=\(vectorLevel)"],
+      ["-Ounchecked", "-enforce-exclusivity=unchecked", "-Xcc", "-march=\(vectorLevel)", "-Xcc", "-fno-math-errno"],
       .when(configuration: .release)))
   if vectorLevel == "x86-64-v4" {
     engineSettings.append(.define("PTRAIN_AVX512", .when(configuration: .release)))

@@ -39,50 +39,26 @@ package final class Adam {
   /// Records that a step's updates are complete.
   package func finishStep() { step += 1 }
 
-  /// Updates `parameters[range]` from `gradient[range] · gradientScale`, sixteen
-  /// parameters at a time (the tail through a zero-padded vector). Every lane does the
-  /// scalar rule's operations in its order, so the bits do not depend on where a range
-  /// starts. Cost: O(range.count), about ten FLOP per parameter.
+  /// Updates `parameters[range]` from `gradient[range] · gradientScale`, one parameter at
+  /// a time in a loop that the compiler vectorizes (with vector square roots and
+  /// divisions, which round as the scalar ones do), so the bits do not depend on where a
+  /// range starts. Cost: O(range.count), about ten FLOP per parameter.
   package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
     gradientScale: Float, stepSize alpha: Float
   ) {
-    typealias Lane = SIMD16<Float>
     let m = firstMoment.base
     let v = secondMoment.base
     let keep1 = 1 - beta1
     let keep2 = 1 - beta2
     let epsilon = self.epsilon
-    /// One vector of the rule: new (first moment, second moment, parameter).
-    @inline(__always) func rule(_ g: Lane, _ first: Lane, _ second: Lane, _ parameter: Lane)
-      -> (Lane, Lane, Lane)
-    {
-      let g = g * gradientScale
-      let first = first + (g - first) * keep1
-      let second = second + (g * g - second) * keep2
-      return (first, second, parameter - alpha * first / (second.squareRoot() + epsilon))
-    }
-    var i = range.lowerBound
-    while i + Lane.scalarCount <= range.upperBound {
-      @inline(__always) func load(_ p: UnsafePointer<Float>) -> Lane {
-        UnsafeRawPointer(p + i).loadUnaligned(as: Lane.self)
-      }
-      let (first, second, parameter) = rule(load(gradient), load(m), load(v), load(parameters))
-      UnsafeMutableRawPointer(m + i).storeBytes(of: first, as: Lane.self)
-      UnsafeMutableRawPointer(v + i).storeBytes(of: second, as: Lane.self)
-      UnsafeMutableRawPointer(parameters + i).storeBytes(of: parameter, as: Lane.self)
-      i += Lane.scalarCount
-    }
-    guard i < range.upperBound else { return }
-    var (g, first, second, parameter) = (Lane(), Lane(), Lane(), Lane())
-    for lane in 0..<(range.upperBound - i) {
-      (g[lane], first[lane], second[lane], parameter[lane]) = (
-        gradient[i + lane], m[i + lane], v[i + lane], parameters[i + lane]
-      )
-    }
-    (first, second, parameter) = rule(g, first, second, parameter)
-    for lane in 0..<(range.upperBound - i) {
-      (m[i + lane], v[i + lane], parameters[i + lane]) = (first[lane], second[lane], parameter[lane])
+    for i in range {
+      let g = gradient[i] * gradientScale
+      let first = m[i] + (g - m[i]) * keep1
+      let second = v[i] + (g * g - v[i]) * keep2
+      m[i] = first
+      v[i] = second
+      parameters[i] -= alpha * first / (second.squareRoot() + epsilon)
     }
   }
 }
