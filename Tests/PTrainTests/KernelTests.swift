@@ -440,6 +440,21 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  func testFirstNonFiniteFindsTheFirstInfinityOrNaN() {
+    let clean = randomFloats(53, seed: 44).map { $0 * 1e30 }
+    clean.withUnsafeBufferPointer { XCTAssertNil(firstNonFinite(in: $0.baseAddress!, 0..<53)) }
+    for (bad, position) in [(Float.nan, 0), (.infinity, 17), (-.infinity, 31), (.nan, 50)] {
+      var values = clean
+      values[position] = bad
+      values[52] = .nan
+      values.withUnsafeBufferPointer { p in
+        XCTAssertEqual(firstNonFinite(in: p.baseAddress!, 0..<53), position)
+        XCTAssertEqual(firstNonFinite(in: p.baseAddress!, (position + 1)..<52), nil)
+        XCTAssertEqual(firstNonFinite(in: p.baseAddress!, (position + 1)..<53), 52)
+      }
+    }
+  }
+
   func testSoftmaxCrossEntropyMatchesNaiveAndFiniteDifferences() {
     let z = randomFloats(10, seed: 19).map { $0 * 5 }
     func loss(_ z: [Float]) -> (Float, [Float]) {

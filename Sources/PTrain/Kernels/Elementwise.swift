@@ -86,3 +86,16 @@ package func normalizePixels(
     for c in 0..<channels { x[p * channels + c] = Float(bytes[p * channels + c]) * scale[c] + shift[c] }
   }
 }
+
+/// The first index in `range` whose value in `values` is infinite or NaN, or nil: sixteen
+/// lanes at a time (`v − v` is NaN exactly there), then one by one inside the first
+/// block that has one. Cost: `range.count` subtractions and compares.
+package func firstNonFinite(in values: UnsafePointer<Float>, _ range: Range<Int>) -> Int? {
+  var i = range.lowerBound
+  while i + 16 <= range.upperBound {
+    let v = UnsafeRawPointer(values + i).loadUnaligned(as: SIMD16<Float>.self)
+    if any((v - v) .!= SIMD16<Float>()) { break }
+    i += 16
+  }
+  return (i..<range.upperBound).first { !values[$0].isFinite }
+}

@@ -463,27 +463,51 @@ public final class Trainer: @unchecked Sendable {
     let localRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
     let reduceBlocks = ranks > 1 ? ranks : workers
     let exchange = ranks > 1 ? RankExchange(trainer: self, blocks: blocks) : nil
-    let trainableRanges = self.trainableRanges
-    // A shard's slot is cleared where gradients are added to it; a trainable dense layer's
-    // weight gradient is written whole when the shard ends (`finishShard`), so only its
-    // bias is cleared.
-    let clearedRanges = plan.parameterLayers.filter { !options.frozen.contains($0.index) }.flatMap { layer in
-      layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
-    }
     let frozen = options.frozen
+    let layerCount = plan.layers.count
+    let batchNorms = plan.batchNormLayers
+    // The backward runs segment by segment (the top one, then from each BatchNorm down to
+    // the one below), and each shard's gradient of a segment's parameters is folded
+    // (`foldLocalPairs`) as soon as that shard's segment is done, so that shards can take
+    // turns in a few slots (`gradientSlotIndices`). Before that, the shard's slot is
+    // cleared where gradients are added to it; a trainable dense layer's weight gradient
+    // is written whole when the shard ends (`finishShard`), so only its bias is cleared.
+    let topLayers = (batchNorms.last.map { $0 + 1 } ?? 0)..<layerCount
+    let levelLayers = batchNorms.indices.map { level in
+      (level > 0 ? batchNorms[level - 1] + 1 : 0)..<(batchNorms[level] + 1)
+    }
+    let trainableLayers = plan.parameterLayers.filter { !frozen.contains($0.index) }
+    func trainable(_ layers: Range<Int>) -> [Range<Int>] {
+      trainableLayers.filter { layers.contains($0.index) }.map(\.parameterRange)
+    }
+    func cleared(_ layers: Range<Int>) -> [Range<Int>] {
+      trainableLayers.filter { layers.contains($0.index) }.flatMap { layer in
+        layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
+      }
+    }
+    let (topTrainable, topCleared) = (trainable(topLayers), cleared(topLayers))
+    let levelTrainable = levelLayers.map(trainable)
+    let levelCleared = levelLayers.map(cleared)
     let seed = options.seed
     let augmentation = options.augmentation
     let epoch = epochsCompleted
     let imageBytes = data.shape.count
     nonisolated(unsafe) let params = parameters.base
     nonisolated(unsafe) let runningState = runningStatistics.base
-    nonisolated(unsafe) let slotBases = slots.map(\.base)
+    // The slots each step's shards use: the full batches' map, and the last batch's.
+    let slotBases = slots.map(\.base)
+    func gradientSlots(count: Int) -> [UnsafeMutablePointer<Float>] {
+      Self.gradientSlotIndices(
+        shards: (count + shardSize - 1) / shardSize, blocks: blocks,
+        localBlocks: (rank * workers)..<((rank + 1) * workers)
+      ).map { slotBases[$0] }
+    }
+    nonisolated(unsafe) let fullBatchSlots = gradientSlots(count: min(batch, data.count))
+    nonisolated(unsafe) let lastBatchSlots = gradientSlots(count: steps > 0 ? data.count - (steps - 1) * batch : 0)
     nonisolated(unsafe) let stats = shardStats.base
     let statsStride = Self.statsStride
     nonisolated(unsafe) let flags = self.flags
     let flagStride = Self.flagStride
-    let layerCount = plan.layers.count
-    let batchNorms = plan.batchNormLayers
     flags[0] = 0
     let clock = ContinuousClock()
     let start = clock.now
@@ -519,6 +543,7 @@ public final class Trainer: @unchecked Sendable {
                 let first = step * batch
                 let count = min(batch, data.count - first)
                 let shards = (count + shardSize - 1) / shardSize
+                let slotBases = count == batch ? fullBatchSlots : lastBatchSlots
                 // Phase 1: the prepared weights, a slice per worker; frozen layers' never
                 // change, so they are filled once per fan-out.
                 prepared.update(
@@ -594,11 +619,11 @@ public final class Trainer: @unchecked Sendable {
                   charge(4)
                   segmentStart = bn
                 }
-                let topLow = batchNorms.last.map { $0 + 1 } ?? 0
+                let topLow = topLayers.lowerBound
                 let belowTop = batchNorms.last
                 for shard in myShards {
                   let slot = slotBases[shard]
-                  for range in clearedRanges { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+                  for range in topCleared { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
                   var loss: Float = 0
                   var correct = 0
                   replica.beginShard(layers: topLow..<layerCount, overwritingDense: true)
@@ -628,10 +653,8 @@ public final class Trainer: @unchecked Sendable {
                   replica.finishShard(layers: topLow..<layerCount, gradient: slot)
                   stats[shard * statsStride] = loss
                   stats[shard * statsStride + 1] = Float(correct)
-                  if batchNorms.isEmpty {
-                    Self.foldLocalPairs(
-                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
-                  }
+                  Self.foldLocalPairs(
+                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: topTrainable)
                 }
                 // The lower segments' backward, from the top BatchNorm down.
                 for (level, bn) in batchNorms.enumerated().reversed() {
@@ -639,63 +662,63 @@ public final class Trainer: @unchecked Sendable {
                   let layer = plan.layers[bn]
                   let channels = layer.runningMean!.count
                   let offset = batchSumOffsets[bn]!
-                  if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
-                    for shard in myShards {
+                  if replica.needsInputGradient[bn] {
+                    charge(0)
+                    pool.barrier.wait()
+                    if let exchange {
+                      charge(1)
+                      if worker == 0 {
+                        exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
+                      }
+                      charge(5)
+                      pool.barrier.wait()
+                    }
+                    gradientSums.update(repeating: 0, count: 2 * channels)
+                    for shard in 0..<shards {
                       let partial = batchGradientSums + shard * batchSumStride + offset
-                      let slot = slotBases[shard]
+                      for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
+                    }
+                    let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
+                    replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
+                    charge(4)
+                  }
+                  let low = levelLayers[level].lowerBound
+                  let next = level > 0 ? batchNorms[level - 1] : nil
+                  for shard in myShards {
+                    let slot = slotBases[shard]
+                    for range in levelCleared[level] {
+                      (slot + range.lowerBound).update(repeating: 0, count: range.count)
+                    }
+                    if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
+                      let partial = batchGradientSums + shard * batchSumStride + offset
                       for c in 0..<channels {
                         slot[layer.weight!.offset + c] += partial[channels + c]
                         slot[layer.bias!.offset + c] += partial[c]
                       }
                     }
+                    if replica.needsInputGradient[bn] {
+                      replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
+                      if let next {
+                        (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
+                          repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
+                      }
+                      let positions = images(of: shard)
+                      replica.backward(
+                        layers: low..<(bn + 1), slots: imageSlots(of: shard),
+                        pass: pass(position: positions.lowerBound), gradient: slot)
+                      if let next, replica.trains[next] || replica.needsInputGradient[next] {
+                        for position in positions {
+                          replica.addBatchNormGradientSums(
+                            layer: next, slot: slotIndex(position),
+                            into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
+                        }
+                      }
+                      replica.finishShard(layers: low..<(bn + 1), gradient: slot)
+                    }
+                    Self.foldLocalPairs(
+                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: levelTrainable[level])
                   }
                   guard replica.needsInputGradient[bn] else { break }
-                  charge(0)
-                  pool.barrier.wait()
-                  if let exchange {
-                    charge(1)
-                    if worker == 0 {
-                      exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
-                    }
-                    charge(5)
-                    pool.barrier.wait()
-                  }
-                  gradientSums.update(repeating: 0, count: 2 * channels)
-                  for shard in 0..<shards {
-                    let partial = batchGradientSums + shard * batchSumStride + offset
-                    for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
-                  }
-                  let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
-                  replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
-                  charge(4)
-                  let low = level > 0 ? batchNorms[level - 1] + 1 : 0
-                  let next = level > 0 ? batchNorms[level - 1] : nil
-                  for shard in myShards {
-                    let slot = slotBases[shard]
-                    replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
-                    if let next {
-                      (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
-                        repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
-                    }
-                    let positions = images(of: shard)
-                    replica.backward(
-                      layers: low..<(bn + 1), slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
-                      gradient: slot)
-                    if let next, replica.trains[next] || replica.needsInputGradient[next] {
-                      for position in positions {
-                        replica.addBatchNormGradientSums(
-                          layer: next, slot: slotIndex(position),
-                          into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
-                      }
-                    }
-                    replica.finishShard(layers: low..<(bn + 1), gradient: slot)
-                  }
-                }
-                if !batchNorms.isEmpty {
-                  for shard in myShards {
-                    Self.foldLocalPairs(
-                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: trainableRanges)
-                  }
                 }
                 charge(0)
                 pool.barrier.wait()
@@ -721,7 +744,7 @@ public final class Trainer: @unchecked Sendable {
                 var firstNonFinite = -1
                 for range in myRanges {
                   Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: reduceBlocks, range: range)
-                  if firstNonFinite < 0, let bad = range.first(where: { !slotBases[0][$0].isFinite }) {
+                  if firstNonFinite < 0, let bad = PTrain.firstNonFinite(in: slotBases[0], range) {
                     firstNonFinite = bad
                   }
                 }
@@ -843,6 +866,46 @@ public final class Trainer: @unchecked Sendable {
   // pairs that span blocks. Every pair adds the same operands in the same order whoever
   // adds it and whenever, so the sum's bits depend only on the shard count.
 
+  /// Which of the `slots` each shard's gradient uses in a step of `shards` shards cut
+  /// into `blocks` blocks (`evenShare`), of which `localBlocks` run here. A local block's
+  /// shards take turns in the block's first slots: a shard takes the lowest slot that no
+  /// unfinished sum holds, and frees its partner's when `foldLocalPairs` adds it, so a
+  /// block of n shards touches O(log n) slots (⌊log₂ n⌋ + 1 when it starts a subtree of
+  /// the tree), and their sums stay in cache.
+  /// Other ranks' shards keep their own slots, where `RankExchange` puts their sums. Every
+  /// shard's sum is added in the same pairs as before, so the bits do not change.
+  /// Cost: O(shards · log shards).
+  package static func gradientSlotIndices(shards: Int, blocks: Int, localBlocks: Range<Int>) -> [Int] {
+    var indices = Array(0..<shards)
+    for part in localBlocks {
+      let block = evenShare(of: shards, part: part, parts: blocks)
+      var taken = [Bool](repeating: false, count: block.count)
+      for shard in block {
+        let turn = taken.firstIndex(of: false)!
+        taken[turn] = true
+        indices[shard] = block.lowerBound + turn
+        forEachLocalPair(after: shard, block: block, shards: shards) { _, right in
+          taken[indices[right] - block.lowerBound] = false
+        }
+      }
+    }
+    return indices
+  }
+
+  /// Calls `body(left, right)` for every tree pair whose subtree ends with shard `shard`
+  /// and lies inside `block`, lowest level first: the pairs `foldLocalPairs` adds.
+  package static func forEachLocalPair(
+    after shard: Int, block: Range<Int>, shards: Int, _ body: (_ left: Int, _ right: Int) -> Void
+  ) {
+    var stride = 1
+    while stride < shards {
+      let left = shard / (2 * stride) * (2 * stride)
+      guard shard + 1 == min(left + 2 * stride, shards), left >= block.lowerBound else { return }
+      if left + stride < shards { body(left, left + stride) }
+      stride *= 2
+    }
+  }
+
   /// The worker whose block (`evenShare`) holds shard `shard`.
   package static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
     ((shard + 1) * workers - 1) / shards
@@ -854,16 +917,10 @@ public final class Trainer: @unchecked Sendable {
   package static func foldLocalPairs(
     after shard: Int, block: Range<Int>, shards: Int, slots: [UnsafeMutablePointer<Float>], ranges: [Range<Int>]
   ) {
-    var stride = 1
-    while stride < shards {
-      let left = shard / (2 * stride) * (2 * stride)
-      guard shard + 1 == min(left + 2 * stride, shards), left >= block.lowerBound else { return }
-      if left + stride < shards {
-        for range in ranges {
-          addInPlace(slots[left] + range.lowerBound, slots[left + stride] + range.lowerBound, count: range.count)
-        }
+    forEachLocalPair(after: shard, block: block, shards: shards) { left, right in
+      for range in ranges {
+        addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
       }
-      stride *= 2
     }
   }
 
