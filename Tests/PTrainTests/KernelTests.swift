@@ -237,6 +237,42 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// Filters transformed by slices of the input channels, as a trainer's workers fill
+  /// them (slices of 9 or 10 channels), give the bits of one call; each flipped
+  /// filter is the forward transform of the filter turned by 180° with in and out swapped.
+  func testWinogradFiltersBySlicesMatchOneCallAndTheTurnedFilters() {
+    for (tile, s) in [
+      (4, Conv3x3Shape(height: 8, width: 8, inChannels: 48, outChannels: 32)),
+      (2, Conv3x3Shape(height: 8, width: 8, inChannels: 32, outChannels: 16)),
+    ] {
+      let weights = randomFloats(9 * s.inChannels * s.outChannels, seed: 45)
+      let whole = WinogradFilters(shape: s, outputTile: tile, keepsFlipped: true)
+      let sliced = WinogradFilters(shape: s, outputTile: tile, keepsFlipped: true)
+      weights.withUnsafeBufferPointer { w in
+        whole.update(from: w.baseAddress!)
+        for part in 0..<5 { sliced.update(from: w.baseAddress!, part: part, of: 5) }  // 9 or 10 channels each
+      }
+      XCTAssertEqual(sliced.forward.array, whole.forward.array, "F(\(tile)x\(tile)) forward filters")
+      XCTAssertEqual(sliced.flipped.array, whole.flipped.array, "F(\(tile)x\(tile)) flipped filters")
+      // The turned filters, HWIO with in and out swapped: w'[ky][kx][co][ci] = w[2-ky][2-kx][ci][co].
+      let turnedShape = Conv3x3Shape(height: 8, width: 8, inChannels: s.outChannels, outChannels: s.inChannels)
+      var turned = [Float](repeating: 0, count: weights.count)
+      for ky in 0..<3 {
+        for kx in 0..<3 {
+          for ci in 0..<s.inChannels {
+            for co in 0..<s.outChannels {
+              turned[((ky * 3 + kx) * s.outChannels + co) * s.inChannels + ci] =
+                weights[(((2 - ky) * 3 + (2 - kx)) * s.inChannels + ci) * s.outChannels + co]
+            }
+          }
+        }
+      }
+      let reference = WinogradFilters(shape: turnedShape, outputTile: tile, keepsFlipped: false)
+      turned.withUnsafeBufferPointer { reference.update(from: $0.baseAddress!) }
+      assertClose(whole.flipped.array, reference.forward.array, "F(\(tile)x\(tile)) flipped = turned")
+    }
+  }
+
   func testWinogradConvMatchesNaiveAndFiniteDifferences() {
     for s in winogradShapes {
       let x = randomFloats(s.height * s.width * s.inChannels, seed: 11)

@@ -178,7 +178,9 @@ package func winograd4TransformInput(
 
 /// Transforms HWIO 3×3 filters for F(4×4, 3×3), for `inputChannels` (all by default):
 /// `v[point][ci][co] = (G g Gᵀ)[point]`, and, when `flipped` is given, the filters turned
-/// by 180° with in and out swapped, `flipped[point][co][ci]`, for the input gradient.
+/// by 180° with in and out swapped, `flipped[point][co][ci]`, for the input gradient. The
+/// forward filters run 16 output channels at a time and the flipped ones 16 input channels
+/// at a time (gathered with a stride of `out`), so both store whole vectors.
 /// Cost: O(36 · in · out) adds; run once per parameter change.
 public func winograd4TransformWeights(
   _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
@@ -187,43 +189,52 @@ public func winograd4TransformWeights(
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pairs = cin * cout
   precondition(cout % 16 == 0, "Winograd filters: outChannels = \(cout) is not a multiple of 16")
+  let channels = inputChannels ?? 0..<cin
+  /// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, stored at points p·6 + q.
+  @inline(__always) func transform(
+    _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (Six, Int) -> Void
+  ) {
+    let c0 = winograd4G(tap(0, 0), tap(1, 0), tap(2, 0))
+    let c1 = winograd4G(tap(0, 1), tap(1, 1), tap(2, 1))
+    let c2 = winograd4G(tap(0, 2), tap(1, 2), tap(2, 2))
+    store(winograd4G(c0.0, c1.0, c2.0), 0)
+    store(winograd4G(c0.1, c1.1, c2.1), 1)
+    store(winograd4G(c0.2, c1.2, c2.2), 2)
+    store(winograd4G(c0.3, c1.3, c2.3), 3)
+    store(winograd4G(c0.4, c1.4, c2.4), 4)
+    store(winograd4G(c0.5, c1.5, c2.5), 5)
+  }
   let source = UnsafeRawPointer(weights)
   let target = UnsafeMutableRawPointer(v)
-  for ci in inputChannels ?? 0..<cin {
+  for ci in channels {
     for co in stride(from: 0, to: cout, by: 16) {
-      @inline(__always) func g(_ ky: Int, _ kx: Int) -> WinogradLane {
+      transform({ ky, kx in
         source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
+      }) { row, p in
+        storeSix(row, at: target + ((p * 6) * pairs + ci * cout + co) * 4, stride: pairs * 4)
       }
-      /// The transform of the filter, or of it turned by 180° (`turned`), stored at points p·6 + q.
-      @inline(__always) func transform(turned: Bool, _ store: (Six, Int) -> Void) {
-        @inline(__always) func tap(_ ky: Int, _ kx: Int) -> WinogradLane { turned ? g(2 - ky, 2 - kx) : g(ky, kx) }
-        let c0 = winograd4G(tap(0, 0), tap(1, 0), tap(2, 0))
-        let c1 = winograd4G(tap(0, 1), tap(1, 1), tap(2, 1))
-        let c2 = winograd4G(tap(0, 2), tap(1, 2), tap(2, 2))
-        store(winograd4G(c0.0, c1.0, c2.0), 0)
-        store(winograd4G(c0.1, c1.1, c2.1), 1)
-        store(winograd4G(c0.2, c1.2, c2.2), 2)
-        store(winograd4G(c0.3, c1.3, c2.3), 3)
-        store(winograd4G(c0.4, c1.4, c2.4), 4)
-        store(winograd4G(c0.5, c1.5, c2.5), 5)
-      }
-      transform(turned: false) { row, p in
-        let offset = ((p * 6) * pairs + ci * cout + co) * 4
-        storeSix(row, at: target + offset, stride: pairs * 4)
-      }
-      guard let flipped else { continue }
-      // [point][co][ci]: the 16 output channels of this block are 16 rows, one value each.
-      transform(turned: true) { row, p in
-        @inline(__always) func put(_ value: WinogradLane, _ q: Int) {
-          let base = flipped + (p * 6 + q) * pairs + co * cin + ci
-          for lane in 0..<16 { base[lane * cin] = value[lane] }
+    }
+  }
+  guard let flipped else { return }
+  // [point][co][ci]: 16 input channels of one output channel are one vector, gathered
+  // from the turned filter's taps; past the range's end, lanes are zero and not stored.
+  for first in stride(from: channels.lowerBound, to: channels.upperBound, by: 16) {
+    let lanes = min(16, channels.upperBound - first)
+    for co in 0..<cout {
+      transform({ ky, kx in
+        let tap = weights + ((2 - ky) * 3 + (2 - kx)) * pairs + first * cout + co
+        var gathered = WinogradLane()
+        for lane in 0..<lanes { gathered[lane] = tap[lane * cout] }
+        return gathered
+      }) { row, p in
+        let base = flipped + (p * 6) * pairs + co * cin + first
+        guard lanes < 16 else {
+          storeSix(row, at: UnsafeMutableRawPointer(base), stride: pairs * 4)
+          return
         }
-        put(row.0, 0)
-        put(row.1, 1)
-        put(row.2, 2)
-        put(row.3, 3)
-        put(row.4, 4)
-        put(row.5, 5)
+        for (q, value) in [row.0, row.1, row.2, row.3, row.4, row.5].enumerated() {
+          for lane in 0..<lanes { base[q * pairs + lane] = value[lane] }
+        }
       }
     }
   }

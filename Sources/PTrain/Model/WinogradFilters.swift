@@ -12,8 +12,8 @@ package final class WinogradFilters: @unchecked Sendable {
   package let outputTile: Int
   /// Whether the flipped filters are kept (only a layer whose input gradient is needed).
   package let keepsFlipped: Bool
-  let forward: AlignedFloats
-  let flipped: AlignedFloats
+  package let forward: AlignedFloats
+  package let flipped: AlignedFloats
 
   package init(shape: Conv3x3Shape, outputTile: Int = 2, keepsFlipped: Bool) {
     self.shape = shape
