@@ -166,7 +166,7 @@ final class KernelTests: XCTestCase {
     typealias Forward = (
       UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafePointer<Float>?, Bool,
       UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
-      UnsafeMutablePointer<Float>
+      UnsafeMutablePointer<Float>, WinogradInputNormalization?
     ) -> Void
     typealias InputGradient = (
       UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
@@ -223,7 +223,8 @@ final class KernelTests: XCTestCase {
             for group in groups {
               let n = group.count
               let first = group.lowerBound
-              forward(p[0] + first * inCount, n, s, p[4], p[3], true, p[9], p[6], p[7], p[11] + first * outCount)
+              forward(
+                p[0] + first * inCount, n, s, p[4], p[3], true, p[9], p[6], p[7], p[11] + first * outCount, nil)
               weightGradient(p[6], p[1] + first * outCount, n, s, p[8], p[13], first > 0, p[14])
               inputGradient(p[1] + first * outCount, n, s, p[5], p[10], p[8], p[7], p[12] + first * inCount)
             }
@@ -488,6 +489,42 @@ final class KernelTests: XCTestCase {
         XCTAssertEqual(firstNonFinite(in: p.baseAddress!, (position + 1)..<52), nil)
         XCTAssertEqual(firstNonFinite(in: p.baseAddress!, (position + 1)..<53), 52)
       }
+    }
+  }
+
+  /// A BatchNorm applied by the Winograd input copy, and its ReLU's backward from the
+  /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
+  /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the
+  /// one-by-one tail of the ReLU's backward).
+  func testBatchNormAppliedOnTheWayInMatchesItsStoredOutput() {
+    for (height, width, channels) in [(5, 3, 32), (4, 4, 21)] {
+      let pixels = height * width
+      let x = randomFloats(pixels * channels, seed: 46)
+      let scale = randomFloats(channels, seed: 47)
+      let offset = randomFloats(channels, seed: 48).map { $0 * 0.3 }
+      let dy = randomFloats(pixels * channels, seed: 49)
+      let r = withPointers([
+        x, scale, offset, [Float](repeating: 0, count: pixels * channels), dy, dy,
+      ]) { p in
+        batchNormApply(p[0], pixels: pixels, channels: channels, scale: p[1], offset: p[2], relu: true, output: p[3])
+        reluBackwardInPlace(p[4], output: p[3], count: pixels * channels)
+        reluBackwardThroughBatchNorm(p[5], input: p[0], pixels: pixels, channels: channels, scale: p[1], offset: p[2])
+      }
+      XCTAssertEqual(r[5], r[4], "ReLU backward, \(channels) channels")
+      XCTAssertEqual(
+        r[3], zip(x.indices, x).map { i, v in max(offset[i % channels].addingProduct(v, scale[i % channels]), 0) })
+      XCTAssert(r[5].contains(0) && r[5].contains { $0 != 0 }, "some gradients masked, some kept")
+      guard channels % 16 == 0 else { continue }
+      let tiling = WinogradTiling(height: height, width: width, channels: channels, padding: 1, outputTile: 4)
+      let filled = withPointers([
+        x, scale, offset, [Float](repeating: 0, count: tiling.paddedCount),
+        [Float](repeating: 0, count: tiling.paddedCount),
+      ]) { p in
+        tiling.fillPadded(
+          p[0], p[3], normalizing: WinogradInputNormalization(scale: p[1], offset: p[2], relu: true))
+        tiling.fillPadded(r[3], p[4])
+      }
+      XCTAssertEqual(filled[3], filled[4], "normalised copy = copy of the normalised")
     }
   }
 

@@ -71,14 +71,38 @@ package struct WinogradTiling: Sendable, Equatable {
   /// Floats of one input image: height × width × channels.
   package var inputCount: Int { height * width * channels }
 
-  /// Copies `input` into the interior of `padded`, whose border stays zero.
+  /// Copies `input` into the interior of `padded`, whose border stays zero, through
+  /// `normalizing` when given (a BatchNorm below, applied as `batchNormApply` would).
   /// Cost: O(input).
-  package func fillPadded(_ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>) {
+  package func fillPadded(
+    _ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>,
+    normalizing: WinogradInputNormalization? = nil
+  ) {
     let rowFloats = paddedWidth * channels
     for y in 0..<height {
-      (padded + (y + padding) * rowFloats + padding * channels)
-        .update(from: input + y * width * channels, count: width * channels)
+      let target = padded + (y + padding) * rowFloats + padding * channels
+      guard let normalizing else {
+        target.update(from: input + y * width * channels, count: width * channels)
+        continue
+      }
+      batchNormApply(
+        input + y * width * channels, pixels: width, channels: channels, scale: normalizing.scale,
+        offset: normalizing.offset, relu: normalizing.relu, output: target)
     }
+  }
+}
+
+/// A BatchNorm's folded per-channel scale and offset (and the ReLU after it) that a
+/// Winograd convolution applies to its input as it copies it into its padded buffer, so
+/// that the BatchNorm's output is never stored (see `Replica`).
+public struct WinogradInputNormalization {
+  public let scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
+  public let relu: Bool
+
+  public init(scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, relu: Bool) {
+    self.scale = scale
+    self.offset = offset
+    self.relu = relu
   }
 }
 
@@ -134,14 +158,14 @@ func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
 /// without bounds checks. Cost: O(images · tiles · 16 · channels) adds and O(input) copies.
 package func winogradTransformInput(
   _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
-  into u: UnsafeMutablePointer<Float>
+  into u: UnsafeMutablePointer<Float>, normalizing: WinogradInputNormalization? = nil
 ) {
   let channels = t.channels
   let rowFloats = t.paddedWidth * channels
   let pointStride = images * t.tiles * channels
   let source = UnsafeRawPointer(padded)
   for image in 0..<images {
-    t.fillPadded(input + image * t.inputCount, padded)
+    t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
     let imageTiles = u + image * t.tiles * channels
     for ty in 0..<t.tilesY {
       for tx in 0..<t.tilesX {
@@ -464,17 +488,19 @@ public struct WinogradScratch: Sendable {
 /// asked, with `transformedWeights` from `winogradTransformWeights`, for `images` images
 /// (inputs and outputs one after another) in one GEMM per point. Leaves the transformed
 /// input in `inputTiles` for `winogradConv3x3WeightGradient`. `paddedInput` is as in
-/// `winogradTransformInput`; the scratch is `WinogradScratch(shape, images:)`'s. Each
+/// `winogradTransformInput`; the scratch is `WinogradScratch(shape, images:)`'s. With
+/// `normalizingInput`, the input is a BatchNorm's, normalised on the way in. Each
 /// output's bits do not depend on `images`. Cost: 2 · 16 · images · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(images · tiles · 16 · channels) adds.
 public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
-  output: UnsafeMutablePointer<Float>
+  output: UnsafeMutablePointer<Float>, normalizingInput normalizing: WinogradInputNormalization? = nil
 ) {
   let tiling = WinogradTiling.forward(s)
-  winogradTransformInput(input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles)
+  winogradTransformInput(
+    input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles, normalizing: normalizing)
   winogradMultiply(
     inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, into: products)

@@ -128,7 +128,7 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
 /// `winogradTransformInput` lays them out. Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformInput(
   _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
-  into u: UnsafeMutablePointer<Float>
+  into u: UnsafeMutablePointer<Float>, normalizing: WinogradInputNormalization? = nil
 ) {
   let channels = t.channels
   let rowBytes = t.paddedWidth * channels * 4
@@ -136,7 +136,7 @@ package func winograd4TransformInput(
   let pointBytes = images * t.tiles * channels * 4
   let source = UnsafeRawPointer(padded)
   for image in 0..<images {
-    t.fillPadded(input + image * t.inputCount, padded)
+    t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
     let imageTiles = u + image * t.tiles * channels
     for ty in 0..<t.tilesY {
       for tx in 0..<t.tilesX {
@@ -403,15 +403,17 @@ public struct Winograd4Scratch: Sendable {
 /// Forward: `output = bias + conv3x3(input, w)` through F(4×4, 3×3), then `relu` when
 /// asked, with `transformedWeights` from `winograd4TransformWeights`. Leaves the
 /// transformed input in `inputTiles` for the weight gradient. `images` images go through
-/// one GEMM per point, as in `winogradConv3x3Forward`.
+/// one GEMM per point, and `normalizingInput` applies, as in `winogradConv3x3Forward`.
 /// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(images · tiles · 36 · channels) adds.
 public func winograd4Conv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
-  inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+  inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+  normalizingInput normalizing: WinogradInputNormalization? = nil
 ) {
   let tiling = WinogradTiling.forward(s, outputTile: 4)
-  winograd4TransformInput(input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles)
+  winograd4TransformInput(
+    input, images: images, tiling: tiling, padded: paddedInput, into: inputTiles, normalizing: normalizing)
   winogradMultiply(
     inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, points: winograd4Points, into: products)

@@ -94,6 +94,14 @@ package final class Replica {
   var heldInput: [Range<Int>?]
   /// Per BatchNorm layer: the values per channel in the whole batch, set with its sums.
   var batchCounts: [Int]
+  /// Per Winograd layer: the BatchNorm directly below it (through the ReLU fused into that
+  /// BatchNorm, if any), which the convolution applies to the BatchNorm's input as it copies
+  /// it into its padded buffer, or nil. Such a BatchNorm never stores its output, and its
+  /// ReLU's backward recomputes the sign from the input (`reluBackwardThroughBatchNorm`):
+  /// the same values as storing and reading them, without the two passes over memory.
+  let normalizedBelow: [Int?]
+  /// Per layer: whether it is a BatchNorm that the convolution above applies.
+  let appliedAbove: [Bool]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
   /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
@@ -242,6 +250,16 @@ package final class Replica {
         layer, plan: plan, trains: trains[layer.index], needsInputGradient: needsInputGradient[layer.index],
         scratch: scratch[layer.index].mapValues { arena.base + $0 }, prepared: prepared)
     }
+    normalizedBelow = layers.map { layer in
+      guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return nil }
+      let below = layer.index - 1
+      if below >= 1, layers[below].layer == .relu, layers[below - 1].fusesReLU, layers[below - 1].layer == .batchNorm {
+        return below - 1
+      }
+      return below >= 0 && layers[below].layer == .batchNorm ? below : nil
+    }
+    let applied = Set(normalizedBelow.compactMap { $0 })
+    appliedAbove = layers.map { applied.contains($0.index) }
     precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
     for (c, (scale, shift)) in zip(normalization.scale, normalization.shift).enumerated() {
       arena.base[normalizationScratch[.normalizationScale]! + c] = scale
@@ -355,10 +373,11 @@ package final class Replica {
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
       case .winograd, .winograd4:
+        let (source, normalizing) = winogradInput(layer: i)
         for part in parts(of: group, layer: i) {
           (run.kind == .winograd4 ? winograd4Conv3x3Forward : winogradConv3x3Forward)(
-            output(i - 1, part.lowerBound), part.count, run.conv3x3, run.winogradForward!, bias, run.fusesReLU,
-            run.paddedInput!, run.inputTiles!, run.products!, output(i, part.lowerBound))
+            output(source, part.lowerBound), part.count, run.conv3x3, run.winogradForward!, bias, run.fusesReLU,
+            run.paddedInput!, run.inputTiles!, run.products!, output(i, part.lowerBound), normalizing)
           heldInput[i] = part
         }
       case .dense:
@@ -381,6 +400,18 @@ package final class Replica {
   /// layer by layer).
   private func groupsPay(_ layers: Range<Int>) -> Bool {
     layers.contains { winogradImages[$0] > 1 || runs[$0].kind == .dense }
+  }
+
+  /// What Winograd layer `i` reads: the layer whose output it takes, and the BatchNorm it
+  /// applies on the way in (see `normalizedBelow`).
+  private func winogradInput(layer i: Int) -> (source: Int, normalizing: WinogradInputNormalization?) {
+    guard let bn = normalizedBelow[i] else { return (i - 1, nil) }
+    let run = runs[bn]
+    return (
+      bn - 1,
+      WinogradInputNormalization(
+        scale: UnsafePointer(run.batchScale!), offset: UnsafePointer(run.batchOffset!), relu: run.fusesReLU)
+    )
   }
 
   /// `group` cut into runs of at most `winogradImages[layer]` slots: the images one
@@ -411,6 +442,7 @@ package final class Replica {
       heldInput[i] = slot..<(slot + 1)
     case .batchNorm:
       if !pass.training { setRunningStatistics(run, pass: pass) }
+      guard !appliedAbove[i] else { return }  // the convolution above applies it
       batchNormApply(
         x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
         relu: run.fusesReLU, output: y)
@@ -596,7 +628,9 @@ package final class Replica {
       return
     }
     // The layers above a BatchNorm read its output, held for one group: make it again.
-    if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm {
+    if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm,
+      !appliedAbove[layers.lowerBound - 1]
+    {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
     }
     for i in layers.reversed() {
@@ -610,9 +644,10 @@ package final class Replica {
           let dy = UnsafePointer(gradient(i, part.lowerBound))
           if run.trains {
             if heldInput[i] != part {  // the forward pass's tiles belong to other images by now
+              let (source, normalizing) = winogradInput(layer: i)
               (fourByFour ? winograd4TransformInput : winogradTransformInput)(
-                output(i - 1, part.lowerBound), part.count,
-                .forward(run.conv3x3, outputTile: fourByFour ? 4 : 2), run.paddedInput!, run.inputTiles!)
+                output(source, part.lowerBound), part.count,
+                .forward(run.conv3x3, outputTile: fourByFour ? 4 : 2), run.paddedInput!, run.inputTiles!, normalizing)
               heldInput[i] = part
             }
             (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
@@ -701,7 +736,14 @@ package final class Replica {
         batchCount: batchCounts[i], inputGradient: dx)
     case .relu:
       // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
-      if !run.maxPoolAbove { reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount) }
+      if run.fusedIntoBelow, appliedAbove[i - 1] {  // its output was never stored
+        let bn = runs[i - 1]
+        reluBackwardThroughBatchNorm(
+          dx!, input: output(i - 2, slot), pixels: bn.pixels, channels: bn.channels, scale: bn.batchScale!,
+          offset: bn.batchOffset!)
+      } else if !run.maxPoolAbove {
+        reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount)
+      }
     case .maxPool:
       maxPoolBackward(
         input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
