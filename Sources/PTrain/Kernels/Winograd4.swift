@@ -232,9 +232,15 @@ public func winograd4TransformWeights(
           storeSix(row, at: UnsafeMutableRawPointer(base), stride: pairs * 4)
           return
         }
-        for (q, value) in [row.0, row.1, row.2, row.3, row.4, row.5].enumerated() {
+        @inline(__always) func put(_ value: WinogradLane, _ q: Int) {
           for lane in 0..<lanes { base[q * pairs + lane] = value[lane] }
         }
+        put(row.0, 0)
+        put(row.1, 1)
+        put(row.2, 2)
+        put(row.3, 3)
+        put(row.4, 4)
+        put(row.5, 5)
       }
     }
   }

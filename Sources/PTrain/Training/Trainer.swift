@@ -619,14 +619,13 @@ public final class Trainer: @unchecked Sendable {
                   charge(4)
                   segmentStart = bn
                 }
-                let topLow = topLayers.lowerBound
                 let belowTop = batchNorms.last
                 for shard in myShards {
                   let slot = slotBases[shard]
                   for range in topCleared { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
                   var loss: Float = 0
                   var correct = 0
-                  replica.beginShard(layers: topLow..<layerCount, overwritingDense: true)
+                  replica.beginShard(layers: topLayers, overwritingDense: true)
                   if let bn = belowTop {
                     (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
                       repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
@@ -642,7 +641,7 @@ public final class Trainer: @unchecked Sendable {
                     loss += replica.loss(label: label, slot: slotIndex(position))
                   }
                   replica.backward(
-                    layers: topLow..<layerCount, slots: imageSlots(of: shard), pass: shardPass, gradient: slot)
+                    layers: topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot)
                   if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
                     for position in positions {
                       replica.addBatchNormGradientSums(
@@ -650,7 +649,7 @@ public final class Trainer: @unchecked Sendable {
                         into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
                     }
                   }
-                  replica.finishShard(layers: topLow..<layerCount, gradient: slot)
+                  replica.finishShard(layers: topLayers, gradient: slot)
                   stats[shard * statsStride] = loss
                   stats[shard * statsStride + 1] = Float(correct)
                   Self.foldLocalPairs(
@@ -682,7 +681,7 @@ public final class Trainer: @unchecked Sendable {
                     replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
                     charge(4)
                   }
-                  let low = levelLayers[level].lowerBound
+                  let lowerLayers = levelLayers[level]
                   let next = level > 0 ? batchNorms[level - 1] : nil
                   for shard in myShards {
                     let slot = slotBases[shard]
@@ -697,14 +696,14 @@ public final class Trainer: @unchecked Sendable {
                       }
                     }
                     if replica.needsInputGradient[bn] {
-                      replica.beginShard(layers: low..<(bn + 1), overwritingDense: true)
+                      replica.beginShard(layers: lowerLayers, overwritingDense: true)
                       if let next {
                         (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
                           repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
                       }
                       let positions = images(of: shard)
                       replica.backward(
-                        layers: low..<(bn + 1), slots: imageSlots(of: shard),
+                        layers: lowerLayers, slots: imageSlots(of: shard),
                         pass: pass(position: positions.lowerBound), gradient: slot)
                       if let next, replica.trains[next] || replica.needsInputGradient[next] {
                         for position in positions {
@@ -713,7 +712,7 @@ public final class Trainer: @unchecked Sendable {
                             into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
                         }
                       }
-                      replica.finishShard(layers: low..<(bn + 1), gradient: slot)
+                      replica.finishShard(layers: lowerLayers, gradient: slot)
                     }
                     Self.foldLocalPairs(
                       after: shard, block: myShards, shards: shards, slots: slotBases, ranges: levelTrainable[level])
