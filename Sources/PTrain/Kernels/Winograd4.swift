@@ -176,39 +176,43 @@ package func winograd4TransformInput(
   }
 }
 
+/// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, handed to `store` a row of six
+/// points (p·6 + q for q in 0..<6) at a time.
+@inline(__always) func winograd4FilterTransform(
+  _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (Six, Int) -> Void
+) {
+  let c0 = winograd4G(tap(0, 0), tap(1, 0), tap(2, 0))
+  let c1 = winograd4G(tap(0, 1), tap(1, 1), tap(2, 1))
+  let c2 = winograd4G(tap(0, 2), tap(1, 2), tap(2, 2))
+  store(winograd4G(c0.0, c1.0, c2.0), 0)
+  store(winograd4G(c0.1, c1.1, c2.1), 1)
+  store(winograd4G(c0.2, c1.2, c2.2), 2)
+  store(winograd4G(c0.3, c1.3, c2.3), 3)
+  store(winograd4G(c0.4, c1.4, c2.4), 4)
+  store(winograd4G(c0.5, c1.5, c2.5), 5)
+}
+
 /// Transforms HWIO 3×3 filters for F(4×4, 3×3), for `inputChannels` (all by default):
 /// `v[point][ci][co] = (G g Gᵀ)[point]`, and, when `flipped` is given, the filters turned
 /// by 180° with in and out swapped, `flipped[point][co][ci]`, for the input gradient. The
 /// forward filters run 16 output channels at a time and the flipped ones 16 input channels
-/// at a time (gathered with a stride of `out`), so both store whole vectors.
+/// at a time (`winograd4TransformFlippedWeights`, through `turnedTaps`, 9 · in · out
+/// Floats, or a temporary buffer without it), so both store whole vectors.
 /// Cost: O(36 · in · out) adds; run once per parameter change.
 public func winograd4TransformWeights(
   _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
-  into v: UnsafeMutablePointer<Float>, flipped: UnsafeMutablePointer<Float>? = nil
+  into v: UnsafeMutablePointer<Float>, flipped: UnsafeMutablePointer<Float>? = nil,
+  turnedTaps: UnsafeMutablePointer<Float>? = nil
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pairs = cin * cout
   precondition(cout % 16 == 0, "Winograd filters: outChannels = \(cout) is not a multiple of 16")
   let channels = inputChannels ?? 0..<cin
-  /// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, stored at points p·6 + q.
-  @inline(__always) func transform(
-    _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (Six, Int) -> Void
-  ) {
-    let c0 = winograd4G(tap(0, 0), tap(1, 0), tap(2, 0))
-    let c1 = winograd4G(tap(0, 1), tap(1, 1), tap(2, 1))
-    let c2 = winograd4G(tap(0, 2), tap(1, 2), tap(2, 2))
-    store(winograd4G(c0.0, c1.0, c2.0), 0)
-    store(winograd4G(c0.1, c1.1, c2.1), 1)
-    store(winograd4G(c0.2, c1.2, c2.2), 2)
-    store(winograd4G(c0.3, c1.3, c2.3), 3)
-    store(winograd4G(c0.4, c1.4, c2.4), 4)
-    store(winograd4G(c0.5, c1.5, c2.5), 5)
-  }
   let source = UnsafeRawPointer(weights)
   let target = UnsafeMutableRawPointer(v)
   for ci in channels {
     for co in stride(from: 0, to: cout, by: 16) {
-      transform({ ky, kx in
+      winograd4FilterTransform({ ky, kx in
         source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
       }) { row, p in
         storeSix(row, at: target + ((p * 6) * pairs + ci * cout + co) * 4, stride: pairs * 4)
@@ -216,15 +220,40 @@ public func winograd4TransformWeights(
     }
   }
   guard let flipped else { return }
-  // [point][co][ci]: 16 input channels of one output channel are one vector, gathered
-  // from the turned filter's taps; past the range's end, lanes are zero and not stored.
-  for first in stride(from: channels.lowerBound, to: channels.upperBound, by: 16) {
-    let lanes = min(16, channels.upperBound - first)
-    for co in 0..<cout {
-      transform({ ky, kx in
-        let tap = weights + ((2 - ky) * 3 + (2 - kx)) * pairs + first * cout + co
+  guard let turnedTaps else {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 9 * pairs) { scratch in
+      winograd4TransformFlippedWeights(
+        weights, shape: s, inputChannels: channels, into: flipped, turnedTaps: scratch.baseAddress!)
+    }
+    return
+  }
+  winograd4TransformFlippedWeights(weights, shape: s, inputChannels: channels, into: flipped, turnedTaps: turnedTaps)
+}
+
+/// The flipped filters of `winograd4TransformWeights` for `inputChannels`:
+/// `flipped[point][co][ci]`, 16 input channels of one output channel at a time, each
+/// vector loaded whole from the taps first transposed into `turnedTaps` as [tap][co][ci]
+/// (a gather with a stride of `out` straight from HWIO measured several times slower);
+/// past the range's end, lanes are zero and not stored. Cost: O(36 · in · out) adds.
+func winograd4TransformFlippedWeights(
+  _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels channels: Range<Int>,
+  into flipped: UnsafeMutablePointer<Float>, turnedTaps: UnsafeMutablePointer<Float>
+) {
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let pairs = cin * cout
+  for tap in 0..<9 {
+    for ci in channels {
+      for co in 0..<cout { turnedTaps[(tap * cout + co) * cin + ci] = weights[(tap * cin + ci) * cout + co] }
+    }
+  }
+  for co in 0..<cout {
+    for first in stride(from: channels.lowerBound, to: channels.upperBound, by: 16) {
+      let lanes = min(16, channels.upperBound - first)
+      winograd4FilterTransform({ ky, kx in
+        let taps = turnedTaps + (((2 - ky) * 3 + (2 - kx)) * cout + co) * cin + first
+        if lanes == 16 { return UnsafeRawPointer(taps).loadUnaligned(as: WinogradLane.self) }
         var gathered = WinogradLane()
-        for lane in 0..<lanes { gathered[lane] = tap[lane * cout] }
+        for lane in 0..<lanes { gathered[lane] = taps[lane] }
         return gathered
       }) { row, p in
         let base = flipped + (p * 6) * pairs + co * cin + first

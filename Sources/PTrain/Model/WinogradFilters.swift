@@ -14,6 +14,8 @@ package final class WinogradFilters: @unchecked Sendable {
   package let keepsFlipped: Bool
   package let forward: AlignedFloats
   package let flipped: AlignedFloats
+  /// F(4×4, 3×3) with flipped filters: the taps transposed to [tap][out][in] on the way.
+  let turnedTaps: AlignedFloats
 
   package init(shape: Conv3x3Shape, outputTile: Int = 2, keepsFlipped: Bool) {
     self.shape = shape
@@ -22,6 +24,7 @@ package final class WinogradFilters: @unchecked Sendable {
     let count = (outputTile + 2) * (outputTile + 2) * shape.inChannels * shape.outChannels
     forward = AlignedFloats(count: count)
     flipped = AlignedFloats(count: keepsFlipped ? count : 0)
+    turnedTaps = AlignedFloats(count: keepsFlipped && outputTile == 4 ? 9 * shape.inChannels * shape.outChannels : 0)
   }
 
   /// Transforms, from HWIO `weights`, the filters of share `part` of `parts` of the input
@@ -31,7 +34,8 @@ package final class WinogradFilters: @unchecked Sendable {
     let channels = evenShare(of: shape.inChannels, part: part, parts: parts)
     if outputTile == 4 {
       winograd4TransformWeights(
-        weights, shape: shape, inputChannels: channels, into: forward.base, flipped: keepsFlipped ? flipped.base : nil)
+        weights, shape: shape, inputChannels: channels, into: forward.base, flipped: keepsFlipped ? flipped.base : nil,
+        turnedTaps: turnedTaps.base)
       return
     }
     winogradTransformWeights(weights, shape: shape, inputChannels: channels, into: forward.base)
