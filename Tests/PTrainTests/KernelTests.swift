@@ -178,7 +178,14 @@ final class KernelTests: XCTestCase {
     ) -> Void
     let variants: [(tile: Int, Forward, InputGradient, WeightGradient)] = [
       (2, winogradConv3x3Forward, winogradConv3x3InputGradient, winogradConv3x3WeightGradient),
-      (4, winograd4Conv3x3Forward, winograd4Conv3x3InputGradient, winograd4Conv3x3WeightGradient),
+      (
+        4, winograd4Conv3x3Forward, winograd4Conv3x3InputGradient,
+        {
+          winograd4Conv3x3WeightGradient(
+            inputTiles: $0, outputGradient: $1, images: $2, shape: $3, gradientTiles: $4, products: $5,
+            accumulate: $6, biasGradient: $7)
+        }
+      ),
     ]
     let shapes = [
       Conv3x3Shape(height: 7, width: 6, inChannels: 16, outChannels: 32),
@@ -234,6 +241,51 @@ final class KernelTests: XCTestCase {
         for (index, name) in [(11, "output"), (12, "input gradient"), (13, "weight products"), (14, "bias gradient")] {
           XCTAssertEqual(together[index], alone[index], "F(\(tile)x\(tile)) \(name) of \(images) images, \(s)")
         }
+      }
+    }
+  }
+
+  /// A shard's F(4×4, 3×3) weight gradient finished as its last products are made gives
+  /// the bits of the products summed, stored and transformed back: for a shard of one part
+  /// (through the block) and of two (added to the first part's products), with input
+  /// channels that fill GEMM tiles of 8 rows and of 6 (12 channels).
+  func testWinograd4FinishedWeightGradientMatchesStoredProducts() {
+    for s in [
+      Conv3x3Shape(height: 8, width: 8, inChannels: 32, outChannels: 16, padding: 1),
+      Conv3x3Shape(height: 6, width: 7, inChannels: 12, outChannels: 32),
+    ] {
+      let tiles = WinogradTiling.forward(s, outputTile: 4).tiles
+      let (u1, e1) = (
+        randomFloats(36 * tiles * s.inChannels, seed: 61), randomFloats(36 * tiles * s.outChannels, seed: 62)
+      )
+      let (u2, e2) = (
+        randomFloats(72 * tiles * s.inChannels, seed: 63), randomFloats(72 * tiles * s.outChannels, seed: 64)
+      )
+      let start = randomFloats(s.weightCount, seed: 65)
+      for parts in [1, 2] {
+        /// dW after the shard's parts, the last one finished in place when `finishing`.
+        func weightGradient(finishing: Bool) -> [Float] {
+          withPointers([
+            u1, e1, u2, e2, start, [Float](repeating: 0, count: winograd4WeightCount(s)),
+            [Float](repeating: 0, count: winograd4WeightBlockCount(s)),
+          ]) { p in
+            if parts == 2 {
+              winogradAccumulateWeightProducts(
+                inputTiles: p[0], outputGradientTiles: p[1], shape: s, outputTile: 4, products: p[5], accumulate: false)
+            }
+            if finishing {
+              winograd4FinishWeightGradient(
+                inputTiles: p[2], outputGradientTiles: p[3], shape: s, images: 2, products: parts == 2 ? p[5] : nil,
+                block: p[6], weightGradient: p[4])
+            } else {
+              winogradAccumulateWeightProducts(
+                inputTiles: p[2], outputGradientTiles: p[3], shape: s, outputTile: 4, images: 2, products: p[5],
+                accumulate: parts == 2)
+              winograd4AddWeightGradient(products: p[5], shape: s, weightGradient: p[4])
+            }
+          }[4]
+        }
+        XCTAssertEqual(weightGradient(finishing: true), weightGradient(finishing: false), "\(parts) part(s), \(s)")
       }
     }
   }

@@ -386,15 +386,27 @@ package func winograd4TransformOutputGradient(
 public func winograd4AddWeightGradient(
   products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
 ) {
+  winograd4AddWeightGradient(
+    products: products, pointStride: s.inChannels * s.outChannels, inputChannels: 0..<s.inChannels, shape: s,
+    weightGradient: weightGradient)
+}
+
+/// `winograd4AddWeightGradient` for the input channels `inputChannels` only, whose products
+/// for point `p` and the channel `inputChannels.lowerBound + r` start at
+/// `products + p · pointStride + r · out`. Cost: O(36 · inputChannels.count · out) adds.
+func winograd4AddWeightGradient(
+  products: UnsafePointer<Float>, pointStride: Int, inputChannels: Range<Int>, shape s: Conv3x3Shape,
+  weightGradient: UnsafeMutablePointer<Float>
+) {
   let (cin, cout) = (s.inChannels, s.outChannels)
-  let pairs = cin * cout
   let source = UnsafeRawPointer(products)
   let target = UnsafeMutableRawPointer(weightGradient)
-  for ci in 0..<cin {
+  for ci in inputChannels {
+    let rowStart = (ci - inputChannels.lowerBound) * cout
     for co in stride(from: 0, to: cout, by: 16) {
       @inline(__always) func row(_ p: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
         @inline(__always) func load(_ q: Int) -> WinogradLane {
-          source.loadUnaligned(fromByteOffset: ((p * 6 + q) * pairs + ci * cout + co) * 4, as: WinogradLane.self)
+          source.loadUnaligned(fromByteOffset: ((p * 6 + q) * pointStride + rowStart + co) * 4, as: WinogradLane.self)
         }
         return winograd4GT(load(0), load(1), load(2), load(3), load(4), load(5))
       }
@@ -413,6 +425,44 @@ public func winograd4AddWeightGradient(
       add(winograd4GT(r.0.1, r.1.1, r.2.1, r.3.1, r.4.1, r.5.1), 1)
       add(winograd4GT(r.0.2, r.1.2, r.2.2, r.3.2, r.4.2, r.5.2), 2)
     }
+  }
+}
+
+/// Floats of the block `winograd4FinishWeightGradient` works in for `shape`: the 36
+/// points' products of one GEMM tile height of input channels.
+public func winograd4WeightBlockCount(_ shape: Conv3x3Shape) -> Int {
+  winograd4Points * gemmTileRows(for: shape.inChannels) * shape.outChannels
+}
+
+/// Finishes a shard's weight gradient with its last images' tiles, without storing the
+/// summed products: `dW += Gᵀ [(products, when given) + Σ_tiles U ⊙ E] G`, the bits of
+/// `winogradAccumulateWeightProducts` then `winograd4AddWeightGradient`. It runs a GEMM
+/// tile height of input channels at a time: their 36 GEMMs into `block`
+/// (`winograd4WeightBlockCount`, a few hundred KB at most, so it stays in L2) or into
+/// their rows of `products`, then their transform back while those are in cache, instead
+/// of 36 · in · out products written out and read back (several MB for 128 channels).
+/// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(36 · in · out).
+public func winograd4FinishWeightGradient(
+  inputTiles u: UnsafePointer<Float>, outputGradientTiles e: UnsafePointer<Float>, shape s: Conv3x3Shape,
+  images: Int = 1, products: UnsafeMutablePointer<Float>?, block: UnsafeMutablePointer<Float>,
+  weightGradient: UnsafeMutablePointer<Float>
+) {
+  let tiles = images * WinogradTiling.forward(s, outputTile: 4).tiles
+  let (cin, cout) = (s.inChannels, s.outChannels)
+  let rows = gemmTileRows(for: cin)
+  for first in stride(from: 0, to: cin, by: rows) {
+    let channels = first..<min(first + rows, cin)
+    // The products so far are added to in place; without them the block starts from zero.
+    let (target, pointStride) = products.map { ($0 + first * cout, cin * cout) } ?? (block, channels.count * cout)
+    for point in 0..<winograd4Points {
+      gemm(
+        m: channels.count, n: cout, k: tiles,
+        a: u + point * tiles * cin + first, aRowStride: 1, aColStride: cin,
+        b: e + point * tiles * cout, ldb: cout,
+        c: target + point * pointStride, ldc: cout, accumulate: products != nil)
+    }
+    winograd4AddWeightGradient(
+      products: target, pointStride: pointStride, inputChannels: channels, shape: s, weightGradient: weightGradient)
   }
 }
 
@@ -478,17 +528,27 @@ public func winograd4Conv3x3InputGradient(
 /// for F(2×2, 3×3): their weight products are added to `products` (or replace them without
 /// `accumulate`; `winograd4AddWeightGradient` finishes them), and `dB += Σ_p dOutput[p]`
 /// when `biasGradient` is given; `images` images give the bits of one call per image.
+/// With `finishing`, these are the shard's last images: the products (`products` so far,
+/// when `accumulate`) go straight into the weight gradient instead, through a block
+/// (`winograd4FinishWeightGradient`), with the same bits.
 /// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(images · tiles · 36 · out).
 public func winograd4Conv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
-  biasGradient: UnsafeMutablePointer<Float>?
+  biasGradient: UnsafeMutablePointer<Float>?,
+  finishing: (block: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>)? = nil
 ) {
   winograd4TransformOutputGradient(
     outputGradient, images: images, tiling: .forward(s, outputTile: 4), channels: s.outChannels, into: gradientTiles)
-  winogradAccumulateWeightProducts(
-    inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, outputTile: 4, images: images,
-    products: products, accumulate: accumulate)
+  if let finishing {
+    winograd4FinishWeightGradient(
+      inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, images: images,
+      products: accumulate ? products : nil, block: finishing.block, weightGradient: finishing.weightGradient)
+  } else {
+    winogradAccumulateWeightProducts(
+      inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, outputTile: 4, images: images,
+      products: products, accumulate: accumulate)
+  }
   if let biasGradient {
     addColumnSums(of: outputGradient, rows: images * s.outPixels, columns: s.outChannels, to: biasGradient)
   }

@@ -66,7 +66,7 @@ package final class Replica {
   /// Per layer: scratch offsets by purpose, used once per image (not per slot).
   let scratch: [[Scratch: Int]]
   enum Scratch: Hashable {
-    case paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, columns
+    case paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, weightBlock, columns
     case normalizationScale, normalizationShift
     case batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance, gradientSums
     case denseInputs, denseGradients
@@ -207,7 +207,10 @@ package final class Replica {
         own[.gradientTiles] = allocate(sizes.gradientTiles)
         own[.products] = allocate(sizes.products)
         if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
-        if trains[layer.index] { own[.weightProducts] = allocate(winograd4WeightCount(shape)) }
+        if trains[layer.index] {
+          own[.weightProducts] = allocate(winograd4WeightCount(shape))
+          own[.weightBlock] = allocate(winograd4WeightBlockCount(shape))
+        }
       case (.conv, .directOneChannel?):
         if case .conv(_, _, _, .same, _) = layer.layer {
           own[.paddedInput] = allocate((layer.input.height + 2) * (layer.input.width + 2))
@@ -610,20 +613,30 @@ package final class Replica {
   /// of the highest layer's output must be in place (`loss`, or the layers above). Layers
   /// whose work no trainable layer needs are skipped; a BatchNorm needs the batch's sums
   /// set first (`setBatchGradientSums`); its own parameters' gradients are the trainer's.
-  package func backward(layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>) {
-    backward(layers: layers, slots: slot..<(slot + 1), pass: pass, gradient: g)
+  package func backward(
+    layers: Range<Int>, slot: Int = 0, pass: Pass, gradient g: UnsafeMutablePointer<Float>,
+    finishingShard: Bool = false
+  ) {
+    backward(layers: layers, slots: slot..<(slot + 1), pass: pass, gradient: g, finishingShard: finishingShard)
   }
 
   /// Runs the backward pass of `layers` for the images in `group`, layer by layer, as
   /// `forward(layers:slots:pass:)` runs the forward pass. Every parameter's gradient adds
-  /// the images in order, so the bits are those of one image at a time.
+  /// the images in order, so the bits are those of one image at a time. With
+  /// `finishingShard`, `group` holds the shard's last images (no `backward` for these
+  /// layers follows before `finishShard`), so F(4×4, 3×3) layers add their weight gradient
+  /// as their last images' products are made (`winograd4FinishWeightGradient`), with the
+  /// bits that `finishShard` would give.
   package func backward(
-    layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>
+    layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>,
+    finishingShard: Bool = false
   ) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
     if group.count > 1 && !groupsPay(layers) {
       for slot in group {
-        backward(layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
+        backward(
+          layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g,
+          finishingShard: finishingShard && slot == group.upperBound - 1)
       }
       return
     }
@@ -650,10 +663,20 @@ package final class Replica {
                 .forward(run.conv3x3, outputTile: fourByFour ? 4 : 2), run.paddedInput!, run.inputTiles!, normalizing)
               heldInput[i] = part
             }
-            (fourByFour ? winograd4Conv3x3WeightGradient : winogradConv3x3WeightGradient)(
-              run.inputTiles!, dy, part.count, run.conv3x3, run.gradientTiles!, run.weightProducts!, hasProducts[i],
-              biasGradient)
-            hasProducts[i] = true
+            if fourByFour {
+              let finishes = finishingShard && part.upperBound == group.upperBound
+              winograd4Conv3x3WeightGradient(
+                inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
+                gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
+                biasGradient: biasGradient, finishing: finishes ? (run.weightBlock!, g + run.weight) : nil)
+              hasProducts[i] = !finishes  // finished products are in the gradient already
+            } else {
+              winogradConv3x3WeightGradient(
+                inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
+                gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
+                biasGradient: biasGradient)
+              hasProducts[i] = true
+            }
           }
           if run.needsInputGradient {
             (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
@@ -812,7 +835,7 @@ package final class Replica {
     forward(layers: layers, pass: pass)
     let value = loss(label: label)
     beginShard(layers: layers)
-    backward(layers: layers, pass: pass, gradient: gradient)
+    backward(layers: layers, pass: pass, gradient: gradient, finishingShard: true)
     finishShard(layers: layers, gradient: gradient)
     return value
   }
@@ -855,7 +878,7 @@ struct LayerRun {
   let conv3x3: Conv3x3Shape
   let conv: ConvShape
   let pool: PoolShape
-  let paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts,
+  let paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, weightBlock,
     columns: UnsafeMutablePointer<Float>?
   let batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance,
     gradientSums: UnsafeMutablePointer<Float>?
@@ -921,6 +944,7 @@ struct LayerRun {
     products = scratch[.products]
     paddedGradient = scratch[.paddedGradient]
     weightProducts = scratch[.weightProducts]
+    weightBlock = scratch[.weightBlock]
     columns = scratch[.columns]
     batchMean = scratch[.batchMean]
     batchInverseDeviation = scratch[.batchInverseDeviation]

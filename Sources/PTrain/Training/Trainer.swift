@@ -641,7 +641,8 @@ public final class Trainer: @unchecked Sendable {
                     loss += replica.loss(label: label, slot: slotIndex(position))
                   }
                   replica.backward(
-                    layers: topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot)
+                    layers: topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot,
+                    finishingShard: true)
                   if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
                     for position in positions {
                       replica.addBatchNormGradientSums(
@@ -704,7 +705,7 @@ public final class Trainer: @unchecked Sendable {
                       let positions = images(of: shard)
                       replica.backward(
                         layers: lowerLayers, slots: imageSlots(of: shard),
-                        pass: pass(position: positions.lowerBound), gradient: slot)
+                        pass: pass(position: positions.lowerBound), gradient: slot, finishingShard: true)
                       if let next, replica.trains[next] || replica.needsInputGradient[next] {
                         for position in positions {
                           replica.addBatchNormGradientSums(
