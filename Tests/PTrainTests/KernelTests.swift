@@ -166,7 +166,7 @@ final class KernelTests: XCTestCase {
     typealias Forward = (
       UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafePointer<Float>?, Bool,
       UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>,
-      UnsafeMutablePointer<Float>, WinogradInputNormalization?
+      UnsafeMutablePointer<Float>, FoldedBatchNorm?
     ) -> Void
     typealias InputGradient = (
       UnsafePointer<Float>, Int, Conv3x3Shape, UnsafePointer<Float>, UnsafeMutablePointer<Float>,
@@ -548,6 +548,40 @@ final class KernelTests: XCTestCase {
   /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
   /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the
   /// one-by-one tail of the ReLU's backward).
+  /// A 2×2 max-pool that applies the BatchNorm (and ReLU) below it as it loads each window
+  /// gives the bits of pooling the BatchNorm's stored output, forward and backward, on an
+  /// odd-sized map with negative scales (where the BatchNorm reverses the order).
+  func testMaxPoolApplyingTheBatchNormBelowMatchesItsStoredOutput() {
+    let (height, width, channels) = (5, 7, 32)
+    let (count, pooledCount) = (height * width * channels, (height / 2) * (width / 2) * channels)
+    let x = randomFloats(count, seed: 71)
+    let scale = randomFloats(channels, seed: 72)
+    let offset = randomFloats(channels, seed: 73).map { $0 * 0.3 }
+    let dOut = randomFloats(pooledCount, seed: 74)
+    for relu in [false, true] {
+      let r = withPointers([
+        x, scale, offset, dOut, [Float](repeating: 0, count: count), [Float](repeating: 0, count: pooledCount),
+        [Float](repeating: 0, count: pooledCount), [Float](repeating: 1, count: count),
+        [Float](repeating: 1, count: count),
+      ]) { p in
+        let folded = FoldedBatchNorm(scale: p[1], offset: p[2], relu: relu)
+        batchNormApply(
+          p[0], pixels: height * width, channels: channels, scale: p[1], offset: p[2], relu: relu, output: p[4])
+        maxPool2x2Forward(p[4], height: height, width: width, channels: channels, output: p[5])
+        maxPool2x2Forward(p[0], height: height, width: width, channels: channels, output: p[6], normalizing: folded)
+        maxPool2x2Backward(
+          input: p[4], output: p[5], outputGradient: p[3], height: height, width: width, channels: channels,
+          throughReLU: relu, inputGradient: p[7])
+        maxPool2x2Backward(
+          input: p[0], output: p[6], outputGradient: p[3], height: height, width: width, channels: channels,
+          throughReLU: relu, inputGradient: p[8], normalizing: folded)
+      }
+      XCTAssertEqual(r[6], r[5], "forward, relu \(relu)")
+      XCTAssertEqual(r[8], r[7], "backward, relu \(relu)")
+      XCTAssert(scale.contains { $0 < 0 } && r[8].contains { $0 != 0 }, "negative scales, gradients routed")
+    }
+  }
+
   func testBatchNormAppliedOnTheWayInMatchesItsStoredOutput() {
     for (height, width, channels) in [(5, 3, 32), (4, 4, 21)] {
       let pixels = height * width
@@ -573,7 +607,7 @@ final class KernelTests: XCTestCase {
         [Float](repeating: 0, count: tiling.paddedCount),
       ]) { p in
         tiling.fillPadded(
-          p[0], p[3], normalizing: WinogradInputNormalization(scale: p[1], offset: p[2], relu: true))
+          p[0], p[3], normalizing: FoldedBatchNorm(scale: p[1], offset: p[2], relu: true))
         tiling.fillPadded(r[3], p[4])
       }
       XCTAssertEqual(filled[3], filled[4], "normalised copy = copy of the normalised")

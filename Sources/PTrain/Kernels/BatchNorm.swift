@@ -14,6 +14,28 @@
   UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD16<Float>.self)
 }
 
+/// A BatchNorm's folded per-channel scale and offset (and the ReLU after it) that the layer
+/// above applies to the BatchNorm's input as it reads it, so that the BatchNorm's output is
+/// never stored (see `Replica`): a Winograd convolution as it copies its input into its
+/// padded buffer, a 2×2 max-pool as it loads each window.
+public struct FoldedBatchNorm {
+  public let scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
+  public let relu: Bool
+
+  public init(scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, relu: Bool) {
+    self.scale = scale
+    self.offset = offset
+    self.relu = relu
+  }
+
+  /// `x · scale + offset` (then the ReLU) for the 16 channels from `channel`: the bits
+  /// `batchNormApply` stores.
+  @inline(__always) func apply(_ x: SIMD16<Float>, channel: Int) -> SIMD16<Float> {
+    let y = load16(offset + channel).addingProduct(x, load16(scale + channel))
+    return relu ? PTrain.relu(y) : y
+  }
+}
+
 /// Adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel to `sums[c]` and
 /// `sums[channels + c]`, summing the image's pixels in Float in pixel order first. Shifting
 /// by a value near the mean (the running mean) keeps `E[(x−K)²] − E[x−K]²` accurate.

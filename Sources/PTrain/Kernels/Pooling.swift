@@ -8,11 +8,27 @@ package func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float
 // 2×2 max-pooling with stride 2 over one NHWC image; odd trailing rows and columns
 // are dropped, as Keras and PyTorch do. Channels must be a multiple of 16.
 
-/// Forward: each output pixel is the lane-wise max of its 2×2 window.
-/// Cost: 3 compares per output element.
+/// Forward: each output pixel is the lane-wise max of its 2×2 window; with `normalizing`,
+/// of the window's values after that BatchNorm (and ReLU), whose output is then never
+/// stored. Cost: 3 compares per output element (and 4 multiply-adds with `normalizing`).
 public func maxPool2x2Forward(
   _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
-  output: UnsafeMutablePointer<Float>
+  output: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
+) {
+  if let normalizing {
+    maxPool2x2Forward(input, height: height, width: width, channels: channels, output: output) {
+      normalizing.apply($0, channel: $1)
+    }
+  } else {
+    maxPool2x2Forward(input, height: height, width: width, channels: channels, output: output) { x, _ in x }
+  }
+}
+
+/// `maxPool2x2Forward` over the values `value(x, c)` of the loaded 16 channels from `c`,
+/// compiled once per caller's closure.
+@inline(__always) private func maxPool2x2Forward(
+  _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int, output: UnsafeMutablePointer<Float>,
+  value: (SIMD16<Float>, Int) -> SIMD16<Float>
 ) {
   let outHeight = height / 2
   let outWidth = width / 2
@@ -23,10 +39,10 @@ public func maxPool2x2Forward(
       let out = UnsafeMutableRawPointer(output + (oy * outWidth + ox) * channels)
       let right = channels * MemoryLayout<Float>.stride
       for c in stride(from: 0, to: channels * MemoryLayout<Float>.stride, by: 64) {
-        let a = top.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
-        let b = top.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
-        let d = bottom.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
-        let e = bottom.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self)
+        let a = value(top.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self), c / 4)
+        let b = value(top.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self), c / 4)
+        let d = value(bottom.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self), c / 4)
+        let e = value(bottom.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self), c / 4)
         out.storeBytes(
           of: lanewiseMax(lanewiseMax(a, b), lanewiseMax(d, e)), toByteOffset: c, as: SIMD16<Float>.self)
       }
@@ -37,11 +53,33 @@ public func maxPool2x2Forward(
 /// Backward: routes each output gradient to the first window position (row-major) that
 /// holds the max, and zeroes every other input gradient. With `throughReLU` the input is
 /// a ReLU output and the gradient goes through that ReLU too: it is zero wherever the max
-/// is not positive. Overwrites `inputGradient`. Cost: O(height · width · channels).
+/// is not positive. With `normalizing`, `input` is that BatchNorm's input, as in
+/// `maxPool2x2Forward`, and `inputGradient` the gradient at the BatchNorm's output.
+/// Overwrites `inputGradient`. Cost: O(height · width · channels).
 public func maxPool2x2Backward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
   height: Int, width: Int, channels: Int, throughReLU: Bool = false,
-  inputGradient: UnsafeMutablePointer<Float>
+  inputGradient: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
+) {
+  if let normalizing {
+    maxPool2x2Backward(
+      input: input, output: output, outputGradient: outputGradient, height: height, width: width,
+      channels: channels, throughReLU: throughReLU, inputGradient: inputGradient
+    ) { normalizing.apply($0, channel: $1) }
+  } else {
+    maxPool2x2Backward(
+      input: input, output: output, outputGradient: outputGradient, height: height, width: width,
+      channels: channels, throughReLU: throughReLU, inputGradient: inputGradient
+    ) { x, _ in x }
+  }
+}
+
+/// `maxPool2x2Backward` over the values `value(x, c)` of the loaded 16 channels from `c`,
+/// compiled once per caller's closure.
+@inline(__always) private func maxPool2x2Backward(
+  input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
+  height: Int, width: Int, channels: Int, throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>,
+  value: (SIMD16<Float>, Int) -> SIMD16<Float>
 ) {
   let outHeight = height / 2
   let outWidth = width / 2
@@ -69,7 +107,7 @@ public func maxPool2x2Backward(
         if throughReLU { g.replace(with: 0, where: m .<= 0) }
         var taken = SIMDMask<SIMD16<Int32>>()
         @inline(__always) func route(_ offset: Int) {
-          let hit = x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self) .== m
+          let hit = value(x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self), c / 4) .== m
           let mine = hit .& .!taken
           taken .|= hit
           dx.storeBytes(
@@ -109,11 +147,17 @@ public struct PoolShape: Sendable, Equatable {
 }
 
 /// Max-pooling forward: each output is the maximum of its window. Cost: size² compares per output.
-public func maxPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
+/// With `normalizing` (2×2 windows only, `PoolShape.isTwoByTwo`), as `maxPool2x2Forward`.
+public func maxPoolForward(
+  _ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>,
+  normalizing: FoldedBatchNorm? = nil
+) {
   if s.isTwoByTwo {
-    maxPool2x2Forward(input, height: s.height, width: s.width, channels: s.channels, output: output)
+    maxPool2x2Forward(
+      input, height: s.height, width: s.width, channels: s.channels, output: output, normalizing: normalizing)
     return
   }
+  precondition(normalizing == nil, "maxPoolForward: a folded BatchNorm needs 2x2 windows and 16-channel blocks")
   let c = s.channels
   for oy in 0..<s.outHeight {
     for ox in 0..<s.outWidth {
@@ -132,17 +176,19 @@ public func maxPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, ou
 /// Max-pooling backward: each output's gradient goes to the first position (row-major) of
 /// its window that holds the maximum, through the ReLU that produced the input when
 /// `throughReLU` (zero wherever the maximum is not positive). Windows may overlap, so
-/// gradients are added; `inputGradient` is overwritten. Cost: O(input + size² · output).
+/// gradients are added; `inputGradient` is overwritten. With `normalizing` (2×2 windows
+/// only), as `maxPool2x2Backward`. Cost: O(input + size² · output).
 public func maxPoolBackward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: PoolShape,
-  throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>
+  throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
 ) {
   if s.isTwoByTwo {
     maxPool2x2Backward(
       input: input, output: output, outputGradient: outputGradient, height: s.height, width: s.width,
-      channels: s.channels, throughReLU: throughReLU, inputGradient: inputGradient)
+      channels: s.channels, throughReLU: throughReLU, inputGradient: inputGradient, normalizing: normalizing)
     return
   }
+  precondition(normalizing == nil, "maxPoolBackward: a folded BatchNorm needs 2x2 windows and 16-channel blocks")
   let c = s.channels
   inputGradient.update(repeating: 0, count: s.height * s.width * c)
   for oy in 0..<s.outHeight {

@@ -76,7 +76,7 @@ package struct WinogradTiling: Sendable, Equatable {
   /// Cost: O(input).
   package func fillPadded(
     _ input: UnsafePointer<Float>, _ padded: UnsafeMutablePointer<Float>,
-    normalizing: WinogradInputNormalization? = nil
+    normalizing: FoldedBatchNorm? = nil
   ) {
     let rowFloats = paddedWidth * channels
     for y in 0..<height {
@@ -89,20 +89,6 @@ package struct WinogradTiling: Sendable, Equatable {
         input + y * width * channels, pixels: width, channels: channels, scale: normalizing.scale,
         offset: normalizing.offset, relu: normalizing.relu, output: target)
     }
-  }
-}
-
-/// A BatchNorm's folded per-channel scale and offset (and the ReLU after it) that a
-/// Winograd convolution applies to its input as it copies it into its padded buffer, so
-/// that the BatchNorm's output is never stored (see `Replica`).
-public struct WinogradInputNormalization {
-  public let scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
-  public let relu: Bool
-
-  public init(scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, relu: Bool) {
-    self.scale = scale
-    self.offset = offset
-    self.relu = relu
   }
 }
 
@@ -158,7 +144,7 @@ func winogradGT(_ x0: WinogradLane, _ x1: WinogradLane, _ x2: WinogradLane, _ x3
 /// without bounds checks. Cost: O(images · tiles · 16 · channels) adds and O(input) copies.
 package func winogradTransformInput(
   _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
-  into u: UnsafeMutablePointer<Float>, normalizing: WinogradInputNormalization? = nil
+  into u: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
 ) {
   let channels = t.channels
   let rowFloats = t.paddedWidth * channels
@@ -496,7 +482,7 @@ public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
-  output: UnsafeMutablePointer<Float>, normalizingInput normalizing: WinogradInputNormalization? = nil
+  output: UnsafeMutablePointer<Float>, normalizingInput normalizing: FoldedBatchNorm? = nil
 ) {
   let tiling = WinogradTiling.forward(s)
   winogradTransformInput(

@@ -128,7 +128,7 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
 /// `winogradTransformInput` lays them out. Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformInput(
   _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
-  into u: UnsafeMutablePointer<Float>, normalizing: WinogradInputNormalization? = nil
+  into u: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
 ) {
   let channels = t.channels
   let rowBytes = t.paddedWidth * channels * 4
@@ -494,7 +494,7 @@ public func winograd4Conv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
-  normalizingInput normalizing: WinogradInputNormalization? = nil
+  normalizingInput normalizing: FoldedBatchNorm? = nil
 ) {
   let tiling = WinogradTiling.forward(s, outputTile: 4)
   winograd4TransformInput(

@@ -102,6 +102,13 @@ package final class Replica {
   let normalizedBelow: [Int?]
   /// Per layer: whether it is a BatchNorm that the convolution above applies.
   let appliedAbove: [Bool]
+  /// Per 2×2 max-pool layer: the BatchNorm directly below it (through the ReLU fused into
+  /// that BatchNorm, if any), which the pool applies to the BatchNorm's input as it loads
+  /// each window, forward and backward, or nil. Such a BatchNorm never stores its output
+  /// either (`appliedByPool`).
+  let pooledBelow: [Int?]
+  /// Per layer: whether it is a BatchNorm that the max-pool above applies.
+  let appliedByPool: [Bool]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
   /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
@@ -255,19 +262,33 @@ package final class Replica {
     }
     normalizedBelow = layers.map { layer in
       guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return nil }
-      let below = layer.index - 1
-      if below >= 1, layers[below].layer == .relu, layers[below - 1].fusesReLU, layers[below - 1].layer == .batchNorm {
-        return below - 1
-      }
-      return below >= 0 && layers[below].layer == .batchNorm ? below : nil
+      return Self.batchNormBelow(layer.index, in: layers)
     }
     let applied = Set(normalizedBelow.compactMap { $0 })
     appliedAbove = layers.map { applied.contains($0.index) }
+    let twoByTwo = runs.map(\.pool.isTwoByTwo)
+    pooledBelow = layers.map { layer in
+      guard case .maxPool = layer.layer, twoByTwo[layer.index],
+        let bn = Self.batchNormBelow(layer.index, in: layers), !applied.contains(bn)
+      else { return nil }
+      return bn
+    }
+    let pooled = Set(pooledBelow.compactMap { $0 })
+    appliedByPool = layers.map { pooled.contains($0.index) }
     precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
     for (c, (scale, shift)) in zip(normalization.scale, normalization.shift).enumerated() {
       arena.base[normalizationScratch[.normalizationScale]! + c] = scale
       arena.base[normalizationScratch[.normalizationShift]! + c] = shift
     }
+  }
+
+  /// The BatchNorm directly below layer `i`, or below the ReLU fused into it, or nil.
+  static func batchNormBelow(_ i: Int, in layers: [ModelPlan.PlannedLayer]) -> Int? {
+    let below = i - 1
+    if below >= 1, layers[below].layer == .relu, layers[below - 1].fusesReLU, layers[below - 1].layer == .batchNorm {
+      return below - 1
+    }
+    return below >= 0 && layers[below].layer == .batchNorm ? below : nil
   }
 
   /// How many of a group's images a Winograd layer's GEMMs cover at once: as many as keep
@@ -407,14 +428,16 @@ package final class Replica {
 
   /// What Winograd layer `i` reads: the layer whose output it takes, and the BatchNorm it
   /// applies on the way in (see `normalizedBelow`).
-  private func winogradInput(layer i: Int) -> (source: Int, normalizing: WinogradInputNormalization?) {
+  private func winogradInput(layer i: Int) -> (source: Int, normalizing: FoldedBatchNorm?) {
     guard let bn = normalizedBelow[i] else { return (i - 1, nil) }
+    return (bn - 1, folded(bn))
+  }
+
+  /// BatchNorm layer `bn`'s current scale and offset (and ReLU), for the layer that applies it.
+  private func folded(_ bn: Int) -> FoldedBatchNorm {
     let run = runs[bn]
-    return (
-      bn - 1,
-      WinogradInputNormalization(
-        scale: UnsafePointer(run.batchScale!), offset: UnsafePointer(run.batchOffset!), relu: run.fusesReLU)
-    )
+    return FoldedBatchNorm(
+      scale: UnsafePointer(run.batchScale!), offset: UnsafePointer(run.batchOffset!), relu: run.fusesReLU)
   }
 
   /// `group` cut into runs of at most `winogradImages[layer]` slots: the images one
@@ -445,7 +468,7 @@ package final class Replica {
       heldInput[i] = slot..<(slot + 1)
     case .batchNorm:
       if !pass.training { setRunningStatistics(run, pass: pass) }
-      guard !appliedAbove[i] else { return }  // the convolution above applies it
+      guard !appliedAbove[i] && !appliedByPool[i] else { return }  // the layer above applies it
       batchNormApply(
         x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
         relu: run.fusesReLU, output: y)
@@ -454,7 +477,11 @@ package final class Replica {
         for k in 0..<run.outputCount { y[k] = max(x[k], 0) }
       }
     case .maxPool:
-      maxPoolForward(x, shape: run.pool, output: y)
+      if let bn = pooledBelow[i] {
+        maxPoolForward(output(bn - 1, slot), shape: run.pool, output: y, normalizing: folded(bn))
+      } else {
+        maxPoolForward(x, shape: run.pool, output: y)
+      }
     case .avgPool:
       avgPoolForward(x, shape: run.pool, output: y)
     case .globalAvgPool:
@@ -642,7 +669,7 @@ package final class Replica {
     }
     // The layers above a BatchNorm read its output, held for one group: make it again.
     if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm,
-      !appliedAbove[layers.lowerBound - 1]
+      !appliedAbove[layers.lowerBound - 1], !appliedByPool[layers.lowerBound - 1]
     {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
     }
@@ -768,9 +795,15 @@ package final class Replica {
         reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount)
       }
     case .maxPool:
-      maxPoolBackward(
-        input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
-        inputGradient: dx!)
+      if let bn = pooledBelow[i] {
+        maxPoolBackward(
+          input: output(bn - 1, slot), output: output(i, slot), outputGradient: dy, shape: run.pool,
+          throughReLU: run.reluBelow, inputGradient: dx!, normalizing: folded(bn))
+      } else {
+        maxPoolBackward(
+          input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
+          inputGradient: dx!)
+      }
     case .avgPool:
       avgPoolBackward(outputGradient: dy, shape: run.pool, inputGradient: dx!)
     case .globalAvgPool:
