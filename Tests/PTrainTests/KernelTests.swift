@@ -245,6 +245,19 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// F(4×4) point strides hold their points, in whole 64-byte lines, and put a tile's 36
+  /// points in 36 different sets of a 64-set L1 cache (4 KB apart they all shared one);
+  /// F(2×2) strides are packed.
+  func testWinogradPointStridesSpreadTheThirtySixPointsOverTheCacheSets() {
+    for count in [1, 16, 1024, 2048, 4096, 6272, 8192, 12_544, 16_384, 65_536] {
+      let stride = winogradPointStride(count, points: winograd4Points)
+      XCTAssert(stride >= count && stride % 16 == 0 && stride - count < 32, "\(count) -> \(stride)")
+      let sets = Set((0..<winograd4Points).map { point in point * stride * 4 / 64 % 64 })
+      XCTAssertEqual(sets.count, winograd4Points, "\(count) Floats per point")
+      XCTAssertEqual(winogradPointStride(count, points: winogradPoints), count)
+    }
+  }
+
   /// A shard's F(4×4, 3×3) weight gradient finished as its last products are made gives
   /// the bits of the products summed, stored and transformed back: for a shard of one part
   /// (through the block) and of two (added to the first part's products), with input
@@ -255,12 +268,12 @@ final class KernelTests: XCTestCase {
       Conv3x3Shape(height: 6, width: 7, inChannels: 12, outChannels: 32),
     ] {
       let tiles = WinogradTiling.forward(s, outputTile: 4).tiles
-      let (u1, e1) = (
-        randomFloats(36 * tiles * s.inChannels, seed: 61), randomFloats(36 * tiles * s.outChannels, seed: 62)
-      )
-      let (u2, e2) = (
-        randomFloats(72 * tiles * s.inChannels, seed: 63), randomFloats(72 * tiles * s.outChannels, seed: 64)
-      )
+      /// Random tiles of `images` images with `channels` channels, laid out at the point stride.
+      func randomTiles(_ images: Int, _ channels: Int, seed: UInt64) -> [Float] {
+        randomFloats(36 * winogradPointStride(images * tiles * channels, points: 36), seed: seed)
+      }
+      let (u1, e1) = (randomTiles(1, s.inChannels, seed: 61), randomTiles(1, s.outChannels, seed: 62))
+      let (u2, e2) = (randomTiles(2, s.inChannels, seed: 63), randomTiles(2, s.outChannels, seed: 64))
       let start = randomFloats(s.weightCount, seed: 65)
       for parts in [1, 2] {
         /// dW after the shard's parts, the last one finished in place when `finishing`.

@@ -92,6 +92,17 @@ package struct WinogradTiling: Sendable, Equatable {
   }
 }
 
+/// Floats from one point's rows to the next in a `[point][tile][channel]` buffer whose
+/// points hold `count` Floats each (images · tiles · channels). F(2×2, 3×3) packs them.
+/// F(4×4, 3×3) rounds them up to an odd number of 64-byte lines, so that a tile's 36
+/// points, which its transforms read or write together, fall in 36 different L1 sets:
+/// a multiple of 4 KB apart (as 16 tiles of 32 channels per image are), they all fell in
+/// one set of 8 ways and the transforms ran about 1.6 times slower.
+package func winogradPointStride(_ count: Int, points: Int) -> Int {
+  guard points == winograd4Points else { return count }
+  return ((count + 15) / 16 | 1) * 16
+}
+
 /// The number of Winograd points of F(2×2, 3×3): a 4×4 tile.
 package let winogradPoints = 16
 
@@ -279,12 +290,15 @@ package func winogradMultiply(
   _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, tiles: Int, inChannels: Int,
   outChannels: Int, points: Int = winogradPoints, into m: UnsafeMutablePointer<Float>
 ) {
+  let (inStride, outStride) = (
+    winogradPointStride(tiles * inChannels, points: points), winogradPointStride(tiles * outChannels, points: points)
+  )
   for point in 0..<points {
     gemm(
       m: tiles, n: outChannels, k: inChannels,
-      a: u + point * tiles * inChannels, aRowStride: inChannels, aColStride: 1,
-      b: v + point * inChannels * outChannels, ldb: outChannels,
-      c: m + point * tiles * outChannels, ldc: outChannels, accumulate: false)
+      a: u + point * inStride, aRowStride: inChannels, aColStride: 1,
+      b: v + point * winogradPointStride(inChannels * outChannels, points: points), ldb: outChannels,
+      c: m + point * outStride, ldc: outChannels, accumulate: false)
   }
 }
 
@@ -398,12 +412,16 @@ package func winogradAccumulateWeightProducts(
   let tiling = WinogradTiling.forward(s, outputTile: outputTile)
   let tiles = images * tiling.tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
+  let (inStride, gradientStride) = (
+    winogradPointStride(tiles * cin, points: tiling.points), winogradPointStride(tiles * cout, points: tiling.points)
+  )
   for point in 0..<tiling.points {
     gemm(
       m: cin, n: cout, k: tiles,
-      a: u + point * tiles * cin, aRowStride: 1, aColStride: cin,
-      b: e + point * tiles * cout, ldb: cout,
-      c: products + point * cin * cout, ldc: cout, accumulate: accumulate)
+      a: u + point * inStride, aRowStride: 1, aColStride: cin,
+      b: e + point * gradientStride, ldb: cout,
+      c: products + point * winogradPointStride(cin * cout, points: tiling.points), ldc: cout,
+      accumulate: accumulate)
   }
 }
 

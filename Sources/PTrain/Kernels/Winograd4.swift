@@ -19,9 +19,10 @@
 /// The points of F(4×4, 3×3): a 6×6 tile.
 package let winograd4Points = 36
 
-/// Floats of the transformed filters of `shape` for F(4×4, 3×3): 36 × in × out.
+/// Floats of the transformed filters of `shape` for F(4×4, 3×3) (and of their weight
+/// products): 36 points of in × out, each at `winogradPointStride`.
 public func winograd4WeightCount(_ shape: Conv3x3Shape) -> Int {
-  winograd4Points * shape.inChannels * shape.outChannels
+  winograd4Points * winogradPointStride(shape.inChannels * shape.outChannels, points: winograd4Points)
 }
 
 /// `Bᵀ x` for the 6 values of one column (or row) of a 6×6 input tile.
@@ -133,7 +134,7 @@ package func winograd4TransformInput(
   let channels = t.channels
   let rowBytes = t.paddedWidth * channels * 4
   let pixelBytes = channels * 4
-  let pointBytes = images * t.tiles * channels * 4
+  let pointBytes = winogradPointStride(images * t.tiles * channels, points: winograd4Points) * 4
   let source = UnsafeRawPointer(padded)
   for image in 0..<images {
     t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
@@ -206,6 +207,7 @@ public func winograd4TransformWeights(
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pairs = cin * cout
+  let pointStride = winogradPointStride(pairs, points: winograd4Points)
   precondition(cout % 16 == 0, "Winograd filters: outChannels = \(cout) is not a multiple of 16")
   let channels = inputChannels ?? 0..<cin
   let source = UnsafeRawPointer(weights)
@@ -215,7 +217,7 @@ public func winograd4TransformWeights(
       winograd4FilterTransform({ ky, kx in
         source.loadUnaligned(fromByteOffset: (((ky * 3 + kx) * cin + ci) * cout + co) * 4, as: WinogradLane.self)
       }) { row, p in
-        storeSix(row, at: target + ((p * 6) * pairs + ci * cout + co) * 4, stride: pairs * 4)
+        storeSix(row, at: target + ((p * 6) * pointStride + ci * cout + co) * 4, stride: pointStride * 4)
       }
     }
   }
@@ -240,7 +242,7 @@ func winograd4TransformFlippedWeights(
   into flipped: UnsafeMutablePointer<Float>, turnedTaps: UnsafeMutablePointer<Float>
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
-  let pairs = cin * cout
+  let pointStride = winogradPointStride(cin * cout, points: winograd4Points)
   for tap in 0..<9 {
     for ci in channels {
       for co in 0..<cout { turnedTaps[(tap * cout + co) * cin + ci] = weights[(tap * cin + ci) * cout + co] }
@@ -256,13 +258,13 @@ func winograd4TransformFlippedWeights(
         for lane in 0..<lanes { gathered[lane] = taps[lane] }
         return gathered
       }) { row, p in
-        let base = flipped + (p * 6) * pairs + co * cin + first
+        let base = flipped + (p * 6) * pointStride + co * cin + first
         guard lanes < 16 else {
-          storeSix(row, at: UnsafeMutableRawPointer(base), stride: pairs * 4)
+          storeSix(row, at: UnsafeMutableRawPointer(base), stride: pointStride * 4)
           return
         }
         @inline(__always) func put(_ value: WinogradLane, _ q: Int) {
-          for lane in 0..<lanes { base[q * pairs + lane] = value[lane] }
+          for lane in 0..<lanes { base[q * pointStride + lane] = value[lane] }
         }
         put(row.0, 0)
         put(row.1, 1)
@@ -284,7 +286,7 @@ package func winograd4TransformOutput(
   _ m: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
 ) {
-  let pointBytes = images * t.tiles * channels * 4
+  let pointBytes = winogradPointStride(images * t.tiles * channels, points: winograd4Points) * 4
   withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
     let rows = scratch.baseAddress!
     for image in 0..<images {
@@ -343,7 +345,7 @@ package func winograd4TransformOutputGradient(
   _ gradient: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int,
   into e: UnsafeMutablePointer<Float>
 ) {
-  let pointBytes = images * t.tiles * channels * 4
+  let pointBytes = winogradPointStride(images * t.tiles * channels, points: winograd4Points) * 4
   for image in 0..<images {
     let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
     let imageTiles = e + image * t.tiles * channels
@@ -387,8 +389,8 @@ public func winograd4AddWeightGradient(
   products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
 ) {
   winograd4AddWeightGradient(
-    products: products, pointStride: s.inChannels * s.outChannels, inputChannels: 0..<s.inChannels, shape: s,
-    weightGradient: weightGradient)
+    products: products, pointStride: winogradPointStride(s.inChannels * s.outChannels, points: winograd4Points),
+    inputChannels: 0..<s.inChannels, shape: s, weightGradient: weightGradient)
 }
 
 /// `winograd4AddWeightGradient` for the input channels `inputChannels` only, whose products
@@ -431,7 +433,8 @@ func winograd4AddWeightGradient(
 /// Floats of the block `winograd4FinishWeightGradient` works in for `shape`: the 36
 /// points' products of one GEMM tile height of input channels.
 public func winograd4WeightBlockCount(_ shape: Conv3x3Shape) -> Int {
-  winograd4Points * gemmTileRows(for: shape.inChannels) * shape.outChannels
+  winograd4Points
+    * winogradPointStride(gemmTileRows(for: shape.inChannels) * shape.outChannels, points: winograd4Points)
 }
 
 /// Finishes a shard's weight gradient with its last images' tiles, without storing the
@@ -450,15 +453,21 @@ public func winograd4FinishWeightGradient(
   let tiles = images * WinogradTiling.forward(s, outputTile: 4).tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
   let rows = gemmTileRows(for: cin)
+  let (inStride, gradientStride) = (
+    winogradPointStride(tiles * cin, points: winograd4Points),
+    winogradPointStride(tiles * cout, points: winograd4Points)
+  )
   for first in stride(from: 0, to: cin, by: rows) {
     let channels = first..<min(first + rows, cin)
     // The products so far are added to in place; without them the block starts from zero.
-    let (target, pointStride) = products.map { ($0 + first * cout, cin * cout) } ?? (block, channels.count * cout)
+    let (target, pointStride) =
+      products.map { ($0 + first * cout, winogradPointStride(cin * cout, points: winograd4Points)) }
+      ?? (block, winogradPointStride(channels.count * cout, points: winograd4Points))
     for point in 0..<winograd4Points {
       gemm(
         m: channels.count, n: cout, k: tiles,
-        a: u + point * tiles * cin + first, aRowStride: 1, aColStride: cin,
-        b: e + point * tiles * cout, ldb: cout,
+        a: u + point * inStride + first, aRowStride: 1, aColStride: cin,
+        b: e + point * gradientStride, ldb: cout,
         c: target + point * pointStride, ldc: cout, accumulate: products != nil)
     }
     winograd4AddWeightGradient(
@@ -476,12 +485,15 @@ public struct Winograd4Scratch: Sendable {
   public init(_ s: Conv3x3Shape, images: Int = 1) {
     let forward = WinogradTiling.forward(s, outputTile: 4)
     let backward = WinogradTiling.inputGradient(s, outputTile: 4)
-    inputTiles = images * forward.transformedCount
+    /// 36 points of `tiles` tiles of `channels` channels per image, at `winogradPointStride`.
+    func points(_ tiles: Int, _ channels: Int) -> Int {
+      winograd4Points * winogradPointStride(images * tiles * channels, points: winograd4Points)
+    }
+    inputTiles = points(forward.tiles, s.inChannels)
     paddedInput = forward.paddedCount
     paddedGradient = backward.paddedCount
-    gradientTiles = images * max(winograd4Points * forward.tiles * s.outChannels, backward.transformedCount)
-    products =
-      images * max(winograd4Points * forward.tiles * s.outChannels, winograd4Points * backward.tiles * s.inChannels)
+    gradientTiles = max(points(forward.tiles, s.outChannels), points(backward.tiles, s.outChannels))
+    products = max(points(forward.tiles, s.outChannels), points(backward.tiles, s.inChannels))
   }
 }
 

@@ -21,7 +21,7 @@ package final class WinogradFilters: @unchecked Sendable {
     self.shape = shape
     self.outputTile = outputTile
     self.keepsFlipped = keepsFlipped
-    let count = (outputTile + 2) * (outputTile + 2) * shape.inChannels * shape.outChannels
+    let count = outputTile == 4 ? winograd4WeightCount(shape) : winogradWeightCount(shape)
     forward = AlignedFloats(count: count)
     flipped = AlignedFloats(count: keepsFlipped ? count : 0)
     turnedTaps = AlignedFloats(count: keepsFlipped && outputTile == 4 ? 9 * shape.inChannels * shape.outChannels : 0)
