@@ -260,12 +260,12 @@ final class KernelTests: XCTestCase {
 
   /// A shard's F(4×4, 3×3) weight gradient finished as its last products are made gives
   /// the bits of the products summed, stored and transformed back: for a shard of one part
-  /// (through the block) and of two (added to the first part's products), with input
-  /// channels that fill GEMM tiles of 8 rows and of 6 (12 channels).
+  /// (through the block) and of two (added to the first part's products), with 32 and 48
+  /// input channels (blocks of 8 rows with AVX-512; of 4 and 6 with AVX2).
   func testWinograd4FinishedWeightGradientMatchesStoredProducts() {
     for s in [
       Conv3x3Shape(height: 8, width: 8, inChannels: 32, outChannels: 16, padding: 1),
-      Conv3x3Shape(height: 6, width: 7, inChannels: 12, outChannels: 32),
+      Conv3x3Shape(height: 6, width: 7, inChannels: 48, outChannels: 32),
     ] {
       let tiles = WinogradTiling.forward(s, outputTile: 4).tiles
       /// Random tiles of `images` images with `channels` channels, laid out at the point stride.
