@@ -85,11 +85,11 @@ public func batchNormApply(
   relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
   let blocks = channels / 16
+  let folded = FoldedBatchNorm(scale: scale, offset: offset, relu: applyReLU)
   for p in 0..<pixels {
     for block in 0..<blocks {
       let i = p * channels + block * 16
-      let y = load16(offset + block * 16).addingProduct(load16(x + i), load16(scale + block * 16))
-      store16(applyReLU ? relu(y) : y, output + i)
+      store16(folded.apply(load16(x + i), channel: block * 16), output + i)
     }
   }
   var c = blocks * 16
@@ -111,10 +111,11 @@ public func reluBackwardThroughBatchNorm(
   scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
 ) {
   let blocks = channels / 16
+  let folded = FoldedBatchNorm(scale: scale, offset: offset, relu: false)
   for p in 0..<pixels {
     for block in 0..<blocks {
       let i = p * channels + block * 16
-      let y = load16(offset + block * 16).addingProduct(load16(x + i), load16(scale + block * 16))
+      let y = folded.apply(load16(x + i), channel: block * 16)
       store16(load16(gradient + i).replacing(with: 0, where: y .<= 0), gradient + i)
     }
   }

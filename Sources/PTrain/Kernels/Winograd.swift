@@ -290,14 +290,16 @@ package func winogradMultiply(
   _ u: UnsafePointer<Float>, _ v: UnsafePointer<Float>, tiles: Int, inChannels: Int,
   outChannels: Int, points: Int = winogradPoints, into m: UnsafeMutablePointer<Float>
 ) {
-  let (inStride, outStride) = (
-    winogradPointStride(tiles * inChannels, points: points), winogradPointStride(tiles * outChannels, points: points)
+  let (inStride, filterStride, outStride) = (
+    winogradPointStride(tiles * inChannels, points: points),
+    winogradPointStride(inChannels * outChannels, points: points),
+    winogradPointStride(tiles * outChannels, points: points)
   )
   for point in 0..<points {
     gemm(
       m: tiles, n: outChannels, k: inChannels,
       a: u + point * inStride, aRowStride: inChannels, aColStride: 1,
-      b: v + point * winogradPointStride(inChannels * outChannels, points: points), ldb: outChannels,
+      b: v + point * filterStride, ldb: outChannels,
       c: m + point * outStride, ldc: outChannels, accumulate: false)
   }
 }
@@ -412,16 +414,16 @@ package func winogradAccumulateWeightProducts(
   let tiling = WinogradTiling.forward(s, outputTile: outputTile)
   let tiles = images * tiling.tiles
   let (cin, cout) = (s.inChannels, s.outChannels)
-  let (inStride, gradientStride) = (
-    winogradPointStride(tiles * cin, points: tiling.points), winogradPointStride(tiles * cout, points: tiling.points)
+  let (inStride, gradientStride, productStride) = (
+    winogradPointStride(tiles * cin, points: tiling.points), winogradPointStride(tiles * cout, points: tiling.points),
+    winogradPointStride(cin * cout, points: tiling.points)
   )
   for point in 0..<tiling.points {
     gemm(
       m: cin, n: cout, k: tiles,
       a: u + point * inStride, aRowStride: 1, aColStride: cin,
       b: e + point * gradientStride, ldb: cout,
-      c: products + point * winogradPointStride(cin * cout, points: tiling.points), ldc: cout,
-      accumulate: accumulate)
+      c: products + point * productStride, ldc: cout, accumulate: accumulate)
   }
 }
 

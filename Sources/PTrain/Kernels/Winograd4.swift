@@ -244,9 +244,8 @@ func winograd4TransformFlippedWeights(
   let (cin, cout) = (s.inChannels, s.outChannels)
   let pointStride = winogradPointStride(cin * cout, points: winograd4Points)
   for tap in 0..<9 {
-    for ci in channels {
-      for co in 0..<cout { turnedTaps[(tap * cout + co) * cin + ci] = weights[(tap * cin + ci) * cout + co] }
-    }
+    transposeMatrix(
+      weights + tap * cin * cout, rows: cin, columns: cout, rowRange: channels, into: turnedTaps + tap * cin * cout)
   }
   for co in 0..<cout {
     for first in stride(from: channels.lowerBound, to: channels.upperBound, by: 16) {

@@ -433,6 +433,13 @@ package final class Replica {
     return (bn - 1, folded(bn))
   }
 
+  /// What max-pool layer `i` reads for `slot`: its input, or the input of the BatchNorm it
+  /// applies on the way in (see `pooledBelow`) and that BatchNorm.
+  private func poolInput(layer i: Int, slot: Int) -> (UnsafePointer<Float>, FoldedBatchNorm?) {
+    guard let bn = pooledBelow[i] else { return (UnsafePointer(output(i - 1, slot)), nil) }
+    return (UnsafePointer(output(bn - 1, slot)), folded(bn))
+  }
+
   /// BatchNorm layer `bn`'s current scale and offset (and ReLU), for the layer that applies it.
   private func folded(_ bn: Int) -> FoldedBatchNorm {
     let run = runs[bn]
@@ -477,11 +484,8 @@ package final class Replica {
         for k in 0..<run.outputCount { y[k] = max(x[k], 0) }
       }
     case .maxPool:
-      if let bn = pooledBelow[i] {
-        maxPoolForward(output(bn - 1, slot), shape: run.pool, output: y, normalizing: folded(bn))
-      } else {
-        maxPoolForward(x, shape: run.pool, output: y)
-      }
+      let (source, normalizing) = poolInput(layer: i, slot: slot)
+      maxPoolForward(source, shape: run.pool, output: y, normalizing: normalizing)
     case .avgPool:
       avgPoolForward(x, shape: run.pool, output: y)
     case .globalAvgPool:
@@ -795,15 +799,10 @@ package final class Replica {
         reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount)
       }
     case .maxPool:
-      if let bn = pooledBelow[i] {
-        maxPoolBackward(
-          input: output(bn - 1, slot), output: output(i, slot), outputGradient: dy, shape: run.pool,
-          throughReLU: run.reluBelow, inputGradient: dx!, normalizing: folded(bn))
-      } else {
-        maxPoolBackward(
-          input: x, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
-          inputGradient: dx!)
-      }
+      let (source, normalizing) = poolInput(layer: i, slot: slot)
+      maxPoolBackward(
+        input: source, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
+        inputGradient: dx!, normalizing: normalizing)
     case .avgPool:
       avgPoolBackward(outputGradient: dy, shape: run.pool, inputGradient: dx!)
     case .globalAvgPool:
