@@ -179,7 +179,12 @@ final class KernelTests: XCTestCase {
     let variants: [(tile: Int, Forward, InputGradient, WeightGradient)] = [
       (2, winogradConv3x3Forward, winogradConv3x3InputGradient, winogradConv3x3WeightGradient),
       (
-        4, winograd4Conv3x3Forward, winograd4Conv3x3InputGradient,
+        4,
+        {
+          winograd4Conv3x3Forward(
+            input: $0, images: $1, shape: $2, transformedWeights: $3, bias: $4, relu: $5, paddedInput: $6,
+            inputTiles: $7, products: $8, output: $9, normalizingInput: $10)
+        }, winograd4Conv3x3InputGradient,
         {
           winograd4Conv3x3WeightGradient(
             inputTiles: $0, outputGradient: $1, images: $2, shape: $3, gradientTiles: $4, products: $5,
@@ -557,10 +562,6 @@ final class KernelTests: XCTestCase {
     }
   }
 
-  /// A BatchNorm applied by the Winograd input copy, and its ReLU's backward from the
-  /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
-  /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the
-  /// one-by-one tail of the ReLU's backward).
   /// A 2×2 max-pool that applies the BatchNorm (and ReLU) below it as it loads each window
   /// gives the bits of pooling the BatchNorm's stored output, forward and backward, on an
   /// odd-sized map with negative scales (where the BatchNorm reverses the order).
@@ -595,6 +596,55 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// The backward of a BatchNorm that a 2×2 max-pool applies, which routes the pool's
+  /// gradient again instead of reading it stored, gives the bits of `maxPool2x2Backward`
+  /// then `batchNormAddGradientSums` and `batchNormInputGradient`, on odd and even maps.
+  func testPooledBatchNormBackwardMatchesTheStoredGradient() {
+    for (height, width, channels) in [(5, 7, 32), (4, 6, 16)] {
+      let (count, pooledCount) = (height * width * channels, (height / 2) * (width / 2) * channels)
+      let x = randomFloats(count, seed: 81)
+      let scale = randomFloats(channels, seed: 82)
+      let offset = randomFloats(channels, seed: 83).map { $0 * 0.3 }
+      let dOut = randomFloats(pooledCount, seed: 84)
+      let mean = randomFloats(channels, seed: 85).map { $0 * 0.1 }
+      let inverseDeviation = randomFloats(channels, seed: 86).map { 1 + abs($0) }
+      let gamma = randomFloats(channels, seed: 87)
+      let startingSums = randomFloats(2 * channels, seed: 88)
+      for relu in [false, true] {
+        let r = withPointers([
+          x, scale, offset, dOut, [Float](repeating: 0, count: pooledCount), [Float](repeating: 7, count: count),
+          startingSums, startingSums, mean, inverseDeviation, gamma, [Float](repeating: 7, count: count),
+          [Float](repeating: 7, count: count),
+        ]) { p in
+          let folded = FoldedBatchNorm(scale: p[1], offset: p[2], relu: relu)
+          maxPool2x2Forward(p[0], height: height, width: width, channels: channels, output: p[4], normalizing: folded)
+          maxPool2x2Backward(
+            input: p[0], output: p[4], outputGradient: p[3], height: height, width: width, channels: channels,
+            throughReLU: relu, inputGradient: p[5], normalizing: folded)
+          batchNormAddGradientSums(
+            outputGradient: p[5], input: p[0], pixels: height * width, channels: channels, mean: p[8],
+            inverseDeviation: p[9], sums: p[6])
+          let pooled = PooledBatchNormGradient(
+            input: p[0], output: p[4], outputGradient: p[3], height: height, width: width, channels: channels,
+            throughReLU: relu, normalizing: folded)
+          pooled.addSums(mean: p[8], inverseDeviation: p[9], into: p[7])
+          batchNormInputGradient(
+            outputGradient: p[5], input: p[0], pixels: height * width, channels: channels, mean: p[8],
+            inverseDeviation: p[9], gamma: p[10], sums: p[6], batchCount: 3 * height * width, inputGradient: p[11])
+          pooled.inputGradient(
+            mean: p[8], inverseDeviation: p[9], gamma: p[10], sums: p[6], batchCount: 3 * height * width, into: p[12])
+        }
+        XCTAssertEqual(r[7], r[6], "sums, \(height)x\(width), relu \(relu)")
+        XCTAssertNotEqual(r[6], startingSums, "sums added")
+        XCTAssertEqual(r[12], r[11], "input gradient, \(height)x\(width), relu \(relu)")
+      }
+    }
+  }
+
+  /// A BatchNorm applied by the Winograd input copy, and its ReLU's backward from the
+  /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
+  /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the
+  /// one-by-one tail of the ReLU's backward).
   func testBatchNormAppliedOnTheWayInMatchesItsStoredOutput() {
     for (height, width, channels) in [(5, 3, 32), (4, 4, 21)] {
       let pixels = height * width

@@ -283,6 +283,8 @@ final class ModelTests: XCTestCase {
   /// The summed gradient of a batch in training mode, the way a trainer's worker computes
   /// it for one shard of all the images: the layers below each BatchNorm for every image,
   /// the batch's statistics, and so on up; then the backward pass down the same segments.
+  /// One image at a time, the BatchNorms' input sums take a pass of their own; in groups,
+  /// the layers below add them as they write (`forward(layers:…addingInputSumsOf:…)`).
   func batchGradient(
     replica: Replica, images: [[UInt8]], labels: [Int], parameters: [Float], statistics: [Float], groupSize: Int = 1
   ) -> [Float] {
@@ -309,9 +311,15 @@ final class ModelTests: XCTestCase {
             var sums = [Double](repeating: 0, count: 2 * channels)
             for group in groups {
               if start == 0 { group.forEach(load) }
-              replica.forward(layers: start..<bn, slots: group, pass: pass(group.lowerBound))
-              for image in group {
-                replica.addBatchNormInputSums(layer: bn, slot: image, state: s.baseAddress!, into: &sums)
+              if groupSize == 1 {  // the reference: the sums in a pass of their own
+                replica.forward(layers: start..<bn, slots: group, pass: pass(group.lowerBound))
+                for image in group {
+                  replica.addBatchNormInputSums(layer: bn, slot: image, state: s.baseAddress!, into: &sums)
+                }
+              } else {  // an F(4×4) convolution below adds them as it writes its output
+                replica.forward(
+                  layers: start..<bn, slots: group, pass: pass(group.lowerBound), addingInputSumsOf: bn,
+                  state: s.baseAddress!, into: &sums)
               }
             }
             replica.setBatchStatistics(

@@ -6,11 +6,11 @@
 // pixel so that the image streams through once, with each block's per-channel terms or
 // sums kept beside; the channels left over run one by one.
 
-@inline(__always) private func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+@inline(__always) func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
   UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
 }
 
-@inline(__always) private func store16(_ value: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
+@inline(__always) func store16(_ value: SIMD16<Float>, _ p: UnsafeMutablePointer<Float>) {
   UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD16<Float>.self)
 }
 
@@ -36,6 +36,98 @@ public struct FoldedBatchNorm {
   }
 }
 
+/// Where a layer adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel of a
+/// BatchNorm's input as it stores that input (see `batchNormAddInputSums`): the shift (the
+/// running mean) and the sums (2 · channels Doubles).
+public struct BatchNormInputSums {
+  public let shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>
+
+  public init(shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>) {
+    self.shift = shift
+    self.sums = sums
+  }
+
+  /// Runs `body` with an image's running Float totals (2 · ⌊channels / 16⌋ vectors, zero),
+  /// which `addPixels` adds to, then adds them to `sums`; the channels past the last block
+  /// are not summed. Cost: O(channels) besides `body`.
+  @inline(__always) func forImage(channels: Int, _ body: (UnsafeMutablePointer<SIMD16<Float>>) -> Void) {
+    let blocks = channels / 16
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { buffer in
+      let totals = buffer.baseAddress!
+      totals.initialize(repeating: SIMD16<Float>(), count: 2 * blocks)
+      body(totals)
+      for block in 0..<blocks {
+        for lane in 0..<16 {
+          sums[block * 16 + lane] += Double(totals[block][lane])
+          sums[channels + block * 16 + lane] += Double(totals[blocks + block][lane])
+        }
+      }
+    }
+  }
+
+  /// Adds the pixels `pixels` of `x`, in order, to an image's `totals` (see `forImage`),
+  /// up to 4 blocks of 16 channels at a time, whose totals stay in registers meanwhile (8
+  /// dependency chains). Cost: 3 FLOP per value.
+  @inline(__always) func addPixels(
+    _ x: UnsafePointer<Float>, _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>
+  ) {
+    let blocks = channels / 16
+    var block = 0
+    while block + 4 <= blocks {
+      addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 4))
+      block += 4
+    }
+    if block + 2 <= blocks {
+      addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 2))
+      block += 2
+    }
+    if block < blocks { addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 1)) }
+  }
+
+  /// `addPixels` for 1, 2 or 4 blocks of channels (`blocks.count`, a constant once inlined).
+  @inline(__always) private func addPixels(
+    _ x: UnsafePointer<Float>, _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>,
+    blocks chosen: Range<Int>
+  ) {
+    let all = channels / 16
+    let first = chosen.lowerBound
+    let count = chosen.count
+    @inline(__always) func total(_ k: Int) -> (SIMD16<Float>, SIMD16<Float>) {
+      k < count ? (totals[first + k], totals[all + first + k]) : (SIMD16<Float>(), SIMD16<Float>())
+    }
+    var (s0, q0) = total(0)
+    var (s1, q1) = total(1)
+    var (s2, q2) = total(2)
+    var (s3, q3) = total(3)
+    let base = shift + 16 * first
+    let (k0, k1) = (load16(base), count > 1 ? load16(base + 16) : SIMD16<Float>())
+    let (k2, k3) = count > 2 ? (load16(base + 32), load16(base + 48)) : (SIMD16<Float>(), SIMD16<Float>())
+    for p in pixels {
+      let row = x + p * channels + 16 * first
+      @inline(__always) func add(_ k: Int, _ shift: SIMD16<Float>, _ s: inout SIMD16<Float>, _ q: inout SIMD16<Float>) {
+        let d = load16(row + 16 * k) - shift
+        s += d
+        q = q.addingProduct(d, d)
+      }
+      add(0, k0, &s0, &q0)
+      if count > 1 { add(1, k1, &s1, &q1) }
+      if count > 2 {
+        add(2, k2, &s2, &q2)
+        add(3, k3, &s3, &q3)
+      }
+    }
+    @inline(__always) func keep(_ k: Int, _ s: SIMD16<Float>, _ q: SIMD16<Float>) {
+      guard k < count else { return }
+      totals[first + k] = s
+      totals[all + first + k] = q
+    }
+    keep(0, s0, q0)
+    keep(1, s1, q1)
+    keep(2, s2, q2)
+    keep(3, s3, q3)
+  }
+}
+
 /// Adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel to `sums[c]` and
 /// `sums[channels + c]`, summing the image's pixels in Float in pixel order first. Shifting
 /// by a value near the mean (the running mean) keeps `E[(x−K)²] − E[x−K]²` accurate.
@@ -44,25 +136,11 @@ public func batchNormAddInputSums(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, shift: UnsafePointer<Float>,
   sums: UnsafeMutablePointer<Double>
 ) {
-  let blocks = channels / 16
-  withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { totals in
-    totals.initialize(repeating: SIMD16<Float>())
-    for p in 0..<pixels {
-      for block in 0..<blocks {
-        let c = block * 16
-        let d = load16(x + p * channels + c) - load16(shift + c)
-        totals[block] += d
-        totals[blocks + block] = totals[blocks + block].addingProduct(d, d)
-      }
-    }
-    for block in 0..<blocks {
-      for lane in 0..<16 {
-        sums[block * 16 + lane] += Double(totals[block][lane])
-        sums[channels + block * 16 + lane] += Double(totals[blocks + block][lane])
-      }
-    }
+  let adding = BatchNormInputSums(shift: shift, sums: sums)
+  adding.forImage(channels: channels) { totals in
+    adding.addPixels(x, 0..<pixels, channels: channels, totals: totals)
   }
-  var c = blocks * 16
+  var c = channels / 16 * 16
   while c < channels {
     var first: Float = 0
     var second: Float = 0
@@ -167,19 +245,29 @@ public func batchNormAddGradientSums(
   }
 }
 
-/// The input gradient of a batch norm in training, from the batch's sums (`sums[c]` =
-/// Σ dy, `sums[channels + c]` = Σ dy · x̂ over all `batchCount` values of the channel):
-/// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`, sixteen channels at a
-/// time pixel by pixel. Overwrites `inputGradient`. Cost: 6 FLOP per value.
-public func batchNormInputGradient(
-  outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
-  mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-  sums: UnsafePointer<Float>, batchCount: Int, inputGradient dx: UnsafeMutablePointer<Float>
-) {
+/// The per-channel terms of a BatchNorm's input gradient in training (see
+/// `batchNormInputGradient`), sixteen channels to a block:
+/// `dx = shift + factor · dy + (x − mean) · slope`.
+struct BatchNormGradientTerms {
+  let terms: UnsafeMutableBufferPointer<SIMD16<Float>>
+  let blocks: Int
+
+  /// `dx` of the 16 channels of `block` from their `dy` and `x`. Cost: 2 FMA, 1 subtract.
+  @inline(__always) func inputGradient(dy: SIMD16<Float>, x: SIMD16<Float>, block: Int) -> SIMD16<Float> {
+    terms[3 * blocks + block].addingProduct(terms[block], dy).addingProduct(
+      x - terms[2 * blocks + block], terms[blocks + block])
+  }
+}
+
+/// Runs `body` with the terms of `blocks` 16-channel blocks of a BatchNorm's input gradient
+/// (`sums[c]` = Σ dy, `sums[channels + c]` = Σ dy · x̂ over `batchCount` values), in
+/// temporary memory. Cost: O(blocks).
+@inline(__always) func withBatchNormGradientTerms<R>(
+  blocks: Int, mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+  sums: UnsafePointer<Float>, channels: Int, batchCount: Int, _ body: (BatchNormGradientTerms) -> R
+) -> R {
   let inverseCount = 1 / Float(batchCount)
-  let blocks = channels / 16
-  // dx = factor · dy + (x − m) · slope + shift, with the per-channel terms folded.
-  withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 4 * blocks) { terms in
+  return withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 4 * blocks) { terms in
     for block in 0..<blocks {
       let c = block * 16
       let meanGradient = load16(sums + c) * inverseCount
@@ -190,15 +278,32 @@ public func batchNormInputGradient(
       terms[2 * blocks + block] = load16(mean + c)
       terms[3 * blocks + block] = -factor * meanGradient
     }
+    return body(BatchNormGradientTerms(terms: terms, blocks: blocks))
+  }
+}
+
+/// The input gradient of a batch norm in training, from the batch's sums (`sums[c]` =
+/// Σ dy, `sums[channels + c]` = Σ dy · x̂ over all `batchCount` values of the channel):
+/// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`, sixteen channels at a
+/// time pixel by pixel. Overwrites `inputGradient`. Cost: 6 FLOP per value.
+public func batchNormInputGradient(
+  outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
+  mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+  sums: UnsafePointer<Float>, batchCount: Int, inputGradient dx: UnsafeMutablePointer<Float>
+) {
+  let blocks = channels / 16
+  withBatchNormGradientTerms(
+    blocks: blocks, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums, channels: channels,
+    batchCount: batchCount
+  ) { terms in
     for p in 0..<pixels {
       for block in 0..<blocks {
         let i = p * channels + block * 16
-        let value = terms[3 * blocks + block].addingProduct(terms[block], load16(dy + i)).addingProduct(
-          load16(x + i) - terms[2 * blocks + block], terms[blocks + block])
-        store16(value, dx + i)
+        store16(terms.inputGradient(dy: load16(dy + i), x: load16(x + i), block: block), dx + i)
       }
     }
   }
+  let inverseCount = 1 / Float(batchCount)
   var c = blocks * 16
   while c < channels {
     let meanGradient = sums[c] * inverseCount

@@ -102,26 +102,52 @@ public func maxPool2x2Backward(
       let pooled = UnsafeRawPointer(output + (oy * outWidth + ox) * channels)
       let dy = UnsafeRawPointer(outputGradient + (oy * outWidth + ox) * channels)
       for c in stride(from: 0, to: channels * MemoryLayout<Float>.stride, by: 64) {
-        let m = pooled.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
-        var g = dy.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
-        if throughReLU { g.replace(with: 0, where: m .<= 0) }
-        var taken = SIMDMask<SIMD16<Int32>>()
-        @inline(__always) func route(_ offset: Int) {
-          let hit = value(x.loadUnaligned(fromByteOffset: c + offset, as: SIMD16<Float>.self), c / 4) .== m
-          let mine = hit .& .!taken
-          taken .|= hit
-          dx.storeBytes(
-            of: SIMD16<Float>().replacing(with: g, where: mine), toByteOffset: c + offset,
-            as: SIMD16<Float>.self)
-        }
-        route(0)
-        route(right)
-        route(down)
-        route(down + right)
+        let routed = maxPool2x2Route(
+          window: x, right: right, down: down, byteOffset: c, max: pooled, gradient: dy, throughReLU: throughReLU,
+          value: value)
+        dx.storeBytes(of: routed.gradients.0, toByteOffset: c, as: SIMD16<Float>.self)
+        dx.storeBytes(of: routed.gradients.1, toByteOffset: c + right, as: SIMD16<Float>.self)
+        dx.storeBytes(of: routed.gradients.2, toByteOffset: c + down, as: SIMD16<Float>.self)
+        dx.storeBytes(of: routed.gradients.3, toByteOffset: c + down + right, as: SIMD16<Float>.self)
       }
     }
   }
 }
+
+/// One 2×2 window's part of `maxPool2x2Backward`, for the 16 channels at byte offset `c`:
+/// the window's four input vectors (top left, top right, bottom left, bottom right, `right`
+/// and `down` bytes apart from `window`) and the gradients routed to them, the pooled
+/// gradient at the first position (row-major) whose value `value(x, channel)` equals the
+/// pooled max, zero elsewhere (everywhere, with `throughReLU`, where the max is not positive).
+/// Cost: 4 compares per lane, plus `value`'s.
+@inline(__always) func maxPool2x2Route(
+  window x: UnsafeRawPointer, right: Int, down: Int, byteOffset c: Int, max pooled: UnsafeRawPointer,
+  gradient dy: UnsafeRawPointer, throughReLU: Bool, value: (SIMD16<Float>, Int) -> SIMD16<Float>
+) -> (inputs: PoolWindow, gradients: PoolWindow) {
+  let m = pooled.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+  var g = dy.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self)
+  if throughReLU { g.replace(with: 0, where: m .<= 0) }
+  let inputs = (
+    x.loadUnaligned(fromByteOffset: c, as: SIMD16<Float>.self),
+    x.loadUnaligned(fromByteOffset: c + right, as: SIMD16<Float>.self),
+    x.loadUnaligned(fromByteOffset: c + down, as: SIMD16<Float>.self),
+    x.loadUnaligned(fromByteOffset: c + down + right, as: SIMD16<Float>.self)
+  )
+  var taken = SIMDMask<SIMD16<Int32>>()
+  @inline(__always) func route(_ input: SIMD16<Float>) -> SIMD16<Float> {
+    let hit = value(input, c / 4) .== m
+    let mine = hit .& .!taken
+    taken .|= hit
+    return SIMD16<Float>().replacing(with: g, where: mine)
+  }
+  let first = route(inputs.0)
+  let second = route(inputs.1)
+  let third = route(inputs.2)
+  return (inputs, (first, second, third, route(inputs.3)))
+}
+
+/// Four vectors of one 2×2 window, row-major.
+typealias PoolWindow = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
 
 // Pooling of any window and stride, and global average pooling, over one NHWC image, for
 // the shapes the 2×2 kernels above do not serve (a window of 3, a stride other than the

@@ -280,57 +280,75 @@ func winograd4TransformFlippedWeights(
 /// output (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given,
 /// through `relu` when asked. Tile outputs past the edge are dropped. Two passes through
 /// a 24-vector scratch. Several images are read and written as `winogradTransformOutput`
-/// does. Cost: O(images · tiles · 36 · channels) adds.
+/// does. With `addingSums`, each image's sums for the BatchNorm above are added too
+/// (`batchNormAddInputSums`' bits: each row of tiles is summed, in pixel order, as soon as
+/// it is written, while in cache). Cost: O(images · tiles · 36 · channels) adds.
 package func winograd4TransformOutput(
   _ m: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
-  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>
+  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>, addingSums: BatchNormInputSums? = nil
 ) {
   let pointBytes = winogradPointStride(images * t.tiles * channels, points: winograd4Points) * 4
   withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
     let rows = scratch.baseAddress!
     for image in 0..<images {
-      let target = UnsafeMutableRawPointer(output + image * t.outHeight * t.outWidth * channels)
+      let imageOutput = output + image * t.outHeight * t.outWidth * channels
+      let target = UnsafeMutableRawPointer(imageOutput)
       let imageProducts = m + image * t.tiles * channels
-      for ty in 0..<t.tilesY {
-        for tx in 0..<t.tilesX {
-          let source = UnsafeRawPointer(imageProducts + (ty * t.tilesX + tx) * channels)
-          let outRows = min(4, t.outHeight - 4 * ty)
-          let outColumns = min(4, t.outWidth - 4 * tx)
-          for c in stride(from: 0, to: channels, by: 16) {
-            // Aᵀ over the six points of each row p.
-            for p in 0..<6 {
-              let base = source + (p * 6) * pointBytes + c * 4
-              @inline(__always) func load(_ q: Int) -> WinogradLane {
-                (base + q * pointBytes).loadUnaligned(as: WinogradLane.self)
+      /// Transforms the image's tiles, handing `rowDone` the output rows of each row of tiles.
+      @inline(__always) func transformImage(_ rowDone: (Range<Int>) -> Void) {
+        for ty in 0..<t.tilesY {
+          for tx in 0..<t.tilesX {
+            let source = UnsafeRawPointer(imageProducts + (ty * t.tilesX + tx) * channels)
+            let outRows = min(4, t.outHeight - 4 * ty)
+            let outColumns = min(4, t.outWidth - 4 * tx)
+            for c in stride(from: 0, to: channels, by: 16) {
+              // Aᵀ over the six points of each row p.
+              for p in 0..<6 {
+                let base = source + (p * 6) * pointBytes + c * 4
+                @inline(__always) func load(_ q: Int) -> WinogradLane {
+                  (base + q * pointBytes).loadUnaligned(as: WinogradLane.self)
+                }
+                let row = winograd4AT(load(0), load(1), load(2), load(3), load(4), load(5))
+                (rows + 4 * p).initialize(to: row.0)
+                (rows + 4 * p + 1).initialize(to: row.1)
+                (rows + 4 * p + 2).initialize(to: row.2)
+                (rows + 4 * p + 3).initialize(to: row.3)
               }
-              let row = winograd4AT(load(0), load(1), load(2), load(3), load(4), load(5))
-              (rows + 4 * p).initialize(to: row.0)
-              (rows + 4 * p + 1).initialize(to: row.1)
-              (rows + 4 * p + 2).initialize(to: row.2)
-              (rows + 4 * p + 3).initialize(to: row.3)
-            }
-            let b =
-              bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
-              ?? WinogradLane()
-            // · A down each column dx, to output rows dy.
-            for dx in 0..<outColumns {
-              let column = winograd4AT(
-                rows[dx], rows[4 + dx], rows[8 + dx], rows[12 + dx], rows[16 + dx], rows[20 + dx])
-              let values = (column.0, column.1, column.2, column.3)
-              @inline(__always) func put(_ value: WinogradLane, _ dy: Int) {
-                guard dy < outRows else { return }
-                let sum = value + b
-                let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
-                target.storeBytes(
-                  of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+              let b =
+                bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
+                ?? WinogradLane()
+              // · A down each column dx, to output rows dy.
+              for dx in 0..<outColumns {
+                let column = winograd4AT(
+                  rows[dx], rows[4 + dx], rows[8 + dx], rows[12 + dx], rows[16 + dx], rows[20 + dx])
+                let values = (column.0, column.1, column.2, column.3)
+                @inline(__always) func put(_ value: WinogradLane, _ dy: Int) {
+                  guard dy < outRows else { return }
+                  let sum = value + b
+                  let pixel = (4 * ty + dy) * t.outWidth + 4 * tx + dx
+                  target.storeBytes(
+                    of: applyReLU ? relu(sum) : sum, toByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+                }
+                put(values.0, 0)
+                put(values.1, 1)
+                put(values.2, 2)
+                put(values.3, 3)
               }
-              put(values.0, 0)
-              put(values.1, 1)
-              put(values.2, 2)
-              put(values.3, 3)
             }
           }
+          rowDone((4 * ty)..<min(4 * ty + 4, t.outHeight))
         }
+      }
+      if let addingSums {
+        addingSums.forImage(channels: channels) { totals in
+          transformImage { rows in
+            addingSums.addPixels(
+              imageOutput, (rows.lowerBound * t.outWidth)..<(rows.upperBound * t.outWidth), channels: channels,
+              totals: totals)
+          }
+        }
+      } else {
+        transformImage { _ in }
       }
     }
   }
@@ -499,13 +517,14 @@ public struct Winograd4Scratch: Sendable {
 /// Forward: `output = bias + conv3x3(input, w)` through F(4×4, 3×3), then `relu` when
 /// asked, with `transformedWeights` from `winograd4TransformWeights`. Leaves the
 /// transformed input in `inputTiles` for the weight gradient. `images` images go through
-/// one GEMM per point, and `normalizingInput` applies, as in `winogradConv3x3Forward`.
+/// one GEMM per point, and `normalizingInput` applies, as in `winogradConv3x3Forward`;
+/// `addingSums` adds each image's BatchNorm sums of the output (`winograd4TransformOutput`).
 /// Cost: 2 · 36 · images · tiles · in · out FLOP plus O(images · tiles · 36 · channels) adds.
 public func winograd4Conv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
-  normalizingInput normalizing: FoldedBatchNorm? = nil
+  normalizingInput normalizing: FoldedBatchNorm? = nil, addingSums: BatchNormInputSums? = nil
 ) {
   let tiling = WinogradTiling.forward(s, outputTile: 4)
   winograd4TransformInput(
@@ -514,7 +533,8 @@ public func winograd4Conv3x3Forward(
     inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, points: winograd4Points, into: products)
   winograd4TransformOutput(
-    products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output)
+    products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output,
+    addingSums: addingSums)
 }
 
 /// Input gradient: the output gradient, padded by 2 minus the convolution's padding,

@@ -105,10 +105,13 @@ package final class Replica {
   /// Per 2×2 max-pool layer: the BatchNorm directly below it (through the ReLU fused into
   /// that BatchNorm, if any), which the pool applies to the BatchNorm's input as it loads
   /// each window, forward and backward, or nil. Such a BatchNorm never stores its output
-  /// either (`appliedByPool`).
+  /// either (`poolAbove`).
   let pooledBelow: [Int?]
-  /// Per layer: whether it is a BatchNorm that the max-pool above applies.
-  let appliedByPool: [Bool]
+  /// Per BatchNorm layer: the max-pool above that applies it, or nil. Such a BatchNorm's
+  /// backward routes the pool's gradient itself (`maxPool2x2BatchNormInputGradient`), so
+  /// the gradient at its output is never stored either, and the pool's output gradient is
+  /// kept per image until the batch's sums are known.
+  let poolAbove: [Int?]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
   /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
@@ -132,6 +135,25 @@ package final class Replica {
     self.trains = trains
     self.needsInputGradient = needsInputGradient
     self.prepared = prepared ?? PreparedWeights(plan: plan, inputGradients: needsInputGradient)
+    // Which BatchNorms the layer above applies as it reads their input (and so never store
+    // their output): a Winograd convolution's, else a 2×2 max-pool's.
+    let normalizedBelow: [Int?] = layers.map { layer in
+      guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return nil }
+      return Self.batchNormBelow(layer.index, in: layers)
+    }
+    self.normalizedBelow = normalizedBelow
+    let applied = Set(normalizedBelow.compactMap { $0 })
+    appliedAbove = layers.map { applied.contains($0.index) }
+    let pooledBelow: [Int?] = layers.map { layer in
+      guard case .maxPool = layer.layer, Self.poolShape(layer).isTwoByTwo,
+        let bn = Self.batchNormBelow(layer.index, in: layers), !applied.contains(bn)
+      else { return nil }
+      return bn
+    }
+    self.pooledBelow = pooledBelow
+    var poolAbove = [Int?](repeating: nil, count: layers.count)
+    for (pool, bn) in pooledBelow.enumerated() { if let bn { poolAbove[bn] = pool } }
+    self.poolAbove = poolAbove
     var size = 0
     func allocate(_ count: Int) -> Int {
       defer { size += roundUp(count, toMultipleOf: 16) }
@@ -172,13 +194,17 @@ package final class Replica {
     }
     // The gradients at BatchNorm outputs are needed per image, but only two BatchNorms'
     // at a time (the segment's top and bottom), so alternate BatchNorms share two buffers.
+    // A BatchNorm that a max-pool applies needs the pool's output gradient instead (see
+    // `poolAbove`), a quarter of the size, kept per image on its own.
     var groupBuffers: [Int: Buffer] = [:]
     for parity in 0..<2 {
-      let members = plan.batchNormLayers.enumerated().filter { $0.offset % 2 == parity }.map(\.element)
+      let members = plan.batchNormLayers.enumerated().filter { $0.offset % 2 == parity && poolAbove[$0.element] == nil }
+        .map(\.element)
       guard let widest = members.map({ layers[$0].output.count }).max() else { continue }
       let shared = perSlot(widest)
       for member in members { groupBuffers[group[member]] = shared }
     }
+    for case let pool? in poolAbove { groupBuffers[group[pool]] = perSlot(layers[pool].output.count) }
     gradients = layers.map { layer in
       // Each layer's images lie one after another at its own size, as the kernels that
       // run several at once expect (a shared buffer is as large as its widest member's).
@@ -260,21 +286,6 @@ package final class Replica {
         layer, plan: plan, trains: trains[layer.index], needsInputGradient: needsInputGradient[layer.index],
         scratch: scratch[layer.index].mapValues { arena.base + $0 }, prepared: prepared)
     }
-    normalizedBelow = layers.map { layer in
-      guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return nil }
-      return Self.batchNormBelow(layer.index, in: layers)
-    }
-    let applied = Set(normalizedBelow.compactMap { $0 })
-    appliedAbove = layers.map { applied.contains($0.index) }
-    let twoByTwo = runs.map(\.pool.isTwoByTwo)
-    pooledBelow = layers.map { layer in
-      guard case .maxPool = layer.layer, twoByTwo[layer.index],
-        let bn = Self.batchNormBelow(layer.index, in: layers), !applied.contains(bn)
-      else { return nil }
-      return bn
-    }
-    let pooled = Set(pooledBelow.compactMap { $0 })
-    appliedByPool = layers.map { pooled.contains($0.index) }
     precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
     for (c, (scale, shift)) in zip(normalization.scale, normalization.shift).enumerated() {
       arena.base[normalizationScratch[.normalizationScale]! + c] = scale
@@ -289,6 +300,17 @@ package final class Replica {
       return below - 1
     }
     return below >= 0 && layers[below].layer == .batchNorm ? below : nil
+  }
+
+  /// A pooling layer's geometry (an empty one for other layers).
+  static func poolShape(_ layer: ModelPlan.PlannedLayer) -> PoolShape {
+    switch layer.layer {
+    case .maxPool(let size, let stride), .avgPool(let size, let stride):
+      PoolShape(
+        height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
+        stride: stride ?? size)
+    default: PoolShape(height: 0, width: 0, channels: 0, size: 1, stride: 1)
+    }
   }
 
   /// How many of a group's images a Winograd layer's GEMMs cover at once: as many as keep
@@ -386,22 +408,59 @@ package final class Replica {
   /// `pass.position` is the first image's position in the batch, the next ones follow it.
   /// Each image gets the bits that a pass of its own gives.
   package func forward(layers: Range<Int>, slots group: Range<Int>, pass: Pass) {
+    forward(layers: layers, slots: group, pass: pass, addingInputSumsOf: nil)
+  }
+
+  /// `forward(layers:slots:pass:)` up to BatchNorm `bn` (`layers.upperBound`), then adds
+  /// each image's sums of its input to `sums`, as `addBatchNormInputSums` would image
+  /// after image; an F(4×4) convolution below adds them as it writes its output.
+  package func forward(
+    layers: Range<Int>, slots group: Range<Int>, pass: Pass, addingInputSumsOf bn: Int,
+    state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>
+  ) {
+    precondition(layers.upperBound == bn && runs[bn].kind == .batchNorm)
+    forward(
+      layers: layers, slots: group, pass: pass,
+      addingInputSumsOf: (bn, BatchNormInputSums(shift: state + runs[bn].runningMean, sums: sums)))
+  }
+
+  private func forward(
+    layers: Range<Int>, slots group: Range<Int>, pass: Pass, addingInputSumsOf adding: (Int, BatchNormInputSums)?
+  ) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
     if group.count > 1 && !groupsPay(layers) {
-      for slot in group { forward(layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound)) }
+      for slot in group {
+        forward(
+          layers: layers, slots: slot..<(slot + 1), pass: pass.at(slot - group.lowerBound), addingInputSumsOf: adding)
+      }
       return
     }
     let p = pass.parameters
+    var sumsAdded = false
     for i in layers {
       let run = runs[i]
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
-      case .winograd, .winograd4:
+      case .winograd4:
+        let (source, normalizing) = winogradInput(layer: i)
+        let addingSums = adding.flatMap { $0.0 == i + 1 ? $0.1 : nil }
+        for part in parts(of: group, layer: i) {
+          winograd4Conv3x3Forward(
+            input: output(source, part.lowerBound), images: part.count, shape: run.conv3x3,
+            transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
+            inputTiles: run.inputTiles!, products: run.products!, output: output(i, part.lowerBound),
+            normalizingInput: normalizing, addingSums: addingSums)
+          heldInput[i] = part
+        }
+        sumsAdded = sumsAdded || addingSums != nil
+      case .winograd:
         let (source, normalizing) = winogradInput(layer: i)
         for part in parts(of: group, layer: i) {
-          (run.kind == .winograd4 ? winograd4Conv3x3Forward : winogradConv3x3Forward)(
-            output(source, part.lowerBound), part.count, run.conv3x3, run.winogradForward!, bias, run.fusesReLU,
-            run.paddedInput!, run.inputTiles!, run.products!, output(i, part.lowerBound), normalizing)
+          winogradConv3x3Forward(
+            input: output(source, part.lowerBound), images: part.count, shape: run.conv3x3,
+            transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
+            inputTiles: run.inputTiles!, products: run.products!, output: output(i, part.lowerBound),
+            normalizingInput: normalizing)
           heldInput[i] = part
         }
       case .dense:
@@ -413,6 +472,13 @@ package final class Replica {
         for slot in group {
           forwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound))
         }
+      }
+    }
+    if let (bn, adding) = adding, !sumsAdded {
+      let run = runs[bn]
+      for slot in group {
+        batchNormAddInputSums(
+          output(bn - 1, slot), pixels: run.pixels, channels: run.channels, shift: adding.shift, sums: adding.sums)
       }
     }
   }
@@ -475,7 +541,7 @@ package final class Replica {
       heldInput[i] = slot..<(slot + 1)
     case .batchNorm:
       if !pass.training { setRunningStatistics(run, pass: pass) }
-      guard !appliedAbove[i] && !appliedByPool[i] else { return }  // the layer above applies it
+      guard !appliedAbove[i] && poolAbove[i] == nil else { return }  // the layer above applies it
       batchNormApply(
         x, pixels: run.pixels, channels: run.channels, scale: run.batchScale!, offset: run.batchOffset!,
         relu: run.fusesReLU, output: y)
@@ -673,7 +739,7 @@ package final class Replica {
     }
     // The layers above a BatchNorm read its output, held for one group: make it again.
     if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm,
-      !appliedAbove[layers.lowerBound - 1], !appliedByPool[layers.lowerBound - 1]
+      !appliedAbove[layers.lowerBound - 1], poolAbove[layers.lowerBound - 1] == nil
     {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
     }
@@ -784,6 +850,12 @@ package final class Replica {
       }
     case .batchNorm:
       guard let dx else { return }
+      if let pool = poolAbove[i] {
+        pooledGradient(bn: i, pool: pool, slot: slot).inputGradient(
+          mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, gamma: p + run.weight,
+          sums: run.gradientSums!, batchCount: batchCounts[i], into: dx)
+        return
+      }
       batchNormInputGradient(
         outputGradient: dy, input: x, pixels: run.pixels, channels: run.channels, mean: run.batchMean!,
         inverseDeviation: run.batchInverseDeviation!, gamma: p + run.weight, sums: run.gradientSums!,
@@ -799,6 +871,7 @@ package final class Replica {
         reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount)
       }
     case .maxPool:
+      guard pooledBelow[i] == nil else { return }  // the BatchNorm below routes its gradient (`poolAbove`)
       let (source, normalizing) = poolInput(layer: i, slot: slot)
       maxPoolBackward(
         input: source, output: output(i, slot), outputGradient: dy, shape: run.pool, throughReLU: run.reluBelow,
@@ -822,9 +895,23 @@ package final class Replica {
   /// gradient, already through the ReLU above) to `sums` (2 · channels Floats).
   package func addBatchNormGradientSums(layer i: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) {
     let run = runs[i]
+    if let pool = poolAbove[i] {
+      pooledGradient(bn: i, pool: pool, slot: slot).addSums(
+        mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, into: sums)
+      return
+    }
     batchNormAddGradientSums(
       outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: run.pixels, channels: run.channels,
       mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, sums: sums)
+  }
+
+  /// BatchNorm `bn`, which max-pool `pool` applies, with that pool, for `slot` (see `poolAbove`).
+  private func pooledGradient(bn: Int, pool: Int, slot: Int) -> PooledBatchNormGradient {
+    let shape = runs[pool].pool
+    return PooledBatchNormGradient(
+      input: output(bn - 1, slot), output: output(pool, slot), outputGradient: gradient(pool, slot),
+      height: shape.height, width: shape.width, channels: shape.channels, throughReLU: runs[pool].reluBelow,
+      normalizing: folded(bn))
   }
 
   /// Sets BatchNorm `layer`'s batch sums of `Σ dy` and `Σ dy · x̂` over `count` values
@@ -963,13 +1050,7 @@ struct LayerRun {
     } else {
       conv = ConvShape(height: 0, width: 0, inChannels: 0, outChannels: 0, kernel: 1, stride: 1, padding: 0)
     }
-    switch layer.layer {
-    case .maxPool(let size, let stride), .avgPool(let size, let stride):
-      pool = PoolShape(
-        height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
-        stride: stride ?? size)
-    default: pool = PoolShape(height: 0, width: 0, channels: 0, size: 1, stride: 1)
-    }
+    pool = Replica.poolShape(layer)
     paddedInput = scratch[.paddedInput]
     inputTiles = scratch[.inputTiles]
     gradientTiles = scratch[.gradientTiles]

@@ -594,11 +594,8 @@ public final class Trainer: @unchecked Sendable {
                     if segmentStart == 0 { positions.forEach(load) }
                     replica.forward(
                       layers: segmentStart..<bn, slots: imageSlots(of: shard),
-                      pass: pass(position: positions.lowerBound))
-                    for position in positions {
-                      replica.addBatchNormInputSums(
-                        layer: bn, slot: slotIndex(position), state: runningState, into: partial)
-                    }
+                      pass: pass(position: positions.lowerBound), addingInputSumsOf: bn, state: runningState,
+                      into: partial)
                   }
                   charge(0)
                   pool.barrier.wait()
