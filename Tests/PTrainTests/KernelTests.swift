@@ -184,7 +184,12 @@ final class KernelTests: XCTestCase {
           winograd4Conv3x3Forward(
             input: $0, images: $1, shape: $2, transformedWeights: $3, bias: $4, relu: $5, paddedInput: $6,
             inputTiles: $7, products: $8, output: $9, normalizingInput: $10)
-        }, winograd4Conv3x3InputGradient,
+        },
+        {
+          winograd4Conv3x3InputGradient(
+            outputGradient: $0, images: $1, shape: $2, flippedWeights: $3, paddedGradient: $4, gradientTiles: $5,
+            products: $6, inputGradient: $7)
+        },
         {
           winograd4Conv3x3WeightGradient(
             inputTiles: $0, outputGradient: $1, images: $2, shape: $3, gradientTiles: $4, products: $5,

@@ -327,10 +327,26 @@ final class ModelTests: XCTestCase {
             start = bn
           }
           var gradientSums: [Int: [Float]] = [:]
-          func addGradientSums(_ bn: Int, _ image: Int) {
+          /// The backward pass of `layers` for `group`, then the gradient sums at `bn`, the
+          /// BatchNorm below them (if any): in a pass of their own one image at a time, as
+          /// the layers above write them in groups (`backward(…addingGradientSumsOf:)`).
+          func backward(_ layers: Range<Int>, _ group: Range<Int>, sumsAt bn: Int?) {
+            guard let bn else {
+              replica.backward(layers: layers, slots: group, pass: pass(group.lowerBound), gradient: g)
+              return
+            }
             let channels = replica.batchNormGeometry(plan.layers[bn]).channels
             var sums = gradientSums[bn] ?? [Float](repeating: 0, count: 2 * channels)
-            replica.addBatchNormGradientSums(layer: bn, slot: image, into: &sums)
+            if groupSize == 1 {
+              replica.backward(layers: layers, slots: group, pass: pass(group.lowerBound), gradient: g)
+              for image in group { replica.addBatchNormGradientSums(layer: bn, slot: image, into: &sums) }
+            } else {
+              sums.withUnsafeMutableBufferPointer { sums in
+                replica.backward(
+                  layers: layers, slots: group, pass: pass(group.lowerBound), gradient: g,
+                  addingGradientSumsOf: (bn, sums.baseAddress!))
+              }
+            }
             gradientSums[bn] = sums
           }
           let top = (plan.batchNormLayers.last.map { $0 + 1 } ?? 0)..<layers
@@ -339,8 +355,7 @@ final class ModelTests: XCTestCase {
             if start == 0 { group.forEach(load) }
             replica.forward(layers: start..<layers, slots: group, pass: pass(group.lowerBound))
             for image in group { _ = replica.loss(label: labels[image], slot: image) }
-            replica.backward(layers: top, slots: group, pass: pass(group.lowerBound), gradient: g)
-            if let bn = plan.batchNormLayers.last { group.forEach { addGradientSums(bn, $0) } }
+            backward(top, group, sumsAt: plan.batchNormLayers.last)
           }
           replica.finishShard(layers: top, gradient: g)
           for (level, bn) in plan.batchNormLayers.enumerated().reversed() {
@@ -356,8 +371,7 @@ final class ModelTests: XCTestCase {
             let low = level > 0 ? plan.batchNormLayers[level - 1] + 1 : 0
             replica.beginShard(layers: low..<(bn + 1))
             for group in groups {
-              replica.backward(layers: low..<(bn + 1), slots: group, pass: pass(group.lowerBound), gradient: g)
-              if level > 0 { group.forEach { addGradientSums(plan.batchNormLayers[level - 1], $0) } }
+              backward(low..<(bn + 1), group, sumsAt: level > 0 ? plan.batchNormLayers[level - 1] : nil)
             }
             replica.finishShard(layers: low..<(bn + 1), gradient: g)
           }

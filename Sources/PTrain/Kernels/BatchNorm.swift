@@ -39,7 +39,7 @@ public struct FoldedBatchNorm {
 /// Where a layer adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel of a
 /// BatchNorm's input as it stores that input (see `batchNormAddInputSums`): the shift (the
 /// running mean) and the sums (2 · channels Doubles).
-public struct BatchNormInputSums {
+public struct BatchNormInputSums: WinogradOutputRows {
   public let shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>
 
   public init(shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>) {
@@ -65,23 +65,25 @@ public struct BatchNormInputSums {
     }
   }
 
+  /// Adds each written row's pixels to the image's sums, in pixel order.
+  @inline(__always) package func forImage(
+    _ image: Int, output: UnsafeMutablePointer<Float>, height: Int, width: Int, channels: Int,
+    _ transform: ((Range<Int>) -> Void) -> Void
+  ) {
+    forImage(channels: channels) { totals in
+      transform { rows in
+        addPixels(output, (rows.lowerBound * width)..<(rows.upperBound * width), channels: channels, totals: totals)
+      }
+    }
+  }
+
   /// Adds the pixels `pixels` of `x`, in order, to an image's `totals` (see `forImage`),
   /// up to 4 blocks of 16 channels at a time, whose totals stay in registers meanwhile (8
   /// dependency chains). Cost: 3 FLOP per value.
   @inline(__always) func addPixels(
     _ x: UnsafePointer<Float>, _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>
   ) {
-    let blocks = channels / 16
-    var block = 0
-    while block + 4 <= blocks {
-      addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 4))
-      block += 4
-    }
-    if block + 2 <= blocks {
-      addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 2))
-      block += 2
-    }
-    if block < blocks { addPixels(x, pixels, channels: channels, totals: totals, blocks: block..<(block + 1)) }
+    forEachBlockGroup(channels: channels) { addPixels(x, pixels, channels: channels, totals: totals, blocks: $0) }
   }
 
   /// `addPixels` for 1, 2 or 4 blocks of channels (`blocks.count`, a constant once inlined).
@@ -126,6 +128,22 @@ public struct BatchNormInputSums {
     keep(2, s2, q2)
     keep(3, s3, q3)
   }
+}
+
+/// Calls `body` with the 16-channel blocks of `channels` in runs of 4, then 2, then 1 (each
+/// run's count a constant once inlined), so that a run's running sums fit in registers.
+@inline(__always) func forEachBlockGroup(channels: Int, _ body: (Range<Int>) -> Void) {
+  let blocks = channels / 16
+  var block = 0
+  while block + 4 <= blocks {
+    body(block..<(block + 4))
+    block += 4
+  }
+  if block + 2 <= blocks {
+    body(block..<(block + 2))
+    block += 2
+  }
+  if block < blocks { body(block..<(block + 1)) }
 }
 
 /// Adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel to `sums[c]` and

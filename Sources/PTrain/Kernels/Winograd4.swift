@@ -280,12 +280,11 @@ func winograd4TransformFlippedWeights(
 /// output (`t.outHeight` × `t.outWidth` × `channels`, NHWC), plus `bias` when given,
 /// through `relu` when asked. Tile outputs past the edge are dropped. Two passes through
 /// a 24-vector scratch. Several images are read and written as `winogradTransformOutput`
-/// does. With `addingSums`, each image's sums for the BatchNorm above are added too
-/// (`batchNormAddInputSums`' bits: each row of tiles is summed, in pixel order, as soon as
-/// it is written, while in cache). Cost: O(images · tiles · 36 · channels) adds.
-package func winograd4TransformOutput(
+/// does. `rows` works on each row of tiles as soon as it is written, while in cache (see
+/// `WinogradOutputRows`). Cost: O(images · tiles · 36 · channels) adds, plus `rows`'.
+package func winograd4TransformOutput<Rows: WinogradOutputRows>(
   _ m: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int, bias: UnsafePointer<Float>?,
-  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>, addingSums: BatchNormInputSums? = nil
+  relu applyReLU: Bool = false, into output: UnsafeMutablePointer<Float>, rows hook: Rows
 ) {
   let pointBytes = winogradPointStride(images * t.tiles * channels, points: winograd4Points) * 4
   withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 24) { scratch in
@@ -339,17 +338,8 @@ package func winograd4TransformOutput(
           rowDone((4 * ty)..<min(4 * ty + 4, t.outHeight))
         }
       }
-      if let addingSums {
-        addingSums.forImage(channels: channels) { totals in
-          transformImage { rows in
-            addingSums.addPixels(
-              imageOutput, (rows.lowerBound * t.outWidth)..<(rows.upperBound * t.outWidth), channels: channels,
-              totals: totals)
-          }
-        }
-      } else {
-        transformImage { _ in }
-      }
+      hook.forImage(
+        image, output: imageOutput, height: t.outHeight, width: t.outWidth, channels: channels, transformImage)
     }
   }
 }
@@ -532,27 +522,43 @@ public func winograd4Conv3x3Forward(
   winogradMultiply(
     inputTiles, transformedWeights, tiles: images * tiling.tiles, inChannels: s.inChannels,
     outChannels: s.outChannels, points: winograd4Points, into: products)
-  winograd4TransformOutput(
-    products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output,
-    addingSums: addingSums)
+  if let addingSums {
+    winograd4TransformOutput(
+      products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output,
+      rows: addingSums)
+  } else {
+    winograd4TransformOutput(
+      products, images: images, tiling: tiling, channels: s.outChannels, bias: bias, relu: applyReLU, into: output,
+      rows: WinogradOutputRowsNone())
+  }
 }
 
 /// Input gradient: the output gradient, padded by 2 minus the convolution's padding,
 /// correlated with the turned filters (`winograd4TransformWeights`' `flipped`).
-/// Overwrites `inputGradient`, for `images` images as in `winograd4Conv3x3Forward`.
+/// Overwrites `inputGradient`, for `images` images as in `winograd4Conv3x3Forward`; with
+/// `throughBatchNorm`, takes it through the ReLU of the BatchNorm below and adds that
+/// BatchNorm's gradient sums (`BatchNormGradientRows`).
 /// Cost: 2 · 36 · images · tiles · in · out FLOP plus the transforms.
 public func winograd4Conv3x3InputGradient(
   outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
-  products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
+  products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>,
+  throughBatchNorm: BatchNormGradientRows? = nil
 ) {
   let tiling = WinogradTiling.inputGradient(s, outputTile: 4)
   winograd4TransformInput(outputGradient, images: images, tiling: tiling, padded: paddedGradient, into: gradientTiles)
   winogradMultiply(
     gradientTiles, flippedWeights, tiles: images * tiling.tiles, inChannels: s.outChannels,
     outChannels: s.inChannels, points: winograd4Points, into: products)
-  winograd4TransformOutput(
-    products, images: images, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient)
+  if let throughBatchNorm {
+    winograd4TransformOutput(
+      products, images: images, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient,
+      rows: throughBatchNorm)
+  } else {
+    winograd4TransformOutput(
+      products, images: images, tiling: tiling, channels: s.inChannels, bias: nil, into: inputGradient,
+      rows: WinogradOutputRowsNone())
+  }
 }
 
 /// Some images' share of the weight and bias gradients, as `winogradConv3x3WeightGradient`

@@ -724,19 +724,25 @@ package final class Replica {
   /// layers follows before `finishShard`), so F(4×4, 3×3) layers add their weight gradient
   /// as their last images' products are made (`winograd4FinishWeightGradient`), with the
   /// bits that `finishShard` would give.
+  /// With `addingGradientSumsOf`, then adds each image's sums at that BatchNorm (the one
+  /// below `layers`) to `sums`, as `addBatchNormGradientSums` would image after image; an
+  /// F(4×4) convolution that applies it adds them as it writes its input gradient
+  /// (`BatchNormGradientRows`), taking the gradient through its ReLU on the way.
   package func backward(
     layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>,
-    finishingShard: Bool = false
+    finishingShard: Bool = false, addingGradientSumsOf target: (bn: Int, sums: UnsafeMutablePointer<Float>)? = nil
   ) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
+    precondition(target.map { $0.bn == layers.lowerBound - 1 && runs[$0.bn].kind == .batchNorm } ?? true)
     if group.count > 1 && !groupsPay(layers) {
       for slot in group {
         backward(
-          layers: layers, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g,
-          finishingShard: finishingShard && slot == group.upperBound - 1)
+          layers: layers, slots: slot..<(slot + 1), pass: pass.at(slot - group.lowerBound), gradient: g,
+          finishingShard: finishingShard && slot == group.upperBound - 1, addingGradientSumsOf: target)
       }
       return
     }
+    var sumsAdded = false
     // The layers above a BatchNorm read its output, held for one group: make it again.
     if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm,
       !appliedAbove[layers.lowerBound - 1], poolAbove[layers.lowerBound - 1] == nil
@@ -775,20 +781,45 @@ package final class Replica {
               hasProducts[i] = true
             }
           }
-          if run.needsInputGradient {
-            (fourByFour ? winograd4Conv3x3InputGradient : winogradConv3x3InputGradient)(
-              dy, part.count, run.conv3x3, run.winogradFlipped!, run.paddedGradient!, run.gradientTiles!,
-              run.products!, gradient(i - 1, part.lowerBound))
+          if run.needsInputGradient && fourByFour {
+            let rows = target.flatMap {
+              $0.bn == normalizedBelow[i] ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
+            }
+            winograd4Conv3x3InputGradient(
+              outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+              paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+              inputGradient: gradient(i - 1, part.lowerBound), throughBatchNorm: rows)
+            sumsAdded = sumsAdded || rows != nil
+          } else if run.needsInputGradient {
+            winogradConv3x3InputGradient(
+              outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+              paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+              inputGradient: gradient(i - 1, part.lowerBound))
           }
         }
       case .dense:
         denseBackward(group: group, layer: i, pass: pass, gradient: g)
+      case .relu where sumsAdded && i == layers.lowerBound && run.fusedIntoBelow:
+        break  // the convolution above took the gradient through it (`BatchNormGradientRows`)
       default:
         for slot in group {
           backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
         }
       }
     }
+    if let target, !sumsAdded {
+      for slot in group { addBatchNormGradientSums(layer: target.bn, slot: slot, into: target.sums) }
+    }
+  }
+
+  /// The work on the rows of the input gradient that an F(4×4) convolution writes at
+  /// BatchNorm `bn`'s output, which it applies, for the images from `slot` on.
+  private func gradientRows(bn: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) -> BatchNormGradientRows {
+    let run = runs[bn]
+    return BatchNormGradientRows(
+      input: output(bn - 1, slot),
+      relu: run.fusesReLU ? (UnsafePointer(run.batchScale!), UnsafePointer(run.batchOffset!)) : nil,
+      mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, sums: sums)
   }
 
   /// Dense layer `i`'s backward for the images in `group`: keeps each image's input and

@@ -639,14 +639,11 @@ public final class Trainer: @unchecked Sendable {
                   }
                   replica.backward(
                     layers: topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot,
-                    finishingShard: true)
-                  if let bn = belowTop, replica.trains[bn] || replica.needsInputGradient[bn] {
-                    for position in positions {
-                      replica.addBatchNormGradientSums(
-                        layer: bn, slot: slotIndex(position),
-                        into: batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!)
-                    }
-                  }
+                    finishingShard: true,
+                    addingGradientSumsOf: belowTop.flatMap { bn in
+                      replica.trains[bn] || replica.needsInputGradient[bn]
+                        ? (bn, batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!) : nil
+                    })
                   replica.finishShard(layers: topLayers, gradient: slot)
                   stats[shard * statsStride] = loss
                   stats[shard * statsStride + 1] = Float(correct)
@@ -702,14 +699,11 @@ public final class Trainer: @unchecked Sendable {
                       let positions = images(of: shard)
                       replica.backward(
                         layers: lowerLayers, slots: imageSlots(of: shard),
-                        pass: pass(position: positions.lowerBound), gradient: slot, finishingShard: true)
-                      if let next, replica.trains[next] || replica.needsInputGradient[next] {
-                        for position in positions {
-                          replica.addBatchNormGradientSums(
-                            layer: next, slot: slotIndex(position),
-                            into: batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!)
-                        }
-                      }
+                        pass: pass(position: positions.lowerBound), gradient: slot, finishingShard: true,
+                        addingGradientSumsOf: next.flatMap { next in
+                          replica.trains[next] || replica.needsInputGradient[next]
+                            ? (next, batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!) : nil
+                        })
                       replica.finishShard(layers: lowerLayers, gradient: slot)
                     }
                     Self.foldLocalPairs(
