@@ -646,6 +646,75 @@ final class KernelTests: XCTestCase {
     }
   }
 
+  /// An F(4×4, 3×3) output transform's work on each finished row of tiles gives the bits of
+  /// the separate passes over the stored map: the BatchNorm input sums of the forward
+  /// output (`batchNormAddInputSums`), and, on the input gradient, the ReLU's backward
+  /// through the BatchNorm below and that BatchNorm's gradient sums; on two images of a
+  /// map whose tiles overhang it, with and without the ReLU.
+  func testWinogradOutputRowsMatchTheirSeparatePasses() {
+    let s = Conv3x3Shape(height: 9, width: 7, inChannels: 32, outChannels: 16, padding: 1)
+    let images = 2
+    let scratch = Winograd4Scratch(s, images: images)
+    let (inCount, outCount) = (s.height * s.width * s.inChannels, s.outPixels * s.outChannels)
+    let weightCount = winograd4WeightCount(s)
+    let zeros = { (count: Int) in [Float](repeating: 0, count: count) }
+    for relu in [false, true] {
+      let r = withPointers([
+        randomFloats(images * inCount, seed: 91), randomFloats(s.weightCount, seed: 92), zeros(weightCount),
+        zeros(weightCount), zeros(scratch.inputTiles), zeros(scratch.products), zeros(scratch.paddedInput),
+        zeros(images * outCount), randomFloats(s.outChannels, seed: 93), [],
+        randomFloats(images * outCount, seed: 94), zeros(scratch.paddedGradient), zeros(scratch.gradientTiles),
+        zeros(images * inCount), zeros(images * inCount), randomFloats(s.inChannels, seed: 95),
+        randomFloats(s.inChannels, seed: 96), randomFloats(s.inChannels, seed: 97).map { 1 + abs($0) },
+        randomFloats(2 * s.inChannels, seed: 98), randomFloats(2 * s.inChannels, seed: 98),
+      ]) { p in
+        winograd4TransformWeights(p[1], shape: s, into: p[2], flipped: p[3])
+        // Forward: the input sums of its output, fused and in a pass of their own.
+        var fused = [Double](repeating: 0, count: 2 * s.outChannels)
+        fused.withUnsafeMutableBufferPointer { sums in
+          winograd4Conv3x3Forward(
+            input: p[0], images: images, shape: s, transformedWeights: p[2], bias: nil, relu: false,
+            paddedInput: p[6], inputTiles: p[4], products: p[5], output: p[7],
+            addingSums: BatchNormInputSums(shift: p[8], sums: sums.baseAddress!))
+        }
+        var separate = [Double](repeating: 0, count: 2 * s.outChannels)
+        for image in 0..<images {
+          batchNormAddInputSums(
+            p[7] + image * outCount, pixels: s.outPixels, channels: s.outChannels, shift: p[8], sums: &separate)
+        }
+        XCTAssertEqual(fused, separate, "input sums")
+        XCTAssert(separate.allSatisfy { $0 != 0 }, "input sums added")
+        // Backward: the input gradient through the BatchNorm below (input p[0], folded
+        // scale p[15] and offset p[16], mean p[16], inverse deviation p[17]), with sums
+        // p[18] (fused) and p[19] (separate) from the same start.
+        let folded: (scale: UnsafePointer<Float>, offset: UnsafePointer<Float>)? =
+          relu ? (UnsafePointer(p[15]), UnsafePointer(p[16])) : nil
+        winograd4Conv3x3InputGradient(
+          outputGradient: p[10], images: images, shape: s, flippedWeights: p[3], paddedGradient: p[11],
+          gradientTiles: p[12], products: p[5], inputGradient: p[13],
+          throughBatchNorm: BatchNormGradientRows(
+            input: p[0], relu: folded, mean: p[16], inverseDeviation: p[17], sums: p[18]))
+        winograd4Conv3x3InputGradient(
+          outputGradient: p[10], images: images, shape: s, flippedWeights: p[3], paddedGradient: p[11],
+          gradientTiles: p[12], products: p[5], inputGradient: p[14])
+        for image in 0..<images {
+          let (x, g) = (p[0] + image * inCount, p[14] + image * inCount)
+          if relu {
+            reluBackwardThroughBatchNorm(
+              g, input: x, pixels: s.height * s.width, channels: s.inChannels, scale: p[15], offset: p[16])
+          }
+          batchNormAddGradientSums(
+            outputGradient: g, input: x, pixels: s.height * s.width, channels: s.inChannels, mean: p[16],
+            inverseDeviation: p[17], sums: p[19])
+        }
+      }
+      XCTAssertEqual(r[13], r[14], "input gradient, relu \(relu)")
+      XCTAssertEqual(r[18], r[19], "gradient sums, relu \(relu)")
+      XCTAssertNotEqual(r[18], randomFloats(2 * s.inChannels, seed: 98), "gradient sums added")
+      XCTAssert(!relu || r[13].contains(0), "some gradients masked")
+    }
+  }
+
   /// A BatchNorm applied by the Winograd input copy, and its ReLU's backward from the
   /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
   /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the
