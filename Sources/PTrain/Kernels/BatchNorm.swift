@@ -47,10 +47,22 @@ public struct BatchNormInputSums: WinogradOutputRows {
     self.sums = sums
   }
 
+  /// Adds each written row's pixels to the image's sums, in pixel order.
+  @inline(__always) package func forImage(
+    _ image: Int, output: UnsafeMutablePointer<Float>, height: Int, width: Int, channels: Int,
+    _ transform: ((Range<Int>) -> Void) -> Void
+  ) {
+    withImageTotals(channels: channels) { totals in
+      transform { rows in
+        addPixels(output, (rows.lowerBound * width)..<(rows.upperBound * width), channels: channels, totals: totals)
+      }
+    }
+  }
+
   /// Runs `body` with an image's running Float totals (2 · ⌊channels / 16⌋ vectors, zero),
   /// which `addPixels` adds to, then adds them to `sums`; the channels past the last block
   /// are not summed. Cost: O(channels) besides `body`.
-  @inline(__always) func forImage(channels: Int, _ body: (UnsafeMutablePointer<SIMD16<Float>>) -> Void) {
+  @inline(__always) func withImageTotals(channels: Int, _ body: (UnsafeMutablePointer<SIMD16<Float>>) -> Void) {
     let blocks = channels / 16
     withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { buffer in
       let totals = buffer.baseAddress!
@@ -65,85 +77,70 @@ public struct BatchNormInputSums: WinogradOutputRows {
     }
   }
 
-  /// Adds each written row's pixels to the image's sums, in pixel order.
-  @inline(__always) package func forImage(
-    _ image: Int, output: UnsafeMutablePointer<Float>, height: Int, width: Int, channels: Int,
-    _ transform: ((Range<Int>) -> Void) -> Void
-  ) {
-    forImage(channels: channels) { totals in
-      transform { rows in
-        addPixels(output, (rows.lowerBound * width)..<(rows.upperBound * width), channels: channels, totals: totals)
-      }
-    }
-  }
-
-  /// Adds the pixels `pixels` of `x`, in order, to an image's `totals` (see `forImage`),
-  /// up to 4 blocks of 16 channels at a time, whose totals stay in registers meanwhile (8
-  /// dependency chains). Cost: 3 FLOP per value.
+  /// Adds `x − shift` and its square for the pixels `pixels` of `x`, in order, to an
+  /// image's `totals` (see `withImageTotals`), 16 channels at a time (`addInRegisters`).
+  /// Cost: 3 FLOP per value.
   @inline(__always) func addPixels(
     _ x: UnsafePointer<Float>, _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>
   ) {
-    forEachBlockGroup(channels: channels) { addPixels(x, pixels, channels: channels, totals: totals, blocks: $0) }
+    addInRegisters(pixels, channels: channels, totals: totals) { p, c, sum, square in
+      let d = load16(x + p * channels + c) - load16(shift + c)
+      sum += d
+      square = square.addingProduct(d, d)
+    }
   }
+}
 
-  /// `addPixels` for 1, 2 or 4 blocks of channels (`blocks.count`, a constant once inlined).
-  @inline(__always) private func addPixels(
-    _ x: UnsafePointer<Float>, _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>,
-    blocks chosen: Range<Int>
-  ) {
-    let all = channels / 16
-    let first = chosen.lowerBound
-    let count = chosen.count
+/// Runs `step(p, c, &first, &second)` for each pixel `p` of `pixels`, in order, and each
+/// 16-channel block from channel `c`, with the block's two running totals (`totals[b]` and
+/// `totals[blocks + b]` of block `b`) held in registers meanwhile: the blocks go in runs of
+/// 4, then 2, then 1 (each run's length a constant once inlined), 8 dependency chains at
+/// most, instead of a load and a store per step. The channels past the last block are left
+/// out. Cost: `step`'s per value.
+@inline(__always) func addInRegisters(
+  _ pixels: Range<Int>, channels: Int, totals: UnsafeMutablePointer<SIMD16<Float>>,
+  _ step: (_ p: Int, _ c: Int, _ first: inout SIMD16<Float>, _ second: inout SIMD16<Float>) -> Void
+) {
+  let blocks = channels / 16
+  /// The pixels for the blocks `run` (1, 2 or 4 of them).
+  @inline(__always) func add(_ run: Range<Int>) {
+    let count = run.count
     @inline(__always) func total(_ k: Int) -> (SIMD16<Float>, SIMD16<Float>) {
-      k < count ? (totals[first + k], totals[all + first + k]) : (SIMD16<Float>(), SIMD16<Float>())
+      k < count ? (totals[run.lowerBound + k], totals[blocks + run.lowerBound + k]) : (SIMD16<Float>(), SIMD16<Float>())
     }
     var (s0, q0) = total(0)
     var (s1, q1) = total(1)
     var (s2, q2) = total(2)
     var (s3, q3) = total(3)
-    let base = shift + 16 * first
-    let (k0, k1) = (load16(base), count > 1 ? load16(base + 16) : SIMD16<Float>())
-    let (k2, k3) = count > 2 ? (load16(base + 32), load16(base + 48)) : (SIMD16<Float>(), SIMD16<Float>())
     for p in pixels {
-      let row = x + p * channels + 16 * first
-      @inline(__always) func add(_ k: Int, _ shift: SIMD16<Float>, _ s: inout SIMD16<Float>, _ q: inout SIMD16<Float>) {
-        let d = load16(row + 16 * k) - shift
-        s += d
-        q = q.addingProduct(d, d)
-      }
-      add(0, k0, &s0, &q0)
-      if count > 1 { add(1, k1, &s1, &q1) }
+      let c = 16 * run.lowerBound
+      step(p, c, &s0, &q0)
+      if count > 1 { step(p, c + 16, &s1, &q1) }
       if count > 2 {
-        add(2, k2, &s2, &q2)
-        add(3, k3, &s3, &q3)
+        step(p, c + 32, &s2, &q2)
+        step(p, c + 48, &s3, &q3)
       }
     }
     @inline(__always) func keep(_ k: Int, _ s: SIMD16<Float>, _ q: SIMD16<Float>) {
       guard k < count else { return }
-      totals[first + k] = s
-      totals[all + first + k] = q
+      totals[run.lowerBound + k] = s
+      totals[blocks + run.lowerBound + k] = q
     }
     keep(0, s0, q0)
     keep(1, s1, q1)
     keep(2, s2, q2)
     keep(3, s3, q3)
   }
-}
-
-/// Calls `body` with the 16-channel blocks of `channels` in runs of 4, then 2, then 1 (each
-/// run's count a constant once inlined), so that a run's running sums fit in registers.
-@inline(__always) func forEachBlockGroup(channels: Int, _ body: (Range<Int>) -> Void) {
-  let blocks = channels / 16
   var block = 0
   while block + 4 <= blocks {
-    body(block..<(block + 4))
+    add(block..<(block + 4))
     block += 4
   }
   if block + 2 <= blocks {
-    body(block..<(block + 2))
+    add(block..<(block + 2))
     block += 2
   }
-  if block < blocks { body(block..<(block + 1)) }
+  if block < blocks { add(block..<(block + 1)) }
 }
 
 /// Adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel to `sums[c]` and
@@ -155,7 +152,7 @@ public func batchNormAddInputSums(
   sums: UnsafeMutablePointer<Double>
 ) {
   let adding = BatchNormInputSums(shift: shift, sums: sums)
-  adding.forImage(channels: channels) { totals in
+  adding.withImageTotals(channels: channels) { totals in
     adding.addPixels(x, 0..<pixels, channels: channels, totals: totals)
   }
   var c = channels / 16 * 16
@@ -277,14 +274,15 @@ struct BatchNormGradientTerms {
   }
 }
 
-/// Runs `body` with the terms of `blocks` 16-channel blocks of a BatchNorm's input gradient
+/// Runs `body` with the terms of the 16-channel blocks of a BatchNorm's input gradient
 /// (`sums[c]` = Σ dy, `sums[channels + c]` = Σ dy · x̂ over `batchCount` values), in
-/// temporary memory. Cost: O(blocks).
+/// temporary memory; the channels past the last block are left out. Cost: O(channels).
 @inline(__always) func withBatchNormGradientTerms<R>(
-  blocks: Int, mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
-  sums: UnsafePointer<Float>, channels: Int, batchCount: Int, _ body: (BatchNormGradientTerms) -> R
+  channels: Int, mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
+  sums: UnsafePointer<Float>, batchCount: Int, _ body: (BatchNormGradientTerms) -> R
 ) -> R {
   let inverseCount = 1 / Float(batchCount)
+  let blocks = channels / 16
   return withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 4 * blocks) { terms in
     for block in 0..<blocks {
       let c = block * 16
@@ -311,7 +309,7 @@ public func batchNormInputGradient(
 ) {
   let blocks = channels / 16
   withBatchNormGradientTerms(
-    blocks: blocks, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums, channels: channels,
+    channels: channels, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums,
     batchCount: batchCount
   ) { terms in
     for p in 0..<pixels {

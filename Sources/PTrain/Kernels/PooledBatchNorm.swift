@@ -88,7 +88,7 @@ public struct PooledBatchNormGradient {
   ) {
     let blocks = channels / 16
     withBatchNormGradientTerms(
-      blocks: blocks, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums, channels: channels,
+      channels: channels, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums,
       batchCount: batchCount
     ) { terms in
       /// A pixel that no window covers (a dropped odd row or column): its `dy` is zero.

@@ -61,8 +61,18 @@ public struct BatchNormGradientRows: WinogradOutputRows {
       let totals = buffer.baseAddress!
       totals.initialize(repeating: SIMD16<Float>(), count: 2 * blocks)
       transform { rows in
-        forEachBlockGroup(channels: channels) { chosen in
-          add((rows.lowerBound * width)..<(rows.upperBound * width), of: x, output, channels: channels, totals, chosen)
+        addInRegisters((rows.lowerBound * width)..<(rows.upperBound * width), channels: channels, totals: totals) {
+          p, c, sum, product in
+          let i = p * channels + c
+          let value = load16(x + i)
+          var gradient = load16(output + i)
+          if let relu {
+            let y = load16(relu.offset + c).addingProduct(value, load16(relu.scale + c))
+            gradient.replace(with: 0, where: y .<= 0)
+            store16(gradient, output + i)
+          }
+          sum += gradient
+          product = product.addingProduct(gradient, (value - load16(mean + c)) * load16(inverseDeviation + c))
         }
       }
       for block in 0..<blocks {
@@ -71,54 +81,5 @@ public struct BatchNormGradientRows: WinogradOutputRows {
         store16(load16(sums + channels + c) + totals[blocks + block], sums + channels + c)
       }
     }
-  }
-
-  /// `forImage`'s work on pixels `pixels` of one image (BatchNorm input `x`, gradient `g`)
-  /// for the 16-channel blocks `chosen`, 1, 2 or 4 of them (a constant once inlined), whose
-  /// running sums stay in registers meanwhile. Cost: 6 FLOP per value.
-  @inline(__always) private func add(
-    _ pixels: Range<Int>, of x: UnsafePointer<Float>, _ g: UnsafeMutablePointer<Float>, channels: Int,
-    _ totals: UnsafeMutablePointer<SIMD16<Float>>, _ chosen: Range<Int>
-  ) {
-    let all = channels / 16
-    let count = chosen.count
-    @inline(__always) func total(_ k: Int) -> (SIMD16<Float>, SIMD16<Float>) {
-      k < count
-        ? (totals[chosen.lowerBound + k], totals[all + chosen.lowerBound + k]) : (SIMD16<Float>(), SIMD16<Float>())
-    }
-    var (s0, q0) = total(0)
-    var (s1, q1) = total(1)
-    var (s2, q2) = total(2)
-    var (s3, q3) = total(3)
-    @inline(__always) func step(_ p: Int, _ k: Int, _ s: inout SIMD16<Float>, _ q: inout SIMD16<Float>) {
-      let c = 16 * (chosen.lowerBound + k)
-      let i = p * channels + c
-      let value = load16(x + i)
-      var gradient = load16(g + i)
-      if let relu {
-        let y = load16(relu.offset + c).addingProduct(value, load16(relu.scale + c))
-        gradient.replace(with: 0, where: y .<= 0)
-        store16(gradient, g + i)
-      }
-      s += gradient
-      q = q.addingProduct(gradient, (value - load16(mean + c)) * load16(inverseDeviation + c))
-    }
-    for p in pixels {
-      step(p, 0, &s0, &q0)
-      if count > 1 { step(p, 1, &s1, &q1) }
-      if count > 2 {
-        step(p, 2, &s2, &q2)
-        step(p, 3, &s3, &q3)
-      }
-    }
-    @inline(__always) func keep(_ k: Int, _ s: SIMD16<Float>, _ q: SIMD16<Float>) {
-      guard k < count else { return }
-      totals[chosen.lowerBound + k] = s
-      totals[all + chosen.lowerBound + k] = q
-    }
-    keep(0, s0, q0)
-    keep(1, s1, q1)
-    keep(2, s2, q2)
-    keep(3, s3, q3)
   }
 }

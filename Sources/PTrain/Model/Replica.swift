@@ -108,7 +108,7 @@ package final class Replica {
   /// either (`poolAbove`).
   let pooledBelow: [Int?]
   /// Per BatchNorm layer: the max-pool above that applies it, or nil. Such a BatchNorm's
-  /// backward routes the pool's gradient itself (`maxPool2x2BatchNormInputGradient`), so
+  /// backward routes the pool's gradient itself (`PooledBatchNormGradient`), so
   /// the gradient at its output is never stored either, and the pool's output gradient is
   /// kept per image until the batch's sums are known.
   let poolAbove: [Int?]
@@ -421,11 +421,12 @@ package final class Replica {
     precondition(layers.upperBound == bn && runs[bn].kind == .batchNorm)
     forward(
       layers: layers, slots: group, pass: pass,
-      addingInputSumsOf: (bn, BatchNormInputSums(shift: state + runs[bn].runningMean, sums: sums)))
+      addingInputSumsOf: (bn: bn, sums: BatchNormInputSums(shift: state + runs[bn].runningMean, sums: sums)))
   }
 
   private func forward(
-    layers: Range<Int>, slots group: Range<Int>, pass: Pass, addingInputSumsOf adding: (Int, BatchNormInputSums)?
+    layers: Range<Int>, slots group: Range<Int>, pass: Pass,
+    addingInputSumsOf adding: (bn: Int, sums: BatchNormInputSums)?
   ) {
     precondition(group.count <= groupImages && group.lowerBound % groupImages + group.count <= groupImages)
     if group.count > 1 && !groupsPay(layers) {
@@ -443,7 +444,7 @@ package final class Replica {
       switch run.kind {
       case .winograd4:
         let (source, normalizing) = winogradInput(layer: i)
-        let addingSums = adding.flatMap { $0.0 == i + 1 ? $0.1 : nil }
+        let addingSums = adding.flatMap { $0.bn == i + 1 ? $0.sums : nil }
         for part in parts(of: group, layer: i) {
           winograd4Conv3x3Forward(
             input: output(source, part.lowerBound), images: part.count, shape: run.conv3x3,
@@ -474,11 +475,12 @@ package final class Replica {
         }
       }
     }
-    if let (bn, adding) = adding, !sumsAdded {
-      let run = runs[bn]
+    if let adding, !sumsAdded {
+      let run = runs[adding.bn]
       for slot in group {
         batchNormAddInputSums(
-          output(bn - 1, slot), pixels: run.pixels, channels: run.channels, shift: adding.shift, sums: adding.sums)
+          output(adding.bn - 1, slot), pixels: run.pixels, channels: run.channels, shift: adding.sums.shift,
+          sums: adding.sums.sums)
       }
     }
   }
