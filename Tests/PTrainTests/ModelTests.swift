@@ -92,7 +92,7 @@ final class ModelTests: XCTestCase {
     XCTAssertEqual(plan.stateTensors.map(\.name).prefix(2), ["1.running_mean", "1.running_var"])
     XCTAssertEqual(plan.layers[0].kernel, .directOneChannel)
     XCTAssertEqual(plan.layers[3].kernel, .winograd4, "28x28")
-    XCTAssertEqual(plan.layers[8].kernel, .winograd4, "14x14")
+    XCTAssertEqual(plan.layers[8].kernel, .winograd5, "14x14")
     XCTAssertEqual(plan.layers[17].kernel, .gemv)
     XCTAssertEqual(plan.layers[18].torchModule, "BatchNorm1d(128)")
     XCTAssertEqual(plan.batchNormLayers, [1, 4, 9, 12, 18])
@@ -109,7 +109,8 @@ final class ModelTests: XCTestCase {
 
   /// Convolutions of every kernel the plan picks: im2col+GEMM (odd and even maps, strides 1
   /// and 2, "same" and "valid", 1×1, output counts that are not multiples of 16), Winograd
-  /// (padded and not, odd and even), and the direct one-channel kernel (padded and not).
+  /// (F(2×2), F(4×4) and F(5×5), padded and not, odd and even), and the direct one-channel
+  /// kernel (padded and not).
   func testConvolutionsOfEveryKind() throws {
     try check("input 7x6x3, conv 8 3x3, relu, flatten, dense 3", batch: 2, expect: [.im2colGemm])
     try check("input 8x7x3, conv 6 5x5 stride 2 same, flatten, dense 4", expect: [.im2colGemm])
@@ -124,6 +125,9 @@ final class ModelTests: XCTestCase {
     try check(
       "input 18x17x16, conv 32 3x3, relu, conv 16 3x3 same nobias, maxpool 2, flatten, dense 3",
       expect: [.winograd4, .winograd4])
+    try check(
+      "input 11x10x16, conv 16 3x3, relu, conv 16 3x3 same, flatten, dense 3", batch: 3,
+      expect: [.winograd5, .winograd5])
     try check("input 9x8x1, conv 32 3x3 same, relu, maxpool 2, flatten, dense 3", batch: 2, expect: [.directOneChannel])
     try check("input 7x7x1, conv 32 3x3, flatten, dense 3", expect: [.directOneChannel])
   }
@@ -149,6 +153,9 @@ final class ModelTests: XCTestCase {
     try check(
       "input 8x8x16, \(block), \(block), maxpool 2, \(block), \(block), flatten, dense 3", batch: 5,
       expect: [.winograd4, .winograd4, .winograd, .winograd])
+    // F(5×5, 3×3) layers applying the BatchNorm below and adding the one above's sums.
+    try check(
+      "input 10x9x16, \(block), \(block), maxpool 2, flatten, dense 3", batch: 4, expect: [.winograd5, .winograd5])
   }
 
   /// Dropout in training: the masks come from (seed, step, position, layer), so they are

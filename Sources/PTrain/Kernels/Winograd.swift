@@ -99,7 +99,7 @@ package struct WinogradTiling: Sendable, Equatable {
 /// a multiple of 4 KB apart (as 16 tiles of 32 channels per image are), they all fell in
 /// one set of 8 ways and the transforms ran about 1.6 times slower.
 package func winogradPointStride(_ count: Int, points: Int) -> Int {
-  guard points == winograd4Points else { return count }
+  guard points > winogradPoints else { return count }
   return ((count + 15) / 16 | 1) * 16
 }
 
@@ -111,7 +111,8 @@ public func winogradWeightCount(_ shape: Conv3x3Shape) -> Int {
   winogradPoints * shape.inChannels * shape.outChannels
 }
 
-typealias WinogradLane = SIMD16<Float>
+/// 16 channels of a Winograd transform: the unit every transform works on.
+public typealias WinogradLane = SIMD16<Float>
 
 /// `Bᵀ x` for the 4 values of one column (or `x B` for one row) of a 4×4 input tile.
 @inline(__always)
@@ -478,16 +479,22 @@ public struct WinogradScratch: Sendable {
   /// are summed over a shard in `winogradWeightCount` Floats of their own.)
   public let products: Int
 
-  public init(_ s: Conv3x3Shape, images: Int = 1) {
-    let forward = WinogradTiling.forward(s)
-    let backward = WinogradTiling.inputGradient(s)
-    inputTiles = images * forward.transformedCount
+  /// For F(outputTile × outputTile, 3×3): 2, or a `WinogradScheme`'s.
+  public init(_ s: Conv3x3Shape, images: Int = 1, outputTile: Int = 2) {
+    let forward = WinogradTiling.forward(s, outputTile: outputTile)
+    let backward = WinogradTiling.inputGradient(s, outputTile: outputTile)
+    let points = forward.points
+    /// The points of `tiles` tiles of `channels` channels per image, at `winogradPointStride`.
+    func transformed(_ tiles: Int, _ channels: Int) -> Int {
+      points * winogradPointStride(images * tiles * channels, points: points)
+    }
+    inputTiles = transformed(forward.tiles, s.inChannels)
     paddedInput = forward.paddedCount
     paddedGradient = backward.paddedCount
-    gradientTiles = images * max(winogradPoints * forward.tiles * s.outChannels, backward.transformedCount)
-    products =
-      images * max(winogradPoints * forward.tiles * s.outChannels, winogradPoints * backward.tiles * s.inChannels)
+    gradientTiles = max(transformed(forward.tiles, s.outChannels), transformed(backward.tiles, s.outChannels))
+    products = max(transformed(forward.tiles, s.outChannels), transformed(backward.tiles, s.inChannels))
   }
+
 }
 
 /// Forward: `output = bias + conv3x3(input, w)` through F(2×2, 3×3), then `relu` when

@@ -21,6 +21,9 @@ public struct ModelPlan: Sendable {
     /// As `winograd`, on maps of at least 8×8: Winograd F(4×4, 3×3), 1.78× fewer
     /// multiplies than F(2×2, 3×3) where the tiles fit the map.
     case winograd4 = "Winograd F(4x4,3x3)"
+    /// As `winograd4`, where F(5×5, 3×3)'s 7×7 tiles cover the map with fewer GEMM FLOP
+    /// than 6×6 ones (a 14×14 map: 9 tiles of 49 points against 16 of 36).
+    case winograd5 = "Winograd F(5x5,3x3)"
     /// 3×3, stride 1, one input channel, outputs in multiples of 32, no input gradient
     /// needed: filters in registers.
     case directOneChannel = "direct (1 channel)"
@@ -28,6 +31,16 @@ public struct ModelPlan: Sendable {
     case im2colGemm = "im2col+GEMM"
     /// A dense layer: a matrix-vector product per image.
     case gemv = "GEMV"
+
+    /// The output tile of a Winograd kernel (2, 4 or 5), or nil.
+    package var winogradOutputTile: Int? {
+      switch self {
+      case .winograd: 2
+      case .winograd4: 4
+      case .winograd5: 5
+      default: nil
+      }
+    }
   }
 
   /// One named tensor of the parameter buffer (or of the state buffer).
@@ -177,15 +190,19 @@ public struct ModelPlan: Sendable {
         if size == 3 && stride == 1 && input.channels % 16 == 0 && filters % 16 == 0 {
           // F(4×4, 3×3) from 8×8 maps up: 4 or more tiles per image, so that a shard's
           // images (one GEMM per point for all of them) make GEMMs long enough to run near
-          // the FMA peak. On smaller maps its 4×4 tiles would mostly pad.
+          // the FMA peak. On smaller maps its 4×4 tiles would mostly pad. F(5×5, 3×3) where
+          // its tiles need fewer point multiplies still (ties go to the cheaper transforms).
+          func tiles(_ h: Int, _ w: Int, _ tile: Int) -> Int { ((h + tile - 1) / tile) * ((w + tile - 1) / tile) }
+          func flops(_ tile: Int) -> Int {
+            let pointMACs = (tile + 2) * (tile + 2) * input.channels * filters
+            return 2 * pointMACs
+              * (2 * tiles(shape.height, shape.width, tile)
+                + (needsInputGradient ? tiles(input.height, input.width, tile) : 0))
+          }
           let large = shape.height >= 8 && shape.width >= 8
-          kernel = large ? .winograd4 : .winograd
-          let tile = large ? 4 : 2
-          func tiles(_ h: Int, _ w: Int) -> Int { ((h + tile - 1) / tile) * ((w + tile - 1) / tile) }
-          let pointMACs = (tile + 2) * (tile + 2) * input.channels * filters
-          executed =
-            2 * pointMACs
-            * (2 * tiles(shape.height, shape.width) + (needsInputGradient ? tiles(input.height, input.width) : 0))
+          let tile = large ? (flops(5) < flops(4) ? 5 : 4) : 2
+          kernel = [2: .winograd, 4: .winograd4, 5: .winograd5][tile]!
+          executed = flops(tile)
         } else {
           let oneChannel = size == 3 && stride == 1 && input.channels == 1 && filters % 32 == 0 && !needsInputGradient
           kernel = oneChannel ? .directOneChannel : .im2colGemm

@@ -23,10 +23,9 @@ package final class PreparedWeights: @unchecked Sendable {
     var transposed: [Int: AlignedFloats] = [:]
     for layer in plan.layers {
       guard let weight = layer.weight, case .conv = layer.layer else { continue }
-      if layer.kernel == .winograd || layer.kernel == .winograd4 {
+      if let tile = layer.kernel?.winogradOutputTile {
         winograd[layer.index] = WinogradFilters(
-          shape: Conv3x3Shape(layer), outputTile: layer.kernel == .winograd4 ? 4 : 2,
-          keepsFlipped: inputGradients[layer.index])
+          shape: Conv3x3Shape(layer), outputTile: tile, keepsFlipped: inputGradients[layer.index])
       } else if layer.kernel == .im2colGemm && inputGradients[layer.index] {
         transposed[layer.index] = AlignedFloats(count: weight.count)
       }

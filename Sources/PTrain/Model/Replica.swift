@@ -138,7 +138,7 @@ package final class Replica {
     // Which BatchNorms the layer above applies as it reads their input (and so never store
     // their output): a Winograd convolution's, else a 2×2 max-pool's.
     let normalizedBelow: [Int?] = layers.map { layer in
-      guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return nil }
+      guard layer.kernel?.winogradOutputTile != nil else { return nil }
       return Self.batchNormBelow(layer.index, in: layers)
     }
     self.normalizedBelow = normalizedBelow
@@ -232,17 +232,19 @@ package final class Replica {
         own[.products] = allocate(sizes.products)
         if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
         if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
-      case (.conv, .winograd4?):
+      case (.conv, .winograd4?), (.conv, .winograd5?):
         let shape = Conv3x3Shape(layer)
-        let sizes = Winograd4Scratch(shape, images: winogradImages[layer.index])
+        let five = layer.kernel == .winograd5
+        let sizes = WinogradScratch(shape, images: winogradImages[layer.index], outputTile: five ? 5 : 4)
         own[.paddedInput] = allocate(sizes.paddedInput)
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
         own[.products] = allocate(sizes.products)
         if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
         if trains[layer.index] {
-          own[.weightProducts] = allocate(winograd4WeightCount(shape))
-          own[.weightBlock] = allocate(winograd4WeightBlockCount(shape))
+          own[.weightProducts] = allocate(five ? WinogradF5.weightCount(shape) : WinogradF4.weightCount(shape))
+          own[.weightBlock] = allocate(
+            five ? WinogradF5.weightBlockCount(shape) : WinogradF4.weightBlockCount(shape))
         }
       case (.conv, .directOneChannel?):
         if case .conv(_, _, _, .same, _) = layer.layer {
@@ -317,8 +319,8 @@ package final class Replica {
   /// their transformed inputs within `budget` bytes (so that they stay in a core's L2
   /// cache between the transform and the GEMMs), at least one, at most `groupImages`.
   static func winogradImages(_ layer: ModelPlan.PlannedLayer, groupImages: Int, budget: Int) -> Int {
-    guard layer.kernel == .winograd || layer.kernel == .winograd4 else { return 1 }
-    let tiling = WinogradTiling.forward(Conv3x3Shape(layer), outputTile: layer.kernel == .winograd4 ? 4 : 2)
+    guard let tile = layer.kernel?.winogradOutputTile else { return 1 }
+    let tiling = WinogradTiling.forward(Conv3x3Shape(layer), outputTile: tile)
     let bytes = tiling.transformedCount * MemoryLayout<Float>.stride
     return max(1, min(groupImages, budget / bytes))
   }
@@ -413,7 +415,7 @@ package final class Replica {
 
   /// `forward(layers:slots:pass:)` up to BatchNorm `bn` (`layers.upperBound`), then adds
   /// each image's sums of its input to `sums`, as `addBatchNormInputSums` would image
-  /// after image; an F(4×4) convolution below adds them as it writes its output.
+  /// after image; an F(4×4) or F(5×5) convolution below adds them as it writes its output.
   package func forward(
     layers: Range<Int>, slots group: Range<Int>, pass: Pass, addingInputSumsOf bn: Int,
     state: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>
@@ -442,16 +444,12 @@ package final class Replica {
       let run = runs[i]
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
-      case .winograd4:
-        let (source, normalizing) = winogradInput(layer: i)
+      case .winograd4, .winograd5:
         let addingSums = adding.flatMap { $0.bn == i + 1 ? $0.sums : nil }
-        for part in parts(of: group, layer: i) {
-          winograd4Conv3x3Forward(
-            input: output(source, part.lowerBound), images: part.count, shape: run.conv3x3,
-            transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
-            inputTiles: run.inputTiles!, products: run.products!, output: output(i, part.lowerBound),
-            normalizingInput: normalizing, addingSums: addingSums)
-          heldInput[i] = part
+        if run.kind == .winograd5 {
+          forwardLargeWinograd(WinogradF5.self, layer: i, group: group, bias: bias, addingSums: addingSums)
+        } else {
+          forwardLargeWinograd(WinogradF4.self, layer: i, group: group, bias: bias, addingSums: addingSums)
         }
         sumsAdded = sumsAdded || addingSums != nil
       case .winograd:
@@ -494,6 +492,24 @@ package final class Replica {
     layers.contains { winogradImages[$0] > 1 || runs[$0].kind == .dense }
   }
 
+  /// Runs F(m×m, 3×3) layer `i` forward on the images of `group`, in parts that its
+  /// scratch holds, adding the BatchNorm input sums of the layer above to `addingSums`.
+  private func forwardLargeWinograd<Scheme: WinogradScheme>(
+    _ scheme: Scheme.Type, layer i: Int, group: Range<Int>, bias: UnsafePointer<Float>?,
+    addingSums: BatchNormInputSums?
+  ) {
+    let run = runs[i]
+    let (source, normalizing) = winogradInput(layer: i)
+    for part in parts(of: group, layer: i) {
+      Scheme.conv3x3Forward(
+        input: output(source, part.lowerBound), images: part.count, shape: run.conv3x3,
+        transformedWeights: run.winogradForward!, bias: bias, relu: run.fusesReLU, paddedInput: run.paddedInput!,
+        inputTiles: run.inputTiles!, products: run.products!, output: output(i, part.lowerBound),
+        normalizingInput: normalizing, addingSums: addingSums)
+      heldInput[i] = part
+    }
+  }
+
   /// What Winograd layer `i` reads: the layer whose output it takes, and the BatchNorm it
   /// applies on the way in (see `normalizedBelow`).
   private func winogradInput(layer i: Int) -> (source: Int, normalizing: FoldedBatchNorm?) {
@@ -529,7 +545,7 @@ package final class Replica {
     let y = output(i, slot)
     let bias = run.bias >= 0 ? p + run.bias : nil
     switch run.kind {
-    case .winograd, .winograd4:
+    case .winograd, .winograd4, .winograd5:
       preconditionFailure("Winograd layers run a group at a time")
     case .directOneChannel:
       let (source, shape) = directInput(run, x, refill: true)
@@ -685,7 +701,9 @@ package final class Replica {
     for i in layers where hasProducts[i] {
       let run = runs[i]
       if run.kind == .winograd4 {
-        winograd4AddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
+        WinogradF4.addWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
+      } else if run.kind == .winograd5 {
+        WinogradF5.addWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
       } else {
         winogradAddWeightGradient(products: run.weightProducts!, shape: run.conv3x3, weightGradient: g + run.weight)
       }
@@ -723,12 +741,12 @@ package final class Replica {
   /// `forward(layers:slots:pass:)` runs the forward pass. Every parameter's gradient adds
   /// the images in order, so the bits are those of one image at a time. With
   /// `finishingShard`, `group` holds the shard's last images (no `backward` for these
-  /// layers follows before `finishShard`), so F(4×4, 3×3) layers add their weight gradient
-  /// as their last images' products are made (`winograd4FinishWeightGradient`), with the
+  /// layers follows before `finishShard`), so F(4×4) and F(5×5) layers add their weight
+  /// gradient as their last images' products are made (`finishWeightGradient`), with the
   /// bits that `finishShard` would give.
   /// With `addingGradientSumsOf`, then adds each image's sums at that BatchNorm (the one
   /// below `layers`) to `sums`, as `addBatchNormGradientSums` would image after image; an
-  /// F(4×4) convolution that applies it adds them as it writes its input gradient
+  /// F(4×4) or F(5×5) convolution that applies it adds them as it writes its input gradient
   /// (`BatchNormGradientRows`), taking the gradient through its ReLU on the way.
   package func backward(
     layers: Range<Int>, slots group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>,
@@ -755,44 +773,33 @@ package final class Replica {
       let run = runs[i]
       guard run.trains || run.needsInputGradient else { continue }
       switch run.kind {
-      case .winograd, .winograd4:
-        let fourByFour = run.kind == .winograd4
+      case .winograd4:
+        let added = backwardLargeWinograd(
+          WinogradF4.self, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target)
+        sumsAdded = sumsAdded || added
+      case .winograd5:
+        let added = backwardLargeWinograd(
+          WinogradF5.self, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target)
+        sumsAdded = sumsAdded || added
+      case .winograd:
         let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
         for part in parts(of: group, layer: i) {
           let dy = UnsafePointer(gradient(i, part.lowerBound))
           if run.trains {
             if heldInput[i] != part {  // the forward pass's tiles belong to other images by now
               let (source, normalizing) = winogradInput(layer: i)
-              (fourByFour ? winograd4TransformInput : winogradTransformInput)(
-                output(source, part.lowerBound), part.count,
-                .forward(run.conv3x3, outputTile: fourByFour ? 4 : 2), run.paddedInput!, run.inputTiles!, normalizing)
+              winogradTransformInput(
+                output(source, part.lowerBound), images: part.count, tiling: .forward(run.conv3x3),
+                padded: run.paddedInput!, into: run.inputTiles!, normalizing: normalizing)
               heldInput[i] = part
             }
-            if fourByFour {
-              let finishes = finishingShard && part.upperBound == group.upperBound
-              winograd4Conv3x3WeightGradient(
-                inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
-                gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
-                biasGradient: biasGradient, finishing: finishes ? (run.weightBlock!, g + run.weight) : nil)
-              hasProducts[i] = !finishes  // finished products are in the gradient already
-            } else {
-              winogradConv3x3WeightGradient(
-                inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
-                gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
-                biasGradient: biasGradient)
-              hasProducts[i] = true
-            }
+            winogradConv3x3WeightGradient(
+              inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
+              gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
+              biasGradient: biasGradient)
+            hasProducts[i] = true
           }
-          if run.needsInputGradient && fourByFour {
-            let rows = target.flatMap {
-              $0.bn == normalizedBelow[i] ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
-            }
-            winograd4Conv3x3InputGradient(
-              outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
-              paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-              inputGradient: gradient(i - 1, part.lowerBound), throughBatchNorm: rows)
-            sumsAdded = sumsAdded || rows != nil
-          } else if run.needsInputGradient {
+          if run.needsInputGradient {
             winogradConv3x3InputGradient(
               outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
               paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
@@ -814,7 +821,49 @@ package final class Replica {
     }
   }
 
-  /// The work on the rows of the input gradient that an F(4×4) convolution writes at
+  /// Runs F(m×m, 3×3) layer `i` backward on the images of `group`, as `backward` does:
+  /// its weight and bias gradients into `gradient` (straight through a block for the
+  /// shard's last images, with `finishingShard`), and its input gradient, through the
+  /// BatchNorm below when `sums` names it. Returns whether it added that BatchNorm's sums.
+  private func backwardLargeWinograd<Scheme: WinogradScheme>(
+    _ scheme: Scheme.Type, layer i: Int, group: Range<Int>, gradient g: UnsafeMutablePointer<Float>,
+    finishingShard: Bool, sums target: (bn: Int, sums: UnsafeMutablePointer<Float>)?
+  ) -> Bool {
+    let run = runs[i]
+    let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
+    var sumsAdded = false
+    for part in parts(of: group, layer: i) {
+      let dy = UnsafePointer(gradient(i, part.lowerBound))
+      if run.trains {
+        if heldInput[i] != part {  // the forward pass's tiles belong to other images by now
+          let (source, normalizing) = winogradInput(layer: i)
+          Scheme.transformInput(
+            output(source, part.lowerBound), images: part.count, tiling: Scheme.forwardTiling(run.conv3x3),
+            padded: run.paddedInput!, into: run.inputTiles!, normalizing: normalizing)
+          heldInput[i] = part
+        }
+        let finishes = finishingShard && part.upperBound == group.upperBound
+        Scheme.conv3x3WeightGradient(
+          inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
+          gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
+          biasGradient: biasGradient, finishing: finishes ? (run.weightBlock!, g + run.weight) : nil)
+        hasProducts[i] = !finishes  // finished products are in the gradient already
+      }
+      if run.needsInputGradient {
+        let rows = target.flatMap {
+          $0.bn == normalizedBelow[i] ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
+        }
+        Scheme.conv3x3InputGradient(
+          outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+          paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+          inputGradient: gradient(i - 1, part.lowerBound), throughBatchNorm: rows)
+        sumsAdded = sumsAdded || rows != nil
+      }
+    }
+    return sumsAdded
+  }
+
+  /// The work on the rows of the input gradient that an F(4×4) or F(5×5) convolution writes at
   /// BatchNorm `bn`'s output, which it applies, for the images from `slot` on.
   private func gradientRows(bn: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) -> BatchNormGradientRows {
     let run = runs[bn]
@@ -856,7 +905,7 @@ package final class Replica {
     let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
     let holdsInput = heldInput[i] == slot..<(slot + 1)
     switch run.kind {
-    case .winograd, .winograd4:
+    case .winograd, .winograd4, .winograd5:
       preconditionFailure("Winograd layers run a group at a time")
     case .directOneChannel:
       // Planned only where no input gradient is needed; its copy may be another image's.
@@ -1006,7 +1055,8 @@ package final class Replica {
 /// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
 struct LayerRun {
   enum Kind {
-    case winograd, winograd4, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool, flatten
+    case winograd, winograd4, winograd5, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool,
+      flatten
     case dense
     case dropout
   }
@@ -1045,6 +1095,7 @@ struct LayerRun {
     switch (layer.layer, layer.kernel) {
     case (.conv, .winograd?): kind = .winograd
     case (.conv, .winograd4?): kind = .winograd4
+    case (.conv, .winograd5?): kind = .winograd5
     case (.conv, .directOneChannel?): kind = .directOneChannel
     case (.conv, _): kind = .im2colGemm
     case (.batchNorm, _): kind = .batchNorm
