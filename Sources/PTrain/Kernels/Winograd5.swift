@@ -228,44 +228,22 @@ public enum WinogradF5: WinogradScheme {
     }
   }
 
-  @inline(__always) public static func transformFilter(
-    _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (_ value: WinogradLane, _ p: Int, _ q: Int) -> Void
+  @inline(__always) public static func filterColumn(
+    _ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane, _ put: (_ value: WinogradLane, _ i: Int) -> Void
   ) {
-    let c0 = winograd5G(tap(0, 0), tap(1, 0), tap(2, 0))
-    let c1 = winograd5G(tap(0, 1), tap(1, 1), tap(2, 1))
-    let c2 = winograd5G(tap(0, 2), tap(1, 2), tap(2, 2))
-    @inline(__always) func storeRow(_ row: Seven, _ p: Int) {
-      store(row.0, p, 0)
-      store(row.1, p, 1)
-      store(row.2, p, 2)
-      store(row.3, p, 3)
-      store(row.4, p, 4)
-      store(row.5, p, 5)
-      store(row.6, p, 6)
-    }
-    storeRow(winograd5G(c0.0, c1.0, c2.0), 0)
-    storeRow(winograd5G(c0.1, c1.1, c2.1), 1)
-    storeRow(winograd5G(c0.2, c1.2, c2.2), 2)
-    storeRow(winograd5G(c0.3, c1.3, c2.3), 3)
-    storeRow(winograd5G(c0.4, c1.4, c2.4), 4)
-    storeRow(winograd5G(c0.5, c1.5, c2.5), 5)
-    storeRow(winograd5G(c0.6, c1.6, c2.6), 6)
+    let values = winograd5G(g0, g1, g2)
+    put(values.0, 0)
+    put(values.1, 1)
+    put(values.2, 2)
+    put(values.3, 3)
+    put(values.4, 4)
+    put(values.5, 5)
+    put(values.6, 6)
   }
 
-  @inline(__always) public static func transformWeightGradient(
-    _ load: (_ p: Int, _ q: Int) -> WinogradLane, _ add: (_ value: WinogradLane, _ ky: Int, _ kx: Int) -> Void
+  @inline(__always) public static func weightGradientColumn(_ x: (_ i: Int) -> WinogradLane) -> (
+    WinogradLane, WinogradLane, WinogradLane
   ) {
-    @inline(__always) func row(_ p: Int) -> (WinogradLane, WinogradLane, WinogradLane) {
-      winograd5GT(load(p, 0), load(p, 1), load(p, 2), load(p, 3), load(p, 4), load(p, 5), load(p, 6))
-    }
-    let r = (row(0), row(1), row(2), row(3), row(4), row(5), row(6))
-    @inline(__always) func addColumn(_ column: (WinogradLane, WinogradLane, WinogradLane), _ kx: Int) {
-      add(column.0, 0, kx)
-      add(column.1, 1, kx)
-      add(column.2, 2, kx)
-    }
-    addColumn(winograd5GT(r.0.0, r.1.0, r.2.0, r.3.0, r.4.0, r.5.0, r.6.0), 0)
-    addColumn(winograd5GT(r.0.1, r.1.1, r.2.1, r.3.1, r.4.1, r.5.1, r.6.1), 1)
-    addColumn(winograd5GT(r.0.2, r.1.2, r.2.2, r.3.2, r.4.2, r.5.2, r.6.2), 2)
+    winograd5GT(x(0), x(1), x(2), x(3), x(4), x(5), x(6))
   }
 }

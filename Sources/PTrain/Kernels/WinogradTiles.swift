@@ -37,15 +37,13 @@ public protocol WinogradScheme {
   static func transformGradientTile(
     _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int)
 
-  /// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, handed to `store` as
-  /// (value, p, q) for each point p · (m + 2) + q.
-  static func transformFilter(
-    _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (_ value: WinogradLane, _ p: Int, _ q: Int) -> Void)
+  /// `G g` for the 3 taps of one column (or row) of 16 filters, handed to `put` as
+  /// (value, i) for each of the m + 2 values.
+  static func filterColumn(
+    _ g0: WinogradLane, _ g1: WinogradLane, _ g2: WinogradLane, _ put: (_ value: WinogradLane, _ i: Int) -> Void)
 
-  /// `Gᵀ M G` of the point tile whose point p · (m + 2) + q `load(p, q)` gives, handed
-  /// to `add` as (value, ky, kx) for each of the 9 taps.
-  static func transformWeightGradient(
-    _ load: (_ p: Int, _ q: Int) -> WinogradLane, _ add: (_ value: WinogradLane, _ ky: Int, _ kx: Int) -> Void)
+  /// `Gᵀ x` for the m + 2 values `x(i)` of one column (or row) of a point tile: 3 taps.
+  static func weightGradientColumn(_ x: (_ i: Int) -> WinogradLane) -> (WinogradLane, WinogradLane, WinogradLane)
 }
 
 extension WinogradScheme {
@@ -53,6 +51,48 @@ extension WinogradScheme {
   @inline(__always) public static var inputTile: Int { outputTile + 2 }
   /// The points of a tile: (m + 2)².
   @inline(__always) public static var points: Int { inputTile * inputTile }
+
+  /// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, handed to `store` as
+  /// (value, p, q) for each point p · (m + 2) + q: `filterColumn` down each column of
+  /// taps, then along each row, through a scratch of 3 · (m + 2) vectors.
+  @inline(__always) static func transformFilter(
+    _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (_ value: WinogradLane, _ p: Int, _ q: Int) -> Void
+  ) {
+    withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 3 * inputTile) { buffer in
+      let columns = buffer.baseAddress!  // (G g)[p] of column kx at kx · (m + 2) + p
+      for kx in 0..<3 {
+        filterColumn(tap(0, kx), tap(1, kx), tap(2, kx)) { value, p in
+          (columns + kx * inputTile + p).initialize(to: value)
+        }
+      }
+      for p in 0..<inputTile {
+        filterColumn(columns[p], columns[inputTile + p], columns[2 * inputTile + p]) { value, q in store(value, p, q) }
+      }
+    }
+  }
+
+  /// `Gᵀ M G` of the point tile whose point p · (m + 2) + q `load(p, q)` gives, handed to
+  /// `add` as (value, ky, kx) for each of the 9 taps: `weightGradientColumn` along each
+  /// row of points, then down each column, through a scratch of 3 · (m + 2) vectors.
+  @inline(__always) static func transformWeightGradient(
+    _ load: (_ p: Int, _ q: Int) -> WinogradLane, _ add: (_ value: WinogradLane, _ ky: Int, _ kx: Int) -> Void
+  ) {
+    withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 3 * inputTile) { buffer in
+      let rows = buffer.baseAddress!  // (Gᵀ row p)[kx] at kx · (m + 2) + p
+      for p in 0..<inputTile {
+        let row = weightGradientColumn { q in load(p, q) }
+        (rows + p).initialize(to: row.0)
+        (rows + inputTile + p).initialize(to: row.1)
+        (rows + 2 * inputTile + p).initialize(to: row.2)
+      }
+      for kx in 0..<3 {
+        let column = weightGradientColumn { p in rows[kx * inputTile + p] }
+        add(column.0, 0, kx)
+        add(column.1, 1, kx)
+        add(column.2, 2, kx)
+      }
+    }
+  }
 
   /// Floats of the transformed filters of `shape` (and of their weight products): the
   /// points of in × out, each at `winogradPointStride`.
