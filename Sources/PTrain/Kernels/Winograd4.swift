@@ -13,9 +13,6 @@
 // the forward pass is `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` and the weight gradient
 // `dW = Gᵀ [Σ_tiles (A e Aᵀ) ⊙ (Bᵀ d B)] G`.
 
-/// The points of F(4×4, 3×3): a 6×6 tile.
-package let winograd4Points = 36
-
 /// `Bᵀ x` for the 6 values of one column (or row) of a 6×6 input tile.
 @inline(__always)
 func winograd4B(

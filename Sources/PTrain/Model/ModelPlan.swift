@@ -201,7 +201,7 @@ public struct ModelPlan: Sendable {
           }
           let large = shape.height >= 8 && shape.width >= 8
           let tile = large ? (flops(5) < flops(4) ? 5 : 4) : 2
-          kernel = [2: .winograd, 4: .winograd4, 5: .winograd5][tile]!
+          kernel = tile == 5 ? .winograd5 : tile == 4 ? .winograd4 : .winograd
           executed = flops(tile)
         } else {
           let oneChannel = size == 3 && stride == 1 && input.channels == 1 && filters % 32 == 0 && !needsInputGradient
