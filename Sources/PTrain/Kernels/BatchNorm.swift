@@ -264,37 +264,43 @@ public func batchNormAddGradientSums(
 /// `batchNormInputGradient`), sixteen channels to a block:
 /// `dx = shift + factor · dy + (x − mean) · slope`.
 struct BatchNormGradientTerms {
-  let terms: UnsafeMutableBufferPointer<SIMD16<Float>>
+  /// Each block's `factor`, then each block's `slope`.
+  let factorSlope: UnsafeMutableBufferPointer<SIMD16<Float>>
+  /// Each block's `mean`, then each block's `shift`.
+  let meanShift: UnsafeMutableBufferPointer<SIMD16<Float>>
   let blocks: Int
 
   /// `dx` of the 16 channels of `block` from their `dy` and `x`. Cost: 2 FMA, 1 subtract.
   @inline(__always) func inputGradient(dy: SIMD16<Float>, x: SIMD16<Float>, block: Int) -> SIMD16<Float> {
-    terms[3 * blocks + block].addingProduct(terms[block], dy).addingProduct(
-      x - terms[2 * blocks + block], terms[blocks + block])
+    meanShift[blocks + block].addingProduct(factorSlope[block], dy).addingProduct(
+      x - meanShift[block], factorSlope[blocks + block])
   }
 }
 
 /// Runs `body` with the terms of the 16-channel blocks of a BatchNorm's input gradient
 /// (`sums[c]` = Σ dy, `sums[channels + c]` = Σ dy · x̂ over `batchCount` values), in
-/// temporary memory; the channels past the last block are left out. Cost: O(channels).
+/// temporary memory (two buffers of 2 · ⌊channels / 16⌋ vectors, which stay on the stack up
+/// to 128 channels); the channels past the last block are left out. Cost: O(channels).
 @inline(__always) func withBatchNormGradientTerms<R>(
   channels: Int, mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
   sums: UnsafePointer<Float>, batchCount: Int, _ body: (BatchNormGradientTerms) -> R
 ) -> R {
   let inverseCount = 1 / Float(batchCount)
   let blocks = channels / 16
-  return withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 4 * blocks) { terms in
-    for block in 0..<blocks {
-      let c = block * 16
-      let meanGradient = load16(sums + c) * inverseCount
-      let s = load16(inverseDeviation + c)
-      let factor = load16(gamma + c) * s
-      terms[block] = factor
-      terms[blocks + block] = -factor * s * (load16(sums + channels + c) * inverseCount)
-      terms[2 * blocks + block] = load16(mean + c)
-      terms[3 * blocks + block] = -factor * meanGradient
+  return withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { factorSlope in
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { meanShift in
+      for block in 0..<blocks {
+        let c = block * 16
+        let meanGradient = load16(sums + c) * inverseCount
+        let s = load16(inverseDeviation + c)
+        let factor = load16(gamma + c) * s
+        factorSlope[block] = factor
+        factorSlope[blocks + block] = -factor * s * (load16(sums + channels + c) * inverseCount)
+        meanShift[block] = load16(mean + c)
+        meanShift[blocks + block] = -factor * meanGradient
+      }
+      return body(BatchNormGradientTerms(factorSlope: factorSlope, meanShift: meanShift, blocks: blocks))
     }
-    return body(BatchNormGradientTerms(terms: terms, blocks: blocks))
   }
 }
 

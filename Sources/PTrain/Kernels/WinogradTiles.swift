@@ -46,6 +46,15 @@ public protocol WinogradScheme {
   static func weightGradientColumn(_ x: (_ i: Int) -> WinogradLane) -> (WinogradLane, WinogradLane, WinogradLane)
 }
 
+/// Three columns of vectors of the largest input tile (F(5×5, 3×3)'s 7), on the stack:
+/// `withUnsafeTemporaryAllocation` puts more than 1 KB on the heap, and the filter
+/// transforms run once per 16 filters, thousands of times a step.
+typealias TileColumns = InlineArray<21, WinogradLane>
+
+/// The rows of vectors between the two passes of `transformOutputTile` (at most 5 × 7), on
+/// the stack.
+typealias TileRows = InlineArray<35, WinogradLane>
+
 extension WinogradScheme {
   /// The side of an input tile, m + 2.
   @inline(__always) public static var inputTile: Int { outputTile + 2 }
@@ -54,43 +63,37 @@ extension WinogradScheme {
 
   /// `G g Gᵀ` of 16 filters whose taps `tap(ky, kx)` gives, handed to `store` as
   /// (value, p, q) for each point p · (m + 2) + q: `filterColumn` down each column of
-  /// taps, then along each row, through a scratch of 3 · (m + 2) vectors.
+  /// taps, then along each row, through 3 · (m + 2) vectors on the stack.
   @inline(__always) static func transformFilter(
     _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (_ value: WinogradLane, _ p: Int, _ q: Int) -> Void
   ) {
-    withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 3 * inputTile) { buffer in
-      let columns = buffer.baseAddress!  // (G g)[p] of column kx at kx · (m + 2) + p
-      for kx in 0..<3 {
-        filterColumn(tap(0, kx), tap(1, kx), tap(2, kx)) { value, p in
-          (columns + kx * inputTile + p).initialize(to: value)
-        }
-      }
-      for p in 0..<inputTile {
-        filterColumn(columns[p], columns[inputTile + p], columns[2 * inputTile + p]) { value, q in store(value, p, q) }
-      }
+    var columns = TileColumns(repeating: WinogradLane())  // (G g)[p] of column kx at kx · (m + 2) + p
+    for kx in 0..<3 {
+      filterColumn(tap(0, kx), tap(1, kx), tap(2, kx)) { value, p in columns[kx * inputTile + p] = value }
+    }
+    for p in 0..<inputTile {
+      filterColumn(columns[p], columns[inputTile + p], columns[2 * inputTile + p]) { value, q in store(value, p, q) }
     }
   }
 
   /// `Gᵀ M G` of the point tile whose point p · (m + 2) + q `load(p, q)` gives, handed to
   /// `add` as (value, ky, kx) for each of the 9 taps: `weightGradientColumn` along each
-  /// row of points, then down each column, through a scratch of 3 · (m + 2) vectors.
+  /// row of points, then down each column, through 3 · (m + 2) vectors on the stack.
   @inline(__always) static func transformWeightGradient(
     _ load: (_ p: Int, _ q: Int) -> WinogradLane, _ add: (_ value: WinogradLane, _ ky: Int, _ kx: Int) -> Void
   ) {
-    withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: 3 * inputTile) { buffer in
-      let rows = buffer.baseAddress!  // (Gᵀ row p)[kx] at kx · (m + 2) + p
-      for p in 0..<inputTile {
-        let row = weightGradientColumn { q in load(p, q) }
-        (rows + p).initialize(to: row.0)
-        (rows + inputTile + p).initialize(to: row.1)
-        (rows + 2 * inputTile + p).initialize(to: row.2)
-      }
-      for kx in 0..<3 {
-        let column = weightGradientColumn { p in rows[kx * inputTile + p] }
-        add(column.0, 0, kx)
-        add(column.1, 1, kx)
-        add(column.2, 2, kx)
-      }
+    var rows = TileColumns(repeating: WinogradLane())  // (Gᵀ row p)[kx] at kx · (m + 2) + p
+    for p in 0..<inputTile {
+      let row = weightGradientColumn { q in load(p, q) }
+      rows[p] = row.0
+      rows[inputTile + p] = row.1
+      rows[2 * inputTile + p] = row.2
+    }
+    for kx in 0..<3 {
+      let column = weightGradientColumn { p in rows[kx * inputTile + p] }
+      add(column.0, 0, kx)
+      add(column.1, 1, kx)
+      add(column.2, 2, kx)
     }
   }
 
@@ -223,7 +226,9 @@ extension WinogradScheme {
     precondition(t.outputTile == outputTile)
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let tile = outputTile
-    withUnsafeTemporaryAllocation(of: WinogradLane.self, capacity: tile * inputTile) { scratch in
+    var rows = TileRows(repeating: WinogradLane())
+    var rowsSpan = rows.mutableSpan
+    rowsSpan.withUnsafeMutableBufferPointer { scratch in
       for image in 0..<images {
         let imageOutput = output + image * t.outHeight * t.outWidth * channels
         let target = UnsafeMutableRawPointer(imageOutput)
