@@ -67,6 +67,7 @@ extension WinogradScheme {
   @inline(__always) static func transformFilter(
     _ tap: (_ ky: Int, _ kx: Int) -> WinogradLane, _ store: (_ value: WinogradLane, _ p: Int, _ q: Int) -> Void
   ) {
+    precondition(3 * inputTile <= TileColumns.count, "Winograd: an input tile wider than TileColumns holds")
     var columns = TileColumns(repeating: WinogradLane())  // (G g)[p] of column kx at kx · (m + 2) + p
     for kx in 0..<3 {
       filterColumn(tap(0, kx), tap(1, kx), tap(2, kx)) { value, p in columns[kx * inputTile + p] = value }
@@ -82,6 +83,7 @@ extension WinogradScheme {
   @inline(__always) static func transformWeightGradient(
     _ load: (_ p: Int, _ q: Int) -> WinogradLane, _ add: (_ value: WinogradLane, _ ky: Int, _ kx: Int) -> Void
   ) {
+    precondition(3 * inputTile <= TileColumns.count, "Winograd: an input tile wider than TileColumns holds")
     var rows = TileColumns(repeating: WinogradLane())  // (Gᵀ row p)[kx] at kx · (m + 2) + p
     for p in 0..<inputTile {
       let row = weightGradientColumn { q in load(p, q) }
@@ -226,6 +228,7 @@ extension WinogradScheme {
     precondition(t.outputTile == outputTile)
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let tile = outputTile
+    precondition(tile * inputTile <= TileRows.count, "Winograd: an output tile larger than TileRows holds")
     var rows = TileRows(repeating: WinogradLane())
     var rowsSpan = rows.mutableSpan
     rowsSpan.withUnsafeMutableBufferPointer { scratch in
