@@ -34,10 +34,27 @@ final class KernelTests: XCTestCase {
     return (r[4], r[3])
   }
 
+  func testGemmTilesCoverRowsWithTheFewestRowsComputedTallestFirst() {
+    let (large, middle, small) = gemmTileRowChoices()
+    for m in 1...200 {
+      var heights: [Int] = []
+      var remaining = m
+      while remaining > 0 {
+        heights.append(gemmNextTileRows(remaining: remaining))
+        remaining -= heights.last!
+      }
+      XCTAssert(heights.allSatisfy { [large, middle, small].contains($0) }, "m = \(m): \(heights)")
+      XCTAssertEqual(heights, heights.sorted(by: >), "m = \(m): tallest first")
+      // ⌈m / large⌉ tiles at least, each of at least `small` rows: m itself where they fit.
+      XCTAssertEqual(heights.reduce(0, +), max(m, (m + large - 1) / large * small), "m = \(m): \(heights)")
+      XCTAssertEqual(heights.count, (m + large - 1) / large, "m = \(m): \(heights)")
+    }
+  }
+
   func testGemmMatchesNaiveInAllStrideModes() {
     // Row counts that pick each tile height and leave every kind of last tile; n = 48 runs
     // both the 32- and the 16-column loops.
-    for m in [1, 5, 7, 9, 12, 13, 36, 49] {
+    for m in [1, 5, 7, 9, 12, 13, 32, 36, 49] {
       let n = 48
       let k = 5
       let a = randomFloats(m * k, seed: 1)

@@ -15,15 +15,24 @@ package func gemmTileRowChoices() -> (Int, Int, Int) {
   #endif
 }
 
-/// The tile height for an `m`-row GEMM: the choice that pads `m` least (the largest on a
-/// tie), e.g. 7 for Winograd's 49 tiles rather than 8, which would compute 56 rows.
-package func gemmTileRows(for m: Int) -> Int {
+/// The height of the next micro-kernel tile when `remaining` rows of C are left: the
+/// largest of `gemmTileRowChoices()` that leaves a count the three heights cover exactly,
+/// so that as many rows as possible run in the tallest tile (the most accumulators) and
+/// none are computed twice: 32 rows go 6+6+6+6+4+4 with AVX2, 49 go 8+8+8+7+6+6+6 with
+/// AVX-512. Where no height leaves such a count (7 rows with AVX2), the smallest height,
+/// which computes the fewest rows twice. Cost: O(1).
+@inline(__always)
+package func gemmNextTileRows(remaining: Int) -> Int {
   let (large, middle, small) = gemmTileRowChoices()
-  @inline(__always) func padded(_ rows: Int) -> Int { (m + rows - 1) / rows * rows }
-  var best = large
-  if padded(middle) < padded(best) { best = middle }
-  if padded(small) < padded(best) { best = small }
-  return best
+  // q tiles of small ... large rows cover exactly the counts q·small ... q·large; the
+  // heights are consecutive, so a count is covered iff the fewest tiles that reach it
+  // (⌈count / large⌉) do not already exceed it at the smallest height.
+  @inline(__always) func coveredExactly(_ rows: Int) -> Bool {
+    rows == 0 || (rows + large - 1) / large * small <= rows
+  }
+  if remaining >= large && coveredExactly(remaining - large) { return large }
+  if remaining >= middle && coveredExactly(remaining - middle) { return middle }
+  return small
 }
 
 /// General matrix multiply: `C[m×n] = (accumulate ? C : 0) + A[m×k] · B[k×n]`.
@@ -33,7 +42,7 @@ package func gemmTileRows(for m: Int) -> Int {
 /// `ldc`. Columns past the last multiple of `GemmLane.scalarCount` are done one at a
 /// time (`gemmTailColumns`), also adding their k products in order.
 ///
-/// The micro-kernel holds a `gemmTileRows(for: m)` × 16-column tile of C in registers (× 32
+/// The micro-kernel holds a `gemmNextTileRows(remaining:)` × 16-column tile of C in registers (× 32
 /// with AVX-512), broadcasts one A element per row and streams one row of B per step.
 /// Rows past `m` in the last tile are clamped onto row `m - 1`: they compute and store the
 /// same values twice, which is correct for both modes. Every element of C adds its k
@@ -56,11 +65,11 @@ public func gemm(
   }
   let n = n - tail
   guard n > 0 else { return }
-  let rows = gemmTileRows(for: m)
   var i = 0
   while i < m {
     // One compiled instance of the micro-kernel per row count, each with its row count
     // a constant.
+    let rows = gemmNextTileRows(remaining: m - i)
     let (large, middle, _) = gemmTileRowChoices()
     if rows == large {
       gemmTileLarge(i, m, n, k, a, aRowStride, aColStride, b, ldb, c, ldc, accumulate)

@@ -334,15 +334,15 @@ extension WinogradScheme {
   }
 
   /// Floats of the block `finishWeightGradient` works in for `shape`: the points'
-  /// products of one GEMM tile height of input channels.
+  /// products of the tallest GEMM tile's height of input channels.
   public static func weightBlockCount(_ shape: Conv3x3Shape) -> Int {
-    points * winogradPointStride(gemmTileRows(for: shape.inChannels) * shape.outChannels, points: points)
+    points * winogradPointStride(min(gemmTileRowChoices().0, shape.inChannels) * shape.outChannels, points: points)
   }
 
   /// Finishes a shard's weight gradient with its last images' tiles, without storing the
   /// summed products: `dW += Gᵀ [(products, when given) + Σ_tiles U ⊙ E] G`, the bits of
-  /// `winogradAccumulateWeightProducts` then `addWeightGradient`. It runs a GEMM tile
-  /// height of input channels at a time: their GEMMs (one per point) into `block`
+  /// `winogradAccumulateWeightProducts` then `addWeightGradient`. It runs one GEMM
+  /// tile of input channels at a time (`gemmNextTileRows`): their GEMMs (one per point) into `block`
   /// (`weightBlockCount`, a few hundred KB at most, so it stays in L2) or into their rows
   /// of `products`, then their transform back while those are in cache, instead of
   /// points · in · out products written out and read back (several MB for 128 channels).
@@ -354,12 +354,13 @@ extension WinogradScheme {
   ) {
     let tiles = images * forwardTiling(s).tiles
     let (cin, cout) = (s.inChannels, s.outChannels)
-    let rows = gemmTileRows(for: cin)
     let (inStride, gradientStride) = (
       winogradPointStride(tiles * cin, points: points), winogradPointStride(tiles * cout, points: points)
     )
-    for first in stride(from: 0, to: cin, by: rows) {
-      let channels = first..<min(first + rows, cin)
+    var first = 0
+    while first < cin {
+      let channels = first..<min(first + gemmNextTileRows(remaining: cin - first), cin)
+      defer { first = channels.upperBound }
       // The products so far are added to in place; without them the block starts from zero.
       let (target, pointStride) =
         products.map { ($0 + first * cout, winogradPointStride(cin * cout, points: points)) }
