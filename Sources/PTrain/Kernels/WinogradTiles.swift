@@ -342,8 +342,8 @@ extension WinogradScheme {
   /// Finishes a shard's weight gradient with its last images' tiles, without storing the
   /// summed products: `dW += Gᵀ [(products, when given) + Σ_tiles U ⊙ E] G`, the bits of
   /// `winogradAccumulateWeightProducts` then `addWeightGradient`. It runs one GEMM
-  /// tile of input channels at a time (`gemmNextTileRows`): their GEMMs (one per point) into `block`
-  /// (`weightBlockCount`, a few hundred KB at most, so it stays in L2) or into their rows
+  /// tile of input channels at a time (`gemmNextTileRows`): their GEMMs (one per point)
+  /// into `block` (`weightBlockCount`, a few hundred KB at most, so it stays in L2) or into their rows
   /// of `products`, then their transform back while those are in cache, instead of
   /// points · in · out products written out and read back (several MB for 128 channels).
   /// Cost: 2 · points · images · tiles · in · out FLOP plus O(points · in · out).
