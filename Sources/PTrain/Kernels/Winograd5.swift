@@ -130,48 +130,31 @@ typealias Seven = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winog
 public enum WinogradF5: WinogradScheme {
   @inline(__always) public static var outputTile: Int { 5 }
 
-  /// Two passes (rows, then columns), in three groups of columns that share terms of
-  /// `Bᵀ` ({0, 5, 6}, {1, 2}, {3, 4}), so that the 21 vectors between the passes stay in
-  /// registers; each row is loaded three times, from L1.
+  /// Two passes through a 49-vector scratch: Bᵀ along each row of the patch, then down
+  /// each column. (Three groups of columns held in registers in turn, each recomputing
+  /// the rows' terms, kept 21 vectors live: 42 of AVX2's 16 ymm registers, spilled.)
   @inline(__always) public static func transformInputTile(
-    _ corner: UnsafeRawPointer, rowBytes: Int, pixelBytes: Int, into target: UnsafeMutableRawPointer, pointBytes: Int
+    _ corner: UnsafeRawPointer, rowBytes: Int, pixelBytes: Int, into target: UnsafeMutableRawPointer, pointBytes: Int,
+    scratch rows: UnsafeMutablePointer<WinogradLane>
   ) {
-    /// `(d B)[r]` of row `r`.
-    @inline(__always) func rowTimesB(_ r: Int) -> Seven {
+    for r in 0..<7 {
       let base = corner + r * rowBytes
       @inline(__always) func load(_ x: Int) -> WinogradLane {
         (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
       }
-      return winograd5B(load(0), load(1), load(2), load(3), load(4), load(5), load(6))
+      let row = winograd5B(load(0), load(1), load(2), load(3), load(4), load(5), load(6))
+      (rows + 7 * r).initialize(to: row.0)
+      (rows + 7 * r + 1).initialize(to: row.1)
+      (rows + 7 * r + 2).initialize(to: row.2)
+      (rows + 7 * r + 3).initialize(to: row.3)
+      (rows + 7 * r + 4).initialize(to: row.4)
+      (rows + 7 * r + 5).initialize(to: row.5)
+      (rows + 7 * r + 6).initialize(to: row.6)
     }
-    // Each group: the rows' columns in the group (unused ones are never computed), then Bᵀ.
-    do {
-      let (r0, r1, r2, r3, r4, r5, r6) = (
-        rowTimesB(0), rowTimesB(1), rowTimesB(2), rowTimesB(3), rowTimesB(4), rowTimesB(5), rowTimesB(6)
-      )
-      storeSeven(winograd5B(r0.0, r1.0, r2.0, r3.0, r4.0, r5.0, r6.0), at: target, stride: 7 * pointBytes)
+    for q in 0..<7 {
       storeSeven(
-        winograd5B(r0.5, r1.5, r2.5, r3.5, r4.5, r5.5, r6.5), at: target + 5 * pointBytes, stride: 7 * pointBytes)
-      storeSeven(
-        winograd5B(r0.6, r1.6, r2.6, r3.6, r4.6, r5.6, r6.6), at: target + 6 * pointBytes, stride: 7 * pointBytes)
-    }
-    do {
-      let (r0, r1, r2, r3, r4, r5, r6) = (
-        rowTimesB(0), rowTimesB(1), rowTimesB(2), rowTimesB(3), rowTimesB(4), rowTimesB(5), rowTimesB(6)
-      )
-      storeSeven(
-        winograd5B(r0.1, r1.1, r2.1, r3.1, r4.1, r5.1, r6.1), at: target + pointBytes, stride: 7 * pointBytes)
-      storeSeven(
-        winograd5B(r0.2, r1.2, r2.2, r3.2, r4.2, r5.2, r6.2), at: target + 2 * pointBytes, stride: 7 * pointBytes)
-    }
-    do {
-      let (r0, r1, r2, r3, r4, r5, r6) = (
-        rowTimesB(0), rowTimesB(1), rowTimesB(2), rowTimesB(3), rowTimesB(4), rowTimesB(5), rowTimesB(6)
-      )
-      storeSeven(
-        winograd5B(r0.3, r1.3, r2.3, r3.3, r4.3, r5.3, r6.3), at: target + 3 * pointBytes, stride: 7 * pointBytes)
-      storeSeven(
-        winograd5B(r0.4, r1.4, r2.4, r3.4, r4.4, r5.4, r6.4), at: target + 4 * pointBytes, stride: 7 * pointBytes)
+        winograd5B(rows[q], rows[7 + q], rows[14 + q], rows[21 + q], rows[28 + q], rows[35 + q], rows[42 + q]),
+        at: target + q * pointBytes, stride: 7 * pointBytes)
     }
   }
 

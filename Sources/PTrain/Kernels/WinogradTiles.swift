@@ -21,9 +21,10 @@ public protocol WinogradScheme {
 
   /// `Bᵀ d B` of the (m + 2)² input patch whose top left pixel is at `corner` (pixels
   /// `pixelBytes` apart, rows `rowBytes`), stored as point p · (m + 2) + q at
-  /// `target + (p · (m + 2) + q) · pointBytes`.
+  /// `target + (p · (m + 2) + q) · pointBytes`; `scratch` holds (m + 2)² lanes.
   static func transformInputTile(
-    _ corner: UnsafeRawPointer, rowBytes: Int, pixelBytes: Int, into target: UnsafeMutableRawPointer, pointBytes: Int)
+    _ corner: UnsafeRawPointer, rowBytes: Int, pixelBytes: Int, into target: UnsafeMutableRawPointer, pointBytes: Int,
+    scratch: UnsafeMutablePointer<WinogradLane>)
 
   /// `Aᵀ M A` of the point tile at `source` (points `pointBytes` apart), handed to `put`
   /// as (value, dy, dx) for the output columns dx below `columns` and every dy below m;
@@ -54,6 +55,10 @@ typealias TileColumns = InlineArray<21, WinogradLane>
 /// The rows of vectors between the two passes of `transformOutputTile` (at most 5 × 7), on
 /// the stack.
 typealias TileRows = InlineArray<35, WinogradLane>
+
+/// The rows of vectors between the two passes of `transformInputTile` (at most 7 × 7), on
+/// the stack.
+typealias TilePoints = InlineArray<49, WinogradLane>
 
 extension WinogradScheme {
   /// The side of an input tile, m + 2.
@@ -122,16 +127,22 @@ extension WinogradScheme {
     let pixelBytes = channels * 4
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let source = UnsafeRawPointer(padded)
-    for image in 0..<images {
-      t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
-      let imageTiles = u + image * t.tiles * channels
-      for ty in 0..<t.tilesY {
-        for tx in 0..<t.tilesX {
-          let corner = source + (outputTile * ty) * rowBytes + outputTile * tx * pixelBytes
-          let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
-          for c in stride(from: 0, to: channels * 4, by: 64) {
-            transformInputTile(
-              corner + c, rowBytes: rowBytes, pixelBytes: pixelBytes, into: target + c, pointBytes: pointBytes)
+    precondition(points <= TilePoints.count, "Winograd: an input tile larger than TilePoints holds")
+    var tilePoints = TilePoints(repeating: WinogradLane())
+    var tilePointsSpan = tilePoints.mutableSpan
+    tilePointsSpan.withUnsafeMutableBufferPointer { scratch in
+      for image in 0..<images {
+        t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
+        let imageTiles = u + image * t.tiles * channels
+        for ty in 0..<t.tilesY {
+          for tx in 0..<t.tilesX {
+            let corner = source + (outputTile * ty) * rowBytes + outputTile * tx * pixelBytes
+            let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+            for c in stride(from: 0, to: channels * 4, by: 64) {
+              transformInputTile(
+                corner + c, rowBytes: rowBytes, pixelBytes: pixelBytes, into: target + c, pointBytes: pointBytes,
+                scratch: scratch.baseAddress!)
+            }
           }
         }
       }
