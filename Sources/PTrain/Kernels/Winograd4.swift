@@ -171,9 +171,11 @@ public enum WinogradF4: WinogradScheme {
     }
   }
 
-  /// Two passes, three columns at a time in registers, as `transformInputTile`.
+  /// Two passes, three columns at a time in registers, as `transformInputTile`
+  /// (`scratch` is not used: through it, as F(5×5, 3×3) does, measured a little slower).
   @inline(__always) public static func transformGradientTile(
-    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int
+    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int,
+    scratch: UnsafeMutablePointer<WinogradLane>
   ) {
     /// `(e Aᵀ)[dy][q]` for the three columns `q` from `first` on.
     @inline(__always) func rowTimesAT(_ dy: Int, from first: Int) -> (WinogradLane, WinogradLane, WinogradLane) {

@@ -187,27 +187,26 @@ public enum WinogradF5: WinogradScheme {
     }
   }
 
-  /// Two passes, in two groups of columns ({0, 1, 2, 5}, {3, 4, 6}) held in registers
-  /// between them.
+  /// Two passes through a 35-vector scratch: A along each row of the tile, then down each
+  /// column.
   @inline(__always) public static func transformGradientTile(
-    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int
+    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int,
+    scratch rows: UnsafeMutablePointer<WinogradLane>
   ) {
-    @inline(__always) func rowTimesAT(_ dy: Int) -> Seven {
-      winograd5A(load(dy, 0), load(dy, 1), load(dy, 2), load(dy, 3), load(dy, 4))
+    for dy in 0..<5 {
+      let row = winograd5A(load(dy, 0), load(dy, 1), load(dy, 2), load(dy, 3), load(dy, 4))
+      (rows + 7 * dy).initialize(to: row.0)
+      (rows + 7 * dy + 1).initialize(to: row.1)
+      (rows + 7 * dy + 2).initialize(to: row.2)
+      (rows + 7 * dy + 3).initialize(to: row.3)
+      (rows + 7 * dy + 4).initialize(to: row.4)
+      (rows + 7 * dy + 5).initialize(to: row.5)
+      (rows + 7 * dy + 6).initialize(to: row.6)
     }
-    let stride = 7 * pointBytes
-    do {
-      let (r0, r1, r2, r3, r4) = (rowTimesAT(0), rowTimesAT(1), rowTimesAT(2), rowTimesAT(3), rowTimesAT(4))
-      storeSeven(winograd5A(r0.0, r1.0, r2.0, r3.0, r4.0), at: target, stride: stride)
-      storeSeven(winograd5A(r0.1, r1.1, r2.1, r3.1, r4.1), at: target + pointBytes, stride: stride)
-      storeSeven(winograd5A(r0.2, r1.2, r2.2, r3.2, r4.2), at: target + 2 * pointBytes, stride: stride)
-      storeSeven(winograd5A(r0.5, r1.5, r2.5, r3.5, r4.5), at: target + 5 * pointBytes, stride: stride)
-    }
-    do {
-      let (r0, r1, r2, r3, r4) = (rowTimesAT(0), rowTimesAT(1), rowTimesAT(2), rowTimesAT(3), rowTimesAT(4))
-      storeSeven(winograd5A(r0.3, r1.3, r2.3, r3.3, r4.3), at: target + 3 * pointBytes, stride: stride)
-      storeSeven(winograd5A(r0.4, r1.4, r2.4, r3.4, r4.4), at: target + 4 * pointBytes, stride: stride)
-      storeSeven(winograd5A(r0.6, r1.6, r2.6, r3.6, r4.6), at: target + 6 * pointBytes, stride: stride)
+    for q in 0..<7 {
+      storeSeven(
+        winograd5A(rows[q], rows[7 + q], rows[14 + q], rows[21 + q], rows[28 + q]), at: target + q * pointBytes,
+        stride: 7 * pointBytes)
     }
   }
 

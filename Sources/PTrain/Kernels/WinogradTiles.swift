@@ -34,9 +34,10 @@ public protocol WinogradScheme {
     put: (_ value: WinogradLane, _ dy: Int, _ dx: Int) -> Void)
 
   /// `A e Aᵀ` of the m×m output-gradient tile whose pixels `load(dy, dx)` gives, stored
-  /// as `transformInputTile` stores.
+  /// as `transformInputTile` stores; `scratch` holds m · (m + 2) lanes.
   static func transformGradientTile(
-    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int)
+    _ load: (_ dy: Int, _ dx: Int) -> WinogradLane, into target: UnsafeMutableRawPointer, pointBytes: Int,
+    scratch: UnsafeMutablePointer<WinogradLane>)
 
   /// `G g` for the 3 taps of one column (or row) of 16 filters, handed to `put` as
   /// (value, i) for each of the m + 2 values.
@@ -52,8 +53,8 @@ public protocol WinogradScheme {
 /// transforms run once per 16 filters, thousands of times a step.
 typealias TileColumns = InlineArray<21, WinogradLane>
 
-/// The rows of vectors between the two passes of `transformOutputTile` (at most 5 × 7), on
-/// the stack.
+/// The rows of vectors between the two passes of `transformOutputTile` and
+/// `transformGradientTile` (at most 5 × 7), on the stack.
 typealias TileRows = InlineArray<35, WinogradLane>
 
 /// The rows of vectors between the two passes of `transformInputTile` (at most 7 × 7), on
@@ -288,21 +289,26 @@ extension WinogradScheme {
     precondition(t.outputTile == outputTile)
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let tile = outputTile
-    for image in 0..<images {
-      let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
-      let imageTiles = e + image * t.tiles * channels
-      for ty in 0..<t.tilesY {
-        for tx in 0..<t.tilesX {
-          let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
-          let inRows = min(tile, t.outHeight - tile * ty)
-          let inColumns = min(tile, t.outWidth - tile * tx)
-          for c in stride(from: 0, to: channels, by: 16) {
-            transformGradientTile(
-              { dy, dx in
-                guard dy < inRows, dx < inColumns else { return WinogradLane() }
-                let pixel = (tile * ty + dy) * t.outWidth + tile * tx + dx
-                return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
-              }, into: target + c * 4, pointBytes: pointBytes)
+    precondition(tile * inputTile <= TileRows.count, "Winograd: an output tile larger than TileRows holds")
+    var rows = TileRows(repeating: WinogradLane())
+    var rowsSpan = rows.mutableSpan
+    rowsSpan.withUnsafeMutableBufferPointer { scratch in
+      for image in 0..<images {
+        let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
+        let imageTiles = e + image * t.tiles * channels
+        for ty in 0..<t.tilesY {
+          for tx in 0..<t.tilesX {
+            let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
+            let inRows = min(tile, t.outHeight - tile * ty)
+            let inColumns = min(tile, t.outWidth - tile * tx)
+            for c in stride(from: 0, to: channels, by: 16) {
+              transformGradientTile(
+                { dy, dx in
+                  guard dy < inRows, dx < inColumns else { return WinogradLane() }
+                  let pixel = (tile * ty + dy) * t.outWidth + tile * tx + dx
+                  return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+                }, into: target + c * 4, pointBytes: pointBytes, scratch: scratch.baseAddress!)
+            }
           }
         }
       }
