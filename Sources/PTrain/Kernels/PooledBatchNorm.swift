@@ -47,35 +47,42 @@ public struct PooledBatchNormGradient {
   /// `sums[channels + c]`, where `dy` is the gradient `maxPool2x2Backward` would route to
   /// the BatchNorm's output and `x̂ = (x − mean) · inverseDeviation`: the bits of
   /// `batchNormAddGradientSums` over that `dy`. Each window row runs twice, for its top
-  /// pixels then its bottom ones, so every channel adds its pixels in row-major order.
+  /// pixels then its bottom ones, so every channel adds its pixels in row-major order, and
+  /// each window takes every block of channels in turn, so the maps are read in memory
+  /// order (a block at a time over the whole image, from L3, took 1.3× as long).
   /// Cost: O(height · width · channels), the routing twice.
   public func addSums(
     mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Float>
   ) {
-    // One block of 16 channels at a time over the whole image, so that its two sums stay
-    // in registers.
-    for c in stride(from: 0, to: channels, by: 16) {
-      let mu = load16(mean + c)
-      let s = load16(inverseDeviation + c)
-      var first = SIMD16<Float>()
-      var second = SIMD16<Float>()
+    let blocks = channels / 16
+    withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 2 * blocks) { totals in
+      totals.initialize(repeating: SIMD16<Float>())
       for oy in 0..<(height / 2) {
         for half in 0..<2 {
           for ox in 0..<(width / 2) {
-            let routed = route(oy, ox, channel: c)
-            let (left, leftInput, next, nextInput) =
-              half == 1
-              ? (routed.gradients.2, routed.inputs.2, routed.gradients.3, routed.inputs.3)
-              : (routed.gradients.0, routed.inputs.0, routed.gradients.1, routed.inputs.1)
-            first += left
-            second = second.addingProduct(left, (leftInput - mu) * s)
-            first += next
-            second = second.addingProduct(next, (nextInput - mu) * s)
+            for block in 0..<blocks {
+              let c = block * 16
+              let routed = route(oy, ox, channel: c)
+              let (left, leftInput, next, nextInput) =
+                half == 1
+                ? (routed.gradients.2, routed.inputs.2, routed.gradients.3, routed.inputs.3)
+                : (routed.gradients.0, routed.inputs.0, routed.gradients.1, routed.inputs.1)
+              let (mu, s) = (load16(mean + c), load16(inverseDeviation + c))
+              var (first, second) = (totals[block], totals[blocks + block])
+              first += left
+              second = second.addingProduct(left, (leftInput - mu) * s)
+              first += next
+              second = second.addingProduct(next, (nextInput - mu) * s)
+              (totals[block], totals[blocks + block]) = (first, second)
+            }
           }
         }
       }
-      store16(load16(sums + c) + first, sums + c)
-      store16(load16(sums + channels + c) + second, sums + channels + c)
+      for block in 0..<blocks {
+        let c = block * 16
+        store16(load16(sums + c) + totals[block], sums + c)
+        store16(load16(sums + channels + c) + totals[blocks + block], sums + channels + c)
+      }
     }
   }
 
