@@ -142,14 +142,10 @@ public enum WinogradF5: WinogradScheme {
       @inline(__always) func load(_ x: Int) -> WinogradLane {
         (base + x * pixelBytes).loadUnaligned(as: WinogradLane.self)
       }
-      let row = winograd5B(load(0), load(1), load(2), load(3), load(4), load(5), load(6))
-      (rows + 7 * r).initialize(to: row.0)
-      (rows + 7 * r + 1).initialize(to: row.1)
-      (rows + 7 * r + 2).initialize(to: row.2)
-      (rows + 7 * r + 3).initialize(to: row.3)
-      (rows + 7 * r + 4).initialize(to: row.4)
-      (rows + 7 * r + 5).initialize(to: row.5)
-      (rows + 7 * r + 6).initialize(to: row.6)
+      storeSeven(
+        winograd5B(load(0), load(1), load(2), load(3), load(4), load(5), load(6)),
+        at: UnsafeMutableRawPointer(rows + 7 * r),
+        stride: MemoryLayout<WinogradLane>.stride)
     }
     for q in 0..<7 {
       storeSeven(
@@ -194,14 +190,10 @@ public enum WinogradF5: WinogradScheme {
     scratch rows: UnsafeMutablePointer<WinogradLane>
   ) {
     for dy in 0..<5 {
-      let row = winograd5A(load(dy, 0), load(dy, 1), load(dy, 2), load(dy, 3), load(dy, 4))
-      (rows + 7 * dy).initialize(to: row.0)
-      (rows + 7 * dy + 1).initialize(to: row.1)
-      (rows + 7 * dy + 2).initialize(to: row.2)
-      (rows + 7 * dy + 3).initialize(to: row.3)
-      (rows + 7 * dy + 4).initialize(to: row.4)
-      (rows + 7 * dy + 5).initialize(to: row.5)
-      (rows + 7 * dy + 6).initialize(to: row.6)
+      storeSeven(
+        winograd5A(load(dy, 0), load(dy, 1), load(dy, 2), load(dy, 3), load(dy, 4)),
+        at: UnsafeMutableRawPointer(rows + 7 * dy),
+        stride: MemoryLayout<WinogradLane>.stride)
     }
     for q in 0..<7 {
       storeSeven(

@@ -61,6 +61,16 @@ typealias TileRows = InlineArray<35, WinogradLane>
 /// the stack.
 typealias TilePoints = InlineArray<49, WinogradLane>
 
+/// Runs `body` on a zeroed scratch tile of `count` vectors on the stack (`TileRows`,
+/// `TilePoints`). Cost: zeroing it, once per call.
+@inline(__always) func withScratch<let count: Int>(
+  _: InlineArray<count, WinogradLane>.Type, _ body: (UnsafeMutablePointer<WinogradLane>) -> Void
+) {
+  var lanes = InlineArray<count, WinogradLane>(repeating: WinogradLane())
+  var span = lanes.mutableSpan
+  span.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
 extension WinogradScheme {
   /// The side of an input tile, m + 2.
   @inline(__always) public static var inputTile: Int { outputTile + 2 }
@@ -129,9 +139,7 @@ extension WinogradScheme {
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let source = UnsafeRawPointer(padded)
     precondition(points <= TilePoints.count, "Winograd: an input tile larger than TilePoints holds")
-    var tilePoints = TilePoints(repeating: WinogradLane())
-    var tilePointsSpan = tilePoints.mutableSpan
-    tilePointsSpan.withUnsafeMutableBufferPointer { scratch in
+    withScratch(TilePoints.self) { scratch in
       for image in 0..<images {
         t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
         let imageTiles = u + image * t.tiles * channels
@@ -142,7 +150,7 @@ extension WinogradScheme {
             for c in stride(from: 0, to: channels * 4, by: 64) {
               transformInputTile(
                 corner + c, rowBytes: rowBytes, pixelBytes: pixelBytes, into: target + c, pointBytes: pointBytes,
-                scratch: scratch.baseAddress!)
+                scratch: scratch)
             }
           }
         }
@@ -241,9 +249,7 @@ extension WinogradScheme {
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let tile = outputTile
     precondition(tile * inputTile <= TileRows.count, "Winograd: an output tile larger than TileRows holds")
-    var rows = TileRows(repeating: WinogradLane())
-    var rowsSpan = rows.mutableSpan
-    rowsSpan.withUnsafeMutableBufferPointer { scratch in
+    withScratch(TileRows.self) { scratch in
       for image in 0..<images {
         let imageOutput = output + image * t.outHeight * t.outWidth * channels
         let target = UnsafeMutableRawPointer(imageOutput)
@@ -260,7 +266,7 @@ extension WinogradScheme {
                   bias.map { UnsafeRawPointer($0).loadUnaligned(fromByteOffset: c * 4, as: WinogradLane.self) }
                   ?? WinogradLane()
                 transformOutputTile(
-                  source + c * 4, pointBytes: pointBytes, columns: outColumns, scratch: scratch.baseAddress!
+                  source + c * 4, pointBytes: pointBytes, columns: outColumns, scratch: scratch
                 ) { value, dy, dx in
                   guard dy < outRows else { return }
                   let sum = value + b
@@ -290,9 +296,7 @@ extension WinogradScheme {
     let pointBytes = winogradPointStride(images * t.tiles * channels, points: points) * 4
     let tile = outputTile
     precondition(tile * inputTile <= TileRows.count, "Winograd: an output tile larger than TileRows holds")
-    var rows = TileRows(repeating: WinogradLane())
-    var rowsSpan = rows.mutableSpan
-    rowsSpan.withUnsafeMutableBufferPointer { scratch in
+    withScratch(TileRows.self) { scratch in
       for image in 0..<images {
         let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
         let imageTiles = e + image * t.tiles * channels
@@ -307,7 +311,7 @@ extension WinogradScheme {
                   guard dy < inRows, dx < inColumns else { return WinogradLane() }
                   let pixel = (tile * ty + dy) * t.outWidth + tile * tx + dx
                   return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
-                }, into: target + c * 4, pointBytes: pointBytes, scratch: scratch.baseAddress!)
+                }, into: target + c * 4, pointBytes: pointBytes, scratch: scratch)
             }
           }
         }
