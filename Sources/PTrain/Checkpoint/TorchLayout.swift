@@ -6,7 +6,8 @@
 /// |---|---|---|
 /// | conv weight [K,K,in,out] HWIO | `i.weight` [out,in,K,K] OIHW | transpose |
 /// | dense weight [out,in], `in` in H,W,C order of a flattened map | `i.weight` [out,in], `in` in C,H,W order | permute columns |
-/// | biases, BatchNorm γ (`i.weight`), β (`i.bias`), running statistics | the same names | none |
+/// | BatchNorm1d on a flattened map: γ, β, running statistics in H,W,C order | the same names, C,H,W order | permute |
+/// | biases, other BatchNorms' γ (`i.weight`), β (`i.bias`), running statistics | the same names | none |
 extension ModelPlan {
   /// PyTorch's shape of `tensor`: OIHW for convolution kernels, else unchanged.
   package func torchShape(of tensor: Tensor) -> [Int] {
@@ -31,12 +32,13 @@ extension ModelPlan {
       }
       return indices
     }
-    if s.count == 2, let map = layers[tensor.layer].flattenedMap, map.height * map.width > 1 {
-      // Columns C,H,W ← H,W,C.
+    let features = s.count == 2 || layers[tensor.layer].layer == .batchNorm
+    if features, let map = layers[tensor.layer].flattenedMap, map.height * map.width > 1 {
+      // Features (a dense weight's columns, a BatchNorm's channels) C,H,W ← H,W,C.
       let features = map.count
       var indices: [Int] = []
       indices.reserveCapacity(tensor.count)
-      for row in 0..<s[0] {
+      for row in 0..<(s.count == 2 ? s[0] : 1) {
         for c in 0..<map.channels {
           for h in 0..<map.height {
             for w in 0..<map.width { indices.append(row * features + (h * map.width + w) * map.channels + c) }

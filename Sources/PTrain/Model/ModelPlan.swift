@@ -73,7 +73,8 @@ public struct ModelPlan: Sendable {
     public let runningMean: Tensor?, runningVariance: Tensor?
     /// Whether the layer applies the ReLU that follows it as it stores its output.
     package let fusesReLU: Bool
-    /// For a dense layer, the map its input was flattened from (for PyTorch's C,H,W order).
+    /// For a dense layer or a BatchNorm on a vector, the map its input was flattened from
+    /// (for PyTorch's C,H,W order of the features), or nil.
     package let flattenedMap: ImageShape?
     /// Multiply-adds ×2 of one image's training (forward, weight gradient and, when a
     /// layer below has parameters, input gradient): as the kernel does them, and as a
@@ -210,6 +211,7 @@ public struct ModelPlan: Sendable {
         }
       case .batchNorm:
         let channels = flat ? input.count : input.channels
+        flattenedMap = flat ? flattenedFrom : nil
         weight = tensor("weight", [channels])
         bias = tensor("bias", [channels])
         runningMean = Tensor(name: "\(index).running_mean", shape: [channels], offset: stateOffset, layer: index)

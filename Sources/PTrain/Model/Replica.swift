@@ -51,6 +51,10 @@ package final class Replica {
   package let trains: [Bool]
   package let needsInputGradient: [Bool]
   let normalization: Normalization
+  /// The fused paths this replica takes (`Fusions.all` in training).
+  package let fusions: Fusions
+  /// Per layer: whether it applies the ReLU above it as it stores its output.
+  let fusesReLU: [Bool]
   let arena: AlignedFloats
 
   /// A buffer in the arena with `copies` images: slot `s` starts at
@@ -120,7 +124,7 @@ package final class Replica {
   package init(
     plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, frozen: Set<Int> = [],
     normalization: Normalization = .mnist, prepared: PreparedWeights? = nil,
-    winogradTileBudget: Int = PTrain.winogradTileBudget
+    winogradTileBudget: Int = PTrain.winogradTileBudget, fusions: Fusions = .all
   ) {
     precondition(slots >= 1 && shardImages >= 1, "Replica: slots and shard images must be at least 1")
     self.plan = plan
@@ -135,18 +139,22 @@ package final class Replica {
     self.trains = trains
     self.needsInputGradient = needsInputGradient
     self.prepared = prepared ?? PreparedWeights(plan: plan, inputGradients: needsInputGradient)
+    self.fusions = fusions
+    let fusesReLU = layers.map { $0.fusesReLU && fusions.contains(.reluOnStore) }
+    self.fusesReLU = fusesReLU
     // Which BatchNorms the layer above applies as it reads their input (and so never store
     // their output): a Winograd convolution's, else a 2×2 max-pool's.
     let normalizedBelow: [Int?] = layers.map { layer in
-      guard layer.kernel?.winogradOutputTile != nil else { return nil }
-      return Self.batchNormBelow(layer.index, in: layers)
+      guard fusions.contains(.batchNormInConvolution), layer.kernel?.winogradOutputTile != nil else { return nil }
+      return Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: layers)
     }
     self.normalizedBelow = normalizedBelow
     let applied = Set(normalizedBelow.compactMap { $0 })
     appliedAbove = layers.map { applied.contains($0.index) }
     let pooledBelow: [Int?] = layers.map { layer in
-      guard case .maxPool = layer.layer, Self.poolShape(layer).isTwoByTwo,
-        let bn = Self.batchNormBelow(layer.index, in: layers), !applied.contains(bn)
+      guard fusions.contains(.batchNormInMaxPool), case .maxPool = layer.layer, Self.poolShape(layer).isTwoByTwo,
+        let bn = Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: layers), !applied.contains(bn),
+        bn == layer.index - 1 || fusions.contains(.reluGradientInMaxPool)
       else { return nil }
       return bn
     }
@@ -167,14 +175,18 @@ package final class Replica {
     // Forward: a ReLU fused into the layer below and a flatten share that layer's buffer.
     // A BatchNorm's output is held for one group only, even with more slots: it is
     // cheap to make again from its input (`backward` does, for the layers above), and
-    // holding it for every image would double the memory of a BatchNorm model.
+    // holding it for every image would double the memory of a BatchNorm model. But where
+    // the next BatchNorm reads it (nothing but a buffer-sharing ReLU or flatten between),
+    // it is read again in the next segment, after every image of the worker has passed:
+    // that one is held per image.
     var outputs: [Buffer] = []
     for layer in layers {
       let below = layer.index == 0 ? input : outputs[layer.index - 1]
       switch layer.layer {
       case .flatten: outputs.append(below)
-      case .relu where layer.index > 0 && layers[layer.index - 1].fusesReLU: outputs.append(below)
-      case .batchNorm: outputs.append(perGroup(layer.output.count))
+      case .relu where layer.index > 0 && fusesReLU[layer.index - 1]: outputs.append(below)
+      case .batchNorm where !Self.batchNormReads(outputOf: layer.index, fusesReLU: fusesReLU, in: layers):
+        outputs.append(perGroup(layer.output.count))
       default: outputs.append(perSlot(layer.output.count))
       }
     }
@@ -286,6 +298,7 @@ package final class Replica {
     runs = layers.map { layer in
       LayerRun(
         layer, plan: plan, trains: trains[layer.index], needsInputGradient: needsInputGradient[layer.index],
+        fusesReLU: fusesReLU, reluGradientInMaxPool: fusions.contains(.reluGradientInMaxPool),
         scratch: scratch[layer.index].mapValues { arena.base + $0 }, prepared: prepared)
     }
     precondition(normalization.mean.count == plan.input.channels, "normalization of another channel count")
@@ -295,10 +308,25 @@ package final class Replica {
     }
   }
 
+  /// Whether the first layer above `i` that does not share `i`'s output buffer (a ReLU
+  /// fused into `i`, a flatten) is a BatchNorm, which reads that buffer as its input.
+  static func batchNormReads(outputOf i: Int, fusesReLU: [Bool], in layers: [ModelPlan.PlannedLayer]) -> Bool {
+    var reader = i + 1
+    while reader < layers.count {
+      switch layers[reader].layer {
+      case .flatten: reader += 1
+      case .relu where fusesReLU[reader - 1]: reader += 1
+      case .batchNorm: return true
+      default: return false
+      }
+    }
+    return false
+  }
+
   /// The BatchNorm directly below layer `i`, or below the ReLU fused into it, or nil.
-  static func batchNormBelow(_ i: Int, in layers: [ModelPlan.PlannedLayer]) -> Int? {
+  static func batchNormBelow(_ i: Int, fusesReLU: [Bool], in layers: [ModelPlan.PlannedLayer]) -> Int? {
     let below = i - 1
-    if below >= 1, layers[below].layer == .relu, layers[below - 1].fusesReLU, layers[below - 1].layer == .batchNorm {
+    if below >= 1, layers[below].layer == .relu, fusesReLU[below - 1], layers[below - 1].layer == .batchNorm {
       return below - 1
     }
     return below >= 0 && layers[below].layer == .batchNorm ? below : nil
@@ -445,7 +473,9 @@ package final class Replica {
       let bias = run.bias >= 0 ? p + run.bias : nil
       switch run.kind {
       case .winograd4, .winograd5:
-        let addingSums = adding.flatMap { $0.bn == i + 1 ? $0.sums : nil }
+        let addingSums = adding.flatMap {
+          $0.bn == i + 1 && fusions.contains(.batchNormSumsInWinograd) ? $0.sums : nil
+        }
         if run.kind == .winograd5 {
           forwardLargeWinograd(WinogradF5.self, layer: i, group: group, bias: bias, addingSums: addingSums)
         } else {
@@ -764,7 +794,8 @@ package final class Replica {
     }
     var sumsAdded = false
     // The layers above a BatchNorm read its output, held for one group: make it again.
-    if slots > groupImages, layers.lowerBound > 0, runs[layers.lowerBound - 1].kind == .batchNorm,
+    if layers.lowerBound > 0, outputs[layers.lowerBound - 1].copies < slots,
+      runs[layers.lowerBound - 1].kind == .batchNorm,
       !appliedAbove[layers.lowerBound - 1], poolAbove[layers.lowerBound - 1] == nil
     {
       forward(layers: (layers.lowerBound - 1)..<layers.lowerBound, slots: group, pass: pass)
@@ -851,7 +882,8 @@ package final class Replica {
       }
       if run.needsInputGradient {
         let rows = target.flatMap {
-          $0.bn == normalizedBelow[i] ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
+          $0.bn == normalizedBelow[i] && fusions.contains(.batchNormSumsInWinograd)
+            ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
         }
         Scheme.conv3x3InputGradient(
           outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
@@ -1087,9 +1119,12 @@ struct LayerRun {
   let denseInputs, denseGradients: UnsafeMutablePointer<Float>?
   let winogradForward, winogradFlipped, transposed: UnsafePointer<Float>?
 
+  /// The run of `layer` of `plan`, where `fusesReLU` says which layers apply the ReLU
+  /// above them as they store, and `reluGradientInMaxPool` whether a max-pool takes the
+  /// gradient of the ReLU below it (see `Fusions`).
   init(
-    _ layer: ModelPlan.PlannedLayer, plan: ModelPlan, trains: Bool, needsInputGradient: Bool,
-    scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
+    _ layer: ModelPlan.PlannedLayer, plan: ModelPlan, trains: Bool, needsInputGradient: Bool, fusesReLU: [Bool],
+    reluGradientInMaxPool: Bool, scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
   ) {
     let i = layer.index
     switch (layer.layer, layer.kernel) {
@@ -1113,13 +1148,14 @@ struct LayerRun {
     bias = layer.bias?.offset ?? -1
     runningMean = layer.runningMean?.offset ?? -1
     runningVariance = layer.runningVariance?.offset ?? -1
-    fusesReLU = layer.fusesReLU
-    fusedIntoBelow = layer.layer == .relu && i > 0 && plan.layers[i - 1].fusesReLU
+    self.fusesReLU = fusesReLU[i]
+    fusedIntoBelow = layer.layer == .relu && i > 0 && fusesReLU[i - 1]
     maxPoolAbove =
-      layer.layer == .relu && i + 1 < plan.layers.count
+      reluGradientInMaxPool && layer.layer == .relu && i + 1 < plan.layers.count
       && { if case .maxPool = plan.layers[i + 1].layer { true } else { false } }()
     reluBelow =
-      { if case .maxPool = layer.layer { true } else { false } }() && i > 0 && plan.layers[i - 1].layer == .relu
+      reluGradientInMaxPool && { if case .maxPool = layer.layer { true } else { false } }() && i > 0
+      && plan.layers[i - 1].layer == .relu
     inputCount = layer.input.count
     outputCount = layer.output.count
     let flat = layer.inputIsFlat

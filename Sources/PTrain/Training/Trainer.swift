@@ -99,6 +99,11 @@ public final class Trainer: @unchecked Sendable {
   package var stagedBytes = 4 << 20
   /// Time per phase over every `train` call so far, averaged over the workers.
   public private(set) var profile = PhaseProfile()
+  /// Called on worker 0 in every step, before the update, with the batch's summed
+  /// gradient (the trainable layers' entries; frozen ones hold nothing meaningful) and
+  /// the batch's image count: for tests that compare a step with a reference. Set it
+  /// between calls.
+  package var observeGradient: ((UnsafeBufferPointer<Float>, Int) -> Void)?
 
   /// Creates the workers, their replicas and gradient slots, and draws the initial
   /// parameters from `options.seed`. Throws when the options do not fit the model (a
@@ -183,7 +188,7 @@ public final class Trainer: @unchecked Sendable {
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(
             plan: plan, slots: imageSlots, shardImages: options.shardSize, frozen: options.frozen,
-            normalization: normalization, prepared: prepared)
+            normalization: normalization, prepared: prepared, fusions: options.fusions)
           for shard in evenShare(of: shards, part: worker, parts: workers) {
             gradientSlots[shard] = AlignedFloats(count: plan.parameterCount)
           }
@@ -494,6 +499,7 @@ public final class Trainer: @unchecked Sendable {
     let imageBytes = data.shape.count
     nonisolated(unsafe) let params = parameters.base
     nonisolated(unsafe) let runningState = runningStatistics.base
+    nonisolated(unsafe) let observeGradient = self.observeGradient
     // The slots each step's shards use: the full batches' map, and the last batch's.
     let slotBases = slots.map(\.base)
     func gradientSlots(count: Int) -> [UnsafeMutablePointer<Float>] {
@@ -757,6 +763,9 @@ public final class Trainer: @unchecked Sendable {
                 if badGradient != nil || badLoss != nil {
                   if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
                   break
+                }
+                if worker == 0, let observeGradient {
+                  observeGradient(UnsafeBufferPointer(start: slotBases[0], count: plan.parameterCount), count)
                 }
                 let alpha = optimizer.stepSizeForNext()
                 for range in myRanges {

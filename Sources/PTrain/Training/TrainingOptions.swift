@@ -17,6 +17,9 @@ public struct TrainingOptions: Sendable, Equatable {
   public var frozen: Set<Int>
   /// Random crops and flips of the training images, drawn per (seed, epoch, image).
   public var augmentation: Augmentation
+  /// The fused paths the workers take (`Fusions.all`); none gives the same bits through
+  /// every layer's plain operation, which tests compare against.
+  package var fusions: Fusions = .all
 
   public init(
     threads: Int, epochs: Int = 5, batchSize: Int = 32, learningRate: Float = 1e-3,
