@@ -16,6 +16,7 @@ struct PTrainCommand: ParsableCommand {
     discussion: "Run `ptrain help train` for the training flags.",
     subcommands: [
       Train.self, Evaluate.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self, ReportCommand.self,
+      GradientCommand.self,
     ],
     defaultSubcommand: Train.self)
 
