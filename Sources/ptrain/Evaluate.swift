@@ -82,7 +82,7 @@ struct Evaluate: ParsableCommand {
     var source = DataOptions()
     source.dataset = dataset
     source.data = data
-    let loaded = try source.load(defaultsFrom: checkpoint.metadata)
+    let loaded = try source.load(defaultsFrom: checkpoint.metadata, of: path)
     guard loaded.test.shape == checkpoint.model.input else {
       throw PTrainError(
         "\(path)'s model takes \(checkpoint.model.input) images but \(loaded.name)'s are \(loaded.test.shape)")

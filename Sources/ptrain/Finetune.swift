@@ -26,7 +26,8 @@ struct Finetune: ParsableCommand {
   var newHead = false
 
   @Option(
-    help: "Classes of the new head; needs --new-head when it differs from the checkpoint's. (default: the checkpoint's)"
+    help:
+      "Classes of the new head; needs --new-head when it differs from the checkpoint's, and must agree with a --model text's head. (default: the --model text's head, else the checkpoint's)"
   )
   var classes: Int?
 
@@ -48,21 +49,26 @@ struct Finetune: ParsableCommand {
     try output.checkLogging()
     let checkpoint = try Checkpoint(path: source)
     let sourceClasses = checkpoint.plan.classes
-    let classes = self.classes ?? sourceClasses
+    var target = checkpoint.model
+    if let given = model.model {
+      target = try usage { try ModelOptions.definition(given, input: checkpoint.model.input) }
+    }
+    // The classes: --classes, else a --model text's head, else the checkpoint's.
+    if let classes, model.model != nil, classes != target.classes {
+      throw ValidationError("--classes \(classes) disagrees with the \(target.classes)-class head of --model")
+    }
+    let classes = self.classes ?? (model.model != nil ? target.classes : sourceClasses)
     guard (2...Checkpoint.maximumClasses).contains(classes) else {
       throw ValidationError("--classes must be between 2 and \(Checkpoint.maximumClasses), got \(classes)")
     }
     guard newHead || classes == sourceClasses else {
       throw ValidationError(
-        "\(source) has a \(sourceClasses)-class head but --classes is \(classes); add --new-head to replace it"
+        "\(source) has a \(sourceClasses)-class head but the model asks for \(classes) classes; add --new-head to replace it"
       )
     }
-    var target = checkpoint.model
-    if let given = model.model {
-      target = try usage { try ModelOptions.definition(given, input: checkpoint.model.input) }
-    }
-    if newHead || target.classes != classes { target = try usage { try target.withHead(classes: classes) } }
+    if target.classes != classes { target = try usage { try target.withHead(classes: classes) } }
     let plan = try usage { try ModelPlan(target) }
+    try Self.requireLayersMatch(plan, checkpoint.plan, source: source, newHead: newHead)
     let head = plan.layers.count - 1
     let frozen = try usage {
       try Set(
@@ -109,5 +115,24 @@ struct Finetune: ParsableCommand {
       activity: "fine-tuning \(source)")
     session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags
     try session.run()
+  }
+
+  /// Refuses a model whose layers with parameters (all but a new head) are not the same
+  /// layers on the same inputs as `source`'s at the same indices, before any tensor is read.
+  static func requireLayersMatch(_ plan: ModelPlan, _ sourcePlan: ModelPlan, source: String, newHead: Bool) throws {
+    let head = plan.layers.count - 1
+    for layer in plan.parameterLayers where !(newHead && layer.index == head) {
+      guard layer.index < sourcePlan.layers.count else {
+        throw ValidationError(
+          "layer \(layer.index) (\(layer.layer.text)) of --model is not in \(source)'s model, which has \(sourcePlan.layers.count) layers; fine-tuning starts every layer but a new head from the checkpoint"
+        )
+      }
+      let from = sourcePlan.layers[layer.index]
+      guard from.layer == layer.layer, from.input == layer.input else {
+        throw ValidationError(
+          "layer \(layer.index) of --model is \(layer.layer.text) on \(layer.input), but \(source) has \(from.layer.text) on \(from.input) there"
+        )
+      }
+    }
   }
 }

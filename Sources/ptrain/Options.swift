@@ -24,10 +24,15 @@ struct DataOptions: ParsableArguments {
 
   /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
   /// was chosen, or the bundled MNIST.
-  func load(defaultsFrom metadata: [String: String] = [:]) throws -> Dataset {
+  func load(defaultsFrom metadata: [String: String] = [:], of checkpoint: String = "the checkpoint") throws -> Dataset {
     if let data { return try Dataset.load(directory: data, name: (data as NSString).lastPathComponent) }
     if dataset == nil, let directory = metadata["data_directory"] {
       return try Dataset.load(directory: directory, name: metadata["dataset"] ?? directory)
+    }
+    if dataset == nil, let name = metadata["dataset"], DatasetName(rawValue: name) == nil {
+      let known = DatasetName.allCases.map(\.rawValue).joined(separator: ", ")
+      throw PTrainError(
+        "\(checkpoint) names the dataset '\(name)', which is none of \(known), and no data directory; pass --data DIR")
     }
     switch dataset ?? metadata["dataset"].flatMap(DatasetName.init(rawValue:)) ?? .mnist {
     case .mnist: return try Dataset.bundledMNIST()

@@ -59,7 +59,7 @@ struct Train: ParsableCommand {
           "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on"
         )
       }
-      dataset = try data.load(defaultsFrom: checkpoint.metadata)
+      dataset = try data.load(defaultsFrom: checkpoint.metadata, of: resume)
       train = try data.resumedTrainingImages(of: dataset, checkpoint: resume, metadata: checkpoint.metadata)
       guard train.fingerprint == state.dataFingerprint else {
         throw PTrainError(

@@ -139,3 +139,28 @@ func runProcess(
     status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
     stderr: String(decoding: stderr, as: UTF8.self))
 }
+
+/// Checks shared by the tests of refusals through the binary.
+extension XCTestCase {
+  /// Asserts a one-line `ptrain: error:` containing `fragment`, exit `status`, and that
+  /// training never started (no epoch line) when `beforeTraining`.
+  func assertRefused(
+    _ result: CLIResult, status: Int32, _ fragment: String, beforeTraining: Bool = true,
+    file: StaticString = #filePath, line: UInt = #line
+  ) {
+    XCTAssertEqual(result.status, status, result.stderr, file: file, line: line)
+    let lines = result.stderr.split(separator: "\n")
+    XCTAssertEqual(lines.count, 1, result.stderr, file: file, line: line)
+    XCTAssertTrue(result.stderr.hasPrefix("ptrain: error: "), result.stderr, file: file, line: line)
+    XCTAssertTrue(result.stderr.contains(fragment), "'\(result.stderr)' lacks '\(fragment)'", file: file, line: line)
+    if beforeTraining { XCTAssertFalse(result.stderr.contains("epoch 1  loss"), file: file, line: line) }
+  }
+
+  /// A copy of the safetensors file at `source` with `changes` made to its metadata.
+  func rewriteMetadata(_ source: String, to target: String, _ changes: [String: String]) throws {
+    let file = try SafeTensors.read(path: source)
+    let tensors = try file.names.map { ($0, file.entries[$0]!.shape, try file.floats($0)!) }
+    try writeFileAtomically(
+      SafeTensors.encode(tensors: tensors, metadata: file.metadata.merging(changes) { _, new in new }), to: target)
+  }
+}

@@ -258,6 +258,10 @@ public final class Trainer: @unchecked Sendable {
       throw PTrainError("expected \(source.parameterCount) parameters, got \(values.count)")
     }
     for index in layers.sorted() {
+      guard index < source.layers.count, index < plan.layers.count else {
+        throw PTrainError(
+          "layer \(index) is not in both models (\(source.layers.count) and \(plan.layers.count) layers)")
+      }
       let from = source.layers[index]
       let to = plan.layers[index]
       guard from.layer == to.layer, from.input == to.input, from.parameterRange.count == to.parameterRange.count else {
