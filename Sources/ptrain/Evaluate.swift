@@ -36,7 +36,10 @@ struct Evaluate: ParsableCommand {
     let testImages: Int
     let threads: Int
     let seconds: Double
-    let testLoss: Double
+    /// Null when not finite (see `testNonFinite`).
+    let testLoss: FiniteNumber
+    /// How many test images' outputs overflowed.
+    let testNonFinite: Int
     let testAccuracy: Double
     let perClass: [Evaluation.ClassMetrics]
     let confusionMatrix: [[Int]]
@@ -54,11 +57,13 @@ struct Evaluate: ParsableCommand {
     let start = clock.now
     let evaluation = try trainer.evaluate(loaded.test)
     let seconds = (clock.now - start).seconds
+    Report.warnAboutOverflow(evaluation, of: "test")
     if json {
       try printJSON(
         Output(
           model: model, dataset: loaded.name, testImages: loaded.test.count, threads: trainer.options.threads,
-          seconds: seconds, testLoss: evaluation.loss, testAccuracy: evaluation.accuracy, perClass: evaluation.classes,
+          seconds: seconds, testLoss: FiniteNumber(evaluation.loss),
+          testNonFinite: evaluation.nonFiniteLosses, testAccuracy: evaluation.accuracy, perClass: evaluation.classes,
           confusionMatrix: evaluation.confusion, parametersSHA256: trainer.parametersSHA256))
     } else {
       try Terminal.output(

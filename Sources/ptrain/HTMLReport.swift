@@ -25,7 +25,11 @@ enum HTMLReport {
       ("model", run.model ?? "?"), ("data", "\(run.dataset), \(run.trainImages) training images"),
       ("options", "batch \(run.batchSize), learning rate \(run.learningRate), seed \(run.seed), \(run.epochs) epochs"),
       ("threads", "\(run.threads)\(run.pinned ? ", pinned" : "")"),
-      ("test", String(format: "accuracy %.2f%%, loss %.4f", 100 * run.testAccuracy, run.testLoss)),
+      (
+        "test",
+        String(format: "accuracy %.2f%%, loss ", 100 * run.testAccuracy)
+          + (run.testLoss.finite.map { String(format: "%.4f", $0) } ?? "not finite (outputs overflowed)")
+      ),
       ("speed", String(format: "%.0f img/s, %.1f s", run.imagesPerSecond, run.seconds)),
       ("parameters_sha256", run.parametersSHA256),
     ]

@@ -14,9 +14,19 @@ enum Report {
     headline(evaluation: e) + String(format: "  %.0f img/s  %.1f s", summary.imagesPerSecond, summary.seconds)
   }
 
-  /// Test accuracy (as a percentage) and mean loss.
+  /// Test accuracy (as a percentage) and mean loss ("not finite" when outputs overflowed).
   static func headline(evaluation e: Evaluation) -> String {
-    String(format: "test accuracy %.2f%%  test loss %.4f", e.accuracy * 100, e.loss)
+    String(format: "test accuracy %.2f%%  test loss ", e.accuracy * 100)
+      + (e.loss.isFinite ? String(format: "%.4f", e.loss) : "not finite")
+  }
+
+  /// Says on stderr, when some of `evaluation`'s examples had non-finite outputs, how many
+  /// and what that means for the loss.
+  static func warnAboutOverflow(_ e: Evaluation, of set: String) {
+    guard e.nonFiniteLosses > 0 else { return }
+    Terminal.warn(
+      "the outputs of \(e.nonFiniteLosses) of \(e.count) \(set) images overflowed (their logits are not finite), so the \(set) loss is not a number; are these images standardised as the training images were (--normalize)?"
+    )
   }
 
   /// The per-class precision, recall, F1 and support, with `classNames` beside each

@@ -153,7 +153,11 @@ struct RunSummary: Codable {
   let seed: UInt64
   let seconds: Double
   let imagesPerSecond: Double
-  let testLoss: Double
+  /// The mean test loss; null in the JSON when it is not finite (outputs overflowed).
+  let testLoss: FiniteNumber
+  /// How many test images' outputs overflowed (their loss is not finite); absent in
+  /// summaries from before it was added.
+  let testNonFinite: Int?
   let testAccuracy: Double
   let perClass: [Evaluation.ClassMetrics]
   let confusionMatrix: [[Int]]
@@ -179,7 +183,7 @@ struct RunSummary: Codable {
       epoch = report.epoch
       trainLoss = report.trainLoss
       trainAccuracy = report.trainAccuracy
-      testLoss = report.test?.loss
+      testLoss = report.test.flatMap { $0.loss.isFinite ? $0.loss : nil }  // null when not finite
       testAccuracy = report.test?.accuracy
       imagesPerSecond = report.imagesPerSecond
     }
@@ -204,7 +208,8 @@ struct RunSummary: Codable {
     seed = options.seed
     seconds = summary?.seconds ?? 0
     imagesPerSecond = summary?.imagesPerSecond ?? 0
-    testLoss = evaluation.loss
+    testLoss = FiniteNumber(evaluation.loss)
+    testNonFinite = evaluation.nonFiniteLosses
     testAccuracy = evaluation.accuracy
     perClass = evaluation.classes
     confusionMatrix = evaluation.confusion

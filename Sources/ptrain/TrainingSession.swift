@@ -115,15 +115,39 @@ struct TrainingSession: Sendable {
       evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
       profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save, model: trainer.model.text,
       classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs)
-    if let path = output.report, job.rank == 0 {
-      try writeFileAtomically(Array(HTMLReport.render(run).utf8), to: path)
-    }
+    // The checkpoint first, then the summary, then the report: a report that cannot be
+    // written loses neither, and an interrupt during the final evaluation still gets both.
     if let path = checkpoints.save {
       var extra = recorded
       extra["test_accuracy"] = "\(evaluation.accuracy)"
       extra["test_loss"] = "\(evaluation.loss)"
       try Checkpoint.save(trainer.state(), to: path, extra: extra)
     }
+    if output.json { try printJSON(run) }
+    Report.warnAboutOverflow(evaluation, of: "test")
+    var reportError: PTrainError?
+    if let path = output.report, job.rank == 0 {
+      do { try writeFileAtomically(Array(HTMLReport.render(run).utf8), to: path) } catch let error as PTrainError {
+        let kept = [
+          checkpoints.save.map { "the checkpoint is saved to \($0)" }, output.json ? "the summary printed" : nil,
+        ]
+        .compactMap { $0 }
+        reportError = PTrainError(
+          "--report \(error)" + (kept.isEmpty ? "" : "; \(kept.joined(separator: " and "))"))
+      }
+    }
+    if !output.json {
+      if !output.quiet {
+        try Terminal.output(
+          Report.tables(evaluation: evaluation, classNames: dataset.classNames, sha256: trainer.parametersSHA256))
+      }
+      if output.profile { try Terminal.output(Report.profile(trainer.profile)) }
+      if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
+      if let path = output.report, reportError == nil { try Terminal.output("report written to \(path)") }
+      if let log { try Terminal.output("TensorBoard events written to \(log.log.path)") }
+      try Terminal.output(Report.headline(evaluation: evaluation, summary: summary))
+    }
+    if let reportError { throw reportError }
     if let signal = interrupts.received {
       progress.finishLine()
       Terminal.error(
@@ -133,21 +157,6 @@ struct TrainingSession: Sendable {
       exit(128 + signal)
     }
     interrupts.disarm()
-    if output.json {
-      try printJSON(run)
-    } else {
-      if !output.quiet {
-        try Terminal.output(
-          Report.tables(
-            evaluation: evaluation, classNames: dataset.classNames,
-            sha256: trainer.parametersSHA256))
-      }
-      if output.profile { try Terminal.output(Report.profile(trainer.profile)) }
-      if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
-      if let path = output.report { try Terminal.output("report written to \(path)") }
-      if let log { try Terminal.output("TensorBoard events written to \(log.log.path)") }
-      try Terminal.output(Report.headline(evaluation: evaluation, summary: summary))
-    }
   }
 }
 

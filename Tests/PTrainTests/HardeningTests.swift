@@ -65,6 +65,7 @@ final class HardeningTests: XCTestCase {
         result.stderr.contains("ptrain: interrupted after training finished; the final checkpoint is saved to \(path)"),
         result.stderr)
       XCTAssertTrue(result.stderr.contains("finishing the final checkpoint first"), result.stderr)
+      XCTAssertEqual(try result.json()["checkpoint"] as? String, path, "the summary is printed too")
     }
     let saved = try Checkpoint(path: path)
     XCTAssertEqual(saved.metadata["epochs_completed"], "1")

@@ -10,8 +10,10 @@ public struct Evaluation: Sendable, Codable, Equatable {
   }
 
   public let count: Int
-  /// Mean cross-entropy.
+  /// Mean cross-entropy; not finite when some example's outputs overflowed.
   public let loss: Double
+  /// The examples whose loss is not finite: their logits overflowed (or were NaN).
+  public let nonFiniteLosses: Int
   public let accuracy: Double
   /// `confusion[truth][prediction]` counts.
   public let confusion: [[Int]]
@@ -23,6 +25,7 @@ public struct Evaluation: Sendable, Codable, Equatable {
     count = labels.count
     var total = 0.0
     for loss in losses { total += Double(loss) }
+    nonFiniteLosses = losses.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
     loss = count > 0 ? total / Double(count) : 0
     var confusion = [[Int]](repeating: [Int](repeating: 0, count: classCount), count: classCount)
     for (label, prediction) in zip(labels, predictions) { confusion[Int(label)][prediction] += 1 }
