@@ -93,6 +93,12 @@ struct Finetune: ParsableCommand {
       throw ValidationError(
         "\(source)'s model takes \(target.input) images but \(dataset.name)'s are \(dataset.train.shape)")
     }
+    try refuseOverwriting(
+      inputs: [NamedPath(role: "--from", path: source)] + dataInputs(dataset),
+      outputs: [
+        checkpoints.save.map { NamedPath(role: "--save", path: $0) },
+        output.report.map { NamedPath(role: "--report", path: $0) },
+      ].compactMap { $0 })
     let train = try data.trainingImages(of: dataset)
     if let largest = (train.labels + dataset.test.labels).max(), Int(largest) >= classes {
       throw PTrainError(

@@ -46,6 +46,7 @@ struct GradientCommand: ParsableCommand {
     try checkOutputPath(output, flag: "--output")
     let topology = try placement.topology()
     let dataset = try data.load()
+    try refuseOverwriting(inputs: dataInputs(dataset), outputs: [NamedPath(role: "--output", path: output)])
     let definition = try model.definition(input: dataset.train.shape)
     guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1, got \(batchSize)") }
     let batch = try data.trainingImages(of: dataset).prefix(min(batchSize, dataset.train.count))

@@ -26,6 +26,8 @@ struct ReportCommand: ParsableCommand {
 
   func run() throws {
     try checkOutputPath(output, flag: "--output")
+    try refuseOverwriting(
+      inputs: [NamedPath(role: "SOURCE", path: source)], outputs: [NamedPath(role: "--output", path: output)])
     let bytes = try readFile(source, limit: 1 << 30)
     let run: RunSummary
     if bytes.first(where: { ![0x20, 0x0a, 0x0d, 0x09].contains($0) }) == UInt8(ascii: "{") {

@@ -82,6 +82,16 @@ struct Train: ParsableCommand {
         options: options, model: definition, normalization: normalization, topology: topology, processes: job)
       metadata = [:]
     }
+    // The resumed file may be saved back to, but not reported over.
+    try refuseOverwriting(
+      inputs: dataInputs(dataset) + (resume.map { [NamedPath(role: "--resume", path: $0)] } ?? []),
+      outputs: [output.report.map { NamedPath(role: "--report", path: $0) }].compactMap { $0 })
+    try refuseOverwriting(
+      inputs: dataInputs(dataset),
+      outputs: [
+        checkpoints.save.map { NamedPath(role: "--save", path: $0) },
+        output.report.map { NamedPath(role: "--report", path: $0) },
+      ].compactMap { $0 })
     metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }
     if let logdir = output.logdir {
       metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path

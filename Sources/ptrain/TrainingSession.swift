@@ -36,6 +36,7 @@ struct TrainingSession: Sendable {
       saving.checkpointEvery = nil
     }
     let checkpoints = saving
+    if let path = checkpoints.save { try DestinationLock.acquire(path) }
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
     if !output.quiet { Terminal.error(firstLine) }
     let log = try (job.rank == 0 ? output.logdir : nil).map {

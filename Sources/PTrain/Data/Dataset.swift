@@ -202,7 +202,19 @@ public struct Dataset: Sendable, CustomStringConvertible {
     guard (info.st_mode & S_IFMT) == S_IFDIR else {
       throw PTrainError("\(directory): is \(fileKind(info.st_mode)), not a directory")
     }
-    if CIFAR10.isPresent(in: directory) { return try CIFAR10.load(directory: directory, name: name) }
+    let idxFiles = fileNames.flatMap { [$0, $0 + ".gz"] }.filter { access(directory + "/" + $0, F_OK) == 0 }
+    if CIFAR10.isPresent(in: directory) {
+      if let idx = idxFiles.first {
+        throw PTrainError(
+          "\(directory): holds both CIFAR-10's binary files and IDX files (\(idx)); keep one kind of data per directory"
+        )
+      }
+      return try CIFAR10.load(directory: directory, name: name)
+    }
+    for file in fileNames where idxFiles.contains(file) && idxFiles.contains(file + ".gz") {
+      throw PTrainError(
+        "\(directory): holds both \(file) and \(file).gz; remove one, so that it is clear which is read")
+    }
     let decoded = try fileNames.map { file -> IDXFile in
       let candidates = [directory + "/" + file, directory + "/" + file + ".gz"]
       guard let path = candidates.first(where: { access($0, F_OK) == 0 }) else {
@@ -212,6 +224,13 @@ public struct Dataset: Sendable, CustomStringConvertible {
       return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
     }
     return try Dataset(name: name, directory: directory, files: decoded)
+  }
+
+  /// The paths of the data files a dataset in `directory` is read from, of those there:
+  /// CIFAR-10's binary files and the IDX files, raw or gzipped. Cost: a few system calls.
+  public static func dataFiles(in directory: String) -> [String] {
+    (CIFAR10.trainingFiles + [CIFAR10.testFile] + fileNames.flatMap { [$0, $0 + ".gz"] })
+      .map { directory + "/" + $0 }.filter { access($0, F_OK) == 0 }
   }
 
   /// Throws, saying what it is, when `path` is a symbolic link that leads nowhere: a
