@@ -25,10 +25,10 @@ struct Bench: ParsableCommand {
       """)
   var threads: String?
 
-  @Option(help: "Images per step.")
+  @Option(parsing: .unconditional, help: "Images per step.")
   var batchSize: Int = 32
 
-  @Option(help: "Timed steps per thread count.")
+  @Option(parsing: .unconditional, help: "Timed steps per thread count.")
   var steps: Int = 300
 
   @Flag(help: "Print one JSON object instead of the table.")
@@ -70,6 +70,11 @@ struct Bench: ParsableCommand {
     let warmUp = images.prefix(min(10 * batchSize, images.count))
     let timed = images.prefix(min(steps * batchSize, images.count))
     let timedSteps = (timed.count + batchSize - 1) / batchSize
+    if timedSteps < steps {
+      Terminal.warn(
+        "--steps \(steps) of \(batchSize) images needs \(steps * batchSize) images, but the bench data has \(images.count): timing \(timedSteps) steps"
+      )
+    }
     var rows: [Row] = []
     for count in counts {
       if !json { Terminal.error("bench: \(count) thread(s)…") }

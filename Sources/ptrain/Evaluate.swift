@@ -23,7 +23,7 @@ struct Evaluate: ParsableCommand {
   @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
   var data: String?
 
-  @Option(help: "Worker threads. (default: physical cores)")
+  @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
   var threads: Int?
 
   @Flag(help: "Print one JSON object with the same field names as train's summary.")

@@ -26,6 +26,7 @@ struct Finetune: ParsableCommand {
   var newHead = false
 
   @Option(
+    parsing: .unconditional,
     help:
       "Classes of the new head; needs --new-head when it differs from the checkpoint's, and must agree with a --model text's head. (default: the --model text's head, else the checkpoint's)"
   )
@@ -45,7 +46,7 @@ struct Finetune: ParsableCommand {
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    try checkpoints.validate()
+    try checkpoints.checkPaths()
     try output.checkLogging()
     let checkpoint = try Checkpoint(path: source)
     let sourceClasses = checkpoint.plan.classes
@@ -108,7 +109,7 @@ struct Finetune: ParsableCommand {
     // Features learnt on the source data expect its standardisation.
     let trainer = try Trainer(
       options: options, model: target, normalization: checkpoint.normalization, topology: topology,
-      processes: job)
+      processes: job, trainingImages: train.count)
     try trainer.loadParameters(
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)

@@ -23,13 +23,13 @@ struct GradientCommand: ParsableCommand {
   @OptionGroup var placement: PlacementOptions
   @OptionGroup var data: DataOptions
 
-  @Option(help: "Worker threads. (default: physical cores)")
+  @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
   var threads: Int?
 
-  @Option(help: "Images in the batch: the first N training images. (default: 32)")
+  @Option(parsing: .unconditional, help: "Images in the batch: the first N training images. (default: 32)")
   var batchSize = 32
 
-  @Option(help: "Seeds the initial parameters. (default: 1)")
+  @Option(parsing: .unconditional, help: "Seeds the initial parameters. (default: 1)")
   var seed: UInt64 = 1
 
   @Option(

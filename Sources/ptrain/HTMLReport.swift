@@ -127,6 +127,7 @@ enum HTMLReport {
   /// The confusion matrix as cells shaded by each row's share, with the counts in them.
   static func heatMap(_ matrix: [[Int]], names: [String]) -> String {
     let count = matrix.count
+    guard count <= maximumHeatMapClasses else { return mostConfused(matrix, names: names) }
     let cell = count > 20 ? 24.0 : 40.0
     let labelWidth = 8.0 * Double(min(names.map(\.count).max() ?? 2, 14)) + 12
     let size = labelWidth + cell * Double(count)
@@ -158,6 +159,37 @@ enum HTMLReport {
     }
     parts.append("</svg>")
     return parts.joined(separator: "\n")
+  }
+
+  /// The most classes whose confusion matrix is drawn cell by cell; above it the page
+  /// would grow with the square of the classes (a million cells at 1,024), so it lists
+  /// the most frequent confusions instead.
+  static let maximumHeatMapClasses = 32
+  /// The confusions listed in place of a heat map.
+  static let listedConfusions = 25
+
+  /// The `listedConfusions` most frequent off-diagonal cells of `matrix` as a table, most
+  /// frequent first (ties in row, then column order). Cost: O(classes²) time, O(classes)
+  /// bytes of page.
+  static func mostConfused(_ matrix: [[Int]], names: [String]) -> String {
+    var cells: [(count: Int, row: Int, column: Int)] = []
+    for (row, counts) in matrix.enumerated() {
+      for (column, value) in counts.enumerated() where row != column && value > 0 {
+        cells.append((value, row, column))
+      }
+    }
+    let top = cells.sorted { ($0.count, -$0.row, -$0.column) > ($1.count, -$1.row, -$1.column) }
+      .prefix(listedConfusions)
+    let rows = top.map {
+      "<tr><td>\(escape(names[$0.row]))</td><td>\(escape(names[$0.column]))</td><td>\($0.count)</td></tr>"
+    }
+    return """
+      <p>\(matrix.count) classes are too many for a readable heat map; these are the \(top.count) most frequent \
+      confusions (the whole matrix is in the <code>--json</code> summary's <code>confusion_matrix</code>).</p>
+      <table><tr><th>true class</th><th>predicted</th><th>images</th></tr>
+      \(rows.joined(separator: "\n"))
+      </table>
+      """
   }
 
   /// Three bars per class (precision, recall, F1) from 0 to 1, with a legend.
@@ -196,8 +228,10 @@ enum HTMLReport {
   }
 
   /// `text` with HTML's special characters escaped.
+  /// `text` for XHTML: markup characters as entities, and control characters (which
+  /// XML 1.0 forbids, and which a file name or checkpoint may carry) as visible escapes.
   static func escape(_ text: String) -> String {
-    text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+    Terminal.visible(text).replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
       .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
   }
 

@@ -19,7 +19,7 @@ struct DataOptions: ParsableArguments {
       valueName: "DIR"))
   var data: String?
 
-  @Option(help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
+  @Option(parsing: .unconditional, help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
   var trainLimit: Int?
 
   /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
@@ -180,19 +180,19 @@ struct InputOptions: ParsableArguments {
 /// Hyper-parameters shared by `train` and `finetune`. Options left out stay nil so that
 /// a resume can tell them from the checkpoint's.
 struct HyperParameterOptions: ParsableArguments {
-  @Option(help: "Worker threads, each pinned to its own core. (default: physical cores)")
+  @Option(parsing: .unconditional, help: "Worker threads, each pinned to its own core. (default: physical cores)")
   var threads: Int?
 
-  @Option(help: "Passes over the training data. (default: 5)")
+  @Option(parsing: .unconditional, help: "Passes over the training data. (default: 5)")
   var epochs: Int?
 
-  @Option(help: "Images per optimizer step. (default: 32)")
+  @Option(parsing: .unconditional, help: "Images per optimizer step. (default: 32)")
   var batchSize: Int?
 
   @Option(parsing: .unconditional, help: "Adam's learning rate. (default: 0.001)")
   var learningRate: Float?
 
-  @Option(help: "Seeds initialisation and shuffling. (default: 1)")
+  @Option(parsing: .unconditional, help: "Seeds initialisation and shuffling. (default: 1)")
   var seed: UInt64?
 
   /// The flags a resumed run should repeat: `--threads`, when it was given.
@@ -218,7 +218,8 @@ struct CheckpointOptions: ParsableArguments {
       valueName: "PATH"))
   var save: String?
 
-  @Option(help: ArgumentHelp("Also save every N optimizer steps (needs --save).", valueName: "N"))
+  @Option(
+    parsing: .unconditional, help: ArgumentHelp("Also save every N optimizer steps (needs --save).", valueName: "N"))
   var checkpointEvery: Int?
 
   /// The flags a resumed run should repeat: `--checkpoint-every`, when it was given.
@@ -226,8 +227,9 @@ struct CheckpointOptions: ParsableArguments {
 
   /// Refuses settings that cannot work before any training time is spent: a bad
   /// `--checkpoint-every`, or a `--save` path that could not be written (see
-  /// `checkWritable`).
-  func validate() throws {
+  /// `checkWritable`). Called by the commands, not by the parser, so that a resume can
+  /// first make its checkpoint the `--save` path.
+  func checkPaths() throws {
     if let checkpointEvery {
       guard checkpointEvery >= 1 else {
         throw ValidationError("--checkpoint-every must be at least 1, got \(checkpointEvery)")
@@ -260,8 +262,11 @@ struct OutputOptions: ParsableArguments {
       valueName: "DIR"))
   var logdir: String?
 
-  @Option(help: "Global steps between the scalars logged with --logdir.")
-  var logEvery = 50
+  @Option(parsing: .unconditional, help: "Global steps between the scalars logged with --logdir. (default: 50)")
+  var logEvery: Int?
+
+  /// The steps between logged scalars.
+  var logInterval: Int { logEvery ?? 50 }
 
   @Option(
     help: ArgumentHelp(
@@ -272,7 +277,10 @@ struct OutputOptions: ParsableArguments {
   /// Throws a usage error for a bad `--log-every`, a `--logdir` that is not an existing
   /// writable directory, or a `--report` path that cannot be written; before training.
   func checkLogging() throws {
-    guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
+    if let logEvery {
+      guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
+      guard logdir != nil else { throw ValidationError("--log-every needs --logdir DIR, where the scalars go") }
+    }
     if let logdir {
       var info = stat()
       guard stat(logdir, &info) == 0 else {
@@ -287,6 +295,6 @@ struct OutputOptions: ParsableArguments {
 
   /// The flags a resumed run keeps: where it logs.
   var resumeFlags: [String] {
-    logdir.map { ["--logdir", $0] + (logEvery != 50 ? ["--log-every", String(logEvery)] : []) } ?? []
+    logdir.map { ["--logdir", $0] + (logEvery.map { ["--log-every", String($0)] } ?? []) } ?? []
   }
 }

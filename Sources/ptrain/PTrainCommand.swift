@@ -102,10 +102,33 @@ enum Terminal {
     return nil
   }
 
-  /// Writes `text` and a newline to stdout, the channel of results. Throws when the
-  /// write fails (a full disk, a closed stdout), so that a lost result is an error.
+  /// `text` with every control character but the newline (escape sequences, carriage
+  /// returns, C1 controls, which a file name or a checkpoint's metadata may carry) written
+  /// as a visible `\x1B`, so that no input can move the cursor, clear the screen or forge
+  /// a line of ptrain's output. Cost: O(text).
+  static func visible(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: isHidden) else { return text }
+    var result = ""
+    for scalar in text.unicodeScalars {
+      if isHidden(scalar) {
+        result +=
+          scalar.value < 0x100 ? String(format: "\\x%02X", scalar.value) : String(format: "\\u%04X", scalar.value)
+      } else {
+        result.unicodeScalars.append(scalar)
+      }
+    }
+    return result
+  }
+
+  private static func isHidden(_ scalar: Unicode.Scalar) -> Bool {
+    scalar != "\n" && (scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}")
+  }
+
+  /// Writes `text` and a newline to stdout, the channel of results, with control
+  /// characters made visible. Throws when the write fails (a full disk, a closed stdout),
+  /// so that a lost result is an error.
   static func output(_ text: String) throws {
-    if let code = write(text + "\n", to: 1) {
+    if let code = write(visible(text) + "\n", to: 1) {
       throw PTrainError("cannot write the results to standard output: \(String(cString: strerror(code)))")
     }
   }
@@ -113,7 +136,8 @@ enum Terminal {
   /// Writes `text` to stderr as it is; a failure there has nowhere to be reported.
   static func progress(_ text: String) { _ = write(text, to: 2) }
 
-  static func error(_ line: String) { progress(line + "\n") }
+  /// Writes `line` and a newline to stderr, control characters made visible.
+  static func error(_ line: String) { progress(visible(line) + "\n") }
 
   static func warn(_ text: String) { error("ptrain: warning: \(text)") }
 
@@ -121,11 +145,12 @@ enum Terminal {
   /// reports at once what usually every rank meets (bad flags, a non-finite gradient); the
   /// others wait five seconds (rank 0's MPI_Abort takes over two on a loaded machine) for rank 0 to end the job, then report what only they met.
   static func fail(_ text: String, code: Int32) -> Never {
+    let line = visible(text).replacingOccurrences(of: "\n", with: "\\n")  // one line, whatever a path holds
     if job.rank == 0 {
-      error("ptrain: error: \(text)")
+      error("ptrain: error: \(line)")
     } else {
       sleep(5)
-      _ = write("ptrain: rank \(job.rank): error: \(text)\n", to: 2, anyRank: true)
+      _ = write("ptrain: rank \(job.rank): error: \(line)\n", to: 2, anyRank: true)
     }
     job.abort(code: code)
   }

@@ -194,7 +194,8 @@ final class ProgressReporter: Sendable {
       }
     case .epochFinished(let r):
       let line = Self.epochLine(r, columns: interactive ? terminalColumns() : Int.max)
-      Terminal.error((interactive ? "\r\u{1B}[K" : "") + line)
+      if interactive { Terminal.progress("\r\u{1B}[K") }
+      Terminal.error(line)
     }
   }
 

@@ -21,7 +21,7 @@ struct ReportCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the HTML.", valueName: "PATH"))
   var output: String
 
-  @Option(help: "Worker threads, when evaluating a checkpoint. (default: physical cores)")
+  @Option(parsing: .unconditional, help: "Worker threads, when evaluating a checkpoint. (default: physical cores)")
   var threads: Int?
 
   func run() throws {
@@ -44,6 +44,7 @@ struct ReportCommand: ParsableCommand {
       do { run = try decoder.decode(RunSummary.self, from: Data(bytes)) } catch {
         throw PTrainError("\(source): not a ptrain train --json summary (\(error))")
       }
+      do { try run.validate() } catch let error as PTrainError { throw PTrainError("\(source): \(error)") }
     } else {
       try CPUSupport.requireVectorUnits()
       let (checkpoint, dataset, trainer) = try Evaluate.prepare(

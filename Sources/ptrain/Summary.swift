@@ -22,6 +22,12 @@ struct Summary: ParsableCommand {
       "The input shape for a model text without an input clause, as HxWxC.", valueName: "HxWxC"))
   var input: String?
 
+  @Option(parsing: .unconditional, help: "Batch size for the training memory figure. (default: 32)")
+  var batchSize = 32
+
+  @Option(parsing: .unconditional, help: "Worker threads for the training memory figure. (default: physical cores)")
+  var threads: Int?
+
   @Flag(help: "List the built-in models and their texts.")
   var list = false
 
@@ -64,6 +70,13 @@ struct Summary: ParsableCommand {
         kernel: layer.kernel?.rawValue, torch: layer.torchModule)
     }
     let buffers = plan.stateCount
+    let options = TrainingOptions(threads: try threadCount(threads, topology: try Topology()), batchSize: batchSize)
+    try usage { try options.validate() }
+    let memory = MemoryEstimate(plan: plan, options: options, workers: options.threads, stepImages: batchSize)
+    let memoryLine =
+      "training memory at batch \(batchSize) on \(options.threads) thread(s): about \(MemoryEstimate.describe(memory.total)) "
+      + "(parameters and Adam \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), "
+      + "prepared filters \(MemoryEstimate.describe(memory.preparedWeights)), activations \(MemoryEstimate.describe(memory.replicas))), besides the data"
     if json {
       struct Output: Encodable {
         let model: String
@@ -73,33 +86,46 @@ struct Summary: ParsableCommand {
         let batchNormStatistics: Int
         let trainingMflopsPerImage: Double
         let directConvolutionMflopsPerImage: Double
+        let trainingMemoryBytes: Int
       }
       try printJSON(
         Output(
           model: definition.text, name: definition.builtInName, layers: rows, parameters: plan.parameterCount,
           batchNormStatistics: buffers, trainingMflopsPerImage: Double(plan.executedTrainingFlopsPerImage) / 1e6,
-          directConvolutionMflopsPerImage: Double(plan.trainingFlopsPerImage) / 1e6))
+          directConvolutionMflopsPerImage: Double(plan.trainingFlopsPerImage) / 1e6, trainingMemoryBytes: memory.total))
       return
     }
+    // Every column as wide as its widest entry: nothing is cut, whatever the model.
+    let shapes = rows.map { $0.outputShape.map(String.init).joined(separator: "x") }
+    let counts = rows.map { $0.parameters.formatted(.number.grouping(.automatic)) }
+    let flops = rows.map { String(format: "%.2f", $0.trainingMflops) }
     let layerWidth = max(rows.map(\.layer.count).max() ?? 0, 5)
     let nameWidth = max(rows.map(\.name.count).max() ?? 0, 4)
-    func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    let shapeWidth = max(shapes.map(\.count).max() ?? 0, 6)
+    let countWidth = max(counts.map(\.count).max() ?? 0, 10)
+    let flopWidth = max(flops.map(\.count).max() ?? 0, 11)
+    func pad(_ text: String, _ width: Int) -> String {
+      text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0)
+    }
+    func right(_ text: String, _ width: Int) -> String {
+      String(repeating: " ", count: max(width - text.count, 0)) + text
+    }
     try Terminal.output("model: \(definition.builtInName ?? "custom"), input \(definition.input)")
     try Terminal.output(
-      "  #  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth)
-        + "  output        parameters  MFLOP/image  kernel")
-    for row in rows {
-      let shape = row.outputShape.map(String.init).joined(separator: "x")
+      "  #  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth) + "  " + pad("output", shapeWidth) + "  "
+        + right("parameters", countWidth) + "  " + right("MFLOP/image", flopWidth) + "  kernel")
+    for (index, row) in rows.enumerated() {
       try Terminal.output(
-        String(format: "%3d  ", row.index) + pad(row.name, nameWidth) + "  " + pad(row.layer, layerWidth) + "  "
-          + pad(shape, 12) + String(format: "%12d  %11.2f  ", row.parameters, row.trainingMflops) + (row.kernel ?? ""))
+        right(String(row.index), 3) + "  " + pad(row.name, nameWidth) + "  " + pad(row.layer, layerWidth) + "  "
+          + pad(shapes[index], shapeWidth) + "  " + right(counts[index], countWidth) + "  "
+          + right(flops[index], flopWidth) + "  " + (row.kernel ?? ""))
     }
     try Terminal.output(
-      String(
-        format:
-          "total: %d parameters, %d BatchNorm running statistics; %.2f MFLOP per training image (%.2f as direct convolution)",
-        plan.parameterCount, buffers, Double(plan.executedTrainingFlopsPerImage) / 1e6,
-        Double(plan.trainingFlopsPerImage) / 1e6))
+      "total: \(plan.parameterCount.formatted(.number.grouping(.automatic))) parameters, \(buffers) BatchNorm running statistics; "
+        + String(
+          format: "%.2f MFLOP per training image (%.2f as direct convolution)",
+          Double(plan.executedTrainingFlopsPerImage) / 1e6, Double(plan.trainingFlopsPerImage) / 1e6))
+    try Terminal.output(memoryLine)
     try Terminal.output("PyTorch: nn.Sequential(" + plan.layers.map(\.torchModule).joined(separator: ", ") + ")")
   }
 }

@@ -9,7 +9,7 @@ struct TopologyCommand: ParsableCommand {
 
   @OptionGroup var placement: PlacementOptions
 
-  @Option(help: "Workers to plan for (default: the number of physical cores).")
+  @Option(parsing: .unconditional, help: "Workers to plan for (default: the number of physical cores).")
   var threads: Int?
 
   @Flag(help: "Print one JSON object instead of text.")

@@ -33,7 +33,7 @@ struct Train: ParsableCommand {
     // A resumed run saves back to the file it came from unless told otherwise, so that
     // finishing it never leaves the file at the interrupted state.
     if let resume, checkpoints.save == nil { checkpoints.save = resume }
-    if resume == nil { try checkpoints.validate() }
+    if resume == nil { try checkpoints.checkPaths() }
     var output = self.output
     if resume == nil { try output.checkLogging() }
     let topology = try placement.topology()
@@ -48,7 +48,7 @@ struct Train: ParsableCommand {
       }
       let threads = try threadCount(hyperParameters.threads, topology: topology)
       let checkpoint = try Checkpoint(path: resume)
-      try checkpoints.validate()  // after reading, so that a bad --resume file is what is reported
+      try checkpoints.checkPaths()  // after reading, so that a bad --resume file is what is reported
       if output.logdir == nil { output.logdir = checkpoint.metadata["logdir"] }  // keeps logging where it did
       try output.checkLogging()
       let state = try checkpoint.trainingState()
@@ -70,7 +70,8 @@ struct Train: ParsableCommand {
         throw PTrainError("\(resume): \(error)")
       }
       trainer = try Trainer(
-        resuming: state, threads: threads, epochs: epochs, topology: topology, processes: job)
+        resuming: state, threads: threads, epochs: epochs, topology: topology, processes: job,
+        trainingImages: train.count)
       metadata = checkpoint.metadata.filter { ["source_model", "new_head", "history"].contains($0.key) }
     } else {
       let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
@@ -79,7 +80,8 @@ struct Train: ParsableCommand {
       train = try data.trainingImages(of: dataset)
       let normalization = try inputs.normalization(channels: definition.input.channels, dataset: dataset)
       trainer = try Trainer(
-        options: options, model: definition, normalization: normalization, topology: topology, processes: job)
+        options: options, model: definition, normalization: normalization, topology: topology, processes: job,
+        trainingImages: train.count)
       metadata = [:]
     }
     // The resumed file may be saved back to, but not reported over.

@@ -40,7 +40,7 @@ struct TrainingSession: Sendable {
     let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
     if !output.quiet { Terminal.error(firstLine) }
     let log = try (job.rank == 0 ? output.logdir : nil).map {
-      try TrainingLog(directory: $0, every: output.logEvery, trainer: trainer, dataset: dataset.name)
+      try TrainingLog(directory: $0, every: output.logInterval, trainer: trainer, dataset: dataset.name)
     }
     let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
     let finishingConsequence =

@@ -124,19 +124,20 @@ final class CheckpointCLITests: XCTestCase {
     let directory = try makeTemporaryDirectory()
     let path = directory.appendingPathComponent("good.safetensors").path
     XCTAssertEqual(try runPTrain(small + ["--epochs", "1", "--save", path]).status, 0)
-    let good = try Data(contentsOf: URL(fileURLWithPath: path))
+    let tuned = directory.appendingPathComponent("tuned.safetensors").path
+    try FileManager.default.copyItem(atPath: path, toPath: tuned)
+    let good = try Data(contentsOf: URL(fileURLWithPath: tuned))
     let blown = try runPTrain(
-      ["finetune", "--from", path, "--learning-rate", "1e30", "--save", path, "--checkpoint-every", "1", "--quiet"])
+      ["finetune", "--from", path, "--learning-rate", "1e30", "--save", tuned, "--checkpoint-every", "1", "--quiet"])
     XCTAssertEqual(blown.status, 1)
     XCTAssertTrue(blown.stderr.hasPrefix("ptrain: error: non-finite "), blown.stderr)
     XCTAssertTrue(blown.stderr.contains("layer "), blown.stderr)
     XCTAssertTrue(blown.stderr.contains("step 2"), blown.stderr)
-    XCTAssertTrue(blown.stderr.contains("the last checkpoint, \(path) at step 1, is untouched"), blown.stderr)
+    XCTAssertTrue(blown.stderr.contains("the last checkpoint, \(tuned) at step 1, is untouched"), blown.stderr)
     XCTAssertEqual(blown.stderr.split(separator: "\n").count, 1)
-    let kept = try Checkpoint(path: path)
+    let kept = try Checkpoint(path: tuned)
     XCTAssertTrue(kept.parameters.allSatisfy(\.isFinite))
-    XCTAssertNotEqual(
-      try Data(contentsOf: URL(fileURLWithPath: path)), good, "step 1 was saved over the pre-trained file")
+    XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: tuned)), good, "step 1 was saved over the older file")
     XCTAssertEqual(kept.metadata["adam_step"], "1")
   }
 
@@ -182,8 +183,14 @@ final class CheckpointCLITests: XCTestCase {
       (["evaluate", "--model", truncated], "not a valid safetensors file"),
       (["evaluate", "--model", brokenJSON], "bad JSON"),
       (["evaluate", "--model", directory.path], "not a regular file"),
-      (["finetune", "--from", good, "--classes", "5"], "has a 10-class head but the model asks for 5 classes; add --new-head"),
-      (["finetune", "--from", twelveClasses, "--classes", "10"], "has a 12-class head but the model asks for 10 classes"),
+      (
+        ["finetune", "--from", good, "--classes", "5"],
+        "has a 10-class head but the model asks for 5 classes; add --new-head"
+      ),
+      (
+        ["finetune", "--from", twelveClasses, "--classes", "10"],
+        "has a 12-class head but the model asks for 10 classes"
+      ),
       (["finetune", "--from", good, "--new-head", "--classes", "5"], "mnist has label 9 but the model has 5 classes"),
       (["finetune", "--from", good, "--freeze", "conv9"], "no layer with parameters called \"conv9\""),
       (["finetune", "--from", good, "--freeze", "conv1,conv2,dense"], "leave at least one to train"),

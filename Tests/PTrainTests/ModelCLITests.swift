@@ -102,9 +102,9 @@ final class ModelCLITests: XCTestCase {
     let table = try runPTrain(["summary", "--model", "mnist-cnn"])
     XCTAssertEqual(table.status, 0, table.stderr)
     XCTAssertTrue(
-      table.stdout.contains("  3  conv2     conv 64 3x3  11x11x64           18496         5.01  Winograd F(4x4,3x3)"),
+      table.stdout.contains("  3  conv2     conv 64 3x3  11x11x64      18,496         5.01  Winograd F(4x4,3x3)"),
       table.stdout)
-    XCTAssertTrue(table.stdout.contains("total: 34826 parameters"), table.stdout)
+    XCTAssertTrue(table.stdout.contains("total: 34,826 parameters"), table.stdout)
     XCTAssertTrue(table.stdout.contains("PyTorch: nn.Sequential(Conv2d(1, 32, 3), ReLU(), MaxPool2d(2)"), table.stdout)
     let json = try runPTrain([
       "summary", "--model", "conv 8 3x3 same, relu, flatten, dense 3", "--input", "5x5x2", "--json",

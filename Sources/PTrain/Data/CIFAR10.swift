@@ -14,8 +14,8 @@ package enum CIFAR10 {
   package static let shape = ImageShape(height: 32, width: 32, channels: 3)
 
   /// Whether `directory` holds CIFAR-10's binary files (any of them).
-  package static func isPresent(in directory: String) -> Bool {
-    (trainingFiles + [testFile]).contains { access(directory + "/" + $0, F_OK) == 0 }
+  package static func isPresent(in directory: String) throws -> Bool {
+    try (trainingFiles + [testFile]).contains { try Dataset.isPresent(directory + "/" + $0) }
   }
 
   /// Opens all six files of `directory` and checks them (sizes and labels); the images
@@ -26,7 +26,7 @@ package enum CIFAR10 {
     func open(_ files: [String]) throws -> LabeledImages {
       let paths = try files.map { file in
         let path = directory + "/" + file
-        guard access(path, F_OK) == 0 else {
+        guard try Dataset.isPresent(path) else {
           try Dataset.refuseBrokenLink(path)
           throw PTrainError(
             "\(directory): \(file) is missing; CIFAR-10 needs \((trainingFiles + [testFile]).joined(separator: ", "))")

@@ -202,8 +202,8 @@ public struct Dataset: Sendable, CustomStringConvertible {
     guard (info.st_mode & S_IFMT) == S_IFDIR else {
       throw PTrainError("\(directory): is \(fileKind(info.st_mode)), not a directory")
     }
-    let idxFiles = fileNames.flatMap { [$0, $0 + ".gz"] }.filter { access(directory + "/" + $0, F_OK) == 0 }
-    if CIFAR10.isPresent(in: directory) {
+    let idxFiles = try fileNames.flatMap { [$0, $0 + ".gz"] }.filter { try isPresent(directory + "/" + $0) }
+    if try CIFAR10.isPresent(in: directory) {
       if let idx = idxFiles.first {
         throw PTrainError(
           "\(directory): holds both CIFAR-10's binary files and IDX files (\(idx)); keep one kind of data per directory"
@@ -217,13 +217,25 @@ public struct Dataset: Sendable, CustomStringConvertible {
     }
     let decoded = try fileNames.map { file -> IDXFile in
       let candidates = [directory + "/" + file, directory + "/" + file + ".gz"]
-      guard let path = candidates.first(where: { access($0, F_OK) == 0 }) else {
+      guard let path = try candidates.first(where: isPresent) else {
         for candidate in candidates { try refuseBrokenLink(candidate) }
         throw PTrainError("\(directory): neither \(file) nor \(file).gz is there")
       }
       return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
     }
     return try Dataset(name: name, directory: directory, files: decoded)
+  }
+
+  /// Whether a file is at `path` (following links): false when nothing is (or a link
+  /// leads nowhere, which `refuseBrokenLink` reports); throws naming the path and the
+  /// reason when the system cannot tell, such as permission denied. Cost: one system call.
+  package static func isPresent(_ path: String) throws -> Bool {
+    if access(path, F_OK) == 0 { return true }
+    let code = errno
+    guard [ENOENT, ENOTDIR, ELOOP].contains(code) else {
+      throw PTrainError("\(path): \(String(cString: strerror(code)))")
+    }
+    return false
   }
 
   /// The paths of the data files a dataset in `directory` is read from, of those there:

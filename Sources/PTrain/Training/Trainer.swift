@@ -97,6 +97,8 @@ public final class Trainer: @unchecked Sendable {
   /// About how many bytes of images kept in their files `train` and `evaluate` read
   /// ahead (at least a step's or an image's). Set it between calls.
   package var stagedBytes = 4 << 20
+  /// The most images a step can have: the buffers' size (see `init`'s `trainingImages`).
+  public let stepCapacity: Int
   /// Time per phase over every `train` call so far, averaged over the workers.
   public private(set) var profile = PhaseProfile()
   /// Called on worker 0 in every step, before the update, with the batch's summed
@@ -110,10 +112,13 @@ public final class Trainer: @unchecked Sendable {
   /// frozen layer without parameters, every layer frozen, normalisation for another
   /// channel count). With several `processes`, each process makes its own trainer with
   /// the same arguments (its workers take its share of the node's cores), and `train`
-  /// makes them work as one. Cost: thread start-up plus O(parameters · shards).
+  /// makes them work as one. With `trainingImages` (the most images `train` will be given),
+  /// buffers are sized for steps of `min(batchSize, trainingImages)` images, not a whole
+  /// batch; throws when what the run needs (`MemoryEstimate`) is more than the memory
+  /// available. Cost: thread start-up plus O(parameters · shards).
   public init(
     options: TrainingOptions, model: ModelDefinition = .mnistCNN, normalization: Normalization? = nil,
-    topology: Topology? = nil, processes: ProcessGroup = .single
+    topology: Topology? = nil, processes: ProcessGroup = .single, trainingImages: Int? = nil
   ) throws {
     try options.validate()
     let plan = try ModelPlan(model)
@@ -141,6 +146,16 @@ public final class Trainer: @unchecked Sendable {
     pool = try WorkerPool(
       topology: topology, threads: options.threads, localRank: split ? processes.localRank : 0,
       localRanks: split ? processes.localSize : 1)
+    // Buffers for the largest step that can occur: the batch, or all the training images
+    // when there are fewer; refused in one line when the machine cannot hold them.
+    let stepImages = min(options.batchSize, max(trainingImages ?? options.batchSize, 1))
+    stepCapacity = stepImages
+    let memory = MemoryEstimate(plan: plan, options: options, workers: pool.count, stepImages: stepImages)
+    if let available = availableMemory(), memory.total > available {
+      throw PTrainError(
+        "training this model needs about \(MemoryEstimate.describe(memory.total)) (parameters and Adam \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), \(pool.count) workers' activations \(MemoryEstimate.describe(memory.replicas))) but \(MemoryEstimate.describe(available)) of memory are available; take a smaller batch, fewer threads or a smaller model"
+      )
+    }
     var generator = SeededGenerator(seed: options.seed)
     parameters = AlignedFloats(count: plan.parameterCount)
     parameters.copy(from: plan.initialParameters(using: &generator))
@@ -148,7 +163,7 @@ public final class Trainer: @unchecked Sendable {
     runningStatistics.copy(from: plan.initialState)
     epochGenerator = generator
     optimizer = Adam(parameterCount: plan.parameterCount, learningRate: options.learningRate)
-    let shards = options.shardsPerBatch
+    let shards = MemoryEstimate.shards(options: options, stepImages: stepImages)
     shardStats = AlignedFloats(count: shards * Self.statsStride)
     var offsets: [Int: Int] = [:]
     var width = 0
@@ -177,8 +192,7 @@ public final class Trainer: @unchecked Sendable {
     // Without BatchNorm a worker holds one shard's images at a time; with it, all of its
     // block's.
     let workers = pool.count
-    let imageSlots =
-      (plan.batchNormLayers.isEmpty ? 1 : max((shards + workers - 1) / workers, 1)) * options.shardSize
+    let imageSlots = MemoryEstimate.replicaSlots(plan: plan, options: options, workers: workers, shards: shards)
     var replicas = [Replica?](repeating: nil, count: workers)
     var slots = [AlignedFloats?](repeating: nil, count: shards)
     replicas.withUnsafeMutableBufferPointer { replicaSlots in
@@ -204,14 +218,14 @@ public final class Trainer: @unchecked Sendable {
   /// here gives bit-identical results to never having stopped.
   public convenience init(
     resuming state: TrainingState, threads: Int, epochs: Int? = nil, topology: Topology? = nil,
-    processes: ProcessGroup = .single
+    processes: ProcessGroup = .single, trainingImages: Int? = nil
   ) throws {
     var options = state.options
     options.threads = threads
     if let epochs { options.epochs = epochs }
     try self.init(
       options: options, model: state.model, normalization: state.normalization, topology: topology,
-      processes: processes)
+      processes: processes, trainingImages: trainingImages)
     parameters.copy(from: state.parameters)
     runningStatistics.copy(from: state.runningStatistics)
     batchesTracked = state.batchesTracked
@@ -322,6 +336,11 @@ public final class Trainer: @unchecked Sendable {
         "cannot continue mid-epoch on different data: the run was on \(dataFingerprint), this is \(fingerprint)")
     }
     guard data.count > 0 else { throw PTrainError("no training images") }
+    guard min(options.batchSize, data.count) <= stepCapacity else {
+      throw PTrainError(
+        "a step of \(min(options.batchSize, data.count)) images is more than this trainer was made for (\(stepCapacity), from its trainingImages)"
+      )
+    }
     let stepsPerEpoch = (data.count + options.batchSize - 1) / options.batchSize
     guard stepsIntoEpoch <= stepsPerEpoch else {
       throw PTrainError(
