@@ -33,6 +33,10 @@ final class FuzzRegressionTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(try replay("safetensors", through: FuzzEntryPoints.safetensors), 4)
   }
 
+  func testFinetuneInputsDoNotCrash() throws {
+    XCTAssertGreaterThanOrEqual(try replay("finetune", through: FuzzEntryPoints.finetune), 5)
+  }
+
   /// The seeds are what they claim: the IDX seeds decode and the full checkpoint resumes.
   func testSeedsAreValid() throws {
     let idx = packageRoot.appendingPathComponent("Fuzz/corpus/idx")

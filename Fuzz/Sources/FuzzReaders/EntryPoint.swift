@@ -5,14 +5,16 @@
 #endif
 
 /// The reader under test, chosen once by PTRAIN_FUZZ_TARGET: `idx` (the IDX/gzip reader)
-/// or `safetensors` (the JSON parser, the safetensors reader and the checkpoint loader).
+/// `safetensors` (the JSON parser, the safetensors reader and the checkpoint loader) or
+/// `finetune` (a checkpoint and a model text, as `ptrain finetune` meets them).
 /// A global outside main.swift, so it is initialised on first use whichever `main` runs.
 let fuzzTarget: @Sendable ([UInt8]) -> Void = {
   switch getenv("PTRAIN_FUZZ_TARGET").map({ String(cString: $0) }) {
   case "idx": return FuzzEntryPoints.idx
   case "safetensors": return FuzzEntryPoints.safetensors
+  case "finetune": return FuzzEntryPoints.finetune
   default:
-    let usage = "FuzzReaders: set PTRAIN_FUZZ_TARGET to idx or safetensors\n"
+    let usage = "FuzzReaders: set PTRAIN_FUZZ_TARGET to idx, safetensors or finetune\n"
     _ = usage.withCString { write(2, $0, strlen($0)) }
     exit(64)
   }

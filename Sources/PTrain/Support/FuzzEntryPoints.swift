@@ -33,4 +33,40 @@
       precondition(state.secondMoment.allSatisfy { $0 >= 0 })
     }
   }
+
+  /// What `finetune` does with a checkpoint and a model text before training: the input is
+  /// the model text up to the first newline (empty: the checkpoint's own model; a leading
+  /// `!`: with a new head), then the checkpoint's bytes. The checkpoint is read, the text
+  /// planned on its input, and the layers with parameters (but a new head) copied from it.
+  public static func finetune(_ bytes: [UInt8]) {
+    let newline = bytes.firstIndex(of: 0x0A) ?? bytes.endIndex
+    var text = String(decoding: bytes[..<newline], as: UTF8.self)
+    let file = Array(bytes[min(newline + 1, bytes.endIndex)...])
+    guard let checkpoint = try? Checkpoint(bytes: file, name: "fuzz") else { return }
+    let newHead = text.hasPrefix("!")
+    if newHead { text.removeFirst() }
+    guard
+      let model = text.isEmpty
+        ? checkpoint.model : try? ModelDefinition(parsing: text, input: checkpoint.model.input),
+      let plan = try? ModelPlan(model)
+    else { return }
+    // Training would first estimate and refuse what the memory cannot hold; the harness
+    // keeps its own buffers within what the input justifies.
+    guard plan.parameterCount <= checkpoint.plan.parameterCount + (1 << 22) else { return }
+    let head = plan.layers.count - 1
+    let loaded = Set(plan.parameterLayers.map(\.index).filter { !(newHead && $0 == head) })
+    var parameters = [Float](repeating: .nan, count: plan.parameterCount)
+    var statistics = plan.initialState
+    let copied = checkpoint.parameters.withUnsafeBufferPointer { values in
+      checkpoint.runningStatistics.withUnsafeBufferPointer { state in
+        (try? plan.copyLayers(
+          loaded, from: checkpoint.plan, values: values, state: state, into: &parameters, statistics: &statistics))
+          != nil
+      }
+    }
+    guard copied else { return }
+    for index in loaded {
+      precondition(plan.layers[index].parameterRange.allSatisfy { parameters[$0].isFinite })  // every copied one
+    }
+  }
 }

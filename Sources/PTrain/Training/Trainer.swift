@@ -268,22 +268,10 @@ public final class Trainer: @unchecked Sendable {
   public func loadParameters(
     _ values: [Float], state sourceState: [Float] = [], from source: ModelPlan, layers: Set<Int>
   ) throws {
-    guard values.count == source.parameterCount else {
-      throw PTrainError("expected \(source.parameterCount) parameters, got \(values.count)")
-    }
-    for index in layers.sorted() {
-      guard index < source.layers.count, index < plan.layers.count else {
-        throw PTrainError(
-          "layer \(index) is not in both models (\(source.layers.count) and \(plan.layers.count) layers)")
-      }
-      let from = source.layers[index]
-      let to = plan.layers[index]
-      guard from.layer == to.layer, from.input == to.input, from.parameterRange.count == to.parameterRange.count else {
-        throw PTrainError("layer \(index) differs between the models: \(from.layer.text) and \(to.layer.text)")
-      }
-      for (target, origin) in zip(to.parameterRange, from.parameterRange) { parameters.base[target] = values[origin] }
-      if let mean = to.runningMean, let sourceMean = from.runningMean, sourceState.count == source.stateCount {
-        for k in 0..<(2 * mean.count) { runningStatistics.base[mean.offset + k] = sourceState[sourceMean.offset + k] }
+    try values.withUnsafeBufferPointer { values in
+      try sourceState.withUnsafeBufferPointer { state in
+        try plan.copyLayers(
+          layers, from: source, values: values, state: state, into: parameters.base, statistics: runningStatistics.base)
       }
     }
   }
