@@ -50,9 +50,7 @@ struct ReportCommand: ParsableCommand {
       let (checkpoint, dataset, trainer) = try Evaluate.prepare(
         checkpoint: source, dataset: nil, data: nil, threads: threads, topology: try Topology())
       let evaluation = try trainer.evaluate(dataset.test)
-      let history = checkpoint.metadata["history"].flatMap {
-        try? JSONDecoder().decode([RunSummary.Epoch].self, from: Data($0.utf8))
-      }
+      let history = try checkpoint.metadata["history"].map { try RunSummary.history(decoding: $0, of: source) }
       var options = checkpoint.hasTrainingState ? try checkpoint.trainingState().options : trainer.options
       options.threads = trainer.options.threads
       run = RunSummary(

@@ -1,3 +1,4 @@
+import Foundation
 import PTrain
 
 extension RunSummary {
@@ -40,6 +41,13 @@ extension RunSummary {
     where !value.isFinite || value < 0 {
       throw PTrainError("\(field) \(value) is not a non-negative number")
     }
+    try Self.validate(history: history)
+  }
+
+  /// Throws naming the first epoch of `history` (a summary's, or a checkpoint's
+  /// `__metadata__.history`) with a value out of range. Cost: O(epochs).
+  static func validate(history: [Epoch]) throws {
+    func share(_ value: Double) -> Bool { value.isFinite && (0...1).contains(value) }
     guard history.count <= TrainingOptions.maximumEpochs else {
       throw PTrainError("history has \(history.count) epochs, over \(TrainingOptions.maximumEpochs)")
     }
@@ -51,5 +59,18 @@ extension RunSummary {
         throw PTrainError("history[\(index)] holds a value out of range")
       }
     }
+  }
+
+  /// The epochs a checkpoint's `__metadata__.history` records, checked; throws naming
+  /// `source` when the text is not such a list or holds a value out of range.
+  static func history(decoding text: String, of source: String) throws -> [Epoch] {
+    let history: [Epoch]
+    do { history = try JSONDecoder().decode([Epoch].self, from: Data(text.utf8)) } catch {
+      throw PTrainError("\(source): __metadata__.history is not a list of epochs")
+    }
+    do { try validate(history: history) } catch let error as PTrainError {
+      throw PTrainError("\(source): __metadata__.\(error)")
+    }
+    return history
   }
 }

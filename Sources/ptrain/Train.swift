@@ -52,6 +52,7 @@ struct Train: ParsableCommand {
       if output.logdir == nil { output.logdir = checkpoint.metadata["logdir"] }  // keeps logging where it did
       try output.checkLogging()
       let state = try checkpoint.trainingState()
+      _ = try checkpoint.metadata["history"].map { try RunSummary.history(decoding: $0, of: resume) }
       try refuseChanges(to: state, path: resume)
       let epochs = hyperParameters.epochs ?? state.options.epochs
       guard epochs > state.epochsCompleted else {

@@ -82,9 +82,8 @@ struct TrainingSession: Sendable {
     }
     if let saveError = saves.withLock(\.error) { throw saveError }
     // A resumed run's history begins with the epochs its checkpoint recorded.
-    let earlier = metadata["history"].flatMap {
-      try? JSONDecoder().decode([RunSummary.Epoch].self, from: Data($0.utf8))
-    }
+    // Checked before training (`Train.run`), so that no run is lost to it afterwards.
+    let earlier = metadata["history"].flatMap { try? RunSummary.history(decoding: $0, of: "the checkpoint") }
     let thisRun = summary.epochs.map(RunSummary.Epoch.init)
     let history = (earlier ?? []).filter { $0.epoch < thisRun.first?.epoch ?? .max } + thisRun
     var recorded = metadata  // what the checkpoints from here on carry: the history too

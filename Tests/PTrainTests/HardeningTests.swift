@@ -163,6 +163,11 @@ final class HardeningTests: XCTestCase {
       (["data_directory": "/x\nptrain: forged line"], "__metadata__.data_directory holds a control character"),
       (["dataset": "mnist\u{1B}[2J"], "__metadata__.dataset holds a control character"),
       (["frozen": "conv9"], "bad.safetensors: __metadata__.frozen: there is no layer with parameters called \"conv9\""),
+      (
+        ["history": #"[{"epoch":0,"trainLoss":1,"trainAccuracy":2,"imagesPerSecond":1}]"#],
+        "bad.safetensors: __metadata__.history[0] holds a value out of range"
+      ),
+      (["history": "[1,2]"], "bad.safetensors: __metadata__.history is not a list of epochs"),
     ]
     let bad = directory.appendingPathComponent("bad.safetensors").path
     for (changes, fragment) in cases {
