@@ -26,10 +26,10 @@ struct GradientCommand: ParsableCommand {
   @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
   var threads: Int?
 
-  @Option(parsing: .unconditional, help: "Images in the batch: the first N training images. (default: 32)")
+  @Option(parsing: .unconditional, help: "Images in the batch: the first N training images.")
   var batchSize = 32
 
-  @Option(parsing: .unconditional, help: "Seeds the initial parameters. (default: 1)")
+  @Option(parsing: .unconditional, help: "Seeds the initial parameters.")
   var seed: UInt64 = 1
 
   @Option(

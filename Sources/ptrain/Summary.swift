@@ -22,7 +22,7 @@ struct Summary: ParsableCommand {
       "The input shape for a model text without an input clause, as HxWxC.", valueName: "HxWxC"))
   var input: String?
 
-  @Option(parsing: .unconditional, help: "Batch size for the training memory figure. (default: 32)")
+  @Option(parsing: .unconditional, help: "Batch size for the training memory figure.")
   var batchSize = 32
 
   @Option(parsing: .unconditional, help: "Worker threads for the training memory figure. (default: physical cores)")

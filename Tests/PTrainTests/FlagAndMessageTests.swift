@@ -84,9 +84,7 @@ final class FlagAndMessageTests: XCTestCase {
     try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
     let data = directory.appendingPathComponent("data")
     try FileManager.default.createDirectory(at: data, withIntermediateDirectories: false)
-    for name in Dataset.fileNames {
-      try Data(try XCTUnwrap(Dataset.bundledMNISTFile(name))).write(to: data.appendingPathComponent(name + ".gz"))
-    }
+    try writeBundledMNIST(to: data)
     try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: data.path)
     let closed = directory.appendingPathComponent("closed.safetensors")
     try Data().write(to: closed)
@@ -106,9 +104,7 @@ final class FlagAndMessageTests: XCTestCase {
     let base = try makeTemporaryDirectory()
     let data = base.appendingPathComponent("data\u{1B}[2J\r")
     try FileManager.default.createDirectory(at: data, withIntermediateDirectories: false)
-    for name in Dataset.fileNames {
-      try Data(try XCTUnwrap(Dataset.bundledMNISTFile(name))).write(to: data.appendingPathComponent(name + ".gz"))
-    }
+    try writeBundledMNIST(to: data)
     let report = base.appendingPathComponent("r.html").path
     let result = try runPTrain(["--data", data.path, "--train-limit", "320", "--epochs", "1", "--report", report])
     XCTAssertEqual(result.status, 0, result.stderr)

@@ -10,9 +10,7 @@ final class OutputPathTests: XCTestCase {
   /// A copy of the bundled MNIST's four files (gzipped) in a fresh directory.
   func mnistDirectory() throws -> URL {
     let directory = try makeTemporaryDirectory()
-    for name in Dataset.fileNames {
-      try Data(try XCTUnwrap(Dataset.bundledMNISTFile(name))).write(to: directory.appendingPathComponent(name + ".gz"))
-    }
+    try writeBundledMNIST(to: directory)
     return directory
   }
 

@@ -164,3 +164,10 @@ extension XCTestCase {
       SafeTensors.encode(tensors: tensors, metadata: file.metadata.merging(changes) { _, new in new }), to: target)
   }
 }
+
+/// Writes the bundled MNIST's four files, gzipped, into `directory`: a `--data` directory.
+func writeBundledMNIST(to directory: URL) throws {
+  for name in Dataset.fileNames {
+    try Data(try XCTUnwrap(Dataset.bundledMNISTFile(name))).write(to: directory.appendingPathComponent(name + ".gz"))
+  }
+}

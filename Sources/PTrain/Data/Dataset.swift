@@ -216,12 +216,11 @@ public struct Dataset: Sendable, CustomStringConvertible {
         "\(directory): holds both \(file) and \(file).gz; remove one, so that it is clear which is read")
     }
     let decoded = try fileNames.map { file -> IDXFile in
-      let candidates = [directory + "/" + file, directory + "/" + file + ".gz"]
-      guard let path = try candidates.first(where: isPresent) else {
-        for candidate in candidates { try refuseBrokenLink(candidate) }
+      guard let found = [file, file + ".gz"].first(where: idxFiles.contains) else {
+        for candidate in [file, file + ".gz"] { try refuseBrokenLink(directory + "/" + candidate) }
         throw PTrainError("\(directory): neither \(file) nor \(file).gz is there")
       }
-      return try IDXFile.read(path: path, dimensionCount: file.contains("images") ? 3 : 1)
+      return try IDXFile.read(path: directory + "/" + found, dimensionCount: file.contains("images") ? 3 : 1)
     }
     return try Dataset(name: name, directory: directory, files: decoded)
   }
