@@ -7,12 +7,18 @@ import PackageDescription
 /// The vector level is portable AVX2 + FMA (`x86-64-v3`) unless the environment sets
 /// `PTRAIN_MARCH=x86-64-v4` (AVX-512), which measured about 30% faster on Zen 5 but only
 /// runs on AVX-512 machines. ptrain checks at start-up that the CPU has what it was built for.
+///
+/// `PTRAIN_CHECKED=1` keeps the bounds, overflow and exclusivity checks in release
+/// (`-O`): the AddressSanitizer run of `tools/sanitize` builds so, to check the optimised
+/// kernels as debug would, at release speed.
 let vectorLevel = Context.environment["PTRAIN_MARCH"] ?? "x86-64-v3"
+let uncheckedFlags =
+  Context.environment["PTRAIN_CHECKED"] == "1" ? [] : ["-Ounchecked", "-enforce-exclusivity=unchecked"]
 var engineSettings: [SwiftSetting] = []
 #if arch(x86_64)
   engineSettings.append(
     .unsafeFlags(
-      ["-Ounchecked", "-enforce-exclusivity=unchecked", "-Xcc", "-march=\(vectorLevel)", "-Xcc", "-fno-math-errno"],
+      uncheckedFlags + ["-Xcc", "-march=\(vectorLevel)", "-Xcc", "-fno-math-errno"],
       .when(configuration: .release)))
   if vectorLevel == "x86-64-v4" {
     engineSettings.append(.define("PTRAIN_AVX512", .when(configuration: .release)))

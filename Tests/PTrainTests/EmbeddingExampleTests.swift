@@ -2,17 +2,13 @@ import Foundation
 import XCTest
 
 /// The program README shows under "Embed the engine in a Swift program", taken from
-/// README itself, built and run in two throwaway packages that depend on this one by path,
-/// as a new user's would: one in the Swift 6 language mode (the default of tools-version
-/// 6.1, where top-level code is main-actor isolated) and one in Swift 5 mode. Each is a
-/// release build of the engine, about a minute or two.
+/// README itself, built and run in a throwaway package that depends on this one by path,
+/// as a new user's would, twice over: as one executable in the Swift 6 language mode (the
+/// default of tools-version 6.1, where top-level code is main-actor isolated) and as one
+/// in Swift 5 mode. One release build of the engine serves both, about half a minute.
 final class EmbeddingExampleTests: XCTestCase {
-  func testReadmeExampleRunsInASwift6Package() throws {
-    try checkExample(in: "swift6", languageModes: nil)
-  }
-
-  func testReadmeExampleRunsInASwift5Package() throws {
-    try checkExample(in: "swift5", languageModes: "[.v5]")
+  func testReadmeExampleRunsInSwift6AndSwift5Modes() throws {
+    try checkExamples()
   }
 
   /// The DocC article "Embedding ptrain" shows the same program, word for word.
@@ -37,14 +33,27 @@ final class EmbeddingExampleTests: XCTestCase {
     return try XCTUnwrap(blocks.first { $0.hasPrefix("import PTrain\n") }, "no example that imports PTrain") + "\n"
   }
 
-  /// Writes a package with README's example as its `main.swift` and `languageModes` as
-  /// its `swiftLanguageModes` (the default when nil), builds it in release, runs it and
-  /// checks what it prints.
-  private func checkExample(in name: String, languageModes: String?) throws {
-    let package = try makeTemporaryDirectory().appendingPathComponent(name)
-    let sources = package.appendingPathComponent("Sources/Example")
-    try FileManager.default.createDirectory(at: sources, withIntermediateDirectories: true)
-    let modes = languageModes.map { ",\n  swiftLanguageModes: \($0)" } ?? ""
+  /// The package's executables: each name, and the Swift settings its target adds.
+  private static let examples = [
+    (name: "Swift6Example", settings: ""),
+    (name: "Swift5Example", settings: ", swiftSettings: [.swiftLanguageMode(.v5)]"),
+  ]
+
+  /// Writes a package with README's example as the `main.swift` of each of `examples`,
+  /// builds it in release, runs each and checks what it prints.
+  private func checkExamples() throws {
+    let package = try makeTemporaryDirectory().appendingPathComponent("example")
+    defer { try? FileManager.default.removeItem(at: package.deletingLastPathComponent()) }
+    var targets: [String] = []
+    for example in Self.examples {
+      let sources = package.appendingPathComponent("Sources/\(example.name)")
+      try FileManager.default.createDirectory(at: sources, withIntermediateDirectories: true)
+      try Self.readmeExample().write(
+        to: sources.appendingPathComponent("main.swift"), atomically: true, encoding: .utf8)
+      targets.append(
+        ".executableTarget(name: \"\(example.name)\", dependencies: [.product(name: \"PTrain\", package: \"ptrain\")]\(example.settings))"
+      )
+    }
     let manifest = """
       // swift-tools-version: 6.1
       import PackageDescription
@@ -54,28 +63,33 @@ final class EmbeddingExampleTests: XCTestCase {
         platforms: [.macOS(.v15)],
         dependencies: [.package(name: "ptrain", path: "\(packageRoot.path)")],
         targets: [
-          .executableTarget(name: "Example", dependencies: [.product(name: "PTrain", package: "ptrain")])
-        ]\(modes)
+          \(targets.joined(separator: ",\n    "))
+        ]
       )
 
       """
     try manifest.write(to: package.appendingPathComponent("Package.swift"), atomically: true, encoding: .utf8)
-    try Self.readmeExample().write(to: sources.appendingPathComponent("main.swift"), atomically: true, encoding: .utf8)
-    defer { try? FileManager.default.removeItem(at: package.deletingLastPathComponent()) }
 
     let build = try runProcess(
       URL(fileURLWithPath: "/bin/sh"),
       ["-c", "swift build -c release > build.log 2>&1 || { tail -n 40 build.log; exit 1; }"],
       in: package, timeout: 1200)
-    XCTAssertEqual(build.status, 0, "\(name): swift build failed:\n\(build.stdout)")
+    XCTAssertEqual(build.status, 0, "swift build failed:\n\(build.stdout)")
     guard build.status == 0 else { return }
     let log = try String(contentsOf: package.appendingPathComponent("build.log"), encoding: .utf8)
     let warnings = log.split(separator: "\n").filter { $0.contains("warning:") && !$0.contains("/.build/checkouts/") }
-    XCTAssertEqual(warnings, [], "\(name): the example builds with warnings")
+    XCTAssertEqual(warnings, [], "the examples build with warnings")
+    for example in Self.examples {
+      try checkOutput(of: package.appendingPathComponent(".build/release/\(example.name)"), in: package)
+    }
+  }
 
-    let result = try runProcess(
-      package.appendingPathComponent(".build/release/Example"), [], in: package, timeout: 600)
-    print("\(name) package, README's example prints:\n\(result.stdout)", terminator: "")
+  /// Runs one build of README's example and checks what it prints: an epoch line, the
+  /// test accuracy (above 75%), the model's text and the first layer's weight shape.
+  private func checkOutput(of executable: URL, in package: URL) throws {
+    let name = executable.lastPathComponent
+    let result = try runProcess(executable, [], in: package, timeout: 600)
+    print("\(name), README's example prints:\n\(result.stdout)", terminator: "")
     XCTAssertEqual(result.status, 0, "\(name): exit \(result.status), stderr: \(result.stderr)")
     let lines = result.stdout.split(separator: "\n").map(String.init)
     XCTAssertEqual(lines.count, 4, result.stdout)
