@@ -61,7 +61,7 @@ extension XCTestCase {
     // Training: the gradient agrees with finite differences of the loss.
     let dropout = { (layer: Int, image: Int) -> [Double] in
       let planned = plan.layers[layer]
-      guard case .dropout(let rate) = planned.layer else { return [] }
+      guard let rate = (planned.layer.kind as? DropoutLayer)?.rate else { return [] }
       let ones = [Float](repeating: 1, count: planned.output.count)
       var factors = ones
       dropoutForward(
@@ -72,7 +72,7 @@ extension XCTestCase {
       var s = planned.input
       if planned.inputIsFlat {
         let source = plan.layers[..<layer].last { $0.layer == .flatten && !$0.inputIsFlat }
-        let dense = plan.layers[..<layer].last { if case .dense = $0.layer { true } else { false } }
+        let dense = plan.layers[..<layer].last { $0.layer.kind is DenseLayer }
         guard let source, (dense?.index ?? -1) < source.index else { return factors.map(Double.init) }
         s = source.input
       }

@@ -54,11 +54,11 @@ struct TorchModel {
     var maps = batch
     for planned in plan.layers {
       let i = planned.index
-      switch planned.layer {
-      case .conv(let filters, let kernel, let stride, let padding, let hasBias):
+      switch planned.layer.kind {
+      case let conv as ConvLayer:
+        let (filters, kernel, stride, pad) = (conv.filters, conv.kernel, conv.stride, conv.pad)
         let w = state["\(i).weight"]!
-        let b = hasBias ? state["\(i).bias"]! : [Double](repeating: 0, count: filters)
-        let pad = padding == .same ? (kernel - 1) / 2 : 0
+        let b = conv.bias ? state["\(i).bias"]! : [Double](repeating: 0, count: filters)
         maps = maps.map { x in
           let oh = (x.height + 2 * pad - kernel) / stride + 1
           let ow = (x.width + 2 * pad - kernel) / stride + 1
@@ -83,7 +83,7 @@ struct TorchModel {
           }
           return Map(channels: filters, height: oh, width: ow, values: y)
         }
-      case .batchNorm:
+      case is BatchNormLayer:
         let gamma = state["\(i).weight"]!
         let beta = state["\(i).bias"]!
         let channels = gamma.count
@@ -109,15 +109,16 @@ struct TorchModel {
           }
           return y
         }
-      case .relu:
+      case is ReLULayer:
         maps = maps.map {
           var y = $0
           y.values = y.values.map { max($0, 0) }
           return y
         }
-      case .maxPool(let size, let stride), .avgPool(let size, let stride):
-        let isMax = planned.layer == .maxPool(size: size, stride: stride)
-        let step = stride!
+      case is MaxPoolLayer, is AvgPoolLayer:
+        let isMax = planned.layer.kind is MaxPoolLayer
+        let window = (planned.layer.kind as? MaxPoolLayer)?.window ?? (planned.layer.kind as! AvgPoolLayer).window
+        let (size, step) = (window.size, window.stride)
         maps = maps.map { x in
           let oh = (x.height - size) / step + 1
           let ow = (x.width - size) / step + 1
@@ -133,25 +134,26 @@ struct TorchModel {
           }
           return Map(channels: x.channels, height: oh, width: ow, values: y)
         }
-      case .globalAvgPool:
+      case is GlobalAvgPoolLayer:
         maps = maps.map { x in
           let pixels = x.height * x.width
           let y = (0..<x.channels).map { c in x.values[(c * pixels)..<((c + 1) * pixels)].reduce(0, +) / Double(pixels)
           }
           return Map(channels: x.channels, height: 1, width: 1, values: y)
         }
-      case .flatten:
+      case is FlattenLayer:
         maps = maps.map { Map(channels: $0.values.count, height: 1, width: 1, values: $0.values) }
-      case .dense(let units, let hasBias):
+      case let dense as DenseLayer:
+        let units = dense.units
         let w = state["\(i).weight"]!
-        let b = hasBias ? state["\(i).bias"]! : [Double](repeating: 0, count: units)
+        let b = dense.bias ? state["\(i).bias"]! : [Double](repeating: 0, count: units)
         maps = maps.map { x in
           let y = (0..<units).map { o in
             b[o] + (0..<x.values.count).reduce(0.0) { $0 + w[o * x.values.count + $1] * x.values[$1] }
           }
           return Map(channels: units, height: 1, width: 1, values: y)
         }
-      case .dropout:
+      case is DropoutLayer:
         guard training else { continue }
         maps = maps.enumerated().map { image, x in
           let factors = dropout(i, image)
@@ -159,6 +161,8 @@ struct TorchModel {
           for k in y.values.indices { y.values[k] *= factors[k] }
           return y
         }
+      default:
+        preconditionFailure("TorchModel: no reference for \(planned.layer.word)")
       }
     }
     return maps.map(\.values)

@@ -14,84 +14,6 @@ public struct ImageShape: Sendable, Hashable, CustomStringConvertible {
   public var description: String { "\(height)x\(width)x\(channels)" }
 }
 
-/// Zero padding of a convolution: none (`valid`), or enough that a stride-1 output has
-/// the input's size (`same`, `(kernel − 1) / 2` on each side, as Keras and PyTorch's
-/// `padding="same"` do for odd kernels).
-public enum Padding: String, Sendable, Hashable {
-  case valid, same
-}
-
-/// One layer of a sequential model, as a person defines it. Shapes are not given: the
-/// model infers every layer's input from the one before (see `ModelDefinition`).
-public enum Layer: Sendable, Hashable {
-  /// A 2-D convolution with `filters` output channels and a square, odd `kernel`.
-  case conv(filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .valid, bias: Bool = true)
-  /// Batch normalisation over the channels (BatchNorm2d on a map, BatchNorm1d after dense).
-  case batchNorm
-  case relu
-  /// Max-pooling over `size` × `size` windows moved by `stride` (default: `size`).
-  case maxPool(size: Int, stride: Int? = nil)
-  /// Average pooling over `size` × `size` windows moved by `stride` (default: `size`).
-  case avgPool(size: Int, stride: Int? = nil)
-  /// The mean of each channel over the whole map: H × W × C becomes 1 × 1 × C.
-  case globalAvgPool
-  /// A map's values as one vector, for a dense layer.
-  case flatten
-  /// A fully connected layer with `units` outputs.
-  case dense(units: Int, bias: Bool = true)
-  /// Inverted dropout: in training each value is zeroed with probability `rate` and the
-  /// rest scaled by 1 / (1 − rate); in evaluation it passes values through.
-  case dropout(rate: Float)
-
-  /// A convolution, Keras-style: `.conv(32, kernel: 3, padding: .same)`.
-  public static func conv(
-    _ filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .valid, bias: Bool = true
-  ) -> Layer {
-    .conv(filters: filters, kernel: kernel, stride: stride, padding: padding, bias: bias)
-  }
-
-  /// A dense layer: `.dense(10)`.
-  public static func dense(_ units: Int, bias: Bool = true) -> Layer { .dense(units: units, bias: bias) }
-
-  /// Max-pooling: `.maxPool(2)`.
-  public static func maxPool(_ size: Int, stride: Int? = nil) -> Layer { .maxPool(size: size, stride: stride) }
-
-  /// Average pooling: `.avgPool(2)`.
-  public static func avgPool(_ size: Int, stride: Int? = nil) -> Layer { .avgPool(size: size, stride: stride) }
-
-  /// Dropout: `.dropout(0.25)`.
-  public static func dropout(_ rate: Float) -> Layer { .dropout(rate: rate) }
-
-  /// The layer in the model text's words, in its shortest form (defaults left out).
-  public var text: String {
-    switch self {
-    case .conv(let filters, let kernel, let stride, let padding, let bias):
-      return "conv \(filters) \(kernel)x\(kernel)" + (stride != 1 ? " stride \(stride)" : "")
-        + (padding == .same ? " same" : "") + (bias ? "" : " nobias")
-    case .batchNorm: return "batchnorm"
-    case .relu: return "relu"
-    case .maxPool(let size, let stride):
-      return "maxpool \(size)" + (stride.map { $0 != size ? " stride \($0)" : "" } ?? "")
-    case .avgPool(let size, let stride):
-      return "avgpool \(size)" + (stride.map { $0 != size ? " stride \($0)" : "" } ?? "")
-    case .globalAvgPool: return "globalavgpool"
-    case .flatten: return "flatten"
-    case .dense(let units, let bias): return "dense \(units)" + (bias ? "" : " nobias")
-    case .dropout(let rate): return "dropout \(rate)"
-    }
-  }
-
-  /// The same layer with defaults spelled out, so that equal layers compare equal
-  /// (`maxPool(2)` and `maxPool(2, stride: 2)`).
-  var canonical: Layer {
-    switch self {
-    case .maxPool(let size, let stride): .maxPool(size: size, stride: stride ?? size)
-    case .avgPool(let size, let stride): .avgPool(size: size, stride: stride ?? size)
-    default: self
-    }
-  }
-}
-
 /// A sequential model: an input shape and a list of layers, as Keras's `Sequential`
 /// takes them. It is data: `text` writes it in a short form a person can type, and
 /// `init(parsing:)` reads that form back exactly, so a checkpoint can carry its model.
@@ -113,7 +35,7 @@ public struct ModelDefinition: Sendable, Hashable, CustomStringConvertible {
   /// layer does not fit its input (see `ModelPlan`). Cost: O(layers).
   public init(input: ImageShape, layers: [Layer]) throws {
     self.input = input
-    self.layers = layers.map(\.canonical)
+    self.layers = layers
     _ = try ModelPlan(self)
   }
 
@@ -123,15 +45,16 @@ public struct ModelDefinition: Sendable, Hashable, CustomStringConvertible {
 
   /// The classes: the last dense layer's outputs.
   public var classes: Int {
-    guard case .dense(let units, _) = layers.last else { return 0 }
-    return units
+    (layers.last?.kind as? DenseLayer)?.units ?? 0
   }
 
   /// The same model with its last dense layer replaced by one of `classes` outputs: a
   /// new head for fine-tuning.
   public func withHead(classes: Int) throws -> ModelDefinition {
-    guard case .dense(_, let bias) = layers.last else { throw PTrainError("the model does not end in a dense layer") }
-    return try ModelDefinition(input: input, layers: layers.dropLast() + [.dense(units: classes, bias: bias)])
+    guard let head = layers.last?.kind as? DenseLayer else {
+      throw PTrainError("the model does not end in a dense layer")
+    }
+    return try ModelDefinition(input: input, layers: layers.dropLast() + [.dense(units: classes, bias: head.bias)])
   }
 
   /// The models ptrain knows by name, with their text.
@@ -182,137 +105,5 @@ public struct ModelDefinition: Sendable, Hashable, CustomStringConvertible {
       throw PTrainError("model text: no input shape; begin with \"input HxWxC\" (for example input 28x28x1)")
     }
     try self.init(input: shape, layers: layers)
-  }
-}
-
-/// Reads the model text, token by token, remembering where each token began for errors.
-struct ModelTextParser {
-  private let scalars: [Unicode.Scalar]
-  private var position = 0
-
-  init(_ text: String) { scalars = Array(text.unicodeScalars) }
-
-  private func failure(_ expected: String, at start: Int) -> PTrainError {
-    let found = start < scalars.count ? "\"\(token(at: start).text)\"" : "the end"
-    return PTrainError("model text, position \(start + 1): expected \(expected), found \(found)")
-  }
-
-  private func isSeparator(_ scalar: Unicode.Scalar) -> Bool { scalar == " " || scalar == "\t" || scalar == "\n" }
-
-  /// The token starting at `start` (after whitespace): a word or one comma.
-  private func token(at start: Int) -> (text: String, start: Int, end: Int) {
-    var begin = start
-    while begin < scalars.count, isSeparator(scalars[begin]) { begin += 1 }
-    guard begin < scalars.count else { return ("", begin, begin) }
-    if scalars[begin] == "," { return (",", begin, begin + 1) }
-    var end = begin
-    while end < scalars.count, !isSeparator(scalars[end]), scalars[end] != "," { end += 1 }
-    var text = String.UnicodeScalarView()
-    text.append(contentsOf: scalars[begin..<end])
-    return (String(text).lowercased(), begin, end)
-  }
-
-  /// The next token without consuming it.
-  private func peek() -> (text: String, start: Int, end: Int) { token(at: position) }
-
-  private mutating func next() -> (text: String, start: Int) {
-    let found = peek()
-    position = found.end
-    return (found.text, found.start)
-  }
-
-  private mutating func integer(_ what: String, in range: ClosedRange<Int>) throws -> Int {
-    let (text, start) = next()
-    guard let value = Int(text), range.contains(value) else {
-      throw failure("\(what) (an integer from \(range.lowerBound) to \(range.upperBound))", at: start)
-    }
-    return value
-  }
-
-  /// `NxN`, square.
-  private mutating func square(_ what: String, in range: ClosedRange<Int>) throws -> Int {
-    let (text, start) = next()
-    let parts = text.split(separator: "x", omittingEmptySubsequences: false)
-    guard parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a == b, range.contains(a) else {
-      throw failure("\(what) as KxK (square, K from \(range.lowerBound) to \(range.upperBound))", at: start)
-    }
-    return a
-  }
-
-  /// The whole text: an optional input shape, then layers separated by commas.
-  mutating func model() throws -> (ImageShape?, [Layer]) {
-    var input: ImageShape?
-    if peek().text == "input" {
-      _ = next()
-      let (text, start) = next()
-      let parts = text.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
-      guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) >= 1 && ($0 ?? 0) <= 4096 }),
-        let height = parts[0], let width = parts[1], let channels = parts[2], channels <= 64
-      else { throw failure("the input shape as HxWxC (for example 28x28x1)", at: start) }
-      input = ImageShape(height: height, width: width, channels: channels)
-      let (comma, at) = next()
-      guard comma == "," else { throw failure("a comma after the input shape", at: at) }
-    }
-    var layers: [Layer] = []
-    while true {
-      layers.append(try layer())
-      let (text, start) = next()
-      if text.isEmpty { break }
-      guard text == "," else { throw failure("a comma or the end", at: start) }
-    }
-    return (input, layers)
-  }
-
-  private mutating func layer() throws -> Layer {
-    let (word, start) = next()
-    switch word {
-    case "conv":
-      let filters = try integer("the number of filters", in: 1...4096)
-      let kernelStart = peek().start
-      let kernel = try square("the kernel size", in: 1...7)
-      guard kernel % 2 == 1 else { throw failure("an odd kernel size (1x1, 3x3, 5x5 or 7x7)", at: kernelStart) }
-      var stride = 1
-      var padding = Padding.valid
-      var bias = true
-      while true {
-        switch peek().text {
-        case "stride":
-          _ = next()
-          stride = try integer("the stride", in: 1...2)
-        case "same": (_, padding) = (next(), .same)
-        case "valid": (_, padding) = (next(), .valid)
-        case "nobias": (_, bias) = (next(), false)
-        default: return .conv(filters: filters, kernel: kernel, stride: stride, padding: padding, bias: bias)
-        }
-      }
-    case "batchnorm": return .batchNorm
-    case "relu": return .relu
-    case "flatten": return .flatten
-    case "globalavgpool": return .globalAvgPool
-    case "maxpool", "avgpool":
-      let size = try integer("the pool size", in: 2...3)
-      var stride = size
-      if peek().text == "stride" {
-        _ = next()
-        stride = try integer("the stride", in: 1...3)
-      }
-      return word == "maxpool" ? .maxPool(size: size, stride: stride) : .avgPool(size: size, stride: stride)
-    case "dense":
-      let units = try integer("the number of units", in: 1...65536)
-      if peek().text == "nobias" {
-        _ = next()
-        return .dense(units: units, bias: false)
-      }
-      return .dense(units: units)
-    case "dropout":
-      let (text, at) = next()
-      guard let rate = Float(text), rate >= 0, rate < 1 else {
-        throw failure("the dropout rate (a number from 0 up to, not including, 1)", at: at)
-      }
-      return .dropout(rate: rate)
-    default:
-      throw failure(
-        "a layer (conv, batchnorm, relu, maxpool, avgpool, globalavgpool, flatten, dense or dropout)", at: start)
-    }
   }
 }

@@ -88,24 +88,7 @@ public struct ModelPlan: Sendable {
     }
     public var hasParameters: Bool { weight != nil || bias != nil }
     /// PyTorch's module for the layer, with its arguments: `Conv2d(1, 32, 3)`.
-    package var torchModule: String {
-      switch layer {
-      case .conv(let filters, let kernel, let stride, let padding, let bias):
-        var arguments = ["\(input.channels)", "\(filters)", "\(kernel)"]
-        if stride != 1 { arguments.append("stride=\(stride)") }
-        if padding == .same { arguments.append("padding=\((kernel - 1) / 2)") }
-        if !bias { arguments.append("bias=False") }
-        return "Conv2d(\(arguments.joined(separator: ", ")))"
-      case .batchNorm: return inputIsFlat ? "BatchNorm1d(\(input.count))" : "BatchNorm2d(\(input.channels))"
-      case .relu: return "ReLU()"
-      case .maxPool(let size, let stride): return "MaxPool2d(\(size)" + (stride != size ? ", stride=\(stride!))" : ")")
-      case .avgPool(let size, let stride): return "AvgPool2d(\(size)" + (stride != size ? ", stride=\(stride!))" : ")")
-      case .globalAvgPool: return "AdaptiveAvgPool2d(1)"
-      case .flatten: return "Flatten()"
-      case .dense(let units, let bias): return "Linear(\(input.count), \(units)" + (bias ? ")" : ", bias=False)")
-      case .dropout(let rate): return "Dropout(\(rate))"
-      }
-    }
+    package var torchModule: String { layer.kind.torchModule(self) }
   }
 
   public let definition: ModelDefinition
@@ -124,8 +107,8 @@ public struct ModelPlan: Sendable {
   public let batchNormLayers: [Int]
   /// The epsilon added to a BatchNorm's variance and the weight of each batch in its
   /// running statistics, as PyTorch's defaults.
-  public static let batchNormEpsilon: Float = 1e-5
-  public static let batchNormMomentum: Float = 0.1
+  public static let batchNormEpsilon = BatchNormLayer.epsilon
+  public static let batchNormMomentum = BatchNormLayer.momentum
 
   /// FLOP of one training image, summed over the layers (see `PlannedLayer`).
   public var executedTrainingFlopsPerImage: Int { layers.reduce(0) { $0 + $1.executedTrainingFlops } }
@@ -135,7 +118,7 @@ public struct ModelPlan: Sendable {
   /// fit its input. Cost: O(layers).
   public init(_ definition: ModelDefinition) throws {
     self.definition = definition
-    let kinds = definition.layers.map(Self.kindName)
+    let kinds = definition.layers.map(\.word)
     var counts: [String: Int] = [:]
     for kind in kinds { counts[kind, default: 0] += 1 }
     var seen: [String: Int] = [:]
@@ -147,141 +130,38 @@ public struct ModelPlan: Sendable {
     var tensors: [Tensor] = []
     var state: [Tensor] = []
     var planned: [PlannedLayer] = []
-    let firstWithParameters = definition.layers.firstIndex { Self.hasParameters($0) }
     for (index, layer) in definition.layers.enumerated() {
       let kind = kinds[index]
       seen[kind, default: 0] += 1
-      let name = counts[kind]! > 1 ? "\(kind)\(seen[kind]!)" : kind
-      func failure(_ what: String) -> PTrainError {
-        PTrainError(
-          "layer \(index) (\(layer.text)) \(what), on its input \(flat ? "of \(shape.count) values" : "\(shape)")")
-      }
-      func tensor(_ suffix: String, _ dimensions: [Int]) -> Tensor {
-        defer { offset += dimensions.reduce(1, *) }
-        return Tensor(name: "\(index).\(suffix)", shape: dimensions, offset: offset, layer: index)
-      }
-      let input = shape
-      let inputIsFlat = flat
-      var weight: Tensor?
-      var bias: Tensor?
-      var runningMean: Tensor?
-      var runningVariance: Tensor?
-      var kernel: Kernel?
-      var flattenedMap: ImageShape?
-      var executed = 0
-      var direct = 0
       // A layer's input gradient is needed when a layer with parameters lies below it.
-      let needsInputGradient = (firstWithParameters ?? index) < index
-      switch layer {
-      case .conv(let filters, let size, let stride, let padding, let hasBias):
-        guard !flat else { throw failure("needs a map, not a flat vector (put it before flatten)") }
-        let pad = padding == .same ? (size - 1) / 2 : 0
-        guard input.height + 2 * pad >= size, input.width + 2 * pad >= size else {
-          throw failure("has a \(size)x\(size) kernel larger than the map")
-        }
-        guard stride <= max(input.height, input.width) else { throw failure("has a stride larger than the map") }
-        shape = ImageShape(
-          height: (input.height + 2 * pad - size) / stride + 1, width: (input.width + 2 * pad - size) / stride + 1,
-          channels: filters)
-        weight = tensor("weight", [size, size, input.channels, filters])
-        if hasBias { bias = tensor("bias", [filters]) }
-        let macs = shape.height * shape.width * size * size * input.channels * filters
-        let passes = needsInputGradient ? 3 : 2
-        direct = 2 * macs * passes
-        if size == 3 && stride == 1 && input.channels % 16 == 0 && filters % 16 == 0 {
-          // F(4×4, 3×3) from 8×8 maps up: 4 or more tiles per image, so that a shard's
-          // images (one GEMM per point for all of them) make GEMMs long enough to run near
-          // the FMA peak. On smaller maps its 4×4 tiles would mostly pad. F(5×5, 3×3) where
-          // its tiles need fewer point multiplies still (ties go to the cheaper transforms).
-          func tiles(_ h: Int, _ w: Int, _ tile: Int) -> Int { ((h + tile - 1) / tile) * ((w + tile - 1) / tile) }
-          func flops(_ tile: Int) -> Int {
-            let pointMACs = (tile + 2) * (tile + 2) * input.channels * filters
-            return 2 * pointMACs
-              * (2 * tiles(shape.height, shape.width, tile)
-                + (needsInputGradient ? tiles(input.height, input.width, tile) : 0))
-          }
-          let large = shape.height >= 8 && shape.width >= 8
-          let tile = large ? (flops(5) < flops(4) ? 5 : 4) : 2
-          kernel = tile == 5 ? .winograd5 : tile == 4 ? .winograd4 : .winograd
-          executed = flops(tile)
-        } else {
-          let oneChannel = size == 3 && stride == 1 && input.channels == 1 && filters % 32 == 0 && !needsInputGradient
-          kernel = oneChannel ? .directOneChannel : .im2colGemm
-          executed = direct
-        }
-      case .batchNorm:
-        let channels = flat ? input.count : input.channels
-        flattenedMap = flat ? flattenedFrom : nil
-        weight = tensor("weight", [channels])
-        bias = tensor("bias", [channels])
-        runningMean = Tensor(name: "\(index).running_mean", shape: [channels], offset: stateOffset, layer: index)
-        runningVariance = Tensor(
-          name: "\(index).running_var", shape: [channels], offset: stateOffset + channels, layer: index)
-        stateOffset += 2 * channels
-      case .relu, .dropout:
-        break
-      case .maxPool(let size, let stride), .avgPool(let size, let stride):
-        guard !flat else { throw failure("needs a map, not a flat vector") }
-        let step = stride ?? size
-        guard input.height >= size, input.width >= size else { throw failure("would pool the map below 1x1") }
-        shape = ImageShape(
-          height: (input.height - size) / step + 1, width: (input.width - size) / step + 1, channels: input.channels)
-      case .globalAvgPool:
-        guard !flat else { throw failure("needs a map, not a flat vector") }
-        shape = ImageShape(height: 1, width: 1, channels: input.channels)
-      case .flatten:
-        // Layers between flatten and dense (relu, dropout, batchnorm) keep the order.
-        if !flat { flattenedFrom = input }
-        flat = true
-        shape = ImageShape(height: 1, width: 1, channels: input.count)
-      case .dense(let units, let hasBias):
-        guard flat else { throw failure("needs a flat input; put flatten before it") }
-        flattenedMap = flattenedFrom
-        flattenedFrom = nil
-        weight = tensor("weight", [units, input.count])
-        if hasBias { bias = tensor("bias", [units]) }
-        shape = ImageShape(height: 1, width: 1, channels: units)
-        kernel = .gemv
-        direct = 2 * input.count * units * (needsInputGradient ? 3 : 2)
-        executed = direct
-      }
+      var planning = LayerPlanning(
+        index: index, layer: layer, input: shape, inputIsFlat: flat, flattenedFrom: flattenedFrom,
+        needsInputGradient: !tensors.isEmpty, parameterOffset: offset, stateOffset: stateOffset)
+      try layer.kind.plan(&planning)
       let nextIsReLU = index + 1 < definition.layers.count && definition.layers[index + 1] == .relu
-      let fuses: Bool
-      switch layer {
-      case .conv, .dense, .batchNorm: fuses = nextIsReLU
-      default: fuses = false
-      }
-      tensors += [weight, bias].compactMap { $0 }
-      state += [runningMean, runningVariance].compactMap { $0 }
-      planned.append(
-        PlannedLayer(
-          index: index, layer: layer, name: name, input: input, output: shape, inputIsFlat: inputIsFlat,
-          outputIsFlat: flat, kernel: kernel, weight: weight, bias: bias, runningMean: runningMean,
-          runningVariance: runningVariance, fusesReLU: fuses, flattenedMap: flattenedMap,
-          executedTrainingFlops: executed, directTrainingFlops: direct))
+      let done = PlannedLayer(
+        index: index, layer: layer, name: counts[kind]! > 1 ? "\(kind)\(seen[kind]!)" : kind, input: shape,
+        output: planning.output, inputIsFlat: flat, outputIsFlat: planning.outputIsFlat, kernel: planning.kernel,
+        weight: planning.weight, bias: planning.bias, runningMean: planning.runningMean,
+        runningVariance: planning.runningVariance, fusesReLU: layer.kind.storesReLU && nextIsReLU,
+        flattenedMap: planning.flattenedMap, executedTrainingFlops: planning.executedFlops,
+        directTrainingFlops: planning.directFlops)
+      (shape, flat, flattenedFrom) = (planning.output, planning.outputIsFlat, planning.flattenedFrom)
+      (offset, stateOffset) = (planning.parameterOffset, planning.stateOffset)
+      tensors += [done.weight, done.bias].compactMap { $0 }
+      state += [done.runningMean, done.runningVariance].compactMap { $0 }
+      planned.append(done)
     }
-    guard case .dense(let classes, _) = definition.layers.last else {
+    guard let head = definition.layers.last?.kind as? DenseLayer else {
       throw PTrainError("the model must end in a dense layer whose outputs are the classes (for example dense 10)")
     }
-    guard (2...4096).contains(classes) else {
-      throw PTrainError("the last dense layer has \(classes) outputs; a model needs 2 to 4096 classes")
+    guard (2...4096).contains(head.units) else {
+      throw PTrainError("the last dense layer has \(head.units) outputs; a model needs 2 to 4096 classes")
     }
     layers = planned
     self.tensors = tensors
     stateTensors = state
-    batchNormLayers = planned.filter { if case .batchNorm = $0.layer { true } else { false } }.map(\.index)
-  }
-
-  /// The word for a layer's kind in names: conv, batchnorm, relu, maxpool, …
-  static func kindName(_ layer: Layer) -> String {
-    String(layer.text.prefix { $0 != " " })
-  }
-
-  static func hasParameters(_ layer: Layer) -> Bool {
-    switch layer {
-    case .conv, .dense, .batchNorm: true
-    default: false
-    }
+    batchNormLayers = planned.filter { $0.layer.kind is BatchNormLayer }.map(\.index)
   }
 
   /// Per layer, with the layers at `frozen` getting no gradients: whether its input
@@ -312,35 +192,19 @@ public struct ModelPlan: Sendable {
   /// The tensor that holds parameter `index`.
   package func tensor(containing index: Int) -> Tensor? { tensors.first { $0.range.contains(index) } }
 
-  /// Keras-style initial parameters: Glorot-uniform convolution and dense kernels
-  /// (limit √(6 / (fan in + fan out))) drawn from `generator` tensor by tensor in buffer
-  /// order, zero biases, and BatchNorm scales of 1. Cost: O(parameterCount).
+  /// Initial parameters, tensor by tensor in buffer order, each layer's as its kind
+  /// sets them: Keras-style Glorot-uniform convolution and dense kernels drawn from
+  /// `generator`, zero biases, and BatchNorm scales of 1. Cost: O(parameterCount).
   package func initialParameters(using generator: inout SeededGenerator) -> [Float] {
     var values = [Float](repeating: 0, count: parameterCount)
-    for planned in layers {
-      guard let weight = planned.weight else { continue }
-      let fans: (Int, Int)
-      switch planned.layer {
-      case .conv(let filters, let size, _, _, _):
-        fans = (size * size * planned.input.channels, size * size * filters)
-      case .dense(let units, _):
-        fans = (planned.input.count, units)
-      default:
-        for i in weight.range { values[i] = 1 }
-        continue
-      }
-      let limit = (6 / Float(fans.0 + fans.1)).squareRoot()
-      for i in weight.range { values[i] = (generator.nextUnitFloat() * 2 - 1) * limit }
-    }
+    for planned in layers { planned.layer.kind.initialize(planned, parameters: &values, using: &generator) }
     return values
   }
 
   /// The initial state: running means of 0 and variances of 1, as PyTorch starts them.
   package var initialState: [Float] {
     var values = [Float](repeating: 0, count: stateCount)
-    for tensor in stateTensors where tensor.name.hasSuffix("running_var") {
-      for i in tensor.range { values[i] = 1 }
-    }
+    for planned in layers { planned.layer.kind.initialize(planned, state: &values) }
     return values
   }
 }

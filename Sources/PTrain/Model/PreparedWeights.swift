@@ -22,7 +22,7 @@ package final class PreparedWeights: @unchecked Sendable {
     var winograd: [Int: WinogradFilters] = [:]
     var transposed: [Int: AlignedFloats] = [:]
     for layer in plan.layers {
-      guard let weight = layer.weight, case .conv = layer.layer else { continue }
+      guard let weight = layer.weight, layer.layer.kind is ConvLayer else { continue }
       if let tile = layer.kernel?.winogradOutputTile {
         winograd[layer.index] = WinogradFilters(
           shape: Conv3x3Shape(layer), outputTile: tile, keepsFlipped: inputGradients[layer.index])
@@ -55,21 +55,21 @@ package final class PreparedWeights: @unchecked Sendable {
 extension Conv3x3Shape {
   /// The 3×3, stride-1 convolution of a planned layer.
   init(_ layer: ModelPlan.PlannedLayer) {
-    guard case .conv(_, 3, 1, let padding, _) = layer.layer else { preconditionFailure("not a 3x3 stride-1 conv") }
+    guard let conv = layer.layer.kind as? ConvLayer, conv.kernel == 3, conv.stride == 1 else {
+      preconditionFailure("not a 3x3 stride-1 conv")
+    }
     self.init(
       height: layer.input.height, width: layer.input.width, inChannels: layer.input.channels,
-      outChannels: layer.output.channels, padding: padding == .same ? 1 : 0)
+      outChannels: layer.output.channels, padding: conv.pad)
   }
 }
 
 extension ConvShape {
   /// The convolution of a planned layer.
   init(_ layer: ModelPlan.PlannedLayer) {
-    guard case .conv(let filters, let kernel, let stride, let padding, _) = layer.layer else {
-      preconditionFailure("not a conv")
-    }
+    guard let conv = layer.layer.kind as? ConvLayer else { preconditionFailure("not a conv") }
     self.init(
-      height: layer.input.height, width: layer.input.width, inChannels: layer.input.channels, outChannels: filters,
-      kernel: kernel, stride: stride, padding: padding == .same ? (kernel - 1) / 2 : 0)
+      height: layer.input.height, width: layer.input.width, inChannels: layer.input.channels,
+      outChannels: conv.filters, kernel: conv.kernel, stride: conv.stride, padding: conv.pad)
   }
 }

@@ -179,13 +179,11 @@ package final class Replica {
 
   /// A pooling layer's geometry (an empty one for other layers).
   static func poolShape(_ layer: ModelPlan.PlannedLayer) -> PoolShape {
-    switch layer.layer {
-    case .maxPool(let size, let stride), .avgPool(let size, let stride):
-      PoolShape(
-        height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: size,
-        stride: stride ?? size)
-    default: PoolShape(height: 0, width: 0, channels: 0, size: 1, stride: 1)
-    }
+    let window = (layer.layer.kind as? MaxPoolLayer)?.window ?? (layer.layer.kind as? AvgPoolLayer)?.window
+    guard let window else { return PoolShape(height: 0, width: 0, channels: 0, size: 1, stride: 1) }
+    return PoolShape(
+      height: layer.input.height, width: layer.input.width, channels: layer.input.channels, size: window.size,
+      stride: window.stride)
   }
 
   // MARK: - Buffers
@@ -962,20 +960,21 @@ struct LayerRun {
     reluGradientInMaxPool: Bool, scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
   ) {
     let i = layer.index
-    switch (layer.layer, layer.kernel) {
-    case (.conv, .winograd?): kind = .winograd
-    case (.conv, .winograd4?): kind = .winograd4
-    case (.conv, .winograd5?): kind = .winograd5
-    case (.conv, .directOneChannel?): kind = .directOneChannel
-    case (.conv, _): kind = .im2colGemm
-    case (.batchNorm, _): kind = .batchNorm
-    case (.relu, _): kind = .relu
-    case (.maxPool, _): kind = .maxPool
-    case (.avgPool, _): kind = .avgPool
-    case (.globalAvgPool, _): kind = .globalAvgPool
-    case (.flatten, _): kind = .flatten
-    case (.dense, _): kind = .dense
-    case (.dropout, _): kind = .dropout
+    switch (layer.layer.kind, layer.kernel) {
+    case (is ConvLayer, .winograd?): kind = .winograd
+    case (is ConvLayer, .winograd4?): kind = .winograd4
+    case (is ConvLayer, .winograd5?): kind = .winograd5
+    case (is ConvLayer, .directOneChannel?): kind = .directOneChannel
+    case (is ConvLayer, _): kind = .im2colGemm
+    case (is BatchNormLayer, _): kind = .batchNorm
+    case (is ReLULayer, _): kind = .relu
+    case (is MaxPoolLayer, _): kind = .maxPool
+    case (is AvgPoolLayer, _): kind = .avgPool
+    case (is GlobalAvgPoolLayer, _): kind = .globalAvgPool
+    case (is FlattenLayer, _): kind = .flatten
+    case (is DenseLayer, _): kind = .dense
+    case (is DropoutLayer, _): kind = .dropout
+    default: preconditionFailure("no operation for layer kind \(layer.layer.word)")
     }
     self.trains = trains
     self.needsInputGradient = needsInputGradient
@@ -987,20 +986,20 @@ struct LayerRun {
     fusedIntoBelow = layer.layer == .relu && i > 0 && fusesReLU[i - 1]
     maxPoolAbove =
       reluGradientInMaxPool && layer.layer == .relu && i + 1 < plan.layers.count
-      && { if case .maxPool = plan.layers[i + 1].layer { true } else { false } }()
+      && plan.layers[i + 1].layer.kind is MaxPoolLayer
     reluBelow =
-      reluGradientInMaxPool && { if case .maxPool = layer.layer { true } else { false } }() && i > 0
+      reluGradientInMaxPool && layer.layer.kind is MaxPoolLayer && i > 0
       && plan.layers[i - 1].layer == .relu
     inputCount = layer.input.count
     outputCount = layer.output.count
     let flat = layer.inputIsFlat
     pixels = flat ? 1 : layer.input.height * layer.input.width
     channels = flat ? layer.input.count : layer.input.channels
-    if case .dropout(let value) = layer.layer { rate = value } else { rate = 0 }
-    let isConv3x3: Bool
-    if case .conv(_, 3, 1, _, _) = layer.layer { isConv3x3 = true } else { isConv3x3 = false }
+    rate = (layer.layer.kind as? DropoutLayer)?.rate ?? 0
+    let convolution = layer.layer.kind as? ConvLayer
+    let isConv3x3 = convolution.map { $0.kernel == 3 && $0.stride == 1 } ?? false
     conv3x3 = isConv3x3 ? Conv3x3Shape(layer) : Conv3x3Shape(height: 0, width: 0, inChannels: 0, outChannels: 0)
-    if case .conv = layer.layer {
+    if convolution != nil {
       conv = ConvShape(layer)
     } else {
       conv = ConvShape(height: 0, width: 0, inChannels: 0, outChannels: 0, kernel: 1, stride: 1, padding: 0)

@@ -46,7 +46,8 @@ struct ReplicaLayout {
     let applied = Set(normalizedBelow.compactMap { $0 })
     appliedAbove = layers.map { applied.contains($0.index) }
     let pooledBelow: [Int?] = layers.map { layer in
-      guard fusions.contains(.batchNormInMaxPool), case .maxPool = layer.layer, Replica.poolShape(layer).isTwoByTwo,
+      guard fusions.contains(.batchNormInMaxPool), layer.layer.kind is MaxPoolLayer,
+        Replica.poolShape(layer).isTwoByTwo,
         let bn = Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: layers), !applied.contains(bn),
         bn == layer.index - 1 || fusions.contains(.reluGradientInMaxPool)
       else { return nil }
@@ -76,10 +77,10 @@ struct ReplicaLayout {
     var outputs: [Buffer] = []
     for layer in layers {
       let below = layer.index == 0 ? input : outputs[layer.index - 1]
-      switch layer.layer {
-      case .flatten: outputs.append(below)
-      case .relu where layer.index > 0 && fusesReLU[layer.index - 1]: outputs.append(below)
-      case .batchNorm where !Self.batchNormReads(outputOf: layer.index, fusesReLU: fusesReLU, in: layers):
+      switch layer.layer.kind {
+      case is FlattenLayer: outputs.append(below)
+      case is ReLULayer where layer.index > 0 && fusesReLU[layer.index - 1]: outputs.append(below)
+      case is BatchNormLayer where !Self.batchNormReads(outputOf: layer.index, fusesReLU: fusesReLU, in: layers):
         outputs.append(perGroup(layer.output.count))
       default: outputs.append(perSlot(layer.output.count))
       }
@@ -91,8 +92,8 @@ struct ReplicaLayout {
     var group = [Int](repeating: 0, count: layers.count)
     var groups = 1
     for i in stride(from: layers.count - 1, through: 1, by: -1) {
-      switch layers[i].layer {
-      case .relu, .flatten, .dropout: group[i - 1] = group[i]
+      switch layers[i].layer.kind {
+      case is ReLULayer, is FlattenLayer, is DropoutLayer: group[i - 1] = group[i]
       default:
         group[i - 1] = groups
         groups += 1
@@ -128,8 +129,8 @@ struct ReplicaLayout {
     var scratch: [[Scratch: Int]] = []
     for layer in layers {
       var own: [Scratch: Int] = [:]
-      switch (layer.layer, layer.kernel) {
-      case (.conv, .winograd?):
+      switch (layer.layer.kind, layer.kernel) {
+      case (is ConvLayer, .winograd?):
         let shape = Conv3x3Shape(layer)
         let sizes = WinogradScratch(shape, images: winogradImages[layer.index])
         own[.paddedInput] = allocate(sizes.paddedInput)
@@ -138,7 +139,7 @@ struct ReplicaLayout {
         own[.products] = allocate(sizes.products)
         if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
         if trains[layer.index] { own[.weightProducts] = allocate(winogradWeightCount(shape)) }
-      case (.conv, .winograd4?), (.conv, .winograd5?):
+      case (is ConvLayer, .winograd4?), (is ConvLayer, .winograd5?):
         let shape = Conv3x3Shape(layer)
         let five = layer.kernel == .winograd5
         let sizes = WinogradScratch(shape, images: winogradImages[layer.index], outputTile: five ? 5 : 4)
@@ -152,17 +153,17 @@ struct ReplicaLayout {
           own[.weightBlock] = allocate(
             five ? WinogradF5.weightBlockCount(shape) : WinogradF4.weightBlockCount(shape))
         }
-      case (.conv, .directOneChannel?):
-        if case .conv(_, _, _, .same, _) = layer.layer {
+      case (let conv as ConvLayer, .directOneChannel?):
+        if conv.padding == .same {
           own[.paddedInput] = allocate((layer.input.height + 2) * (layer.input.width + 2))
         }
-      case (.conv, _):
+      case (is ConvLayer, _):
         let shape = ConvShape(layer)
         own[.columns] = allocate(shape.outPixels * shape.patch)
-      case (.dense, _) where trains[layer.index]:
+      case (is DenseLayer, _) where trains[layer.index]:
         own[.denseInputs] = allocate(shardImages * layer.input.count)
         own[.denseGradients] = allocate(shardImages * layer.output.count)
-      case (.batchNorm, _):
+      case (is BatchNormLayer, _):
         let channels = layer.inputIsFlat ? layer.input.count : layer.input.channels
         for purpose in [
           Scratch.batchMean, .batchInverseDeviation, .batchScale, .batchOffset, .batchVariance,
@@ -187,10 +188,10 @@ struct ReplicaLayout {
   static func batchNormReads(outputOf i: Int, fusesReLU: [Bool], in layers: [ModelPlan.PlannedLayer]) -> Bool {
     var reader = i + 1
     while reader < layers.count {
-      switch layers[reader].layer {
-      case .flatten: reader += 1
-      case .relu where fusesReLU[reader - 1]: reader += 1
-      case .batchNorm: return true
+      switch layers[reader].layer.kind {
+      case is FlattenLayer: reader += 1
+      case is ReLULayer where fusesReLU[reader - 1]: reader += 1
+      case is BatchNormLayer: return true
       default: return false
       }
     }

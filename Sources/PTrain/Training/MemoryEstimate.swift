@@ -24,7 +24,7 @@ public struct MemoryEstimate: Sendable, Equatable {
     var prepared = 0
     let inputGradients = plan.inputGradients(frozen: options.frozen)
     for layer in plan.layers {
-      guard let weight = layer.weight, case .conv = layer.layer else { continue }
+      guard let weight = layer.weight, layer.layer.kind is ConvLayer else { continue }
       if let tile = layer.kernel?.winogradOutputTile {
         let transformed = weight.count / 9 * (tile + 2) * (tile + 2)
         prepared += transformed * (inputGradients[layer.index] ? 2 : 1)
