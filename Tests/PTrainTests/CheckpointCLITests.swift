@@ -81,8 +81,8 @@ final class CheckpointCLITests: XCTestCase {
     XCTAssertTrue(interrupted.stderr.contains("checkpoint saved to \(path)"), interrupted.stderr)
     XCTAssertEqual(interrupted.stdout, "")
     let state = try Checkpoint(path: path).trainingState()
-    XCTAssertEqual(state.epochsCompleted * 200 + state.stepsIntoEpoch, state.adamStep)
-    XCTAssertGreaterThanOrEqual(state.adamStep, 200)
+    XCTAssertEqual(state.epochsCompleted * 200 + state.stepsIntoEpoch, state.optimizerStep)
+    XCTAssertGreaterThanOrEqual(state.optimizerStep, 200)
     // The printed hint is a complete command: run exactly it (through a shell). It names
     // the binary as it was run, repeats --threads, and saves back to the same file.
     let hint = try XCTUnwrap(

@@ -45,6 +45,6 @@ final class FuzzRegressionTests: XCTestCase {
     XCTAssertEqual(images.dimensions, [2, 28, 28])
     let checkpoint = try Checkpoint(
       path: packageRoot.appendingPathComponent("Fuzz/corpus/safetensors/ptrain-checkpoint.safetensors").path)
-    XCTAssertEqual(try checkpoint.trainingState().adamStep, 2)
+    XCTAssertEqual(try checkpoint.trainingState().optimizerStep, 2)
   }
 }

@@ -148,7 +148,7 @@ final class HardeningTests: XCTestCase {
       (["steps_into_epoch": "\(Int.max)", "adam_step": "\(Int.max)", "epochs_completed": "0"], "is past the 10 steps"),
       (
         ["steps_into_epoch": "11", "adam_step": "5", "epochs_completed": "0"],
-        "steps_into_epoch 11 is more than the 5 Adam"
+        "steps_into_epoch 11 is more than adam_step 5"
       ),
       (["adam_step": "7"], "adam_step 7 is not the 2 epoch(s) of 10 steps"),
       (["epochs_completed": "3"], "lies past the run's 2 epochs"),

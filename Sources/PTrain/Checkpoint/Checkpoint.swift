@@ -1,5 +1,5 @@
 /// Everything a run needs to continue bit for bit: the model, the hyper-parameters, the
-/// parameters and BatchNorm statistics, Adam's moments and step, the position in the
+/// parameters and BatchNorm statistics, the optimizer's state and step, the position in the
 /// epoch and the generator.
 public struct TrainingState: Sendable {
   public var model: ModelDefinition
@@ -13,10 +13,10 @@ public struct TrainingState: Sendable {
   /// they have seen.
   public var runningStatistics: [Float]
   public var batchesTracked: Int
-  package var firstMoment: [Float]
-  package var secondMoment: [Float]
-  /// Adam steps taken.
-  public var adamStep: Int
+  /// The optimizer's state buffers, in its `stateNames`' order (Adam's two moments).
+  package var optimizerState: [[Float]]
+  /// Optimizer steps taken (`adam_step` in the checkpoint's metadata).
+  public var optimizerStep: Int
   /// Whole epochs finished, and steps finished in the epoch after them.
   public var epochsCompleted: Int
   public var stepsIntoEpoch: Int
@@ -40,8 +40,9 @@ extension TrainingState {
         "the position (epoch \(epochsCompleted) done, step \(stepsIntoEpoch) of the next) lies past the run's \(options.epochs) epochs"
       )
     }
-    guard stepsIntoEpoch <= adamStep else {
-      throw PTrainError("steps_into_epoch \(stepsIntoEpoch) is more than the \(adamStep) Adam steps taken")
+    guard stepsIntoEpoch <= optimizerStep else {
+      throw PTrainError(
+        "steps_into_epoch \(stepsIntoEpoch) is more than adam_step \(optimizerStep), the optimizer steps taken")
     }
     let (seen, overflow) = stepsIntoEpoch.multipliedReportingOverflow(by: options.batchSize)
     guard overflow || epochCorrect <= seen else {
@@ -54,7 +55,7 @@ extension TrainingState {
 
   /// Throws a one-line error unless the position fits an epoch of `trainingImages`
   /// images: the step lies inside the epoch (or at its end: a state saved from the last
-  /// step's event, before the epoch is counted as finished), and Adam's step count is
+  /// step's event, before the epoch is counted as finished), and the optimizer's step count is
   /// the steps of the finished epochs plus this one's. Call before training on the data.
   /// Cost: O(1).
   package func validatePosition(trainingImages: Int) throws {
@@ -66,9 +67,9 @@ extension TrainingState {
     }
     let finished = epochsCompleted.multipliedReportingOverflow(by: steps)
     let total = finished.partialValue.addingReportingOverflow(stepsIntoEpoch)
-    guard !finished.overflow, !total.overflow, total.partialValue == adamStep else {
+    guard !finished.overflow, !total.overflow, total.partialValue == optimizerStep else {
       throw PTrainError(
-        "adam_step \(adamStep) is not the \(epochsCompleted) epoch(s) of \(steps) steps plus \(stepsIntoEpoch) that the position implies"
+        "adam_step \(optimizerStep) is not the \(epochsCompleted) epoch(s) of \(steps) steps plus \(stepsIntoEpoch) that the position implies"
       )
     }
     guard epochCorrect <= min(stepsIntoEpoch * options.batchSize, trainingImages) else {
@@ -258,21 +259,22 @@ public struct Checkpoint: Sendable {
     guard let epochLoss = Double(try value("epoch_loss_sum")), epochLoss.isFinite, epochLoss >= 0 else {
       throw PTrainError("\(path): __metadata__.epoch_loss_sum is not a non-negative number")
     }
-    var moments: [[Float]] = []
-    for kind in ["exp_avg", "exp_avg_sq"] {
+    let optimizer: any Optimizer.Type = Adam.self  // the only one so far
+    var optimizerState: [[Float]] = []
+    for kind in optimizer.stateNames {
       var values = [Float](repeating: 0, count: plan.parameterCount)
       try values.withUnsafeMutableBufferPointer {
         try plan.readTorchTensors(from: file, prefix: "optimizer.\(kind).", into: $0.baseAddress!, path: path)
       }
-      if let bad = values.firstIndex(where: { !$0.isFinite || (kind == "exp_avg_sq" && $0 < 0) }) {
+      if let bad = values.firstIndex(where: { !optimizer.isValid($0, inState: kind) }) {
         throw PTrainError("\(path): optimizer.\(kind).\(plan.tensor(containing: bad)!.name) is out of range")
       }
-      moments.append(values)
+      optimizerState.append(values)
     }
     let state = TrainingState(
       model: model, normalization: normalization, options: options, parameters: parameters,
-      runningStatistics: runningStatistics, batchesTracked: batchesTracked, firstMoment: moments[0],
-      secondMoment: moments[1], adamStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
+      runningStatistics: runningStatistics, batchesTracked: batchesTracked, optimizerState: optimizerState,
+      optimizerStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
       stepsIntoEpoch: try integer("steps_into_epoch"), epochGenerator: generator, epochLoss: epochLoss,
       epochCorrect: try integer("epoch_correct"), dataFingerprint: try value("data"))
     do { try state.validatePosition() } catch let error as PTrainError {
@@ -294,8 +296,8 @@ public struct Checkpoint: Sendable {
       "classes": String(plan.classes), "frozen": frozenNames.joined(separator: ","),
       "epochs": String(state.options.epochs), "batch_size": String(state.options.batchSize),
       "learning_rate": "\(state.options.learningRate)", "seed": String(state.options.seed),
-      "shard_size": String(state.options.shardSize), "optimizer": "adam (keras rule, beta1 0.9, beta2 0.999, eps 1e-7)",
-      "adam_step": String(state.adamStep), "epochs_completed": String(state.epochsCompleted),
+      "shard_size": String(state.options.shardSize), "optimizer": Adam.rule,
+      "adam_step": String(state.optimizerStep), "epochs_completed": String(state.epochsCompleted),
       "steps_into_epoch": String(state.stepsIntoEpoch),
       "rng_state": [g.0, g.1, g.2, g.3].map { String($0, radix: 16) }.joined(separator: ","),
       "epoch_loss_sum": "\(state.epochLoss)", "epoch_correct": String(state.epochCorrect),
@@ -307,8 +309,8 @@ public struct Checkpoint: Sendable {
     tensors += state.runningStatistics.withUnsafeBufferPointer {
       plan.torchTensors($0.baseAddress!, of: plan.stateTensors)
     }
-    for (prefix, values) in [("optimizer.exp_avg.", state.firstMoment), ("optimizer.exp_avg_sq.", state.secondMoment)] {
-      tensors += values.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!, prefix: prefix) }
+    for (name, values) in zip(Adam.stateNames, state.optimizerState) {
+      tensors += values.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!, prefix: "optimizer.\(name).") }
     }
     let tracked = plan.batchNormLayers.map { ("\($0).num_batches_tracked", [Int](), [Int64(state.batchesTracked)]) }
     return SafeTensors.encode(tensors: tensors, integers: tracked, metadata: metadata)
@@ -319,9 +321,7 @@ public struct Checkpoint: Sendable {
   /// Cost: O(parameters) plus two fsyncs.
   public static func save(_ state: TrainingState, to path: String, extra: [String: String] = [:]) throws {
     let plan = try ModelPlan(state.model)
-    for (name, values) in [
-      ("parameter", state.parameters), ("Adam moment", state.firstMoment), ("Adam moment", state.secondMoment),
-    ] {
+    for (name, values) in [("parameter", state.parameters)] + state.optimizerState.map({ ("optimizer state", $0) }) {
       if let bad = values.firstIndex(where: { !$0.isFinite }) {
         throw PTrainError("not saving \(path): a \(name) of \(plan.tensor(containing: bad)!.name) is not finite")
       }

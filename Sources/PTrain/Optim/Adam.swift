@@ -1,10 +1,8 @@
 /// Adam with Keras's defaults and update rule:
 /// `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
 /// `θ -= α · m / (√v + ε)` with `α = lr · √(1 - β2^t) / (1 - β1^t)`.
-///
-/// The moments live in flat buffers parallel to the parameters, so any contiguous range
-/// can be updated independently; that lets every worker update its own slice.
-package final class Adam {
+/// Its state is the first and second moments, `exp_avg` and `exp_avg_sq` as PyTorch calls them.
+package final class Adam: Optimizer {
   package let learningRate: Float
   package let beta1: Float = 0.9
   package let beta2: Float = 0.999
@@ -15,38 +13,45 @@ package final class Adam {
   package let firstMoment: AlignedFloats
   package let secondMoment: AlignedFloats
 
+  package static let stateNames = ["exp_avg", "exp_avg_sq"]
+
+  package static func isValid(_ value: Float, inState name: String) -> Bool {
+    value.isFinite && (name != "exp_avg_sq" || value >= 0)
+  }
+
   package init(parameterCount: Int, learningRate: Float = 1e-3) {
     self.learningRate = learningRate
     firstMoment = AlignedFloats(count: parameterCount)
     secondMoment = AlignedFloats(count: parameterCount)
   }
 
-  /// The step size `α` of the next step, `t = step + 1`. Every worker calls this
-  /// during a step; one of them calls `finishStep()` once all have updated.
+  /// The rule and its constants, as checkpoints' metadata says them.
+  package static let rule = "adam (keras rule, beta1 0.9, beta2 0.999, eps 1e-7)"
+  package var description: String { Self.rule }
+  package var state: [AlignedFloats] { [firstMoment, secondMoment] }
+
+  /// The step size `α` of the next step, `t = step + 1`.
   package func stepSizeForNext() -> Float {
     let t = Double(step + 1)
     let correction = (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t))
     return Float(Double(learningRate) * correction)
   }
 
-  /// Restores the step count and both moments from a checkpoint.
-  package func restore(step: Int, firstMoment m: [Float], secondMoment v: [Float]) {
+  package func restore(step: Int, state: [[Float]]) {
     self.step = step
-    firstMoment.copy(from: m)
-    secondMoment.copy(from: v)
+    firstMoment.copy(from: state[0])
+    secondMoment.copy(from: state[1])
   }
 
-  /// Records that a step's updates are complete.
   package func finishStep() { step += 1 }
 
-  /// Updates `parameters[range]` from `gradient[range] · gradientScale`, one parameter at
-  /// a time in a loop that the compiler vectorizes (with vector square roots and
-  /// divisions, which round as the scalar ones do), so the bits do not depend on where a
-  /// range starts. Cost: O(range.count), about ten FLOP per parameter.
+  /// One parameter at a time, in a loop that the compiler vectorizes (with vector square
+  /// roots and divisions, which round as the scalar ones do). About ten FLOP per parameter.
   package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
-    gradientScale: Float, stepSize alpha: Float
+    gradientScale: Float
   ) {
+    let alpha = stepSizeForNext()
     let m = firstMoment.base
     let v = secondMoment.base
     let keep1 = 1 - beta1

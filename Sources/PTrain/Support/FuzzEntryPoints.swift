@@ -29,8 +29,8 @@
     precondition(checkpoint.parameters.count == checkpoint.plan.parameterCount)
     precondition(checkpoint.runningStatistics.count == checkpoint.plan.stateCount)
     if let state = try? checkpoint.trainingState() {
-      precondition(state.firstMoment.count == checkpoint.plan.parameterCount)
-      precondition(state.secondMoment.allSatisfy { $0 >= 0 })
+      precondition(state.optimizerState.allSatisfy { $0.count == checkpoint.plan.parameterCount })
+      precondition(state.optimizerState[1].allSatisfy { $0 >= 0 })
     }
   }
 

@@ -8,7 +8,7 @@
 /// parameters, the slots its block still holds (the roots of the subtrees it summed,
 /// usually one or two); each rank adds the pairs that span ranks, over its own slice, in
 /// the tree's order, and applies Adam there; finally every rank gets every
-/// updated slice, with its Adam moments. BatchNorm's per-shard sums and the shards'
+/// updated slice, with the optimizer's state. BatchNorm's per-shard sums and the shards'
 /// losses travel the same way, whole, so every rank adds them in shard order. No sum
 /// depends on which rank or worker computed what, so any processes × threads split gives
 /// the same bits.
@@ -23,8 +23,8 @@ final class RankExchange: @unchecked Sendable {
   /// Per rank: the trainable parameter ranges that its workers reduce and update.
   let rankRanges: [[Range<Int>]]
   let parameters: UnsafeMutablePointer<Float>
-  let firstMoment: UnsafeMutablePointer<Float>
-  let secondMoment: UnsafeMutablePointer<Float>
+  /// The optimizer's state buffers (Adam's moments), shared with the parameters.
+  let optimizerState: [UnsafeMutablePointer<Float>]
   /// Floats of each rank's slice.
   let sliceLengths: [Int]
 
@@ -37,8 +37,7 @@ final class RankExchange: @unchecked Sendable {
     }
     sliceLengths = rankRanges.map { $0.reduce(0) { $0 + $1.count } }
     parameters = trainer.parameters.base
-    firstMoment = trainer.optimizer.firstMoment.base
-    secondMoment = trainer.optimizer.secondMoment.base
+    optimizerState = trainer.optimizer.state.map(\.base)
   }
 
   /// The shards rank `rank` computes: a contiguous block, in rank order.
@@ -117,13 +116,14 @@ final class RankExchange: @unchecked Sendable {
     }
   }
 
-  /// Gives every rank every rank's updated slice of the parameters and Adam's moments.
-  /// Cost: three times the trainable parameters over the network.
+  /// Gives every rank every rank's updated slice of the parameters and the optimizer's
+  /// state (Adam's moments). Cost: three times the trainable parameters over the network
+  /// with Adam.
   func shareUpdatedSlices() {
     let ranks = processes.size
-    let counts = sliceLengths.map { 3 * $0 }
+    let arrays = [parameters] + optimizerState
+    let counts = sliceLengths.map { arrays.count * $0 }
     if sliceBuffer.count != counts.reduce(0, +) { sliceBuffer = [Float](repeating: 0, count: counts.reduce(0, +)) }
-    let arrays = [parameters, firstMoment, secondMoment]
     sliceBuffer.withUnsafeMutableBufferPointer { buffer in
       let starts = counts.indices.map { counts[..<$0].reduce(0, +) }
       var offset = starts[processes.rank]

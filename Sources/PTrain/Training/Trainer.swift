@@ -51,7 +51,7 @@ public final class Trainer: @unchecked Sendable {
   /// Training steps the BatchNorm running statistics have seen (PyTorch's
   /// `num_batches_tracked`).
   public private(set) var batchesTracked = 0
-  package let optimizer: Adam
+  package let optimizer: any Optimizer
   /// Whole epochs finished, and steps finished in the epoch after them.
   public private(set) var epochsCompleted = 0
   public private(set) var stepsIntoEpoch = 0
@@ -229,7 +229,7 @@ public final class Trainer: @unchecked Sendable {
     parameters.copy(from: state.parameters)
     runningStatistics.copy(from: state.runningStatistics)
     batchesTracked = state.batchesTracked
-    optimizer.restore(step: state.adamStep, firstMoment: state.firstMoment, secondMoment: state.secondMoment)
+    optimizer.restore(step: state.optimizerStep, state: state.optimizerState)
     epochsCompleted = state.epochsCompleted
     stepsIntoEpoch = state.stepsIntoEpoch
     epochGenerator = state.epochGenerator
@@ -282,8 +282,7 @@ public final class Trainer: @unchecked Sendable {
     TrainingState(
       model: model, normalization: normalization, options: options, parameters: parameters.array,
       runningStatistics: runningStatistics.array, batchesTracked: batchesTracked,
-      firstMoment: optimizer.firstMoment.array,
-      secondMoment: optimizer.secondMoment.array, adamStep: optimizer.step, epochsCompleted: epochsCompleted,
+      optimizerState: optimizer.state.map(\.array), optimizerStep: optimizer.step, epochsCompleted: epochsCompleted,
       stepsIntoEpoch: stepsIntoEpoch, epochGenerator: epochGenerator, epochLoss: epochLoss,
       epochCorrect: epochCorrect, dataFingerprint: dataFingerprint)
   }
@@ -778,10 +777,8 @@ public final class Trainer: @unchecked Sendable {
                 if worker == 0, let observeGradient {
                   observeGradient(UnsafeBufferPointer(start: slotBases[0], count: plan.parameterCount), count)
                 }
-                let alpha = optimizer.stepSizeForNext()
                 for range in myRanges {
-                  optimizer.update(
-                    range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count), stepSize: alpha)
+                  optimizer.update(range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count))
                 }
                 if worker == 0 { updateRunningStatistics(from: replica) }
                 charge(3)
