@@ -67,9 +67,9 @@ final class RankExchange: @unchecked Sendable {
     if let known = rootsByShardCount[shards] { return known }
     let ranks = processes.size
     var consumed = Set<Int>()
-    Trainer.forEachTreePair(shards: shards) { left, right, last in
-      if Trainer.owner(ofShard: left, workers: ranks, shards: shards)
-        == Trainer.owner(ofShard: last, workers: ranks, shards: shards)
+    ReductionTree.forEachTreePair(shards: shards) { left, right, last in
+      if ReductionTree.owner(ofShard: left, workers: ranks, shards: shards)
+        == ReductionTree.owner(ofShard: last, workers: ranks, shards: shards)
       {
         consumed.insert(right)
       }

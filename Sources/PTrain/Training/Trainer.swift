@@ -54,46 +54,48 @@ public final class Trainer: @unchecked Sendable {
   package let optimizer: any Optimizer
   /// Whole epochs finished, and steps finished in the epoch after them.
   public private(set) var epochsCompleted = 0
-  public private(set) var stepsIntoEpoch = 0
+  public internal(set) var stepsIntoEpoch = 0
 
   /// The generator before it shuffled epoch `epochsCompleted + 1`. It first drew the
   /// initial parameters; each epoch's shuffle then continues it.
   private var epochGenerator: SeededGenerator
   /// Summed loss and correct count of the finished steps of the current epoch.
-  private var epochLoss = 0.0
-  private var epochCorrect = 0
+  var epochLoss = 0.0
+  var epochCorrect = 0
   /// The fingerprint of the data the current position refers to.
   private var dataFingerprint = ""
   private let stopFlag = Atomic<Bool>(false)
+  /// Whether `requestStop()` was called since the last `train` ended.
+  var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
   /// Set by worker 0 when a step met a non-finite loss or gradient.
   private var failure: PTrainError?
 
-  private var replicas: [Replica] = []
+  private(set) var replicas: [Replica] = []
   /// The filters the replicas read, filled by all workers.
-  private let prepared: PreparedWeights
-  private var slots: [AlignedFloats] = []
+  let prepared: PreparedWeights
+  private(set) var slots: [AlignedFloats] = []
   /// Per-shard loss sums and correct counts, one cache line per shard.
-  private let shardStats: AlignedFloats
-  private static let statsStride = 16
+  let shardStats: AlignedFloats
+  static let statsStride = 16
   /// Per-shard sums at each BatchNorm layer: forward `Σ(x−K)`, `Σ(x−K)²` (Doubles) and
   /// backward `Σ dy`, `Σ dy·x̂` (Floats), 2 · channels per layer, shard after shard.
-  private let batchInputSums: UnsafeMutablePointer<Double>
-  private let batchGradientSums: UnsafeMutablePointer<Float>
-  private let batchSumOffsets: [Int: Int]
-  private let batchSumStride: Int
+  let batchInputSums: UnsafeMutablePointer<Double>
+  let batchGradientSums: UnsafeMutablePointer<Float>
+  let batchSumOffsets: [Int: Int]
+  let batchSumStride: Int
   /// Per worker: where it adds up the shards' sums, 2 · the widest BatchNorm each.
-  private let workerInputSums: UnsafeMutablePointer<Double>
-  private let workerGradientSums: UnsafeMutablePointer<Float>
-  private let workerSumStride: Int
+  let workerInputSums: UnsafeMutablePointer<Double>
+  let workerGradientSums: UnsafeMutablePointer<Float>
+  let workerSumStride: Int
   /// Per-worker phase nanoseconds, one cache line per worker: compute, barrier, reduce,
   /// optimizer, sync.
-  private let phaseNanoseconds: UnsafeMutablePointer<UInt64>
-  private static let phaseStride = 8
+  let phaseNanoseconds: UnsafeMutablePointer<UInt64>
+  static let phaseStride = 8
   /// Decisions shared at barriers, one cache line each: line 0 holds "stop before the
   /// next step", written by worker 0 after each step; line `w + 1` the first non-finite
   /// gradient index worker `w` found, or -1.
-  private let flags: UnsafeMutablePointer<Int>
-  private static let flagStride = 8
+  let flags: UnsafeMutablePointer<Int>
+  static let flagStride = 8
   /// About how many bytes of images kept in their files `train` and `evaluate` read
   /// ahead (at least a step's or an image's). Set it between calls.
   package var stagedBytes = 4 << 20
@@ -421,13 +423,14 @@ public final class Trainer: @unchecked Sendable {
     for worker in 0..<workers {
       let times = phaseNanoseconds + worker * Self.phaseStride
       let scale = 1e-9 / Double(workers)
-      profile.compute += Double(times[0]) * scale
-      profile.barrier += Double(times[1]) * scale
-      profile.reduce += Double(times[2]) * scale
-      profile.optimizer += Double(times[3]) * scale
-      profile.sync += Double(times[4]) * scale
-      profile.communicate += Double(times[5]) * scale
-      for phase in 0..<6 { times[phase] = 0 }
+      func seconds(_ phase: TrainingPhase) -> Double { Double(times[phase.rawValue]) * scale }
+      profile.compute += seconds(.compute)
+      profile.barrier += seconds(.barrier)
+      profile.reduce += seconds(.reduce)
+      profile.optimizer += seconds(.optimizer)
+      profile.sync += seconds(.sync)
+      profile.communicate += seconds(.communicate)
+      for phase in TrainingPhase.allCases { times[phase.rawValue] = 0 }
     }
   }
 
@@ -453,409 +456,74 @@ public final class Trainer: @unchecked Sendable {
   }
 
   /// Runs the current epoch from step `stepsIntoEpoch`: in one fan-out for images in
-  /// memory, else a segment of steps at a time (see `stagedBytes`). Returns whether it
-  /// reached the end; it stops early on `requestStop()` or a non-finite value, and throws
-  /// when a file the images are kept in has changed.
+  /// memory, else a segment of steps at a time (see `stagedBytes`), each worker running
+  /// its part of every step (`StepWorker`). Returns whether it reached the end; it stops
+  /// early on `requestStop()` or a non-finite value, and throws when a file the images are
+  /// kept in has changed.
   private func trainEpoch(
     _ data: LabeledImages, order: [Int32], target: Int, onEvent: @Sendable (TrainingEvent) -> Void
   ) throws -> Bool {
     let batch = options.batchSize
-    let shardSize = options.shardSize
-    let workers = pool.count
-    let steps = (data.count + batch - 1) / batch
-    let firstStep = stepsIntoEpoch
-    // With several processes, the step's shards are cut into ranks × workers blocks, rank
-    // after rank, and so are the parameters the workers reduce and update.
-    let processes = self.processes
-    let ranks = processes.size
-    let rank = processes.rank
-    let blocks = ranks * workers
-    let workerRanges = (0..<workers).map { ranges(ofWorker: rank * workers + $0, workers: blocks) }
-    // Under MPI each worker first adds, over its share of all the parameters, the pairs
-    // inside this rank's block that span its workers' blocks; the ranks then exchange one
-    // partial sum per subtree of their blocks, and the reduce phase adds the pairs that
-    // span ranks.
-    let localRanges = (0..<workers).map { ranges(ofWorker: $0, workers: workers) }
-    let reduceBlocks = ranks > 1 ? ranks : workers
-    let exchange = ranks > 1 ? RankExchange(trainer: self, blocks: blocks) : nil
-    let frozen = options.frozen
-    let layerCount = plan.layers.count
-    let batchNorms = plan.batchNormLayers
-    // The backward runs segment by segment (the top one, then from each BatchNorm down to
-    // the one below), and each shard's gradient of a segment's parameters is folded
-    // (`foldLocalPairs`) as soon as that shard's segment is done, so that shards can take
-    // turns in a few slots (`gradientSlotIndices`). Before that, the shard's slot is
-    // cleared where gradients are added to it; a trainable dense layer's weight gradient
-    // is written whole when the shard ends (`finishShard`), so only its bias is cleared.
-    let topLayers = (batchNorms.last.map { $0 + 1 } ?? 0)..<layerCount
-    let levelLayers = batchNorms.indices.map { level in
-      (level > 0 ? batchNorms[level - 1] + 1 : 0)..<(batchNorms[level] + 1)
-    }
-    let trainableLayers = plan.parameterLayers.filter { !frozen.contains($0.index) }
-    func trainable(_ layers: Range<Int>) -> [Range<Int>] {
-      trainableLayers.filter { layers.contains($0.index) }.map(\.parameterRange)
-    }
-    func cleared(_ layers: Range<Int>) -> [Range<Int>] {
-      trainableLayers.filter { layers.contains($0.index) }.flatMap { layer in
-        layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
-      }
-    }
-    let (topTrainable, topCleared) = (trainable(topLayers), cleared(topLayers))
-    let levelTrainable = levelLayers.map(trainable)
-    let levelCleared = levelLayers.map(cleared)
-    let seed = options.seed
-    let augmentation = options.augmentation
-    let epoch = epochsCompleted
     let imageBytes = data.shape.count
-    nonisolated(unsafe) let params = parameters.base
-    nonisolated(unsafe) let runningState = runningStatistics.base
-    nonisolated(unsafe) let observeGradient = self.observeGradient
-    // The slots each step's shards use: the full batches' map, and the last batch's.
-    let slotBases = slots.map(\.base)
-    func gradientSlots(count: Int) -> [UnsafeMutablePointer<Float>] {
-      Self.gradientSlotIndices(
-        shards: (count + shardSize - 1) / shardSize, blocks: blocks,
-        localBlocks: (rank * workers)..<((rank + 1) * workers)
-      ).map { slotBases[$0] }
-    }
-    nonisolated(unsafe) let fullBatchSlots = gradientSlots(count: min(batch, data.count))
-    nonisolated(unsafe) let lastBatchSlots = gradientSlots(count: steps > 0 ? data.count - (steps - 1) * batch : 0)
-    nonisolated(unsafe) let stats = shardStats.base
-    let statsStride = Self.statsStride
-    nonisolated(unsafe) let flags = self.flags
-    let flagStride = Self.flagStride
+    let epoch = EpochSteps(trainer: self, images: data.count, imageBytes: imageBytes, target: target)
     flags[0] = 0
-    let clock = ContinuousClock()
-    let start = clock.now
     // Images in memory are read where they are, in one fan-out. Images kept in their files
     // are read ahead a segment of steps at a time, in batch order, into `staged`.
     let inMemory = data.bytesInMemory
-    let segmentSteps = inMemory != nil ? steps : max(1, stagedBytes / (batch * imageBytes))
+    let segmentSteps = inMemory != nil ? epoch.steps : max(1, stagedBytes / (batch * imageBytes))
     var staged = [UInt8](repeating: 0, count: inMemory != nil ? 0 : min(segmentSteps * batch, data.count) * imageBytes)
-    /// Runs steps `segment` in one fan-out, with `images` the data's bytes, or the
-    /// segment's staged in batch order from image `firstStaged` of the epoch on.
-    func trainSegment(_ images: [UInt8], steps segment: Range<Int>, firstStaged: Int) {
-      images.withUnsafeBufferPointer { pixels in
-        data.labels.withUnsafeBufferPointer { labels in
-          order.withUnsafeBufferPointer { order in
-            // The workers share these buffers under the step's protocol (type comment):
-            // between two barriers each element is written by at most one worker and read
-            // by no other; the images, labels and order are only read.
-            nonisolated(unsafe) let (pixels, labels, order) = (pixels, labels, order)
-            pool.run { worker in
-              let replica = replicas[worker]
-              let myRanges = workerRanges[worker]
-              let times = phaseNanoseconds + worker * Self.phaseStride
-              let sums = workerInputSums + worker * workerSumStride
-              let gradientSums = workerGradientSums + worker * workerSumStride
-              var mark = monotonicNanoseconds()
-              /// Adds the time since the last mark to `phase`.
-              func charge(_ phase: Int) {
-                let now = monotonicNanoseconds()
-                times[phase] &+= now &- mark
-                mark = now
-              }
-              for step in segment {
-                let first = step * batch
-                let count = min(batch, data.count - first)
-                let shards = (count + shardSize - 1) / shardSize
-                let slotBases = count == batch ? fullBatchSlots : lastBatchSlots
-                // Phase 1: the prepared weights, a slice per worker; frozen layers' never
-                // change, so they are filled once per fan-out.
-                prepared.update(
-                  from: params, part: worker, of: workers, skipping: step == segment.lowerBound ? [] : frozen)
-                charge(0)
-                pool.barrier.wait()
-                charge(1)
-                let globalStep = optimizer.step  // worker 0 advanced it before the last barrier
-                let myShards = evenShare(of: shards, part: rank * workers + worker, parts: blocks)
-                let firstImage = myShards.lowerBound * shardSize
-                /// Where the image at `position` in the batch lives in the replica: its own slot
-                /// when the replica holds the worker's whole block (BatchNorm), else its place
-                /// in its shard.
-                func slotIndex(_ position: Int) -> Int { (position - firstImage) % replica.slots }
-                /// The images of shard `shard`: positions in the batch.
-                func images(of shard: Int) -> Range<Int> { (shard * shardSize)..<min((shard + 1) * shardSize, count) }
-                /// The replica's slots of shard `shard`'s images.
-                func imageSlots(of shard: Int) -> Range<Int> {
-                  let positions = images(of: shard)
-                  let start = slotIndex(positions.lowerBound)
-                  return start..<(start + positions.count)
-                }
-                func pass(position: Int) -> Replica.Pass {
-                  var pass = Replica.Pass(parameters: params, state: runningState, training: true)
-                  pass.seed = seed
-                  pass.step = globalStep
-                  pass.position = position
-                  return pass
-                }
-                func load(_ position: Int) {
-                  let index = Int(order[first + position])
-                  let stagedAt = inMemory != nil ? index : first + position - firstStaged
-                  replica.load(
-                    image: pixels.baseAddress! + stagedAt * imageBytes, slot: slotIndex(position),
-                    augmentation: augmentation, draw: augmentation.draw(seed: seed, epoch: epoch, index: index))
-                }
-                // Phase 2: forward, segment by segment between BatchNorm layers (one
-                // segment without BatchNorm), then the top segment's forward, loss and
-                // backward image by image, then the lower segments' backward.
-                var segmentStart = 0
-                for bn in batchNorms {
-                  let offset = batchSumOffsets[bn]!
-                  let width = 2 * plan.layers[bn].runningMean!.count
-                  for shard in myShards {
-                    let partial = batchInputSums + shard * batchSumStride + offset
-                    partial.update(repeating: 0, count: width)
-                    let positions = images(of: shard)
-                    if segmentStart == 0 { positions.forEach(load) }
-                    replica.forward(
-                      layers: segmentStart..<bn, slots: imageSlots(of: shard),
-                      pass: pass(position: positions.lowerBound), addingInputSumsOf: bn, state: runningState,
-                      into: partial)
-                  }
-                  charge(0)
-                  pool.barrier.wait()
-                  if let exchange {  // every rank gets every shard's sums
-                    charge(1)
-                    if worker == 0 { exchange.shareShardRows(batchInputSums, stride: batchSumStride, shards: shards) }
-                    charge(5)
-                    pool.barrier.wait()
-                  }
-                  sums.update(repeating: 0, count: width)
-                  for shard in 0..<shards {
-                    let partial = batchInputSums + shard * batchSumStride + offset
-                    for k in 0..<width { sums[k] += partial[k] }
-                  }
-                  let (pixelsPerImage, _) = replica.batchNormGeometry(plan.layers[bn])
-                  replica.setBatchStatistics(
-                    layer: bn, sums: sums, count: count * pixelsPerImage, parameters: params, state: runningState)
-                  charge(4)
-                  segmentStart = bn
-                }
-                let belowTop = batchNorms.last
-                for shard in myShards {
-                  let slot = slotBases[shard]
-                  for range in topCleared { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
-                  var loss: Float = 0
-                  var correct = 0
-                  replica.beginShard(layers: topLayers, overwritingDense: true)
-                  if let bn = belowTop {
-                    (batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!).update(
-                      repeating: 0, count: 2 * plan.layers[bn].runningMean!.count)
-                  }
-                  let positions = images(of: shard)
-                  let shardPass = pass(position: positions.lowerBound)
-                  if segmentStart == 0 { positions.forEach(load) }
-                  replica.forward(layers: segmentStart..<layerCount, slots: imageSlots(of: shard), pass: shardPass)
-                  for position in positions {
-                    let label = Int(labels[Int(order[first + position])])
-                    let logits = replica.logits(slot: slotIndex(position))
-                    if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
-                    loss += replica.loss(label: label, slot: slotIndex(position))
-                  }
-                  replica.backward(
-                    layers: topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot,
-                    finishingShard: true,
-                    addingGradientSumsOf: belowTop.flatMap { bn in
-                      replica.trains[bn] || replica.needsInputGradient[bn]
-                        ? (bn, batchGradientSums + shard * batchSumStride + batchSumOffsets[bn]!) : nil
-                    })
-                  replica.finishShard(layers: topLayers, gradient: slot)
-                  stats[shard * statsStride] = loss
-                  stats[shard * statsStride + 1] = Float(correct)
-                  Self.foldLocalPairs(
-                    after: shard, block: myShards, shards: shards, slots: slotBases, ranges: topTrainable)
-                }
-                // The lower segments' backward, from the top BatchNorm down.
-                for (level, bn) in batchNorms.enumerated().reversed() {
-                  guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
-                  let layer = plan.layers[bn]
-                  let channels = layer.runningMean!.count
-                  let offset = batchSumOffsets[bn]!
-                  if replica.needsInputGradient[bn] {
-                    charge(0)
-                    pool.barrier.wait()
-                    if let exchange {
-                      charge(1)
-                      if worker == 0 {
-                        exchange.shareShardRows(batchGradientSums, stride: batchSumStride, shards: shards)
-                      }
-                      charge(5)
-                      pool.barrier.wait()
-                    }
-                    gradientSums.update(repeating: 0, count: 2 * channels)
-                    for shard in 0..<shards {
-                      let partial = batchGradientSums + shard * batchSumStride + offset
-                      for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
-                    }
-                    let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
-                    replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
-                    charge(4)
-                  }
-                  let lowerLayers = levelLayers[level]
-                  let next = level > 0 ? batchNorms[level - 1] : nil
-                  for shard in myShards {
-                    let slot = slotBases[shard]
-                    for range in levelCleared[level] {
-                      (slot + range.lowerBound).update(repeating: 0, count: range.count)
-                    }
-                    if replica.trains[bn] {  // γ's and β's gradients are the shard's own sums
-                      let partial = batchGradientSums + shard * batchSumStride + offset
-                      for c in 0..<channels {
-                        slot[layer.weight!.offset + c] += partial[channels + c]
-                        slot[layer.bias!.offset + c] += partial[c]
-                      }
-                    }
-                    if replica.needsInputGradient[bn] {
-                      replica.beginShard(layers: lowerLayers, overwritingDense: true)
-                      if let next {
-                        (batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!).update(
-                          repeating: 0, count: 2 * plan.layers[next].runningMean!.count)
-                      }
-                      let positions = images(of: shard)
-                      replica.backward(
-                        layers: lowerLayers, slots: imageSlots(of: shard),
-                        pass: pass(position: positions.lowerBound), gradient: slot, finishingShard: true,
-                        addingGradientSumsOf: next.flatMap { next in
-                          replica.trains[next] || replica.needsInputGradient[next]
-                            ? (next, batchGradientSums + shard * batchSumStride + batchSumOffsets[next]!) : nil
-                        })
-                      replica.finishShard(layers: lowerLayers, gradient: slot)
-                    }
-                    Self.foldLocalPairs(
-                      after: shard, block: myShards, shards: shards, slots: slotBases, ranges: levelTrainable[level])
-                  }
-                  guard replica.needsInputGradient[bn] else { break }
-                }
-                charge(0)
-                pool.barrier.wait()
-                charge(1)
-                if flags[0] != 0 { break }  // a stop was requested after the last step
-                if let exchange {  // the shards' losses, and the slots the other ranks' slices need
-                  for range in localRanges[worker] {
-                    Self.reducePairsInsideRank(
-                      rank, ranks: ranks, slotBases, shards: shards, blocks: blocks, range: range)
-                  }
-                  charge(2)
-                  pool.barrier.wait()
-                  charge(1)
-                  if worker == 0 {
-                    exchange.shareShardRows(stats, stride: statsStride, shards: shards)
-                    exchange.shareGradients(slotBases, shards: shards)
-                  }
-                  charge(5)
-                  pool.barrier.wait()
-                  charge(1)
-                }
-                // Phase 3: reduce this worker's slice and check that it is finite.
-                var firstNonFinite = -1
-                for range in myRanges {
-                  Self.reduceCrossWorkerPairs(slotBases, shards: shards, workers: reduceBlocks, range: range)
-                  if firstNonFinite < 0, let bad = PTrain.firstNonFinite(in: slotBases[0], range) {
-                    firstNonFinite = bad
-                  }
-                }
-                flags[(worker + 1) * flagStride] = firstNonFinite
-                charge(2)
-                pool.barrier.wait()
-                charge(1)
-                // Phase 4: every worker reaches the same verdict, then updates its slice.
-                var badGradient = (1...workers).lazy.map { flags[$0 * flagStride] }.first { $0 >= 0 }
-                if let exchange {  // the first non-finite gradient of any rank, in rank order
-                  if worker == 0 { flags[(workers + 1) * flagStride] = exchange.firstOfRanks(badGradient ?? -1) }
-                  charge(1)
-                  pool.barrier.wait()
-                  charge(5)
-                  let first = flags[(workers + 1) * flagStride]
-                  badGradient = first >= 0 ? first : nil
-                }
-                let badLoss = (0..<shards).lazy.map { stats[$0 * statsStride] }.first { !$0.isFinite }
-                if badGradient != nil || badLoss != nil {
-                  if worker == 0 { recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
-                  break
-                }
-                if worker == 0, let observeGradient {
-                  observeGradient(UnsafeBufferPointer(start: slotBases[0], count: plan.parameterCount), count)
-                }
-                for range in myRanges {
-                  optimizer.update(range, parameters: params, gradient: slotBases[0], gradientScale: 1 / Float(count))
-                }
-                if worker == 0 { updateRunningStatistics(from: replica) }
-                charge(3)
-                pool.barrier.wait()
-                charge(1)
-                if let exchange {  // every rank gets every slice of the updated parameters
-                  if worker == 0 { exchange.shareUpdatedSlices() }
-                  charge(5)
-                  pool.barrier.wait()
-                  charge(1)
-                }
-                if worker == 0 {
-                  for shard in 0..<shards {
-                    epochLoss += Double(stats[shard * statsStride])
-                    epochCorrect += Int(stats[shard * statsStride + 1])
-                  }
-                  optimizer.finishStep()
-                  stepsIntoEpoch = step + 1
-                  onEvent(
-                    .step(
-                      StepProgress(
-                        epoch: epochsCompleted + 1, epochs: target, step: step + 1, stepsPerEpoch: steps,
-                        images: first + count, loss: epochLoss / Double(first + count),
-                        accuracy: Double(epochCorrect) / Double(first + count),
-                        seconds: (clock.now - start).seconds)))
-                  flags[0] = stopFlag.load(ordering: .relaxed) ? 1 : 0
-                  charge(0)
-                  if let exchange {  // all ranks stop after the same step
-                    flags[0] = exchange.processes.maximum(flags[0])
-                    charge(5)
-                  }
+    var segmentStart = stepsIntoEpoch
+    try withoutActuallyEscaping(onEvent) { onEvent in
+      while segmentStart < epoch.steps && flags[0] == 0 && failure == nil {
+        let segment = segmentStart..<min(segmentStart + segmentSteps, epoch.steps)
+        let firstStaged = segment.lowerBound * batch
+        if inMemory == nil {
+          let readStart = ContinuousClock().now
+          try staged.withUnsafeMutableBufferPointer { staged in
+            try data.copyImages(
+              order[firstStaged..<min(segment.upperBound * batch, data.count)], into: staged.baseAddress!)
+          }
+          profile.data += (ContinuousClock().now - readStart).seconds
+        }
+        (inMemory ?? staged).withUnsafeBufferPointer { pixels in
+          data.labels.withUnsafeBufferPointer { labels in
+            order.withUnsafeBufferPointer { order in
+              // Shared under the step protocol (see `EpochSteps`); the images, labels and
+              // order are only read.
+              nonisolated(unsafe) let (pixels, labels, order) = (pixels, labels, order)
+              pool.run { worker in
+                var part = StepWorker(
+                  trainer: self, epoch: epoch, worker: worker, pixels: pixels, labels: labels, order: order,
+                  firstStaged: firstStaged, inMemory: inMemory != nil, segment: segment,
+                  onEvent: onEvent)
+                for step in segment {
+                  guard part.run(step: step) else { break }
                 }
               }
             }
           }
         }
+        segmentStart = segment.upperBound
       }
     }
-    var segmentStart = firstStep
-    while segmentStart < steps && flags[0] == 0 && failure == nil {
-      let segmentEnd = min(segmentStart + segmentSteps, steps)
-      let firstStaged = segmentStart * batch
-      if inMemory == nil {
-        let readStart = clock.now
-        try staged.withUnsafeMutableBufferPointer { staged in
-          try data.copyImages(order[firstStaged..<min(segmentEnd * batch, data.count)], into: staged.baseAddress!)
-        }
-        profile.data += (clock.now - readStart).seconds
-      }
-      trainSegment(inMemory ?? staged, steps: segmentStart..<segmentEnd, firstStaged: firstStaged)
-      segmentStart = segmentEnd
-    }
-    return stepsIntoEpoch == steps
+    return stepsIntoEpoch == epoch.steps
   }
 
-  /// Moves every BatchNorm's running statistics towards this step's batch statistics,
-  /// as PyTorch does: `running = (1 − momentum) · running + momentum · batch`, with the
-  /// unbiased variance. Cost: O(channels).
-  private func updateRunningStatistics(from replica: Replica) {
+  /// Moves every BatchNorm's running statistics towards this step's batch statistics
+  /// (`BatchNormLayer.updateRunningStatistics`). Cost: O(channels).
+  func updateRunningStatistics(from replica: Replica) {
     guard !plan.batchNormLayers.isEmpty else { return }
-    let momentum = ModelPlan.batchNormMomentum
     for index in plan.batchNormLayers {
-      let layer = plan.layers[index]
       let (mean, variance) = replica.batchStatistics(layer: index)
-      for c in 0..<layer.runningMean!.count {
-        let m = runningStatistics.base + layer.runningMean!.offset + c
-        let v = runningStatistics.base + layer.runningVariance!.offset + c
-        m.pointee = (1 - momentum) * m.pointee + momentum * mean[c]
-        v.pointee = (1 - momentum) * v.pointee + momentum * variance[c]
-      }
+      BatchNormLayer.updateRunningStatistics(
+        of: plan.layers[index], mean: mean, variance: variance, in: runningStatistics.base)
     }
     batchesTracked += 1
   }
 
   /// Records why training stopped at `step`: the tensor of the first non-finite
   /// gradient and the non-finite loss, whichever were seen.
-  private func recordFailure(step: Int, gradientIndex: Int?, loss: Float?) {
+  func recordFailure(step: Int, gradientIndex: Int?, loss: Float?) {
     var what: [String] = []
     if let loss { what.append("loss (\(loss))") }
     if let gradientIndex, let tensor = plan.tensor(containing: gradientIndex) {
@@ -864,115 +532,6 @@ public final class Trainer: @unchecked Sendable {
     failure = PTrainError(
       "non-finite \(what.joined(separator: " and ")) at epoch \(epochsCompleted + 1), step \(step + 1) (global step \(optimizer.step + 1)); stopped before applying it, so the parameters are those of the step before"
     )
-  }
-
-  // The shard gradients are summed in one fixed pairwise tree over shard indices: at
-  // stride 1, slot 0 += slot 1, slot 2 += slot 3, …; at stride 2, slot 0 += slot 2, …;
-  // until slot 0 holds the sum. Each worker computes one contiguous block of shards, so
-  // every pair whose subtree lies inside a block is added by that worker as soon as its
-  // last shard is done, while the slots are still in its cache; the reduce phase adds the
-  // pairs that span blocks. Every pair adds the same operands in the same order whoever
-  // adds it and whenever, so the sum's bits depend only on the shard count.
-
-  /// Which of the `slots` each shard's gradient uses in a step of `shards` shards cut
-  /// into `blocks` blocks (`evenShare`), of which `localBlocks` run here. A local block's
-  /// shards take turns in the block's first slots: a shard takes the lowest slot that no
-  /// unfinished sum holds, and frees its partner's when `foldLocalPairs` adds it, so a
-  /// block of n shards touches O(log n) slots (⌊log₂ n⌋ + 1 when it starts a subtree of
-  /// the tree), and their sums stay in cache.
-  /// Other ranks' shards keep their own slots, where `RankExchange` puts their sums. Every
-  /// shard's sum is added in the same pairs as before, so the bits do not change.
-  /// Cost: O(shards · log shards).
-  package static func gradientSlotIndices(shards: Int, blocks: Int, localBlocks: Range<Int>) -> [Int] {
-    var indices = Array(0..<shards)
-    for part in localBlocks {
-      let block = evenShare(of: shards, part: part, parts: blocks)
-      var taken = [Bool](repeating: false, count: block.count)
-      for shard in block {
-        let turn = taken.firstIndex(of: false)!
-        taken[turn] = true
-        indices[shard] = block.lowerBound + turn
-        forEachLocalPair(after: shard, block: block, shards: shards) { _, right in
-          taken[indices[right] - block.lowerBound] = false
-        }
-      }
-    }
-    return indices
-  }
-
-  /// Calls `body(left, right)` for every tree pair whose subtree ends with shard `shard`
-  /// and lies inside `block`, lowest level first: the pairs `foldLocalPairs` adds.
-  package static func forEachLocalPair(
-    after shard: Int, block: Range<Int>, shards: Int, _ body: (_ left: Int, _ right: Int) -> Void
-  ) {
-    var stride = 1
-    while stride < shards {
-      let left = shard / (2 * stride) * (2 * stride)
-      guard shard + 1 == min(left + 2 * stride, shards), left >= block.lowerBound else { return }
-      if left + stride < shards { body(left, left + stride) }
-      stride *= 2
-    }
-  }
-
-  /// The worker whose block (`evenShare`) holds shard `shard`.
-  package static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
-    ((shard + 1) * workers - 1) / shards
-  }
-
-  /// After shard `shard` of `block` is done, adds every tree pair whose subtree ends with
-  /// that shard and lies inside the block, over `ranges` of the slots.
-  /// Cost: O(parameters) per pair added.
-  package static func foldLocalPairs(
-    after shard: Int, block: Range<Int>, shards: Int, slots: [UnsafeMutablePointer<Float>], ranges: [Range<Int>]
-  ) {
-    forEachLocalPair(after: shard, block: block, shards: shards) { left, right in
-      for range in ranges {
-        addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
-      }
-    }
-  }
-
-  /// Calls `body(left, right, last)` for every pair of the tree, level by level, in the
-  /// order they must be added: `slot[left] += slot[right]`, where `left ... last` are the
-  /// shards of the pair's subtree. Cost: O(shards) calls.
-  package static func forEachTreePair(shards: Int, _ body: (_ left: Int, _ right: Int, _ last: Int) -> Void) {
-    var stride = 1
-    while stride < shards {
-      for left in Swift.stride(from: 0, to: shards - stride, by: 2 * stride) {
-        body(left, left + stride, min(left + 2 * stride, shards) - 1)
-      }
-      stride *= 2
-    }
-  }
-
-  /// Adds, over `range`, the tree pairs whose subtrees span two workers' blocks, level by
-  /// level, leaving the whole sum in slot 0. Cost: O(range.count) per pair.
-  package static func reduceCrossWorkerPairs(
-    _ slots: [UnsafeMutablePointer<Float>], shards: Int, workers: Int, range: Range<Int>
-  ) {
-    forEachTreePair(shards: shards) { left, right, last in
-      // A pair inside one block was added by that worker during compute.
-      guard
-        owner(ofShard: left, workers: workers, shards: shards) != owner(ofShard: last, workers: workers, shards: shards)
-      else { return }
-      addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
-    }
-  }
-
-  /// Adds, over `range`, the tree pairs whose subtrees lie inside rank `rank`'s block (of
-  /// `ranks`) but span two of the `blocks` worker blocks, level by level. Under MPI these
-  /// are added before the ranks exchange partial sums, so that each rank sends one per
-  /// subtree of its block. Cost: O(range.count) per pair.
-  package static func reducePairsInsideRank(
-    _ rank: Int, ranks: Int, _ slots: [UnsafeMutablePointer<Float>], shards: Int, blocks: Int, range: Range<Int>
-  ) {
-    forEachTreePair(shards: shards) { left, right, last in
-      guard owner(ofShard: left, workers: ranks, shards: shards) == rank,
-        owner(ofShard: last, workers: ranks, shards: shards) == rank,
-        owner(ofShard: left, workers: blocks, shards: shards) != owner(ofShard: last, workers: blocks, shards: shards)
-      else { return }
-      addInPlace(slots[left] + range.lowerBound, slots[right] + range.lowerBound, count: range.count)
-    }
   }
 
   /// Loss, accuracy, per-class metrics and confusion matrix on `data`, computed in

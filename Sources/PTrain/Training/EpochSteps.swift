@@ -1,0 +1,108 @@
+/// What every step of an epoch shares, worked out once before the workers fan out: how a
+/// step's shards, BatchNorm segments and parameter slices are cut, and the buffers the
+/// workers share. Plain values and pointers, so that a step copies nothing
+/// reference-counted.
+///
+/// `@unchecked Sendable`: the workers share the pointed-to buffers under the step
+/// protocol (see `Trainer`): between two barriers each element is written by at most one
+/// worker and read by no other.
+struct EpochSteps: @unchecked Sendable {
+  let batch: Int, shardSize: Int, workers: Int
+  /// The epoch's steps, and its number (epochs finished before it).
+  let steps: Int, epoch: Int
+  /// The images of the epoch and the bytes of one.
+  let images: Int, imageBytes: Int
+  /// With several processes, the step's shards are cut into `ranks` × `workers` blocks,
+  /// rank after rank, and so are the parameters the workers reduce and update.
+  let ranks: Int, rank: Int, blocks: Int
+  /// Per worker of this rank: the parameter ranges it reduces and updates.
+  let workerRanges: [[Range<Int>]]
+  /// Per worker: its share of all the parameters, where under MPI it adds the tree pairs
+  /// inside this rank's block that span its workers' blocks before the ranks exchange.
+  let localRanges: [[Range<Int>]]
+  /// The blocks the reduce phase's cross-block pairs are counted over.
+  let reduceBlocks: Int
+  let exchange: RankExchange?
+  let frozen: Set<Int>
+  let layerCount: Int
+  let batchNorms: [Int]
+  /// The backward runs segment by segment: the top one (above the last BatchNorm), then
+  /// from each BatchNorm down to the one below (`levelLayers`).
+  let topLayers: Range<Int>
+  let levelLayers: [Range<Int>]
+  /// Per segment: the parameter ranges that train, and those cleared in a shard's slot
+  /// before its backward adds to them (a trainable dense layer's weight gradient is
+  /// written whole when the shard ends, so only its bias is cleared).
+  let topTrainable: [Range<Int>], topCleared: [Range<Int>]
+  let levelTrainable: [[Range<Int>]], levelCleared: [[Range<Int>]]
+  let seed: UInt64
+  let augmentation: Augmentation
+  let parameters: UnsafeMutablePointer<Float>
+  let runningState: UnsafeMutablePointer<Float>
+  let observeGradient: ((UnsafeBufferPointer<Float>, Int) -> Void)?
+  /// The gradient slots each shard uses: in a full batch, and in the epoch's last batch.
+  let fullBatchSlots: [UnsafeMutablePointer<Float>], lastBatchSlots: [UnsafeMutablePointer<Float>]
+  /// When the epoch started, for the step events' seconds.
+  let start: ContinuousClock.Instant
+  /// The step events' target epoch.
+  let target: Int
+
+  /// The steps of `trainer`'s current epoch on `images` images, toward epoch `target`.
+  /// Cost: O(layers + shards · log shards).
+  init(trainer: Trainer, images: Int, imageBytes: Int, target: Int) {
+    let options = trainer.options
+    let plan = trainer.plan
+    batch = options.batchSize
+    shardSize = options.shardSize
+    workers = trainer.pool.count
+    steps = (images + batch - 1) / batch
+    epoch = trainer.epochsCompleted
+    self.images = images
+    self.imageBytes = imageBytes
+    ranks = trainer.processes.size
+    rank = trainer.processes.rank
+    blocks = ranks * workers
+    let (rank, workers, blocks) = (rank, workers, blocks)
+    workerRanges = (0..<workers).map { trainer.ranges(ofWorker: rank * workers + $0, workers: blocks) }
+    localRanges = (0..<workers).map { trainer.ranges(ofWorker: $0, workers: workers) }
+    reduceBlocks = ranks > 1 ? ranks : workers
+    exchange = ranks > 1 ? RankExchange(trainer: trainer, blocks: blocks) : nil
+    frozen = options.frozen
+    layerCount = plan.layers.count
+    let batchNorms = plan.batchNormLayers
+    self.batchNorms = batchNorms
+    topLayers = (batchNorms.last.map { $0 + 1 } ?? 0)..<layerCount
+    levelLayers = batchNorms.indices.map { level in
+      (level > 0 ? batchNorms[level - 1] + 1 : 0)..<(batchNorms[level] + 1)
+    }
+    let trainableLayers = plan.parameterLayers.filter { !options.frozen.contains($0.index) }
+    func trainable(_ layers: Range<Int>) -> [Range<Int>] {
+      trainableLayers.filter { layers.contains($0.index) }.map(\.parameterRange)
+    }
+    func cleared(_ layers: Range<Int>) -> [Range<Int>] {
+      trainableLayers.filter { layers.contains($0.index) }.flatMap { layer in
+        layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
+      }
+    }
+    (topTrainable, topCleared) = (trainable(topLayers), cleared(topLayers))
+    levelTrainable = levelLayers.map(trainable)
+    levelCleared = levelLayers.map(cleared)
+    seed = options.seed
+    augmentation = options.augmentation
+    parameters = trainer.parameters.base
+    runningState = trainer.runningStatistics.base
+    observeGradient = trainer.observeGradient
+    let slotBases = trainer.slots.map(\.base)
+    let (batch, shardSize, steps) = (batch, shardSize, steps)
+    func gradientSlots(count: Int) -> [UnsafeMutablePointer<Float>] {
+      ReductionTree.gradientSlotIndices(
+        shards: (count + shardSize - 1) / shardSize, blocks: blocks,
+        localBlocks: (rank * workers)..<((rank + 1) * workers)
+      ).map { slotBases[$0] }
+    }
+    fullBatchSlots = gradientSlots(count: min(batch, images))
+    lastBatchSlots = gradientSlots(count: steps > 0 ? images - (steps - 1) * batch : 0)
+    start = ContinuousClock().now
+    self.target = target
+  }
+}

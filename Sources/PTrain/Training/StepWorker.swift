@@ -1,0 +1,364 @@
+/// One worker's part of training steps, its phases as methods in the order `run(step:)`
+/// calls them, with the barriers between them (see `Trainer` for the protocol):
+///
+/// 1. `prepareWeights`: its slice of the prepared weights;
+/// 2. `forwardToBatchNorms`, `forwardAndBackwardTop`, `backwardBelowBatchNorms`: its
+///    block of shards, segment by segment between BatchNorm layers, each shard's gradient
+///    folded into the reduction tree as soon as its segment is done;
+/// 3. `reduceSlice`: the tree pairs that span blocks, over its slice of the parameters;
+/// 4. `updateSlice`: every worker's verdict on the sums, then the optimizer on its slice;
+/// 5. `finishStep` (worker 0): the step's loss, the event, and whether to stop.
+struct StepWorker {
+  let trainer: Trainer
+  let epoch: EpochSteps
+  let worker: Int
+  let replica: Replica
+  /// The images' bytes (the data's, or the segment's staged from `firstStaged` on), the
+  /// labels, and the epoch's order.
+  let pixels: UnsafeBufferPointer<UInt8>, labels: UnsafeBufferPointer<UInt8>, order: UnsafeBufferPointer<Int32>
+  let firstStaged: Int
+  let inMemory: Bool
+  /// The fan-out's steps: at the first, frozen layers' prepared weights are filled too.
+  let segment: Range<Int>
+  /// Receives each step's `.step` event (on worker 0).
+  let onEvent: @Sendable (TrainingEvent) -> Void
+  private var clock: PhaseClock
+
+  // The step in progress.
+  private var step = 0, first = 0, count = 0, shards = 0
+  private var slotBases: [UnsafeMutablePointer<Float>] = []
+  private var myShards = 0..<0
+  private var firstImage = 0
+  private var globalStep = 0
+  /// The first layer above the BatchNorm segments the forward has run.
+  private var segmentStart = 0
+
+  init(
+    trainer: Trainer, epoch: EpochSteps, worker: Int, pixels: UnsafeBufferPointer<UInt8>,
+    labels: UnsafeBufferPointer<UInt8>, order: UnsafeBufferPointer<Int32>, firstStaged: Int, inMemory: Bool,
+    segment: Range<Int>, onEvent: @escaping @Sendable (TrainingEvent) -> Void
+  ) {
+    self.trainer = trainer
+    self.epoch = epoch
+    self.worker = worker
+    replica = trainer.replicas[worker]
+    (self.pixels, self.labels, self.order) = (pixels, labels, order)
+    self.firstStaged = firstStaged
+    self.inMemory = inMemory
+    self.segment = segment
+    self.onEvent = onEvent
+    clock = PhaseClock(times: trainer.phaseNanoseconds + worker * Trainer.phaseStride)
+  }
+
+  /// Runs step `step`; false when the workers stop after it or before applying it (a stop
+  /// request, a non-finite loss or gradient).
+  mutating func run(step: Int) -> Bool {
+    prepareWeights(step: step, firstOfFanOut: step == segment.lowerBound)
+    forwardToBatchNorms()
+    forwardAndBackwardTop()
+    backwardBelowBatchNorms()
+    wait(after: .compute)
+    if trainer.flags[0] != 0 { return false }  // a stop was requested after the last step
+    if epoch.exchange != nil { exchangeGradients() }
+    reduceSlice()
+    guard updateSlice() else { return false }
+    if worker == 0 { finishStep() }
+    return true
+  }
+
+  /// Charges the time so far to `phase`, waits at the barrier, and charges the wait.
+  private mutating func wait(after phase: TrainingPhase) {
+    clock.charge(phase)
+    trainer.pool.barrier.wait()
+    clock.charge(.barrier)
+  }
+
+  // MARK: - Phase 1
+
+  /// The step's sizes, then this worker's slice of the prepared weights (frozen layers'
+  /// never change, so they are filled once per fan-out).
+  private mutating func prepareWeights(step: Int, firstOfFanOut: Bool) {
+    self.step = step
+    first = step * epoch.batch
+    count = min(epoch.batch, epoch.images - first)
+    shards = (count + epoch.shardSize - 1) / epoch.shardSize
+    slotBases = count == epoch.batch ? epoch.fullBatchSlots : epoch.lastBatchSlots
+    trainer.prepared.update(
+      from: epoch.parameters, part: worker, of: epoch.workers, skipping: firstOfFanOut ? [] : epoch.frozen)
+    wait(after: .compute)
+    globalStep = trainer.optimizer.step  // worker 0 advanced it before the last barrier
+    myShards = evenShare(of: shards, part: epoch.rank * epoch.workers + worker, parts: epoch.blocks)
+    firstImage = myShards.lowerBound * epoch.shardSize
+    segmentStart = 0
+  }
+
+  // MARK: - Phase 2
+
+  /// Where the image at `position` in the batch lives in the replica: its own slot when
+  /// the replica holds the worker's whole block (BatchNorm), else its place in its shard.
+  private func slotIndex(_ position: Int) -> Int { (position - firstImage) % replica.slots }
+
+  /// The images of shard `shard`: positions in the batch.
+  private func images(of shard: Int) -> Range<Int> {
+    (shard * epoch.shardSize)..<min((shard + 1) * epoch.shardSize, count)
+  }
+
+  /// The replica's slots of shard `shard`'s images.
+  private func imageSlots(of shard: Int) -> Range<Int> {
+    let positions = images(of: shard)
+    let start = slotIndex(positions.lowerBound)
+    return start..<(start + positions.count)
+  }
+
+  /// The pass of the image at `position`: its dropout masks are keyed by the global step.
+  private func pass(position: Int) -> Replica.Pass {
+    var pass = Replica.Pass(parameters: epoch.parameters, state: epoch.runningState, training: true)
+    pass.seed = epoch.seed
+    pass.step = globalStep
+    pass.position = position
+    return pass
+  }
+
+  /// Loads the image at `position`, augmented, into its slot.
+  private func load(_ position: Int) {
+    let index = Int(order[first + position])
+    let stagedAt = inMemory ? index : first + position - firstStaged
+    replica.load(
+      image: pixels.baseAddress! + stagedAt * epoch.imageBytes, slot: slotIndex(position),
+      augmentation: epoch.augmentation,
+      draw: epoch.augmentation.draw(seed: epoch.seed, epoch: epoch.epoch, index: index))
+  }
+
+  /// The forward of the segments below each BatchNorm, adding each shard's input sums at
+  /// the BatchNorm; after a barrier (and, under MPI, an exchange of the shards' sums)
+  /// every worker adds the shards' sums in shard order and sets the batch's statistics.
+  private mutating func forwardToBatchNorms() {
+    let t = trainer
+    for bn in epoch.batchNorms {
+      let offset = t.batchSumOffsets[bn]!
+      let width = 2 * t.plan.layers[bn].runningMean!.count
+      for shard in myShards {
+        let partial = t.batchInputSums + shard * t.batchSumStride + offset
+        partial.update(repeating: 0, count: width)
+        let positions = images(of: shard)
+        if segmentStart == 0 { positions.forEach(load) }
+        replica.forward(
+          layers: segmentStart..<bn, slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
+          addingInputSumsOf: bn, state: epoch.runningState, into: partial)
+      }
+      clock.charge(.compute)
+      t.pool.barrier.wait()
+      if let exchange = epoch.exchange {  // every rank gets every shard's sums
+        clock.charge(.barrier)
+        if worker == 0 { exchange.shareShardRows(t.batchInputSums, stride: t.batchSumStride, shards: shards) }
+        clock.charge(.communicate)
+        t.pool.barrier.wait()
+      }
+      let sums = t.workerInputSums + worker * t.workerSumStride
+      sums.update(repeating: 0, count: width)
+      for shard in 0..<shards {
+        let partial = t.batchInputSums + shard * t.batchSumStride + offset
+        for k in 0..<width { sums[k] += partial[k] }
+      }
+      let (pixelsPerImage, _) = replica.batchNormGeometry(t.plan.layers[bn])
+      replica.setBatchStatistics(
+        layer: bn, sums: sums, count: count * pixelsPerImage, parameters: epoch.parameters, state: epoch.runningState)
+      clock.charge(.sync)
+      segmentStart = bn
+    }
+  }
+
+  /// Per shard: the top segment's forward, the loss and correct count, and its backward
+  /// into the shard's gradient slot, adding the gradient sums of the BatchNorm below.
+  private mutating func forwardAndBackwardTop() {
+    let t = trainer
+    let stats = t.shardStats.base
+    let belowTop = epoch.batchNorms.last
+    for shard in myShards {
+      let slot = slotBases[shard]
+      for range in epoch.topCleared { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+      var loss: Float = 0
+      var correct = 0
+      replica.beginShard(layers: epoch.topLayers, overwritingDense: true)
+      if let bn = belowTop {
+        (t.batchGradientSums + shard * t.batchSumStride + t.batchSumOffsets[bn]!).update(
+          repeating: 0, count: 2 * t.plan.layers[bn].runningMean!.count)
+      }
+      let positions = images(of: shard)
+      let shardPass = pass(position: positions.lowerBound)
+      if segmentStart == 0 { positions.forEach(load) }
+      replica.forward(layers: segmentStart..<epoch.layerCount, slots: imageSlots(of: shard), pass: shardPass)
+      for position in positions {
+        let label = Int(labels[Int(order[first + position])])
+        let logits = replica.logits(slot: slotIndex(position))
+        if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
+        loss += replica.loss(label: label, slot: slotIndex(position))
+      }
+      replica.backward(
+        layers: epoch.topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot, finishingShard: true,
+        addingGradientSumsOf: gradientSums(of: belowTop, shard: shard))
+      replica.finishShard(layers: epoch.topLayers, gradient: slot)
+      stats[shard * Trainer.statsStride] = loss
+      stats[shard * Trainer.statsStride + 1] = Float(correct)
+      ReductionTree.foldLocalPairs(
+        after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.topTrainable)
+    }
+  }
+
+  /// Where a shard's backward adds the gradient sums of BatchNorm `bn`, when it needs them.
+  private func gradientSums(of bn: Int?, shard: Int) -> (Int, UnsafeMutablePointer<Float>)? {
+    guard let bn, replica.trains[bn] || replica.needsInputGradient[bn] else { return nil }
+    return (bn, trainer.batchGradientSums + shard * trainer.batchSumStride + trainer.batchSumOffsets[bn]!)
+  }
+
+  /// The lower segments' backward, from the top BatchNorm down: at each BatchNorm, after a
+  /// barrier, the batch's gradient sums; then per shard γ's and β's gradients (the shard's
+  /// own sums) and the segment's backward.
+  private mutating func backwardBelowBatchNorms() {
+    let t = trainer
+    for (level, bn) in epoch.batchNorms.enumerated().reversed() {
+      guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
+      let layer = t.plan.layers[bn]
+      let channels = layer.runningMean!.count
+      let offset = t.batchSumOffsets[bn]!
+      if replica.needsInputGradient[bn] {
+        clock.charge(.compute)
+        t.pool.barrier.wait()
+        if let exchange = epoch.exchange {
+          clock.charge(.barrier)
+          if worker == 0 { exchange.shareShardRows(t.batchGradientSums, stride: t.batchSumStride, shards: shards) }
+          clock.charge(.communicate)
+          t.pool.barrier.wait()
+        }
+        let gradientSums = t.workerGradientSums + worker * t.workerSumStride
+        gradientSums.update(repeating: 0, count: 2 * channels)
+        for shard in 0..<shards {
+          let partial = t.batchGradientSums + shard * t.batchSumStride + offset
+          for k in 0..<(2 * channels) { gradientSums[k] += partial[k] }
+        }
+        let (pixelsPerImage, _) = replica.batchNormGeometry(layer)
+        replica.setBatchGradientSums(layer: bn, sums: gradientSums, count: count * pixelsPerImage)
+        clock.charge(.sync)
+      }
+      let lowerLayers = epoch.levelLayers[level]
+      let next = level > 0 ? epoch.batchNorms[level - 1] : nil
+      for shard in myShards {
+        let slot = slotBases[shard]
+        for range in epoch.levelCleared[level] { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+        if replica.trains[bn] {
+          BatchNormLayer.addParameterGradients(
+            sums: t.batchGradientSums + shard * t.batchSumStride + offset, layer: layer, into: slot)
+        }
+        if replica.needsInputGradient[bn] {
+          replica.beginShard(layers: lowerLayers, overwritingDense: true)
+          if let next {
+            (t.batchGradientSums + shard * t.batchSumStride + t.batchSumOffsets[next]!).update(
+              repeating: 0, count: 2 * t.plan.layers[next].runningMean!.count)
+          }
+          let positions = images(of: shard)
+          replica.backward(
+            layers: lowerLayers, slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
+            gradient: slot, finishingShard: true, addingGradientSumsOf: gradientSums(of: next, shard: shard))
+          replica.finishShard(layers: lowerLayers, gradient: slot)
+        }
+        ReductionTree.foldLocalPairs(
+          after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.levelTrainable[level])
+      }
+      guard replica.needsInputGradient[bn] else { break }
+    }
+  }
+
+  // MARK: - Phases 3 to 5
+
+  /// Under MPI: the tree pairs inside this rank that span its workers' blocks, then the
+  /// shards' losses and the slots the other ranks' slices need.
+  private mutating func exchangeGradients() {
+    let exchange = epoch.exchange!
+    for range in epoch.localRanges[worker] {
+      ReductionTree.reducePairsInsideRank(
+        epoch.rank, ranks: epoch.ranks, slotBases, shards: shards, blocks: epoch.blocks, range: range)
+    }
+    wait(after: .reduce)
+    if worker == 0 {
+      exchange.shareShardRows(trainer.shardStats.base, stride: Trainer.statsStride, shards: shards)
+      exchange.shareGradients(slotBases, shards: shards)
+    }
+    wait(after: .communicate)
+  }
+
+  /// Adds the tree pairs that span blocks over this worker's slice and notes the first
+  /// non-finite sum in its flag.
+  private mutating func reduceSlice() {
+    var firstNonFinite = -1
+    for range in epoch.workerRanges[worker] {
+      ReductionTree.reduceCrossWorkerPairs(slotBases, shards: shards, workers: epoch.reduceBlocks, range: range)
+      if firstNonFinite < 0, let bad = PTrain.firstNonFinite(in: slotBases[0], range) { firstNonFinite = bad }
+    }
+    trainer.flags[(worker + 1) * Trainer.flagStride] = firstNonFinite
+    wait(after: .reduce)
+  }
+
+  /// Every worker reaches the same verdict on the losses and the summed gradient; when
+  /// all are finite, applies the optimizer to this worker's slice (worker 0 also moves the
+  /// BatchNorm running statistics) and returns true.
+  private mutating func updateSlice() -> Bool {
+    let t = trainer
+    let flags = t.flags
+    let stride = Trainer.flagStride
+    var badGradient = (1...epoch.workers).lazy.map { flags[$0 * stride] }.first { $0 >= 0 }
+    if let exchange = epoch.exchange {  // the first non-finite gradient of any rank, in rank order
+      if worker == 0 { flags[(epoch.workers + 1) * stride] = exchange.firstOfRanks(badGradient ?? -1) }
+      clock.charge(.barrier)
+      t.pool.barrier.wait()
+      clock.charge(.communicate)
+      let first = flags[(epoch.workers + 1) * stride]
+      badGradient = first >= 0 ? first : nil
+    }
+    let stats = t.shardStats.base
+    let badLoss = (0..<shards).lazy.map { stats[$0 * Trainer.statsStride] }.first { !$0.isFinite }
+    if badGradient != nil || badLoss != nil {
+      if worker == 0 { t.recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
+      return false
+    }
+    if worker == 0, let observe = epoch.observeGradient {
+      observe(UnsafeBufferPointer(start: slotBases[0], count: t.plan.parameterCount), count)
+    }
+    for range in epoch.workerRanges[worker] {
+      t.optimizer.update(
+        range, parameters: epoch.parameters, gradient: slotBases[0], gradientScale: 1 / Float(count))
+    }
+    if worker == 0 { t.updateRunningStatistics(from: replica) }
+    wait(after: .optimizer)
+    if let exchange = epoch.exchange {  // every rank gets every slice of the updated parameters
+      if worker == 0 { exchange.shareUpdatedSlices() }
+      wait(after: .communicate)
+    }
+    return true
+  }
+
+  /// Worker 0, after every worker's update: adds the shards' losses to the epoch's, counts
+  /// the step, sends its event, and decides (with every rank) whether to stop after it.
+  private mutating func finishStep() {
+    let t = trainer
+    let stats = t.shardStats.base
+    for shard in 0..<shards {
+      t.epochLoss += Double(stats[shard * Trainer.statsStride])
+      t.epochCorrect += Int(stats[shard * Trainer.statsStride + 1])
+    }
+    t.optimizer.finishStep()
+    t.stepsIntoEpoch = step + 1
+    let seen = first + count
+    onEvent(
+      .step(
+        StepProgress(
+          epoch: epoch.epoch + 1, epochs: epoch.target, step: step + 1, stepsPerEpoch: epoch.steps, images: seen,
+          loss: t.epochLoss / Double(seen), accuracy: Double(t.epochCorrect) / Double(seen),
+          seconds: (ContinuousClock().now - epoch.start).seconds)))
+    t.flags[0] = t.stopRequested ? 1 : 0
+    clock.charge(.compute)
+    if let exchange = epoch.exchange {  // all ranks stop after the same step
+      t.flags[0] = exchange.processes.maximum(t.flags[0])
+      clock.charge(.communicate)
+    }
+  }
+}
