@@ -1,0 +1,110 @@
+/// One planned layer as a replica's passes need it: the kernel to run, its shapes, its
+/// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
+struct LayerRun {
+  enum Kind {
+    case winograd, winograd4, winograd5, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool,
+      flatten
+    case dense
+    case dropout
+  }
+  let kind: Kind
+  let trains: Bool, needsInputGradient: Bool
+  /// Parameter offsets of the weight and bias (BatchNorm: γ and β), or -1.
+  let weight: Int, bias: Int
+  /// Running mean and variance offsets in the state buffer (BatchNorm), or -1.
+  let runningMean: Int, runningVariance: Int
+  let fusesReLU: Bool
+  /// A ReLU that the layer below applies as it stores (so the ReLU does nothing forward).
+  let fusedIntoBelow: Bool
+  /// A ReLU whose gradient the max-pool above takes (so the ReLU does nothing backward).
+  let maxPoolAbove: Bool
+  /// A max-pool whose input comes out of a ReLU.
+  let reluBelow: Bool
+  let inputCount: Int, outputCount: Int
+  /// BatchNorm and global pooling: pixels and channels of the input.
+  let pixels: Int, channels: Int
+  let rate: Float
+  let conv3x3: Conv3x3Shape
+  let conv: ConvShape
+  let pool: PoolShape
+  let paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, weightBlock,
+    columns: UnsafeMutablePointer<Float>?
+  let batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance,
+    gradientSums: UnsafeMutablePointer<Float>?
+  let denseInputs, denseGradients: UnsafeMutablePointer<Float>?
+  let winogradForward, winogradFlipped, transposed: UnsafePointer<Float>?
+
+  /// The run of `layer` of `plan`, where `fusesReLU` says which layers apply the ReLU
+  /// above them as they store, and `reluGradientInMaxPool` whether a max-pool takes the
+  /// gradient of the ReLU below it (see `Fusions`).
+  init(
+    _ layer: ModelPlan.PlannedLayer, plan: ModelPlan, trains: Bool, needsInputGradient: Bool, fusesReLU: [Bool],
+    reluGradientInMaxPool: Bool, scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
+  ) {
+    let i = layer.index
+    switch (layer.layer.kind, layer.kernel) {
+    case (is ConvLayer, .winograd?): kind = .winograd
+    case (is ConvLayer, .winograd4?): kind = .winograd4
+    case (is ConvLayer, .winograd5?): kind = .winograd5
+    case (is ConvLayer, .directOneChannel?): kind = .directOneChannel
+    case (is ConvLayer, _): kind = .im2colGemm
+    case (is BatchNormLayer, _): kind = .batchNorm
+    case (is ReLULayer, _): kind = .relu
+    case (is MaxPoolLayer, _): kind = .maxPool
+    case (is AvgPoolLayer, _): kind = .avgPool
+    case (is GlobalAvgPoolLayer, _): kind = .globalAvgPool
+    case (is FlattenLayer, _): kind = .flatten
+    case (is DenseLayer, _): kind = .dense
+    case (is DropoutLayer, _): kind = .dropout
+    default: preconditionFailure("no operation for layer kind \(layer.layer.word)")
+    }
+    self.trains = trains
+    self.needsInputGradient = needsInputGradient
+    weight = layer.weight?.offset ?? -1
+    bias = layer.bias?.offset ?? -1
+    runningMean = layer.runningMean?.offset ?? -1
+    runningVariance = layer.runningVariance?.offset ?? -1
+    self.fusesReLU = fusesReLU[i]
+    fusedIntoBelow = layer.layer == .relu && i > 0 && fusesReLU[i - 1]
+    maxPoolAbove =
+      reluGradientInMaxPool && layer.layer == .relu && i + 1 < plan.layers.count
+      && plan.layers[i + 1].layer.kind is MaxPoolLayer
+    reluBelow =
+      reluGradientInMaxPool && layer.layer.kind is MaxPoolLayer && i > 0
+      && plan.layers[i - 1].layer == .relu
+    inputCount = layer.input.count
+    outputCount = layer.output.count
+    let flat = layer.inputIsFlat
+    pixels = flat ? 1 : layer.input.height * layer.input.width
+    channels = flat ? layer.input.count : layer.input.channels
+    rate = (layer.layer.kind as? DropoutLayer)?.rate ?? 0
+    let convolution = layer.layer.kind as? ConvLayer
+    let isConv3x3 = convolution.map { $0.kernel == 3 && $0.stride == 1 } ?? false
+    conv3x3 = isConv3x3 ? Conv3x3Shape(layer) : Conv3x3Shape(height: 0, width: 0, inChannels: 0, outChannels: 0)
+    if convolution != nil {
+      conv = ConvShape(layer)
+    } else {
+      conv = ConvShape(height: 0, width: 0, inChannels: 0, outChannels: 0, kernel: 1, stride: 1, padding: 0)
+    }
+    pool = Replica.poolShape(layer)
+    paddedInput = scratch[.paddedInput]
+    inputTiles = scratch[.inputTiles]
+    gradientTiles = scratch[.gradientTiles]
+    products = scratch[.products]
+    paddedGradient = scratch[.paddedGradient]
+    weightProducts = scratch[.weightProducts]
+    weightBlock = scratch[.weightBlock]
+    columns = scratch[.columns]
+    batchMean = scratch[.batchMean]
+    batchInverseDeviation = scratch[.batchInverseDeviation]
+    batchScale = scratch[.batchScale]
+    batchOffset = scratch[.batchOffset]
+    batchVariance = scratch[.batchVariance]
+    gradientSums = scratch[.gradientSums]
+    denseInputs = scratch[.denseInputs]
+    denseGradients = scratch[.denseGradients]
+    winogradForward = prepared.winograd[i].map { UnsafePointer($0.forward.base) }
+    winogradFlipped = prepared.winograd[i].flatMap { $0.keepsFlipped ? UnsafePointer($0.flipped.base) : nil }
+    transposed = prepared.transposed[i].map { UnsafePointer($0.base) }
+  }
+}
