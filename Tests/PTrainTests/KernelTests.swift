@@ -1,4 +1,4 @@
-import PTrain
+@_spi(Kernels) import PTrain
 import XCTest
 
 /// Each kernel against its naive reference, and its gradient against central finite

@@ -1,6 +1,6 @@
 import XCTest
 
-@testable import PTrain
+@_spi(Kernels) @testable import PTrain
 
 /// The check every model test runs: a model's evaluation logits against PyTorch's
 /// semantics (`TorchModel`), its batch gradient against finite differences of them, and

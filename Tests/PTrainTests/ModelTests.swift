@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 
-@testable import PTrain
+@_spi(Kernels) @testable import PTrain
 
 /// Models as data: the model text, shape inference, and every layer's forward and
 /// backward pass against PyTorch's semantics (`TorchModel`) and finite differences.

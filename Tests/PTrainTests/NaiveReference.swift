@@ -1,4 +1,4 @@
-import PTrain
+@_spi(Kernels) import PTrain
 
 // Plain loops that state what each kernel computes, written for clarity only. NHWC
 // activations, HWIO conv weights, [out][in] dense weights, as in the engine.

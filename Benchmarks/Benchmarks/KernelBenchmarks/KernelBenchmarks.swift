@@ -1,5 +1,5 @@
 import Benchmark
-import PTrain
+@_spi(Kernels) import PTrain
 
 // One benchmark per conv2 kernel (the model's hot spot) and per cheap kernel, each with
 // a GFLOP/s metric computed from the kernel's FLOP count and the measured wall time.

@@ -18,7 +18,7 @@
 /// above applies to the BatchNorm's input as it reads it, so that the BatchNorm's output is
 /// never stored (see `Replica`): a Winograd convolution as it copies its input into its
 /// padded buffer, a 2×2 max-pool as it loads each window.
-public struct FoldedBatchNorm {
+@_spi(Kernels) public struct FoldedBatchNorm {
   public let scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
   public let relu: Bool
 
@@ -39,7 +39,7 @@ public struct FoldedBatchNorm {
 /// Where a layer adds one image's `Σ (x − shift)` and `Σ (x − shift)²` per channel of a
 /// BatchNorm's input as it stores that input (see `batchNormAddInputSums`): the shift (the
 /// running mean) and the sums (2 · channels Doubles).
-public struct BatchNormInputSums: WinogradOutputRows {
+@_spi(Kernels) public struct BatchNormInputSums: WinogradOutputRows {
   public let shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>
 
   public init(shift: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>) {
@@ -147,7 +147,7 @@ public struct BatchNormInputSums: WinogradOutputRows {
 /// `sums[channels + c]`, summing the image's pixels in Float in pixel order first. Shifting
 /// by a value near the mean (the running mean) keeps `E[(x−K)²] − E[x−K]²` accurate.
 /// Cost: 3 FLOP per value.
-public func batchNormAddInputSums(
+@_spi(Kernels) public func batchNormAddInputSums(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, shift: UnsafePointer<Float>,
   sums: UnsafeMutablePointer<Double>
 ) {
@@ -173,7 +173,7 @@ public func batchNormAddInputSums(
 /// `y = x · scale[c] + offset[c]` per channel, then `max(y, 0)` when `relu`: a batch
 /// norm folded into one multiply-add (`scale = γ / √(var + ε)`, `offset = β − mean · scale`).
 /// Cost: 2 FLOP per value.
-public func batchNormApply(
+@_spi(Kernels) public func batchNormApply(
   _ x: UnsafePointer<Float>, pixels: Int, channels: Int, scale: UnsafePointer<Float>, offset: UnsafePointer<Float>,
   relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
@@ -199,7 +199,7 @@ public func batchNormApply(
 /// `gradient` where `x · scale[c] + offset[c] ≤ 0`, the value `batchNormApply` computes
 /// from `x`, so the same elements as `reluBackwardInPlace` on its output.
 /// Cost: 2 FLOP per value.
-public func reluBackwardThroughBatchNorm(
+@_spi(Kernels) public func reluBackwardThroughBatchNorm(
   _ gradient: UnsafeMutablePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   scale: UnsafePointer<Float>, offset: UnsafePointer<Float>
 ) {
@@ -224,7 +224,7 @@ public func reluBackwardThroughBatchNorm(
 /// Adds one image's `Σ dy` and `Σ dy · x̂` per channel (`x̂ = (x − mean) · inverseDeviation`)
 /// to `sums[c]` and `sums[channels + c]`, summing the image's pixels in order first.
 /// Cost: 4 FLOP per value.
-public func batchNormAddGradientSums(
+@_spi(Kernels) public func batchNormAddGradientSums(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, sums: UnsafeMutablePointer<Float>
 ) {
@@ -308,7 +308,7 @@ struct BatchNormGradientTerms {
 /// Σ dy, `sums[channels + c]` = Σ dy · x̂ over all `batchCount` values of the channel):
 /// `dx = γ · inverseDeviation · (dy − Σdy / n − x̂ · Σdy·x̂ / n)`, sixteen channels at a
 /// time pixel by pixel. Overwrites `inputGradient`. Cost: 6 FLOP per value.
-public func batchNormInputGradient(
+@_spi(Kernels) public func batchNormInputGradient(
   outputGradient dy: UnsafePointer<Float>, input x: UnsafePointer<Float>, pixels: Int, channels: Int,
   mean: UnsafePointer<Float>, inverseDeviation: UnsafePointer<Float>, gamma: UnsafePointer<Float>,
   sums: UnsafePointer<Float>, batchCount: Int, inputGradient dx: UnsafeMutablePointer<Float>

@@ -9,7 +9,7 @@
 /// The shape of a 3×3, stride-1 convolution over one image, with `padding` zeros on
 /// every side (0: "valid", 1: "same"). The im2col functions here serve `padding` 0 only;
 /// the Winograd ones serve both.
-public struct Conv3x3Shape: Sendable, Equatable {
+@_spi(Kernels) public struct Conv3x3Shape: Sendable, Equatable {
   public let height: Int, width: Int, inChannels: Int, outChannels: Int, padding: Int
   public init(height: Int, width: Int, inChannels: Int, outChannels: Int, padding: Int = 0) {
     self.height = height
@@ -52,7 +52,7 @@ package func im2col3x3(
 
 /// Forward: `output[p][co] = bias[co] + Σ columns[p][·] · weights[·][co]`, after filling
 /// `columns` from `input`. Cost: `shape.flops` FLOP.
-public func conv3x3Forward(
+@_spi(Kernels) public func conv3x3Forward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weights: UnsafePointer<Float>, bias: UnsafePointer<Float>,
   columns: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
@@ -67,7 +67,7 @@ public func conv3x3Forward(
 
 /// Weight and bias gradients, accumulated: `dW += columnsᵀ · dOutput`, `dB += Σ_p dOutput[p]`.
 /// `columns` is the im2col matrix the forward pass left. Cost: `shape.flops` FLOP.
-public func conv3x3WeightGradient(
+@_spi(Kernels) public func conv3x3WeightGradient(
   columns: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>
 ) {

@@ -61,7 +61,7 @@ func window(_ input: UnsafePointer<Float>, width: Int, _ oy: Int, _ ox: Int)
 /// x[p + t] · w[t][co]` (no bias when nil), adding taps in order, then `relu` when asked.
 /// Needs `inChannels == 1` and `outChannels` a multiple of 32; for "same" padding, pass
 /// a zero-bordered copy of the image. Cost: `shape.flops` FLOP, no scratch.
-public func conv3x3OneChannelForward(
+@_spi(Kernels) public func conv3x3OneChannelForward(
   input: UnsafePointer<Float>, shape s: Conv3x3Shape, weights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
 ) {
@@ -104,7 +104,7 @@ public func conv3x3OneChannelForward(
 /// `dW[t][co] += Σ_p x[p + t] · dOutput[p][co]` over pixels in order, with the 18 sums
 /// of a 32-channel block in registers, and `dB += Σ_p dOutput[p]`.
 /// Cost: `shape.flops` FLOP, no scratch.
-public func conv3x3OneChannelWeightGradient(
+@_spi(Kernels) public func conv3x3OneChannelWeightGradient(
   input: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: Conv3x3Shape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?
 ) {

@@ -6,7 +6,7 @@
 // Conv3x3OneChannel.swift are faster for the shapes they serve; this serves every shape.
 
 /// The shape of one convolution over one image.
-public struct ConvShape: Sendable, Equatable {
+@_spi(Kernels) public struct ConvShape: Sendable, Equatable {
   public let height: Int, width: Int, inChannels: Int, outChannels: Int
   public let kernel: Int, stride: Int, padding: Int
 
@@ -87,7 +87,7 @@ package func col2im(_ columns: UnsafePointer<Float>, shape s: ConvShape, input: 
 /// Forward: `output[p][co] = bias[co] + Σ columns[p][·] · weights[·][co]` (no bias when
 /// nil), through `relu` when asked, after filling `columns` from `input`.
 /// Cost: `shape.flops` FLOP.
-public func convForward(
+@_spi(Kernels) public func convForward(
   input: UnsafePointer<Float>, shape s: ConvShape, weights: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
   relu applyReLU: Bool, columns: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
 ) {
@@ -104,7 +104,7 @@ public func convForward(
 /// Weight and bias gradients, accumulated: `dW += columnsᵀ · dOutput` and, when
 /// `biasGradient` is given, `dB += Σ_p dOutput[p]`. `columns` is the matrix `im2col` made
 /// of this image. Cost: `shape.flops` FLOP.
-public func convWeightGradient(
+@_spi(Kernels) public func convWeightGradient(
   columns: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: ConvShape,
   weightGradient: UnsafeMutablePointer<Float>, biasGradient: UnsafeMutablePointer<Float>?
 ) {
@@ -119,7 +119,7 @@ public func convWeightGradient(
 /// Input gradient: `dColumns = dOutput · Wᵀ`, with `transposedWeights` the filters as
 /// out × patch (`transposeMatrix`), scattered back by `col2im`. Overwrites
 /// `inputGradient`. Cost: `shape.flops` FLOP.
-public func convInputGradient(
+@_spi(Kernels) public func convInputGradient(
   outputGradient: UnsafePointer<Float>, shape s: ConvShape, transposedWeights: UnsafePointer<Float>,
   columns: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
 ) {

@@ -13,7 +13,7 @@ let denseImagesPerPass = 4
 /// time, so that their sums form sixteen independent chains; each output still adds in
 /// `i` order, in sixteen lanes summed at the end. Cost: 2 · images · inputs · outputs FLOP,
 /// and one read of the weights per four images.
-public func denseForward(
+@_spi(Kernels) public func denseForward(
   input: UnsafePointer<Float>, images: Int = 1, inputs: Int, weights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, outputs: Int, relu applyReLU: Bool = false, output: UnsafeMutablePointer<Float>
 ) {
@@ -95,7 +95,7 @@ public func denseForward(
 /// weights' column. (The weight gradient is `denseAddWeightGradient`'s, one GEMM per
 /// shard.) Cost: 2 · images · inputs · outputs FLOP, and one read of the weights per four
 /// images.
-public func denseBackward(
+@_spi(Kernels) public func denseBackward(
   outputGradient: UnsafePointer<Float>, images: Int = 1, weights: UnsafePointer<Float>, inputs: Int, outputs: Int,
   biasGradient: UnsafeMutablePointer<Float>?, inputGradient: UnsafeMutablePointer<Float>?
 ) {
@@ -145,7 +145,7 @@ public func denseBackward(
 /// `dW[o][i] += Σ_b dy[b][o] · x[b][i]` over `images` images, adding them in order (the
 /// bits of adding one image at a time), or `dW = …` from nothing when `overwrite`, as one
 /// GEMM (`dW = dYᵀ · X`). Cost: 2 · images · inputs · outputs FLOP.
-public func denseAddWeightGradient(
+@_spi(Kernels) public func denseAddWeightGradient(
   inputs x: UnsafePointer<Float>, outputGradients dy: UnsafePointer<Float>, images: Int, inputCount: Int,
   outputCount: Int, overwrite: Bool = false, weightGradient: UnsafeMutablePointer<Float>
 ) {

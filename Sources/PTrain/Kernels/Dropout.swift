@@ -29,7 +29,7 @@ func dropoutFactor(key: UInt64, index: Int, threshold: UInt64, scale: Float) -> 
 }
 
 /// Forward in training: `output[i] = input[i] · factor(i)`. Cost: one hash per value.
-public func dropoutForward(
+@_spi(Kernels) public func dropoutForward(
   _ input: UnsafePointer<Float>, count: Int, rate: Float, key: UInt64, output: UnsafeMutablePointer<Float>
 ) {
   let threshold = UInt64((Double(rate) * 16_777_216).rounded())
@@ -39,7 +39,7 @@ public func dropoutForward(
 
 /// Backward in place: `gradient[i] *= factor(i)`, the same mask as `dropoutForward` drew.
 /// Cost: one hash per value.
-public func dropoutBackward(_ gradient: UnsafeMutablePointer<Float>, count: Int, rate: Float, key: UInt64) {
+@_spi(Kernels) public func dropoutBackward(_ gradient: UnsafeMutablePointer<Float>, count: Int, rate: Float, key: UInt64) {
   let threshold = UInt64((Double(rate) * 16_777_216).rounded())
   let scale = 1 / (1 - rate)
   for i in 0..<count { gradient[i] *= dropoutFactor(key: key, index: i, threshold: threshold, scale: scale) }

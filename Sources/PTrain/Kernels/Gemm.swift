@@ -48,7 +48,7 @@ package func gemmNextTileRows(remaining: Int) -> Int {
 /// same values twice, which is correct for both modes. Every element of C adds its k
 /// products in order whatever the tile, so the bits do not depend on the tiling.
 /// Cost: 2·m·n·k FLOP, O(m·n) stores.
-public func gemm(
+@_spi(Kernels) public func gemm(
   m: Int, n: Int, k: Int,
   a: UnsafePointer<Float>, aRowStride: Int, aColStride: Int,
   b: UnsafePointer<Float>, ldb: Int,

@@ -10,7 +10,7 @@
 /// One image's 2×2 max-pool (16-channel blocks) above the BatchNorm it applies
 /// (`normalizing`), in training: the BatchNorm's input `input` (`height` × `width` ×
 /// `channels`), the pool's `output` and the gradient at it, `outputGradient`.
-public struct PooledBatchNormGradient {
+@_spi(Kernels) public struct PooledBatchNormGradient {
   public let input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>
   public let height: Int, width: Int, channels: Int
   /// Whether the gradient goes through a ReLU below the pool (see `maxPool2x2Backward`).

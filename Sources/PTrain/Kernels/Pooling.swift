@@ -11,7 +11,7 @@ package func lanewiseMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float
 /// Forward: each output pixel is the lane-wise max of its 2×2 window; with `normalizing`,
 /// of the window's values after that BatchNorm (and ReLU), whose output is then never
 /// stored. Cost: 3 compares per output element (and 4 multiply-adds with `normalizing`).
-public func maxPool2x2Forward(
+@_spi(Kernels) public func maxPool2x2Forward(
   _ input: UnsafePointer<Float>, height: Int, width: Int, channels: Int,
   output: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
 ) {
@@ -56,7 +56,7 @@ public func maxPool2x2Forward(
 /// is not positive. With `normalizing`, `input` is that BatchNorm's input, as in
 /// `maxPool2x2Forward`, and `inputGradient` the gradient at the BatchNorm's output.
 /// Overwrites `inputGradient`. Cost: O(height · width · channels).
-public func maxPool2x2Backward(
+@_spi(Kernels) public func maxPool2x2Backward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>,
   height: Int, width: Int, channels: Int, throughReLU: Bool = false,
   inputGradient: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
@@ -155,7 +155,7 @@ typealias PoolWindow = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Floa
 // image are dropped, as PyTorch's floor mode does.
 
 /// The geometry of one pooling layer over one image.
-public struct PoolShape: Sendable, Equatable {
+@_spi(Kernels) public struct PoolShape: Sendable, Equatable {
   public let height: Int, width: Int, channels: Int, size: Int, stride: Int
 
   public init(height: Int, width: Int, channels: Int, size: Int, stride: Int) {
@@ -174,7 +174,7 @@ public struct PoolShape: Sendable, Equatable {
 
 /// Max-pooling forward: each output is the maximum of its window. Cost: size² compares per output.
 /// With `normalizing` (2×2 windows only, `PoolShape.isTwoByTwo`), as `maxPool2x2Forward`.
-public func maxPoolForward(
+@_spi(Kernels) public func maxPoolForward(
   _ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>,
   normalizing: FoldedBatchNorm? = nil
 ) {
@@ -204,7 +204,7 @@ public func maxPoolForward(
 /// `throughReLU` (zero wherever the maximum is not positive). Windows may overlap, so
 /// gradients are added; `inputGradient` is overwritten. With `normalizing` (2×2 windows
 /// only), as `maxPool2x2Backward`. Cost: O(input + size² · output).
-public func maxPoolBackward(
+@_spi(Kernels) public func maxPoolBackward(
   input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, shape s: PoolShape,
   throughReLU: Bool, inputGradient: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
 ) {
@@ -240,7 +240,7 @@ public func maxPoolBackward(
 
 /// Average-pooling forward: each output is the mean of its window (the sum times
 /// 1 / size²). Cost: size² adds per output.
-public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
+@_spi(Kernels) public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, output: UnsafeMutablePointer<Float>) {
   let c = s.channels
   let scale = 1 / Float(s.size * s.size)
   for oy in 0..<s.outHeight {
@@ -259,7 +259,7 @@ public func avgPoolForward(_ input: UnsafePointer<Float>, shape s: PoolShape, ou
 
 /// Average-pooling backward: each output's gradient, times 1 / size², is added to every
 /// position of its window. Overwrites `inputGradient`. Cost: size² adds per output.
-public func avgPoolBackward(
+@_spi(Kernels) public func avgPoolBackward(
   outputGradient: UnsafePointer<Float>, shape s: PoolShape, inputGradient: UnsafeMutablePointer<Float>
 ) {
   let c = s.channels
@@ -280,7 +280,7 @@ public func avgPoolBackward(
 
 /// Global average pooling: `output[c]` is the mean of channel c over all `pixels`.
 /// Cost: one add per input value.
-public func globalAvgPoolForward(
+@_spi(Kernels) public func globalAvgPoolForward(
   _ input: UnsafePointer<Float>, pixels: Int, channels: Int, output: UnsafeMutablePointer<Float>
 ) {
   output.update(repeating: 0, count: channels)
@@ -291,7 +291,7 @@ public func globalAvgPoolForward(
 
 /// Global average pooling backward: every pixel of channel c gets `dOutput[c] / pixels`.
 /// Overwrites `inputGradient`. Cost: one store per input value.
-public func globalAvgPoolBackward(
+@_spi(Kernels) public func globalAvgPoolBackward(
   outputGradient: UnsafePointer<Float>, pixels: Int, channels: Int, inputGradient: UnsafeMutablePointer<Float>
 ) {
   let scale = 1 / Float(pixels)

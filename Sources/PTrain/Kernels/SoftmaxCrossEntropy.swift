@@ -9,7 +9,7 @@
 /// Returns `-log softmax(logits)[label]`, computed stably as `logsumexp(z) - z[label]`,
 /// and overwrites `gradient` with `softmax(logits) - onehot(label)`. Cost: O(classes)
 /// with one exp per class and one log.
-public func softmaxCrossEntropy(
+@_spi(Kernels) public func softmaxCrossEntropy(
   logits: UnsafePointer<Float>, classes: Int, label: Int, gradient: UnsafeMutablePointer<Float>
 ) -> Float {
   var peak = logits[0]

@@ -107,12 +107,12 @@ package func winogradPointStride(_ count: Int, points: Int) -> Int {
 package let winogradPoints = 16
 
 /// Floats of `winogradTransformWeights`' output for `shape`: 16 × in × out channels.
-public func winogradWeightCount(_ shape: Conv3x3Shape) -> Int {
+@_spi(Kernels) public func winogradWeightCount(_ shape: Conv3x3Shape) -> Int {
   winogradPoints * shape.inChannels * shape.outChannels
 }
 
 /// 16 channels of a Winograd transform: the unit every transform works on.
-public typealias WinogradLane = SIMD16<Float>
+@_spi(Kernels) public typealias WinogradLane = SIMD16<Float>
 
 /// `Bᵀ x` for the 4 values of one column (or `x B` for one row) of a 4×4 input tile.
 @inline(__always)
@@ -220,7 +220,7 @@ package func winogradTransformInput(
 /// filter from input channel ci to output channel co, for `inputChannels` (all by
 /// default), so that workers can share the work. Cost: O(16 · in · out) adds, 16
 /// channels at a time; run once per parameter change.
-public func winogradTransformWeights(
+@_spi(Kernels) public func winogradTransformWeights(
   _ weights: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
   into v: UnsafeMutablePointer<Float>
 ) {
@@ -266,7 +266,7 @@ public func winogradTransformWeights(
 /// G g Gᵀ (G's middle rows are symmetric, its outer rows mirror each other), so this is
 /// a transpose with permuted points. Only `inputChannels` (all by default) are written,
 /// and only those of `v` are read. Cost: O(16 · in · out) moves.
-public func winogradFlipTransformedWeights(
+@_spi(Kernels) public func winogradFlipTransformedWeights(
   _ v: UnsafePointer<Float>, shape s: Conv3x3Shape, inputChannels: Range<Int>? = nil,
   into flipped: UnsafeMutablePointer<Float>
 ) {
@@ -430,7 +430,7 @@ package func winogradAccumulateWeightProducts(
 
 /// Transforms summed weight products back, `dW += Gᵀ products G`, into `weightGradient`
 /// (HWIO). Cost: O(16 · in · out) adds.
-public func winogradAddWeightGradient(
+@_spi(Kernels) public func winogradAddWeightGradient(
   products: UnsafePointer<Float>, shape s: Conv3x3Shape, weightGradient: UnsafeMutablePointer<Float>
 ) {
   let (cin, cout) = (s.inChannels, s.outChannels)
@@ -467,7 +467,7 @@ public func winogradAddWeightGradient(
 
 /// Scratch sizes, in Floats, for the three passes of a Winograd layer of `shape` on up to
 /// `images` images at once.
-public struct WinogradScratch: Sendable {
+@_spi(Kernels) public struct WinogradScratch: Sendable {
   /// The forward pass's transformed input, kept for the weight gradient.
   public let inputTiles: Int
   /// The zero-bordered copies of the input and of the output gradient that the input
@@ -505,7 +505,7 @@ public struct WinogradScratch: Sendable {
 /// `normalizingInput`, the input is a BatchNorm's, normalised on the way in. Each
 /// output's bits do not depend on `images`. Cost: 2 · 16 · images · tiles · in · out FLOP
 /// (about `shape.flops` / 1.9 for 11×11 outputs) plus O(images · tiles · 16 · channels) adds.
-public func winogradConv3x3Forward(
+@_spi(Kernels) public func winogradConv3x3Forward(
   input: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, transformedWeights: UnsafePointer<Float>,
   bias: UnsafePointer<Float>?, relu applyReLU: Bool, paddedInput: UnsafeMutablePointer<Float>,
   inputTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>,
@@ -525,7 +525,7 @@ public func winogradConv3x3Forward(
 /// (`winogradFlipTransformedWeights`), for `images` images as in `winogradConv3x3Forward`.
 /// Overwrites `inputGradient`. `paddedGradient` is as `padded` in `winogradTransformInput`.
 /// Cost: 2 · 16 · images · tiles · in · out FLOP over the input's tiles plus the transforms.
-public func winogradConv3x3InputGradient(
+@_spi(Kernels) public func winogradConv3x3InputGradient(
   outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
   paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
   products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>
@@ -545,7 +545,7 @@ public func winogradConv3x3InputGradient(
 /// `dB += Σ_p dOutput[p]` when `biasGradient` is given, image after image: the bits of
 /// one call per image. `products` holds `winogradWeightCount(shape)` Floats.
 /// Cost: 2 · 16 · images · tiles · in · out FLOP plus O(images · tiles · 16 · out).
-public func winogradConv3x3WeightGradient(
+@_spi(Kernels) public func winogradConv3x3WeightGradient(
   inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape,
   gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
   biasGradient: UnsafeMutablePointer<Float>?

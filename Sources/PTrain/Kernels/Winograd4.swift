@@ -110,7 +110,7 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
 }
 
 /// Winograd F(4×4, 3×3): 4×4 output tiles from 6×6 input patches, 36 points.
-public enum WinogradF4: WinogradScheme {
+@_spi(Kernels) public enum WinogradF4: WinogradScheme {
   @inline(__always) public static var outputTile: Int { 4 }
 
   /// Each tile goes through two passes (rows, then columns) for three columns at a time,

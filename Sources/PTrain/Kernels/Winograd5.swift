@@ -127,7 +127,7 @@ typealias Seven = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winog
 }
 
 /// Winograd F(5×5, 3×3): 5×5 output tiles from 7×7 input patches, 49 points.
-public enum WinogradF5: WinogradScheme {
+@_spi(Kernels) public enum WinogradF5: WinogradScheme {
   @inline(__always) public static var outputTile: Int { 5 }
 
   /// Two passes through a 49-vector scratch: Bᵀ along each row of the patch, then down

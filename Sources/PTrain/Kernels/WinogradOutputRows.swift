@@ -30,7 +30,7 @@ package struct WinogradOutputRowsNone: WinogradOutputRows {
 /// BatchNorm's output is written, zeroes it where the ReLU's input is not positive (the
 /// bits of `reluBackwardThroughBatchNorm`) and adds the image's `Σ dy` and `Σ dy · x̂` to
 /// `sums` (those of `batchNormAddGradientSums`). Channels must be a multiple of 16.
-public struct BatchNormGradientRows: WinogradOutputRows {
+@_spi(Kernels) public struct BatchNormGradientRows: WinogradOutputRows {
   /// The BatchNorm's input for the call's first image; the next images follow it.
   public let input: UnsafePointer<Float>
   /// The folded scale and offset whose sign the ReLU takes, or nil without a ReLU.

@@ -15,7 +15,7 @@
 /// channels (one `WinogradLane`) at a time. The passes (`conv3x3Forward` and the rest, in
 /// the extension) walk the tiles and run the GEMMs; a scheme's transforms are inlined
 /// into them.
-public protocol WinogradScheme {
+@_spi(Kernels) public protocol WinogradScheme {
   /// m: the side of an output tile. An input tile's side is m + 2.
   static var outputTile: Int { get }
 
