@@ -50,7 +50,7 @@ public final class Trainer: @unchecked Sendable {
   package let runningStatistics: AlignedFloats
   /// Training steps the BatchNorm running statistics have seen (PyTorch's
   /// `num_batches_tracked`).
-  public private(set) var batchesTracked = 0
+  public internal(set) var batchesTracked = 0
   package let optimizer: any Optimizer
   /// Whole epochs finished, and steps finished in the epoch after them.
   public private(set) var epochsCompleted = 0
@@ -68,7 +68,7 @@ public final class Trainer: @unchecked Sendable {
   /// Whether `requestStop()` was called since the last `train` ended.
   var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
   /// Set by worker 0 when a step met a non-finite loss or gradient.
-  private var failure: PTrainError?
+  var failure: PTrainError?
 
   private(set) var replicas: [Replica] = []
   /// The filters the replicas read, filled by all workers.
@@ -102,7 +102,7 @@ public final class Trainer: @unchecked Sendable {
   /// The most images a step can have: the buffers' size (see `init`'s `trainingImages`).
   public let stepCapacity: Int
   /// Time per phase over every `train` call so far, averaged over the workers.
-  public private(set) var profile = PhaseProfile()
+  public internal(set) var profile = PhaseProfile()
   /// Called on worker 0 in every step, before the update, with the batch's summed
   /// gradient (the trainable layers' entries; frozen ones hold nothing meaningful) and
   /// the batch's image count: for tests that compare a step with a reference. Set it
@@ -388,73 +388,6 @@ public final class Trainer: @unchecked Sendable {
       seconds: (clock.now - runStart).seconds, stopped: stopped)
   }
 
-  /// Throws, on every rank, unless every rank holds the same model, options (but for the
-  /// thread count), parameters, position and data: ranks started with other flags or other
-  /// files would otherwise train different models in lockstep. Cost: one hash of the
-  /// parameters and one small collective.
-  private func requireTheSameRunOnEveryRank(fingerprint: String, target: Int) throws {
-    let o = options
-    let run = [
-      model.text, normalization.description, "\(o.epochs) \(o.batchSize) \(o.learningRate) \(o.seed) \(o.shardSize)",
-      "\(o.frozen.sorted()) \(o.augmentation)", fingerprint, "\(epochsCompleted) \(stepsIntoEpoch) \(optimizer.step)",
-      "\(target)", parametersSHA256,
-    ].joined(separator: "\n")
-    var hash = SHA256()
-    hash.update(Array(run.utf8))
-    let digest = hash.finalize().prefix(8).reduce(Int64(0)) { $0 << 8 | Int64($1) }
-    let all = processes.allgather([digest])
-    if let other = all.firstIndex(where: { $0 != all[0] }) {
-      throw PTrainError(
-        "the \(processes.size) MPI processes disagree: rank \(other) has other options, model, data or starting point than rank 0; start every rank with the same flags and data"
-      )
-    }
-  }
-
-  /// Throws unless `data`'s images have the model's input shape.
-  private func requireShape(of data: LabeledImages, _ name: String) throws {
-    guard data.shape == model.input else {
-      throw PTrainError("the \(name) are \(data.shape) images but the model's input is \(model.input)")
-    }
-  }
-
-  /// Adds the workers' phase times to `profile` and clears them.
-  private func collectProfile() {
-    let workers = pool.count
-    for worker in 0..<workers {
-      let times = phaseNanoseconds + worker * Self.phaseStride
-      let scale = 1e-9 / Double(workers)
-      func seconds(_ phase: TrainingPhase) -> Double { Double(times[phase.rawValue]) * scale }
-      profile.compute += seconds(.compute)
-      profile.barrier += seconds(.barrier)
-      profile.reduce += seconds(.reduce)
-      profile.optimizer += seconds(.optimizer)
-      profile.sync += seconds(.sync)
-      profile.communicate += seconds(.communicate)
-      for phase in TrainingPhase.allCases { times[phase.rawValue] = 0 }
-    }
-  }
-
-  /// The parameter ranges of the layers that train.
-  var trainableRanges: [Range<Int>] {
-    plan.parameterLayers.filter { !options.frozen.contains($0.index) }.map(\.parameterRange)
-  }
-
-  /// The parameter ranges worker `worker` of `workers` reduces and updates: its share of
-  /// the trainable layers' parameters, cut into slices of a multiple of 16.
-  func ranges(ofWorker worker: Int, workers: Int) -> [Range<Int>] {
-    let trainable = trainableRanges
-    let total = trainable.reduce(0) { $0 + $1.count }
-    let sliceLength = roundUp((total + workers - 1) / workers, toMultipleOf: 16)
-    var wanted = min(worker * sliceLength, total)..<min((worker + 1) * sliceLength, total)
-    var result: [Range<Int>] = []
-    for range in trainable {
-      let take = min(wanted.lowerBound, range.count)..<min(wanted.upperBound, range.count)
-      if !take.isEmpty { result.append((range.lowerBound + take.lowerBound)..<(range.lowerBound + take.upperBound)) }
-      wanted = max(wanted.lowerBound - range.count, 0)..<max(wanted.upperBound - range.count, 0)
-    }
-    return result
-  }
-
   /// Runs the current epoch from step `stepsIntoEpoch`: in one fan-out for images in
   /// memory, else a segment of steps at a time (see `stagedBytes`), each worker running
   /// its part of every step (`StepWorker`). Returns whether it reached the end; it stops
@@ -507,87 +440,6 @@ public final class Trainer: @unchecked Sendable {
       }
     }
     return stepsIntoEpoch == epoch.steps
-  }
-
-  /// Moves every BatchNorm's running statistics towards this step's batch statistics
-  /// (`BatchNormLayer.updateRunningStatistics`). Cost: O(channels).
-  func updateRunningStatistics(from replica: Replica) {
-    guard !plan.batchNormLayers.isEmpty else { return }
-    for index in plan.batchNormLayers {
-      let (mean, variance) = replica.batchStatistics(layer: index)
-      BatchNormLayer.updateRunningStatistics(
-        of: plan.layers[index], mean: mean, variance: variance, in: runningStatistics.base)
-    }
-    batchesTracked += 1
-  }
-
-  /// Records why training stopped at `step`: the tensor of the first non-finite
-  /// gradient and the non-finite loss, whichever were seen.
-  func recordFailure(step: Int, gradientIndex: Int?, loss: Float?) {
-    var what: [String] = []
-    if let loss { what.append("loss (\(loss))") }
-    if let gradientIndex, let tensor = plan.tensor(containing: gradientIndex) {
-      what.append("gradient in layer \(plan.layers[tensor.layer].name) (\(tensor.name))")
-    }
-    failure = PTrainError(
-      "non-finite \(what.joined(separator: " and ")) at epoch \(epochsCompleted + 1), step \(step + 1) (global step \(optimizer.step + 1)); stopped before applying it, so the parameters are those of the step before"
-    )
-  }
-
-  /// Loss, accuracy, per-class metrics and confusion matrix on `data`, computed in
-  /// parallel with the BatchNorm running statistics and without dropout; the result does
-  /// not depend on the thread count. The images are read (from their files, or copied
-  /// from memory) a chunk of `stagedBytes` at a time, one fan-out each; a file that has
-  /// changed throws. Cost: the forward FLOP per image.
-  public func evaluate(_ data: LabeledImages) throws -> Evaluation {
-    var losses = [Float](repeating: 0, count: data.count)
-    var predictions = [Int](repeating: 0, count: data.count)
-    let imageBytes = data.shape.count
-    let chunk = max(1, stagedBytes / imageBytes)
-    var staged = [UInt8](repeating: 0, count: min(chunk, data.count) * imageBytes)
-    for start in stride(from: 0, to: data.count, by: chunk) {
-      let images = start..<min(start + chunk, data.count)
-      try staged.withUnsafeMutableBufferPointer { try data.copyImages(images, into: $0.baseAddress!) }
-      evaluate(data, images: images, bytes: staged, losses: &losses, predictions: &predictions)
-    }
-    return Evaluation(losses: losses, predictions: predictions, labels: data.labels, classCount: plan.classes)
-  }
-
-  /// Evaluates `data`'s images at `images`, whose bytes start `bytes`, into their
-  /// elements of `losses` and `predictions`, in one fan-out. Cost: the forward FLOP per
-  /// image.
-  private func evaluate(
-    _ data: LabeledImages, images: Range<Int>, bytes: [UInt8], losses: inout [Float], predictions: inout [Int]
-  ) {
-    let block = 64
-    let workers = pool.count
-    nonisolated(unsafe) let params = parameters.base
-    nonisolated(unsafe) let runningState = UnsafePointer(runningStatistics.base)
-    let imageBytes = data.shape.count
-    bytes.withUnsafeBufferPointer { pixels in
-      losses.withUnsafeMutableBufferPointer { losses in
-        predictions.withUnsafeMutableBufferPointer { predictions in
-          // Parameters and images are only read; each image's loss and prediction are
-          // written by the one worker that evaluates it.
-          nonisolated(unsafe) let (pixels, losses, predictions) = (pixels, losses, predictions)
-          pool.run { worker in
-            let replica = replicas[worker]
-            prepared.update(from: params, part: worker, of: workers)
-            pool.barrier.wait()
-            for blockStart in stride(from: worker * block, to: images.count, by: workers * block) {
-              for offset in blockStart..<min(blockStart + block, images.count) {
-                let index = images.lowerBound + offset
-                let result = replica.evaluate(
-                  image: pixels.baseAddress! + offset * imageBytes, label: Int(data.labels[index]), parameters: params,
-                  state: runningState)
-                losses[index] = result.loss
-                predictions[index] = result.prediction
-              }
-            }
-          }
-        }
-      }
-    }
   }
 }
 
