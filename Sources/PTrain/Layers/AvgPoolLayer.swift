@@ -9,6 +9,7 @@ package struct AvgPoolLayer: LayerKind {
   package var text: String { "avgpool" + window.text }
   package func plan(_ layer: inout LayerPlanning) throws { try window.plan(&layer) }
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "AvgPool2d(\(window.torchArguments))" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .avgPool }
 }
 
 extension Layer {

@@ -24,6 +24,8 @@ package struct BatchNormLayer: LayerKind {
     layer.inputIsFlat ? "BatchNorm1d(\(layer.input.count))" : "BatchNorm2d(\(layer.input.channels))"
   }
 
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .batchNorm }
+
   package func initialize(
     _ layer: ModelPlan.PlannedLayer, parameters values: inout [Float], using generator: inout SeededGenerator
   ) {

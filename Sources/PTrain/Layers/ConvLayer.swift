@@ -96,6 +96,17 @@ package struct ConvLayer: LayerKind {
     return "Conv2d(\(arguments.joined(separator: ", ")))"
   }
 
+  /// The kernel the plan chose: a Winograd scheme, the one-channel direct kernel or im2col.
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation {
+    switch layer.kernel {
+    case .winograd?: .winograd
+    case .winograd4?: .winograd4
+    case .winograd5?: .winograd5
+    case .directOneChannel?: .directOneChannel
+    default: .im2colGemm
+    }
+  }
+
   /// Glorot-uniform weights (fans K·K·in and K·K·out), zero bias.
   package func initialize(
     _ layer: ModelPlan.PlannedLayer, parameters values: inout [Float], using generator: inout SeededGenerator

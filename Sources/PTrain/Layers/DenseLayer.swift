@@ -34,6 +34,8 @@ package struct DenseLayer: LayerKind {
     "Linear(\(layer.input.count), \(units)" + (bias ? ")" : ", bias=False)")
   }
 
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .dense }
+
   /// Glorot-uniform weights (fans in and out), zero bias.
   package func initialize(
     _ layer: ModelPlan.PlannedLayer, parameters values: inout [Float], using generator: inout SeededGenerator

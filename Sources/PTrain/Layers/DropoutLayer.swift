@@ -18,6 +18,7 @@ package struct DropoutLayer: LayerKind {
   package var text: String { "dropout \(rate)" }
   package func plan(_ layer: inout LayerPlanning) throws {}
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "Dropout(\(rate))" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .dropout }
 }
 
 extension Layer {

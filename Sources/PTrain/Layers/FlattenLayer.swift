@@ -14,6 +14,7 @@ package struct FlattenLayer: LayerKind {
   }
 
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "Flatten()" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .flatten }
 }
 
 extension Layer {

@@ -11,6 +11,7 @@ package struct GlobalAvgPoolLayer: LayerKind {
   }
 
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "AdaptiveAvgPool2d(1)" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .globalAvgPool }
 }
 
 extension Layer {

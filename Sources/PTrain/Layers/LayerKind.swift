@@ -23,6 +23,8 @@ package protocol LayerKind: Sendable, Hashable {
   /// Whether the layer can apply a ReLU directly above it as it stores its output
   /// (`Fusions.reluOnStore`).
   var storesReLU: Bool { get }
+  /// The operation a replica runs for the planned layer (its kernels).
+  func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation
 }
 
 extension LayerKind {

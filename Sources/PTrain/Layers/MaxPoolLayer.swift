@@ -10,6 +10,7 @@ package struct MaxPoolLayer: LayerKind {
   package var text: String { "maxpool" + window.text }
   package func plan(_ layer: inout LayerPlanning) throws { try window.plan(&layer) }
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "MaxPool2d(\(window.torchArguments))" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .maxPool }
 }
 
 extension Layer {

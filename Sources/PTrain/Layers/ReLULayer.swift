@@ -6,6 +6,7 @@ package struct ReLULayer: LayerKind {
   package var text: String { "relu" }
   package func plan(_ layer: inout LayerPlanning) throws {}
   package func torchModule(_ layer: ModelPlan.PlannedLayer) -> String { "ReLU()" }
+  package func operation(_ layer: ModelPlan.PlannedLayer) -> LayerOperation { .relu }
 }
 
 extension Layer {

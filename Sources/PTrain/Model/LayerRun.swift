@@ -1,12 +1,7 @@
 /// One planned layer as a replica's passes need it: the kernel to run, its shapes, its
 /// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
 struct LayerRun {
-  enum Kind {
-    case winograd, winograd4, winograd5, directOneChannel, im2colGemm, batchNorm, relu, maxPool, avgPool, globalAvgPool,
-      flatten
-    case dense
-    case dropout
-  }
+  typealias Kind = LayerOperation
   let kind: Kind
   let trains: Bool, needsInputGradient: Bool
   /// Parameter offsets of the weight and bias (BatchNorm: γ and β), or -1.
@@ -42,22 +37,7 @@ struct LayerRun {
     reluGradientInMaxPool: Bool, scratch: [Replica.Scratch: UnsafeMutablePointer<Float>], prepared: PreparedWeights
   ) {
     let i = layer.index
-    switch (layer.layer.kind, layer.kernel) {
-    case (is ConvLayer, .winograd?): kind = .winograd
-    case (is ConvLayer, .winograd4?): kind = .winograd4
-    case (is ConvLayer, .winograd5?): kind = .winograd5
-    case (is ConvLayer, .directOneChannel?): kind = .directOneChannel
-    case (is ConvLayer, _): kind = .im2colGemm
-    case (is BatchNormLayer, _): kind = .batchNorm
-    case (is ReLULayer, _): kind = .relu
-    case (is MaxPoolLayer, _): kind = .maxPool
-    case (is AvgPoolLayer, _): kind = .avgPool
-    case (is GlobalAvgPoolLayer, _): kind = .globalAvgPool
-    case (is FlattenLayer, _): kind = .flatten
-    case (is DenseLayer, _): kind = .dense
-    case (is DropoutLayer, _): kind = .dropout
-    default: preconditionFailure("no operation for layer kind \(layer.layer.word)")
-    }
+    kind = layer.layer.kind.operation(layer)
     self.trains = trains
     self.needsInputGradient = needsInputGradient
     weight = layer.weight?.offset ?? -1
