@@ -1,8 +1,7 @@
 /// One planned layer as a replica's passes need it: the kernel to run, its shapes, its
 /// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
 struct LayerRun {
-  typealias Kind = LayerOperation
-  let kind: Kind
+  let kind: LayerOperation
   let trains: Bool, needsInputGradient: Bool
   /// Parameter offsets of the weight and bias (BatchNorm: γ and β), or -1.
   let weight: Int, bias: Int
