@@ -22,6 +22,12 @@ final class LayerConformanceTests: XCTestCase {
     "flatten": ["flatten"],
     "dense": ["dense 6", "dense 5 nobias"],
     "dropout": ["dropout 0.3"],
+    "residual": [
+      "residual(conv 16 3x3 same nobias, batchnorm, relu, conv 16 3x3 same nobias, batchnorm)",
+      "residual(conv 8 3x3 stride 2 same nobias, batchnorm, relu, conv 8 3x3 same nobias, batchnorm; "
+        + "conv 8 1x1 stride 2 nobias, batchnorm)",
+      "residual(relu, dropout 0.3)", "residual(batchnorm; relu)", "residual(conv 16 3x3 same, relu; dropout 0.3)",
+    ],
   ]
   /// What lies below a sample: nothing (no input gradient is needed), a convolution whose
   /// ReLU-free output it reads, a flatten (the kinds that take a vector).
@@ -65,7 +71,8 @@ final class LayerConformanceTests: XCTestCase {
   }
 
   /// Each layer's planned output has as many values as the reference's, and its tensors
-  /// are named by its index in PyTorch's `nn.Sequential`.
+  /// are named by its module path in PyTorch's `nn.Sequential` (`K.body.I` inside the
+  /// residual block at index K).
   func testShapesAndNamesMatchTheReference() throws {
     for (_, text) in Self.models {
       let plan = try ModelPlan(try ModelDefinition(parsing: text))
@@ -76,7 +83,17 @@ final class LayerConformanceTests: XCTestCase {
       XCTAssertEqual(torch.forward([image], training: false)[0].count, plan.classes, text)
       for layer in plan.layers {
         for tensor in [layer.weight, layer.bias, layer.runningMean, layer.runningVariance].compactMap({ $0 }) {
-          XCTAssertTrue(tensor.name.hasPrefix("\(layer.index)."), "\(text): \(tensor.name)")
+          XCTAssertTrue(tensor.name.hasPrefix("\(layer.torchPath)."), "\(text): \(tensor.name)")
+        }
+        let path = layer.torchPath.split(separator: ".")
+        let top = try XCTUnwrap(Int(path[0]), text)
+        let outer = plan.definition.layers[top]
+        if let (body, shortcut) = outer.residualBranches, path.count == 3 {
+          let branch = path[1] == "body" ? body : shortcut
+          XCTAssertEqual(branch[Int(path[2])!], layer.layer, "\(text): \(layer.torchPath)")
+        } else {
+          XCTAssertEqual(path.count, 1, text)
+          XCTAssertEqual(outer, layer.layer, "\(text): \(layer.torchPath)")
         }
       }
     }

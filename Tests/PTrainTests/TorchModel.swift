@@ -51,9 +51,12 @@ struct TorchModel {
   /// The logits of a batch. In `training`, BatchNorm uses the batch's statistics and each
   /// dropout layer multiplies by `dropout(layer, image)` (a factor per value).
   func forward(_ batch: [Map], training: Bool, dropout: (Int, Int) -> [Double] = { _, _ in [] }) -> [[Double]] {
-    var maps = batch
+    var outputs: [[Map]] = []
     for planned in plan.layers {
-      let i = planned.index
+      let i = planned.torchPath
+      func output(_ layer: Int) -> [Map] { layer < 0 ? batch : outputs[layer] }
+      var maps = output(planned.input0)
+      defer { outputs.append(maps) }
       switch planned.layer.kind {
       case let conv as ConvLayer:
         let (filters, kernel, stride, pad) = (conv.filters, conv.kernel, conv.stride, conv.pad)
@@ -153,10 +156,16 @@ struct TorchModel {
           }
           return Map(channels: units, height: 1, width: 1, values: y)
         }
+      case is ResidualLayer:
+        maps = zip(maps, output(planned.inputs[1])).map { body, shortcut in
+          var y = body
+          for k in y.values.indices { y.values[k] += shortcut.values[k] }
+          return y
+        }
       case is DropoutLayer:
         guard training else { continue }
         maps = maps.enumerated().map { image, x in
-          let factors = dropout(i, image)
+          let factors = dropout(planned.index, image)
           var y = x
           for k in y.values.indices { y.values[k] *= factors[k] }
           return y
@@ -165,7 +174,7 @@ struct TorchModel {
         preconditionFailure("TorchModel: no reference for \(planned.layer.word)")
       }
     }
-    return maps.map(\.values)
+    return outputs.last!.map(\.values)
   }
 
   /// The summed cross-entropy of a batch against `labels`.

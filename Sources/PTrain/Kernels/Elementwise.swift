@@ -14,6 +14,27 @@ package func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer
   }
 }
 
+/// `output[i] = a[i] + b[i]` for `i < count`, through a ReLU with `relu`, sixteen lanes
+/// at a time: a residual block's addition. `output` may be `a` or `b`. Cost: `count` adds.
+package func addForward(
+  _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int, relu applyReLU: Bool,
+  output: UnsafeMutablePointer<Float>
+) {
+  var i = 0
+  while i + 16 <= count {
+    let sum =
+      UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self)
+      + UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
+    UnsafeMutableRawPointer(output + i).storeBytes(of: applyReLU ? relu(sum) : sum, as: SIMD16<Float>.self)
+    i += 16
+  }
+  while i < count {
+    let sum = a[i] + b[i]
+    output[i] = applyReLU ? max(sum, 0) : sum
+    i += 1
+  }
+}
+
 /// Sets each of `rows` rows of `matrix` (row-major, `columns` wide) to `row`.
 /// Cost: rows × columns stores.
 package func fillRows(

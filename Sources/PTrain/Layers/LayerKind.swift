@@ -54,7 +54,7 @@ public struct Layer: Sendable, Hashable, CustomStringConvertible {
   /// The kinds the model text knows, in the order its error messages list them.
   static let kinds: [any LayerKind.Type] = [
     ConvLayer.self, BatchNormLayer.self, ReLULayer.self, MaxPoolLayer.self, AvgPoolLayer.self,
-    GlobalAvgPoolLayer.self, FlattenLayer.self, DenseLayer.self, DropoutLayer.self,
+    GlobalAvgPoolLayer.self, FlattenLayer.self, DenseLayer.self, DropoutLayer.self, ResidualLayer.self,
   ]
 
   /// The layer in the model text's words, in its shortest form (defaults left out).

@@ -2,9 +2,15 @@
 /// sets in `LayerKind.plan` (its output, tensors, kernel and FLOP). Tensors are laid out
 /// in the order the kind asks for them, after the layers before.
 package struct LayerPlanning {
-  /// The layer's index in the model (and in PyTorch's `nn.Sequential`).
+  /// The layer's index in the plan (`ModelPlan.layers`).
   package let index: Int
+  /// The module path of the layer in PyTorch's `nn.Sequential` (its index, or
+  /// `K.body.I` inside a residual block), which names its tensors.
+  package let torchPath: String
   package let input: ImageShape
+  /// A residual block's addition: the shortcut's output, which it adds to `input` (the
+  /// body's output).
+  package let shortcutInput: (shape: ImageShape, isFlat: Bool)?
   /// Whether the input is a vector (after flatten) rather than a map.
   package let inputIsFlat: Bool
   /// The map that a flatten below made the input from, until a dense layer consumes it.
@@ -29,11 +35,14 @@ package struct LayerPlanning {
   private let layerText: String
 
   init(
-    index: Int, layer: Layer, input: ImageShape, inputIsFlat: Bool, flattenedFrom: ImageShape?,
-    needsInputGradient: Bool, parameterOffset: Int, stateOffset: Int
+    index: Int, torchPath: String, layer: Layer, input: ImageShape, inputIsFlat: Bool, flattenedFrom: ImageShape?,
+    shortcutInput: (shape: ImageShape, isFlat: Bool)? = nil, needsInputGradient: Bool, parameterOffset: Int,
+    stateOffset: Int
   ) {
     self.index = index
+    self.torchPath = torchPath
     self.input = input
+    self.shortcutInput = shortcutInput
     self.inputIsFlat = inputIsFlat
     self.flattenedFrom = flattenedFrom
     self.needsInputGradient = needsInputGradient
@@ -47,10 +56,11 @@ package struct LayerPlanning {
   /// The values per channel of the input: a map's channels, or a vector's every value.
   package var inputChannels: Int { inputIsFlat ? input.count : input.channels }
 
-  /// A one-line error: the layer, what is wrong, and its input.
+  /// A one-line error: the layer (by its PyTorch path), what is wrong, and its input.
   package func failure(_ what: String) -> PTrainError {
-    PTrainError(
-      "layer \(index) (\(layerText)) \(what), on its input \(inputIsFlat ? "of \(input.count) values" : "\(input)")")
+    let input = inputIsFlat ? "of \(input.count) values" : "\(input)"
+    return PTrainError(
+      "layer \(torchPath) (\(layerText)) \(what)" + (shortcutInput == nil ? ", on its input \(input)" : ""))
   }
 
   /// Throws unless the input is a map; `hint` says what to do instead.
@@ -65,14 +75,15 @@ package struct LayerPlanning {
 
   /// The running mean and variance of `channels` values, in the state buffer.
   package mutating func addRunningStatistics(channels: Int) {
-    runningMean = ModelPlan.Tensor(name: "\(index).running_mean", shape: [channels], offset: stateOffset, layer: index)
+    runningMean = ModelPlan.Tensor(
+      name: "\(torchPath).running_mean", shape: [channels], offset: stateOffset, layer: index)
     runningVariance = ModelPlan.Tensor(
-      name: "\(index).running_var", shape: [channels], offset: stateOffset + channels, layer: index)
+      name: "\(torchPath).running_var", shape: [channels], offset: stateOffset + channels, layer: index)
     stateOffset += 2 * channels
   }
 
   private mutating func parameter(_ suffix: String, _ shape: [Int]) -> ModelPlan.Tensor {
     defer { parameterOffset += shape.reduce(1, *) }
-    return ModelPlan.Tensor(name: "\(index).\(suffix)", shape: shape, offset: parameterOffset, layer: index)
+    return ModelPlan.Tensor(name: "\(torchPath).\(suffix)", shape: shape, offset: parameterOffset, layer: index)
   }
 }

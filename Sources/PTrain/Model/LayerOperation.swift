@@ -12,4 +12,6 @@ package enum LayerOperation: Sendable {
   /// A matrix-vector product per image, four images per pass over the weights.
   case dense
   case dropout
+  /// A residual block's addition of its body's and its shortcut's outputs.
+  case add
 }

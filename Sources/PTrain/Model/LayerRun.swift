@@ -2,6 +2,9 @@
 /// parameters' offsets, its scratch and prepared filters. Plain values and pointers only.
 struct LayerRun {
   let kind: LayerOperation
+  /// The layer whose output it reads (-1: the image), and for a residual block's
+  /// addition the shortcut's output it adds (else -1).
+  let input: Int, shortcut: Int
   let trains: Bool, needsInputGradient: Bool
   /// Parameter offsets of the weight and bias (BatchNorm: γ and β), or -1.
   let weight: Int, bias: Int
@@ -37,6 +40,8 @@ struct LayerRun {
   ) {
     let i = layer.index
     kind = layer.layer.kind.operation(layer)
+    input = layer.input0
+    shortcut = layer.inputs.count > 1 ? layer.inputs[1] : -1
     self.trains = trains
     self.needsInputGradient = needsInputGradient
     weight = layer.weight?.offset ?? -1
@@ -44,13 +49,14 @@ struct LayerRun {
     runningMean = layer.runningMean?.offset ?? -1
     runningVariance = layer.runningVariance?.offset ?? -1
     self.fusesReLU = fusesReLU[i]
-    fusedIntoBelow = layer.layer == .relu && i > 0 && fusesReLU[i - 1]
+    fusedIntoBelow = layer.layer == .relu && layer.input0 >= 0 && fusesReLU[layer.input0]
+    let reader = plan.soleConsumer(of: i)
     maxPoolAbove =
-      reluGradientInMaxPool && layer.layer == .relu && i + 1 < plan.layers.count
-      && plan.layers[i + 1].layer.kind is MaxPoolLayer
+      reluGradientInMaxPool && layer.layer == .relu
+      && reader.map { plan.layers[$0].layer.kind is MaxPoolLayer } ?? false
+    let below = plan.soleInput(of: i)
     reluBelow =
-      reluGradientInMaxPool && layer.layer.kind is MaxPoolLayer && i > 0
-      && plan.layers[i - 1].layer == .relu
+      reluGradientInMaxPool && layer.layer.kind is MaxPoolLayer && below.map { plan.layers[$0].layer == .relu } ?? false
     inputCount = layer.input.count
     outputCount = layer.output.count
     let flat = layer.inputIsFlat

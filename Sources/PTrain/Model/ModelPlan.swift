@@ -56,23 +56,34 @@ public struct ModelPlan: Sendable {
     public var range: Range<Int> { offset..<(offset + count) }
   }
 
-  /// One layer, planned.
+  /// One layer, planned. A residual block is planned as its body's layers, its shortcut's,
+  /// then the layer that adds them (see `ResidualLayer`), each a `PlannedLayer`.
   public struct PlannedLayer: Sendable {
-    /// The index in the model and in PyTorch's `nn.Sequential`.
+    /// The index in `ModelPlan.layers`: the model's index where no residual block lies
+    /// before it.
     public let index: Int
     public let layer: Layer
+    /// The module path in PyTorch's `nn.Sequential`, which names the layer's tensors:
+    /// `3`, or `3.body.1` and `3.shortcut.0` inside the block at index 3 (whose addition's
+    /// path is `3`).
+    public let torchPath: String
     /// A name for messages and `--freeze`: the kind, numbered when the model has several
     /// (`conv1`, `conv2`, `dense`).
     public let name: String
     public let input: ImageShape, output: ImageShape
+    /// The layers whose outputs it reads (-1: the model's input): the layer before it, or
+    /// for a residual block's addition the body's last layer and the shortcut's (or the
+    /// block's input).
+    package let inputs: [Int]
     /// Whether the input and output are vectors (after flatten) rather than maps.
     package let inputIsFlat: Bool, outputIsFlat: Bool
     public let kernel: Kernel?
     public let weight: Tensor?, bias: Tensor?
     /// A BatchNorm's running statistics, in the state buffer.
     public let runningMean: Tensor?, runningVariance: Tensor?
-    /// Whether the layer applies the ReLU that follows it as it stores its output.
-    package let fusesReLU: Bool
+    /// Whether the layer applies the ReLU that follows it as it stores its output (the
+    /// ReLU being the only reader of its output).
+    package internal(set) var fusesReLU: Bool
     /// For a dense layer or a BatchNorm on a vector, the map its input was flattened from
     /// (for PyTorch's C,H,W order of the features), or nil.
     package let flattenedMap: ImageShape?
@@ -81,6 +92,8 @@ public struct ModelPlan: Sendable {
     /// direct convolution would.
     public let executedTrainingFlops: Int, directTrainingFlops: Int
 
+    /// The one layer it reads.
+    package var input0: Int { inputs[0] }
     /// The layer's parameter range in the flat buffer (empty without parameters).
     public var parameterRange: Range<Int> {
       guard let first = weight ?? bias else { return 0..<0 }
@@ -118,39 +131,27 @@ public struct ModelPlan: Sendable {
   /// fit its input. Cost: O(layers).
   public init(_ definition: ModelDefinition) throws {
     self.definition = definition
-    let kinds = definition.layers.map(\.word)
-    var counts: [String: Int] = [:]
-    for kind in kinds { counts[kind, default: 0] += 1 }
-    var seen: [String: Int] = [:]
-    var shape = definition.input
-    var flat = false
-    var flattenedFrom: ImageShape?
-    var offset = 0
-    var stateOffset = 0
-    var tensors: [Tensor] = []
-    var state: [Tensor] = []
-    var planned: [PlannedLayer] = []
+    var planner = Planner(definition: definition)
+    var current = Planner.Output(node: -1, shape: definition.input, isFlat: false, flattenedFrom: nil)
     for (index, layer) in definition.layers.enumerated() {
-      let kind = kinds[index]
-      seen[kind, default: 0] += 1
-      // A layer's input gradient is needed when a layer with parameters lies below it.
-      var planning = LayerPlanning(
-        index: index, layer: layer, input: shape, inputIsFlat: flat, flattenedFrom: flattenedFrom,
-        needsInputGradient: !tensors.isEmpty, parameterOffset: offset, stateOffset: stateOffset)
-      try layer.kind.plan(&planning)
-      let nextIsReLU = index + 1 < definition.layers.count && definition.layers[index + 1] == .relu
-      let done = PlannedLayer(
-        index: index, layer: layer, name: counts[kind]! > 1 ? "\(kind)\(seen[kind]!)" : kind, input: shape,
-        output: planning.output, inputIsFlat: flat, outputIsFlat: planning.outputIsFlat, kernel: planning.kernel,
-        weight: planning.weight, bias: planning.bias, runningMean: planning.runningMean,
-        runningVariance: planning.runningVariance, fusesReLU: layer.kind.storesReLU && nextIsReLU,
-        flattenedMap: planning.flattenedMap, executedTrainingFlops: planning.executedFlops,
-        directTrainingFlops: planning.directFlops)
-      (shape, flat, flattenedFrom) = (planning.output, planning.outputIsFlat, planning.flattenedFrom)
-      (offset, stateOffset) = (planning.parameterOffset, planning.stateOffset)
-      tensors += [done.weight, done.bias].compactMap { $0 }
-      state += [done.runningMean, done.runningVariance].compactMap { $0 }
-      planned.append(done)
+      guard let (body, shortcut) = layer.residualBranches else {
+        current = try planner.add(layer, torchPath: "\(index)", after: current)
+        continue
+      }
+      guard !current.isFlat else {
+        throw PTrainError(
+          "layer \(index) (\(layer.text)) needs a map, not a flat vector of \(current.shape.count) values")
+      }
+      guard !body.isEmpty else { throw PTrainError("layer \(index) (\(layer.text)) has no layers in its body") }
+      var bodyOutput = current
+      for (position, inner) in body.enumerated() {
+        bodyOutput = try planner.add(inner, torchPath: "\(index).body.\(position)", after: bodyOutput)
+      }
+      var shortcutOutput = current
+      for (position, inner) in shortcut.enumerated() {
+        shortcutOutput = try planner.add(inner, torchPath: "\(index).shortcut.\(position)", after: shortcutOutput)
+      }
+      current = try planner.add(layer, torchPath: "\(index)", after: bodyOutput, adding: shortcutOutput)
     }
     guard let head = definition.layers.last?.kind as? DenseLayer else {
       throw PTrainError("the model must end in a dense layer whose outputs are the classes (for example dense 10)")
@@ -158,18 +159,49 @@ public struct ModelPlan: Sendable {
     guard (2...4096).contains(head.units) else {
       throw PTrainError("the last dense layer has \(head.units) outputs; a model needs 2 to 4096 classes")
     }
+    var planned = planner.layers
+    var consumers = [[Int]](repeating: [], count: planned.count)
+    for layer in planned { for input in layer.inputs where input >= 0 { consumers[input].append(layer.index) } }
+    for i in planned.indices where planned[i].layer.kind.storesReLU && consumers[i] == [i + 1] {
+      planned[i].fusesReLU = planned[i + 1].layer == .relu
+    }
     layers = planned
-    self.tensors = tensors
-    stateTensors = state
+    self.consumers = consumers
+    tensors = planned.flatMap { [$0.weight, $0.bias].compactMap { $0 } }
+    stateTensors = planned.flatMap { [$0.runningMean, $0.runningVariance].compactMap { $0 } }
     batchNormLayers = planned.filter { $0.layer.kind is BatchNormLayer }.map(\.index)
+    isSequential = planned.allSatisfy { $0.inputs == [$0.index - 1] }
+  }
+
+  /// Per layer, the layers that read its output, in order.
+  package let consumers: [[Int]]
+  /// Whether every layer reads the one before it only (no residual block).
+  package let isSequential: Bool
+
+  /// The one layer that reads layer `i`'s output and reads nothing else, or nil.
+  package func soleConsumer(of i: Int) -> Int? {
+    guard i >= 0, consumers[i].count == 1, layers[consumers[i][0]].inputs.count == 1 else { return nil }
+    return consumers[i][0]
+  }
+
+  /// The one layer that layer `i` reads, when `i` is the only reader of its output, or nil.
+  package func soleInput(of i: Int) -> Int? {
+    let inputs = layers[i].inputs
+    guard inputs.count == 1, inputs[0] >= 0, consumers[inputs[0]] == [i] else { return nil }
+    return inputs[0]
   }
 
   /// Per layer, with the layers at `frozen` getting no gradients: whether its input
-  /// gradient is needed, that is whether a layer with trainable parameters lies below it.
-  /// Backward stops there. Cost: O(layers).
+  /// gradient is needed, that is whether a layer with trainable parameters lies among
+  /// those it reads, directly or through others. Backward stops there. Cost: O(layers).
   package func inputGradients(frozen: Set<Int>) -> [Bool] {
-    let lowest = layers.first { $0.hasParameters && !frozen.contains($0.index) }?.index ?? layers.count
-    return layers.map { $0.index > lowest }
+    var needed = [Bool](repeating: false, count: layers.count)
+    for layer in layers {
+      needed[layer.index] = layer.inputs.contains {
+        $0 >= 0 && (needed[$0] || (layers[$0].hasParameters && !frozen.contains($0)))
+      }
+    }
+    return needed
   }
 
   /// The layers with parameters.

@@ -15,14 +15,18 @@ package struct ModelTextParser {
 
   private func isSeparator(_ scalar: Unicode.Scalar) -> Bool { scalar == " " || scalar == "\t" || scalar == "\n" }
 
-  /// The token starting at `start` (after whitespace): a word or one comma.
+  /// The characters that are tokens of their own: the comma between layers, and the
+  /// parentheses and semicolon of a residual block.
+  private static let punctuation: Set<Unicode.Scalar> = [",", "(", ")", ";"]
+
+  /// The token starting at `start` (after whitespace): a word or one punctuation mark.
   private func token(at start: Int) -> (text: String, start: Int, end: Int) {
     var begin = start
     while begin < scalars.count, isSeparator(scalars[begin]) { begin += 1 }
     guard begin < scalars.count else { return ("", begin, begin) }
-    if scalars[begin] == "," { return (",", begin, begin + 1) }
+    if Self.punctuation.contains(scalars[begin]) { return (String(scalars[begin]), begin, begin + 1) }
     var end = begin
-    while end < scalars.count, !isSeparator(scalars[end]), scalars[end] != "," { end += 1 }
+    while end < scalars.count, !isSeparator(scalars[end]), !Self.punctuation.contains(scalars[end]) { end += 1 }
     var text = String.UnicodeScalarView()
     text.append(contentsOf: scalars[begin..<end])
     return (String(text).lowercased(), begin, end)
@@ -71,14 +75,24 @@ package struct ModelTextParser {
       let (comma, at) = next()
       guard comma == "," else { throw failure("a comma after the input shape", at: at) }
     }
+    let (layers, end, at) = try layerList(endingWith: [""])
+    guard end.isEmpty else { throw failure("a comma or the end", at: at) }
+    return (input, layers)
+  }
+
+  /// Layers separated by commas, up to and including one of `ends` (`""` is the end of
+  /// the text): the layers, the end found and where it was.
+  package mutating func layerList(endingWith ends: Set<String>) throws -> ([Layer], end: String, at: Int) {
     var layers: [Layer] = []
     while true {
       layers.append(try layer())
       let (text, start) = next()
-      if text.isEmpty { break }
-      guard text == "," else { throw failure("a comma or the end", at: start) }
+      if ends.contains(text) { return (layers, text, start) }
+      guard text == "," else {
+        let wanted = ends.map { $0.isEmpty ? "the end" : "\"\($0)\"" }.sorted().joined(separator: " or ")
+        throw failure("a comma or \(wanted)", at: start)
+      }
     }
-    return (input, layers)
   }
 
   /// One layer: its kind's word, then what that kind reads (see `Layer.kinds`).

@@ -132,7 +132,7 @@ extension Replica {
             winogradConv3x3InputGradient(
               outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
               paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-              inputGradient: gradient(i - 1, part.lowerBound))
+              inputGradient: inputGradient(i, part.lowerBound))
           }
         }
       case .dense:
@@ -144,6 +144,7 @@ extension Replica {
           backwardOneImage(layer: i, slot: slot, pass: pass.at(slot - group.lowerBound), gradient: g)
         }
       }
+      if run.needsInputGradient { mergeGradients(after: i, group: group) }
     }
     if let target, !sumsAdded {
       for slot in group { addBatchNormGradientSums(layer: target.bn, slot: slot, into: target.sums) }
@@ -186,7 +187,7 @@ extension Replica {
         Scheme.conv3x3InputGradient(
           outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
           paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-          inputGradient: gradient(i - 1, part.lowerBound), throughBatchNorm: rows)
+          inputGradient: inputGradient(i, part.lowerBound), throughBatchNorm: rows)
         sumsAdded = sumsAdded || rows != nil
       }
     }
@@ -198,7 +199,7 @@ extension Replica {
   func gradientRows(bn: Int, slot: Int, into sums: UnsafeMutablePointer<Float>) -> BatchNormGradientRows {
     let run = runs[bn]
     return BatchNormGradientRows(
-      input: output(bn - 1, slot),
+      input: output(run.input, slot),
       relu: run.fusesReLU ? (UnsafePointer(run.batchScale!), UnsafePointer(run.batchOffset!)) : nil,
       mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, sums: sums)
   }
@@ -212,7 +213,7 @@ extension Replica {
       for slot in group {
         if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
         let k = denseImages[i]
-        (run.denseInputs! + k * run.inputCount).update(from: output(i - 1, slot), count: run.inputCount)
+        (run.denseInputs! + k * run.inputCount).update(from: output(run.input, slot), count: run.inputCount)
         (run.denseGradients! + k * run.outputCount).update(from: gradient(i, slot), count: run.outputCount)
         denseImages[i] = k + 1
       }
@@ -221,7 +222,7 @@ extension Replica {
       outputGradient: gradient(i, group.lowerBound), images: group.count, weights: pass.parameters + run.weight,
       inputs: run.inputCount, outputs: run.outputCount,
       biasGradient: run.trains && run.bias >= 0 ? g + run.bias : nil,
-      inputGradient: run.needsInputGradient ? gradient(i - 1, group.lowerBound) : nil)
+      inputGradient: run.needsInputGradient ? inputGradient(i, group.lowerBound) : nil)
   }
 
   /// The backward pass of layer `i`, not a Winograd one, for the image in `slot`.
@@ -229,8 +230,8 @@ extension Replica {
     let p = pass.parameters
     let run = runs[i]
     let dy = UnsafePointer(gradient(i, slot))
-    let dx: UnsafeMutablePointer<Float>? = run.needsInputGradient ? gradient(i - 1, slot) : nil
-    let x = UnsafePointer(output(i - 1, slot))
+    let dx: UnsafeMutablePointer<Float>? = run.needsInputGradient ? inputGradient(i, slot) : nil
+    let x = UnsafePointer(output(run.input, slot))
     let weightGradient = run.trains && run.weight >= 0 ? g + run.weight : nil
     let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
     let holdsInput = heldInput[i] == slot..<(slot + 1)
@@ -274,13 +275,14 @@ extension Replica {
         batchCount: batchCounts[i], inputGradient: dx)
     case .relu:
       // Max-pool's backward above takes the ReLU's gradient itself (`throughReLU`).
-      if run.fusedIntoBelow, appliedAbove[i - 1] {  // its output was never stored
-        let bn = runs[i - 1]
+      if run.fusedIntoBelow, appliedAbove[run.input] {  // its output was never stored
+        let bn = runs[run.input]
         reluBackwardThroughBatchNorm(
-          dx!, input: output(i - 2, slot), pixels: bn.pixels, channels: bn.channels, scale: bn.batchScale!,
-          offset: bn.batchOffset!)
+          passOn(dy, to: dx!, count: run.outputCount), input: output(bn.input, slot), pixels: bn.pixels,
+          channels: bn.channels, scale: bn.batchScale!, offset: bn.batchOffset!)
       } else if !run.maxPoolAbove {
-        reluBackwardInPlace(dx!, output: output(i, slot), count: run.outputCount)
+        reluBackwardInPlace(
+          passOn(dy, to: dx!, count: run.outputCount), output: output(i, slot), count: run.outputCount)
       }
     case .maxPool:
       guard pooledBelow[i] == nil else { return }  // the BatchNorm below routes its gradient (`poolAbove`)
@@ -293,12 +295,43 @@ extension Replica {
     case .globalAvgPool:
       globalAvgPoolBackward(outputGradient: dy, pixels: run.pixels, channels: run.channels, inputGradient: dx!)
     case .flatten:
-      break
+      _ = passOn(dy, to: dx!, count: run.outputCount)
     case .dense:
       denseBackward(group: slot..<(slot + 1), layer: i, pass: pass, gradient: g)
     case .dropout:
+      let dx = passOn(dy, to: dx!, count: run.outputCount)
       if pass.training && run.rate > 0 {
-        dropoutBackward(dx!, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
+        dropoutBackward(dx, count: run.outputCount, rate: run.rate, key: dropoutKey(pass, layer: i))
+      }
+    case .add:
+      _ = passOn(dy, to: dx!, count: run.outputCount)
+      if run.shortcut >= 0 { _ = passOn(dy, to: inputGradient(i, slot, input: 1), count: run.outputCount) }
+    }
+  }
+
+  /// `dy` where `dx` is to hold it: nothing when they share a buffer, else a copy. A layer
+  /// that passes its gradient on (a ReLU, flatten, dropout, a residual addition) works in
+  /// place when it is the only reader of its input, and on this copy when it is one of
+  /// several. Returns `dx`. Cost: `count` copies at most.
+  @inline(__always)
+  func passOn(_ dy: UnsafePointer<Float>, to dx: UnsafeMutablePointer<Float>, count: Int) -> UnsafeMutablePointer<Float>
+  {
+    if UnsafePointer(dx) != dy { dx.update(from: dy, count: count) }
+    return dx
+  }
+
+  /// After layer `i`'s backward for the images in `group`, where `i` is the first of the
+  /// layers that read a layer's output: adds the other readers' gradients (`merges`) to
+  /// the last one's, in the readers' order, so that the layer's gradient is whole.
+  /// Cost: one add per value per extra reader.
+  func mergeGradients(after i: Int, group: Range<Int>) {
+    for merge in merges[i] {
+      let count = plan.layers[merge.layer].output.count
+      for slot in group {
+        let target = gradient(merge.layer, slot)
+        for branch in merge.branches {
+          addInPlace(target, arena.base + branch.offset + slot % branch.copies * branch.stride, count: count)
+        }
       }
     }
   }
@@ -313,7 +346,7 @@ extension Replica {
       return
     }
     batchNormAddGradientSums(
-      outputGradient: gradient(i, slot), input: output(i - 1, slot), pixels: run.pixels, channels: run.channels,
+      outputGradient: gradient(i, slot), input: output(run.input, slot), pixels: run.pixels, channels: run.channels,
       mean: run.batchMean!, inverseDeviation: run.batchInverseDeviation!, sums: sums)
   }
 
@@ -321,7 +354,7 @@ extension Replica {
   func pooledGradient(bn: Int, pool: Int, slot: Int) -> PooledBatchNormGradient {
     let shape = runs[pool].pool
     return PooledBatchNormGradient(
-      input: output(bn - 1, slot), output: output(pool, slot), outputGradient: gradient(pool, slot),
+      input: output(runs[bn].input, slot), output: output(pool, slot), outputGradient: gradient(pool, slot),
       height: shape.height, width: shape.width, channels: shape.channels, throughReLU: runs[pool].reluBelow,
       normalizing: folded(bn))
   }

@@ -102,7 +102,7 @@ extension Replica {
       switch run.kind {
       case .winograd4, .winograd5:
         let addingSums = adding.flatMap {
-          $0.bn == i + 1 && fusions.contains(.batchNormSumsInWinograd) ? $0.sums : nil
+          runs[$0.bn].input == i && fusions.contains(.batchNormSumsInWinograd) ? $0.sums : nil
         }
         if run.kind == .winograd5 {
           forwardLargeWinograd(WinogradF5.self, layer: i, group: group, bias: bias, addingSums: addingSums)
@@ -122,7 +122,7 @@ extension Replica {
         }
       case .dense:
         denseForward(
-          input: output(i - 1, group.lowerBound), images: group.count, inputs: run.inputCount,
+          input: output(run.input, group.lowerBound), images: group.count, inputs: run.inputCount,
           weights: p + run.weight, bias: bias, outputs: run.outputCount, relu: run.fusesReLU,
           output: output(i, group.lowerBound))
       default:
@@ -135,7 +135,7 @@ extension Replica {
       let run = runs[adding.bn]
       for slot in group {
         batchNormAddInputSums(
-          output(adding.bn - 1, slot), pixels: run.pixels, channels: run.channels, shift: adding.sums.shift,
+          output(run.input, slot), pixels: run.pixels, channels: run.channels, shift: adding.sums.shift,
           sums: adding.sums.sums)
       }
     }
@@ -171,15 +171,15 @@ extension Replica {
   /// What Winograd layer `i` reads: the layer whose output it takes, and the BatchNorm it
   /// applies on the way in (see `normalizedBelow`).
   func winogradInput(layer i: Int) -> (source: Int, normalizing: FoldedBatchNorm?) {
-    guard let bn = normalizedBelow[i] else { return (i - 1, nil) }
-    return (bn - 1, folded(bn))
+    guard let bn = normalizedBelow[i] else { return (runs[i].input, nil) }
+    return (runs[bn].input, folded(bn))
   }
 
   /// What max-pool layer `i` reads for `slot`: its input, or the input of the BatchNorm it
   /// applies on the way in (see `pooledBelow`) and that BatchNorm.
   func poolInput(layer i: Int, slot: Int) -> (UnsafePointer<Float>, FoldedBatchNorm?) {
-    guard let bn = pooledBelow[i] else { return (UnsafePointer(output(i - 1, slot)), nil) }
-    return (UnsafePointer(output(bn - 1, slot)), folded(bn))
+    guard let bn = pooledBelow[i] else { return (UnsafePointer(output(runs[i].input, slot)), nil) }
+    return (UnsafePointer(output(runs[bn].input, slot)), folded(bn))
   }
 
   /// BatchNorm layer `bn`'s current scale and offset (and ReLU), for the layer that applies it.
@@ -199,7 +199,7 @@ extension Replica {
   func forwardOneImage(layer i: Int, slot: Int, pass: Pass) {
     let p = pass.parameters
     let run = runs[i]
-    let x = UnsafePointer(output(i - 1, slot))
+    let x = UnsafePointer(output(run.input, slot))
     let y = output(i, slot)
     let bias = run.bias >= 0 ? p + run.bias : nil
     switch run.kind {
@@ -244,6 +244,8 @@ extension Replica {
       } else {
         y.update(from: x, count: run.outputCount)
       }
+    case .add:
+      addForward(x, UnsafePointer(output(run.shortcut, slot)), count: run.outputCount, relu: run.fusesReLU, output: y)
     }
   }
 
@@ -296,7 +298,7 @@ extension Replica {
   ) {
     let run = runs[i]
     batchNormAddInputSums(
-      output(i - 1, slot), pixels: run.pixels, channels: run.channels, shift: state + run.runningMean, sums: sums)
+      output(run.input, slot), pixels: run.pixels, channels: run.channels, shift: state + run.runningMean, sums: sums)
   }
 
   /// Sets BatchNorm `layer`'s batch statistics from the batch's shifted sums over `count`

@@ -54,6 +54,20 @@ package final class Replica {
   let input: Buffer
   let outputs: [Buffer]
   let gradients: [Buffer]
+  /// Per layer, per layer it reads: where its backward writes the gradient with respect
+  /// to that input. The layer's own gradient buffer when it is the only reader, or the
+  /// last of several; for the others, a buffer of their own, which `merges` adds in.
+  let inputGradients: [[Buffer]]
+  /// Per layer: after its backward, the gradients it adds up, as the first of the layers
+  /// that read a layer's output (a residual block's input): the others' buffers, in
+  /// order, added to the last one's.
+  let merges: [[Merge]]
+  struct Merge {
+    /// The layer read by several.
+    let layer: Int
+    /// The gradients the readers but the last wrote, in the readers' order.
+    let branches: [Buffer]
+  }
   /// Per layer: scratch offsets by purpose, used once per image (not per slot).
   let scratch: [[Scratch: Int]]
   enum Scratch: Hashable {
@@ -136,6 +150,8 @@ package final class Replica {
     input = layout.input
     outputs = layout.outputs
     gradients = layout.gradients
+    inputGradients = layout.inputGradients
+    merges = layout.merges
     winogradImages = layout.winogradImages
     let scratch = layout.scratch
     self.scratch = scratch
@@ -184,6 +200,13 @@ package final class Replica {
   /// The gradient of the loss with respect to layer `layer`'s output, for slot `slot`.
   @inline(__always) func gradient(_ layer: Int, _ slot: Int) -> UnsafeMutablePointer<Float> {
     arena.base + gradients[layer].offset + slot % gradients[layer].copies * gradients[layer].stride
+  }
+
+  /// Where layer `layer`'s backward writes the gradient with respect to its input
+  /// `input` (0, or 1 for the shortcut of a residual block's addition) for slot `slot`.
+  @inline(__always) func inputGradient(_ layer: Int, _ slot: Int, input: Int = 0) -> UnsafeMutablePointer<Float> {
+    let buffer = inputGradients[layer][input]
+    return arena.base + buffer.offset + slot % buffer.copies * buffer.stride
   }
 
   /// The logits of the image in `slot` after its forward pass.

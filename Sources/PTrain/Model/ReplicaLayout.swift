@@ -13,6 +13,9 @@ struct ReplicaLayout {
   let normalizedBelow: [Int?], appliedAbove: [Bool], pooledBelow: [Int?], poolAbove: [Int?]
   let input: Replica.Buffer
   let outputs: [Replica.Buffer], gradients: [Replica.Buffer]
+  /// See `Replica.inputGradients` and `Replica.merges`.
+  let inputGradients: [[Replica.Buffer]]
+  let merges: [[Replica.Merge]]
   /// Per layer, then one entry for the input's normalisation: scratch offsets by purpose.
   let scratch: [[Replica.Scratch: Int]]
   let winogradImages: [Int]
@@ -40,7 +43,7 @@ struct ReplicaLayout {
     // their output): a Winograd convolution's, else a 2×2 max-pool's.
     let normalizedBelow: [Int?] = layers.map { layer in
       guard fusions.contains(.batchNormInConvolution), layer.kernel?.winogradOutputTile != nil else { return nil }
-      return Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: layers)
+      return Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: plan)
     }
     self.normalizedBelow = normalizedBelow
     let applied = Set(normalizedBelow.compactMap { $0 })
@@ -48,8 +51,8 @@ struct ReplicaLayout {
     let pooledBelow: [Int?] = layers.map { layer in
       guard fusions.contains(.batchNormInMaxPool), layer.layer.kind is MaxPoolLayer,
         Replica.poolShape(layer).isTwoByTwo,
-        let bn = Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: layers), !applied.contains(bn),
-        bn == layer.index - 1 || fusions.contains(.reluGradientInMaxPool)
+        let bn = Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: plan), !applied.contains(bn),
+        bn == plan.soleInput(of: layer.index) || fusions.contains(.reluGradientInMaxPool)
       else { return nil }
       return bn
     }
@@ -71,57 +74,64 @@ struct ReplicaLayout {
     // A BatchNorm's output is held for one group only, even with more slots: it is
     // cheap to make again from its input (`backward` does, for the layers above), and
     // holding it for every image would double the memory of a BatchNorm model. But where
-    // the next BatchNorm reads it (nothing but a buffer-sharing ReLU or flatten between),
-    // it is read again in the next segment, after every image of the worker has passed:
-    // that one is held per image.
+    // a layer reads it after the next BatchNorm's statistics (that BatchNorm itself, or a
+    // residual block's addition above it), it is read again in a later segment, after
+    // every image of the worker has passed: that one is held per image.
     var outputs: [Buffer] = []
     for layer in layers {
-      let below = layer.index == 0 ? input : outputs[layer.index - 1]
+      let below = layer.input0 < 0 ? input : outputs[layer.input0]
       switch layer.layer.kind {
       case is FlattenLayer: outputs.append(below)
-      case is ReLULayer where layer.index > 0 && fusesReLU[layer.index - 1]: outputs.append(below)
-      case is BatchNormLayer where !Self.batchNormReads(outputOf: layer.index, fusesReLU: fusesReLU, in: layers):
+      case is ReLULayer where layer.input0 >= 0 && fusesReLU[layer.input0]: outputs.append(below)
+      case is BatchNormLayer where Self.readInItsSegment(outputOf: layer.index, fusesReLU: fusesReLU, in: plan):
         outputs.append(perGroup(layer.output.count))
       default: outputs.append(perSlot(layer.output.count))
       }
     }
     self.outputs = outputs
-    // Backward: relu, flatten and dropout work on their gradient in place, so the layer
-    // below shares it. A buffer is kept per image only where a BatchNorm's gradient has to
-    // wait for the batch's sums; elsewhere one group's gradients at a time suffice.
-    var group = [Int](repeating: 0, count: layers.count)
-    var groups = 1
-    for i in stride(from: layers.count - 1, through: 1, by: -1) {
-      switch layers[i].layer.kind {
-      case is ReLULayer, is FlattenLayer, is DropoutLayer: group[i - 1] = group[i]
-      default:
-        group[i - 1] = groups
-        groups += 1
+    let gradientPlan = GradientBuffers(plan: plan, poolAbove: poolAbove)
+    var gradients: [Buffer] = []
+    if plan.isSequential {
+      gradients = Self.sequentialGradients(
+        plan: plan, groups: gradientPlan.group, poolAbove: poolAbove, perSlot: perSlot, perGroup: perGroup)
+    } else {
+      var buffers: [Int: Buffer] = [:]
+      for layer in layers {
+        let group = gradientPlan.group[layer.index]
+        let count = gradientPlan.widest[group]
+        if buffers[group] == nil {
+          buffers[group] = gradientPlan.spansSegments[group] ? perSlot(count) : perGroup(count)
+        }
+        let buffer = buffers[group]!
+        gradients.append(Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies))
       }
     }
-    // The gradients at BatchNorm outputs are needed per image, but only two BatchNorms'
-    // at a time (the segment's top and bottom), so alternate BatchNorms share two buffers.
-    // A BatchNorm that a max-pool applies needs the pool's output gradient instead (see
-    // `poolAbove`), a quarter of the size, kept per image on its own.
-    var groupBuffers: [Int: Buffer] = [:]
-    for parity in 0..<2 {
-      let members = plan.batchNormLayers.enumerated().filter { $0.offset % 2 == parity && poolAbove[$0.element] == nil }
-        .map(\.element)
-      guard let widest = members.map({ layers[$0].output.count }).max() else { continue }
-      let shared = perSlot(widest)
-      for member in members { groupBuffers[group[member]] = shared }
+    self.gradients = gradients
+    var inputGradients: [[Buffer]] = []
+    var merges = [[Replica.Merge]](repeating: [], count: layers.count)
+    for layer in layers {
+      inputGradients.append(
+        layer.inputs.map { j in
+          guard j >= 0 else { return Buffer(offset: 0, stride: 0, copies: 1) }  // the image: no gradient
+          let readers = plan.consumers[j]
+          return readers.last == layer.index ? gradients[j] : Buffer(offset: -1, stride: 0, copies: 0)
+        })
     }
-    for case let pool? in poolAbove { groupBuffers[group[pool]] = perSlot(layers[pool].output.count) }
-    gradients = layers.map { layer in
-      // Each layer's images lie one after another at its own size, as the kernels that
-      // run several at once expect (a shared buffer is as large as its widest member's).
-      if let buffer = groupBuffers[group[layer.index]] {
-        return Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies)
+    // A layer read by several gets its gradient from the last; the others write theirs
+    // apart, and the first adds them to it (see `Replica.merges`).
+    for j in layers.indices where plan.consumers[j].count > 1 {
+      let readers = plan.consumers[j]
+      var branches: [Buffer] = []
+      for reader in readers.dropLast() {
+        let count = layers[j].output.count
+        let branch = gradientPlan.level(reader) == gradientPlan.level(readers[0]) ? perGroup(count) : perSlot(count)
+        branches.append(branch)
+        for (k, input) in layers[reader].inputs.enumerated() where input == j { inputGradients[reader][k] = branch }
       }
-      let buffer = perGroup(layer.output.count)
-      groupBuffers[group[layer.index]] = buffer
-      return buffer
+      merges[readers[0]].append(Replica.Merge(layer: j, branches: branches))
     }
+    self.inputGradients = inputGradients
+    self.merges = merges
     let winogradImages = layers.map {
       Self.winogradImages($0, groupImages: groupImages, budget: winogradTileBudget)
     }
@@ -183,28 +193,35 @@ struct ReplicaLayout {
     floats = size
   }
 
-  /// Whether the first layer above `i` that does not share `i`'s output buffer (a ReLU
-  /// fused into `i`, a flatten) is a BatchNorm, which reads that buffer as its input.
-  static func batchNormReads(outputOf i: Int, fusesReLU: [Bool], in layers: [ModelPlan.PlannedLayer]) -> Bool {
-    var reader = i + 1
-    while reader < layers.count {
-      switch layers[reader].layer.kind {
-      case is FlattenLayer: reader += 1
-      case is ReLULayer where fusesReLU[reader - 1]: reader += 1
-      case is BatchNormLayer: return true
-      default: return false
+  /// Whether BatchNorm `bn`'s output is read only in the segment above it: every layer
+  /// that reads it (through a flatten or a ReLU fused into it, which share its buffer)
+  /// is not a BatchNorm and lies below the next BatchNorm.
+  static func readInItsSegment(outputOf bn: Int, fusesReLU: [Bool], in plan: ModelPlan) -> Bool {
+    let nextBatchNorm = plan.batchNormLayers.first { $0 > bn } ?? plan.layers.count
+    var pending = [bn]
+    while let node = pending.popLast() {
+      for reader in plan.consumers[node] {
+        switch plan.layers[reader].layer.kind {
+        case is FlattenLayer: pending.append(reader)
+        case is ReLULayer where fusesReLU[node]: pending.append(reader)
+        case is BatchNormLayer: return false
+        default: if reader > nextBatchNorm { return false }
+        }
       }
     }
-    return false
+    return true
   }
 
-  /// The BatchNorm directly below layer `i`, or below the ReLU fused into it, or nil.
-  static func batchNormBelow(_ i: Int, fusesReLU: [Bool], in layers: [ModelPlan.PlannedLayer]) -> Int? {
-    let below = i - 1
-    if below >= 1, layers[below].layer == .relu, fusesReLU[below - 1], layers[below - 1].layer == .batchNorm {
-      return below - 1
+  /// The BatchNorm that only layer `i` reads, directly or through the ReLU fused into it
+  /// (which only `i` reads), or nil.
+  static func batchNormBelow(_ i: Int, fusesReLU: [Bool], in plan: ModelPlan) -> Int? {
+    guard let below = plan.soleInput(of: i) else { return nil }
+    if plan.layers[below].layer == .relu, let bn = plan.soleInput(of: below), fusesReLU[bn],
+      plan.layers[bn].layer == .batchNorm
+    {
+      return bn
     }
-    return below >= 0 && layers[below].layer == .batchNorm ? below : nil
+    return plan.layers[below].layer == .batchNorm ? below : nil
   }
 
   /// How many of a group's images a Winograd layer's GEMMs cover at once: as many as keep

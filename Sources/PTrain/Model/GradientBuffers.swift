@@ -1,0 +1,98 @@
+/// Which layers' output gradients share a buffer, and which buffers must outlive a group
+/// of images: worked out from the plan for `ReplicaLayout`.
+///
+/// ReLU, flatten and dropout work on their gradient in place, so the layer they read
+/// shares it when they are its only reader; so does the body's last layer of a residual
+/// block with the block's addition, which passes its gradient through. A layer read by
+/// several (a residual block's input) gets its own buffer.
+///
+/// The backward pass runs segment by segment, the top one and then one per BatchNorm down
+/// (`Trainer`), each segment for all of a worker's images before the next. A buffer
+/// written in one segment and read in another is kept per image; the others hold one
+/// group of images at a time.
+struct GradientBuffers {
+  /// Per layer: its gradient's group (layers of a group share one buffer).
+  let group: [Int]
+  /// Per group: the most values per image of its members.
+  let widest: [Int]
+  /// Per group: whether its buffer is written and read in different segments.
+  let spansSegments: [Bool]
+  private let batchNorms: [Int]
+  private let layerCount: Int
+
+  init(plan: ModelPlan, poolAbove: [Int?]) {
+    let layers = plan.layers
+    layerCount = layers.count
+    batchNorms = plan.batchNormLayers
+    var group = [Int](repeating: -1, count: layers.count)
+    var groups = 0
+    func newGroup() -> Int {
+      defer { groups += 1 }
+      return groups
+    }
+    for i in layers.indices.reversed() {
+      if group[i] < 0 { group[i] = newGroup() }
+      for (k, j) in layers[i].inputs.enumerated() where j >= 0 && group[j] < 0 {
+        let passesThrough: Bool
+        switch layers[i].layer.kind {
+        case is ReLULayer, is FlattenLayer, is DropoutLayer, is ResidualLayer: passesThrough = k == 0
+        default: passesThrough = false
+        }
+        group[j] = passesThrough && plan.consumers[j] == [i] ? group[i] : newGroup()
+      }
+    }
+    self.group = group
+    var widest = [Int](repeating: 0, count: groups)
+    var levels = [Set<Int>](repeating: [], count: groups)
+    for layer in layers {
+      let g = group[layer.index]
+      widest[g] = max(widest[g], layer.output.count)
+      levels[g].insert(Self.level(layer.index, batchNorms: batchNorms, count: layers.count))
+      for reader in plan.consumers[layer.index] {
+        levels[g].insert(Self.level(reader, batchNorms: batchNorms, count: layers.count))
+      }
+    }
+    self.widest = widest
+    var spans = levels.map { $0.count > 1 }
+    for case let pool? in poolAbove { spans[group[pool]] = true }  // read by the BatchNorm below
+    spansSegments = spans
+  }
+
+  /// The backward segment of layer `i`: the first BatchNorm at or above it, or the layer
+  /// count for the top segment.
+  func level(_ i: Int) -> Int { Self.level(i, batchNorms: batchNorms, count: layerCount) }
+
+  static func level(_ i: Int, batchNorms: [Int], count: Int) -> Int { batchNorms.first { $0 >= i } ?? count }
+}
+
+extension ReplicaLayout {
+  /// The gradient buffers of a model without residual blocks: the gradients at BatchNorm
+  /// outputs are needed per image, but only two BatchNorms' at a time (the segment's top
+  /// and bottom), so alternate BatchNorms share two buffers. A BatchNorm that a max-pool
+  /// applies needs the pool's output gradient instead (see `poolAbove`), a quarter of the
+  /// size, kept per image on its own. Every other group holds one group of images.
+  static func sequentialGradients(
+    plan: ModelPlan, groups group: [Int], poolAbove: [Int?], perSlot: (Int) -> Buffer, perGroup: (Int) -> Buffer
+  ) -> [Buffer] {
+    let layers = plan.layers
+    var groupBuffers: [Int: Buffer] = [:]
+    for parity in 0..<2 {
+      let members = plan.batchNormLayers.enumerated().filter { $0.offset % 2 == parity && poolAbove[$0.element] == nil }
+        .map(\.element)
+      guard let widest = members.map({ layers[$0].output.count }).max() else { continue }
+      let shared = perSlot(widest)
+      for member in members { groupBuffers[group[member]] = shared }
+    }
+    for case let pool? in poolAbove { groupBuffers[group[pool]] = perSlot(layers[pool].output.count) }
+    return layers.map { layer in
+      // Each layer's images lie one after another at its own size, as the kernels that
+      // run several at once expect (a shared buffer is as large as its widest member's).
+      if let buffer = groupBuffers[group[layer.index]] {
+        return Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies)
+      }
+      let buffer = perGroup(layer.output.count)
+      groupBuffers[group[layer.index]] = buffer
+      return buffer
+    }
+  }
+}
