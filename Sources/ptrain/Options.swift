@@ -123,7 +123,7 @@ struct PlacementOptions: ParsableArguments {
 struct ModelOptions: ParsableArguments {
   @Option(
     help: ArgumentHelp(
-      "A built-in model (mnist-cnn, fashion-cnn, cifar-cnn; see `ptrain summary --list`) or a model text such as 'conv 32 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 10'. (default: mnist-cnn)",
+      "A built-in model (mnist-cnn, fashion-cnn, cifar-cnn, resnet-20, which takes any image shape it fits; see `ptrain summary --list`) or a model text such as 'conv 32 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 10'. (default: mnist-cnn)",
       valueName: "NAME|SPEC"))
   var model: String?
 
@@ -140,7 +140,9 @@ struct ModelOptions: ParsableArguments {
 
   /// `text` as a built-in name or a model text.
   static func definition(_ text: String, input: ImageShape?) throws -> ModelDefinition {
-    if ModelDefinition.builtIn.contains(where: { $0.name == text }) { return try ModelDefinition(named: text) }
+    if ModelDefinition.builtIn.contains(where: { $0.name == text }) {
+      return try ModelDefinition(named: text, input: input)
+    }
     guard text.contains(" ") || text.contains(",") else {
       let names = ModelDefinition.builtIn.map(\.name).joined(separator: ", ")
       throw PTrainError("--model \(text): not a built-in model (\(names)) nor a model text")

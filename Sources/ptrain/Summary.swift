@@ -36,6 +36,8 @@ struct Summary: ParsableCommand {
 
   struct Row: Encodable {
     let index: Int
+    /// The module path in PyTorch (`3`, or `3.body.0` inside a residual block).
+    let path: String
     let name: String
     let layer: String
     let outputShape: [Int]
@@ -63,11 +65,11 @@ struct Summary: ParsableCommand {
     let plan = try usage { try ModelPlan(definition) }
     let rows = plan.layers.map { layer in
       Row(
-        index: layer.index, name: layer.name, layer: layer.layer.text,
+        index: layer.index, path: layer.torchPath, name: layer.name, layer: layer.text,
         outputShape: layer.outputIsFlat
           ? [layer.output.count] : [layer.output.height, layer.output.width, layer.output.channels],
         parameters: layer.parameterRange.count, trainingMflops: Double(layer.executedTrainingFlops) / 1e6,
-        kernel: layer.kernel?.rawValue, torch: layer.torchModule)
+        kernel: layer.kernel?.rawValue ?? layer.fusedChoice, torch: layer.torchModule)
     }
     let buffers = plan.stateCount
     let options = TrainingOptions(threads: try threadCount(threads, topology: try Topology()), batchSize: batchSize)
@@ -104,6 +106,7 @@ struct Summary: ParsableCommand {
     let shapeWidth = max(shapes.map(\.count).max() ?? 0, 6)
     let countWidth = max(counts.map(\.count).max() ?? 0, 10)
     let flopWidth = max(flops.map(\.count).max() ?? 0, 11)
+    let pathWidth = max(rows.map(\.path.count).max() ?? 0, 3)
     func pad(_ text: String, _ width: Int) -> String {
       text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0)
     }
@@ -112,11 +115,11 @@ struct Summary: ParsableCommand {
     }
     try Terminal.output("model: \(definition.builtInName ?? "custom"), input \(definition.input)")
     try Terminal.output(
-      "  #  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth) + "  " + pad("output", shapeWidth) + "  "
+      right("#", pathWidth) + "  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth) + "  " + pad("output", shapeWidth) + "  "
         + right("parameters", countWidth) + "  " + right("MFLOP/image", flopWidth) + "  kernel")
     for (index, row) in rows.enumerated() {
       try Terminal.output(
-        right(String(row.index), 3) + "  " + pad(row.name, nameWidth) + "  " + pad(row.layer, layerWidth) + "  "
+        right(row.path, pathWidth) + "  " + pad(row.name, nameWidth) + "  " + pad(row.layer, layerWidth) + "  "
           + pad(shapes[index], shapeWidth) + "  " + right(counts[index], countWidth) + "  "
           + right(flops[index], flopWidth) + "  " + (row.kernel ?? ""))
     }
@@ -126,6 +129,6 @@ struct Summary: ParsableCommand {
           format: "%.2f MFLOP per training image (%.2f as direct convolution)",
           Double(plan.executedTrainingFlopsPerImage) / 1e6, Double(plan.trainingFlopsPerImage) / 1e6))
     try Terminal.output(memoryLine)
-    try Terminal.output("PyTorch: nn.Sequential(" + plan.layers.map(\.torchModule).joined(separator: ", ") + ")")
+    try Terminal.output("PyTorch: " + plan.torchSequential)
   }
 }

@@ -155,7 +155,7 @@ final class ModelCLITests: XCTestCase {
     let cifar = try writeCIFAR()
     let cases: [([String], Int32, String)] = [
       (["--model", "conv 32 3x3, relu, bogus, dense 10"], 64, "--model: model text, position 20: expected a layer"),
-      (["--model", "resnet-50"], 64, "--model resnet-50: not a built-in model (mnist-cnn, fashion-cnn, cifar-cnn)"),
+      (["--model", "resnet-50"], 64, "--model resnet-50: not a built-in model (mnist-cnn, fashion-cnn, cifar-cnn, resnet-20)"),
       (["--model", "conv 8 3x3, dense 10"], 64, "layer 1 (dense 10) needs a flat input; put flatten before it"),
       (
         ["--model", "maxpool 2, maxpool 2, maxpool 2, maxpool 2, maxpool 2, flatten, dense 10"], 64,

@@ -174,7 +174,7 @@ public struct Checkpoint: Sendable {
     }
     var tracked = 0
     if let first = plan.batchNormLayers.first {
-      let name = "\(first).num_batches_tracked"
+      let name = "\(plan.layers[first].torchPath).num_batches_tracked"
       guard let values = try? file.integers(name), values.count == 1, values[0] >= 0 else {
         throw PTrainError("\(path): \(name) is missing or not one non-negative I64")
       }
@@ -312,7 +312,7 @@ public struct Checkpoint: Sendable {
     for (name, values) in zip(Adam.stateNames, state.optimizerState) {
       tensors += values.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!, prefix: "optimizer.\(name).") }
     }
-    let tracked = plan.batchNormLayers.map { ("\($0).num_batches_tracked", [Int](), [Int64(state.batchesTracked)]) }
+    let tracked = plan.batchNormLayers.map { ("\(plan.layers[$0].torchPath).num_batches_tracked", [Int](), [Int64(state.batchesTracked)]) }
     return SafeTensors.encode(tensors: tensors, integers: tracked, metadata: metadata)
   }
 

@@ -76,23 +76,60 @@ public struct ModelDefinition: Sendable, Hashable, CustomStringConvertible {
         + "maxpool 2, conv 128 3x3 same nobias, batchnorm, relu, conv 128 3x3 same nobias, batchnorm, relu, "
         + "maxpool 2, globalavgpool, flatten, dense 10"
     ),
+    ("resnet-20", resNetText(blocksPerStage: 3)),
   ]
+
+  /// The built-in models that take the data's input shape when it fits their layers
+  /// (their text gives the shape they were designed for).
+  public static let inputAgnostic: Set<String> = ["resnet-20"]
+
+  /// He et al. 2016's CIFAR ResNet with `6n + 2` weighted layers (n = `blocksPerStage`):
+  /// a 3×3 convolution of 16 filters, then three stages of n basic blocks with 16, 32 and
+  /// 64 filters (two 3×3 convolutions with BatchNorm, the second stage's and third's first
+  /// block halving the map with stride 2 and a 1×1 convolution + BatchNorm shortcut),
+  /// global average pooling and a dense layer of 10 classes.
+  static func resNetText(blocksPerStage: Int) -> String {
+    var layers = ["input 32x32x3", "conv 16 3x3 same nobias", "batchnorm", "relu"]
+    for (stage, filters) in [16, 32, 64].enumerated() {
+      for block in 0..<blocksPerStage {
+        let stride = stage > 0 && block == 0 ? " stride 2" : ""
+        let body =
+          "conv \(filters) 3x3\(stride) same nobias, batchnorm, relu, conv \(filters) 3x3 same nobias, batchnorm"
+        let shortcut = stride.isEmpty ? "" : "; conv \(filters) 1x1\(stride) nobias, batchnorm"
+        layers += ["residual(\(body)\(shortcut))", "relu"]
+      }
+    }
+    return (layers + ["globalavgpool", "flatten", "dense 10"]).joined(separator: ", ")
+  }
 
   /// The seed model, ptrain's default: Conv32-Pool-Conv64-Pool-Dense on 28×28×1.
   public static let mnistCNN = try! ModelDefinition(named: "mnist-cnn")
 
-  /// The built-in model called `name`, or nil.
-  public init(named name: String) throws {
+  /// The built-in model called `name`; on images of shape `input` when given and the
+  /// model is one of `inputAgnostic` (the shape its text gives otherwise). Throws a
+  /// one-line error for an unknown name or a shape the model does not fit.
+  public init(named name: String, input: ImageShape? = nil) throws {
     guard let found = Self.builtIn.first(where: { $0.name == name }) else {
       let names = Self.builtIn.map(\.name).joined(separator: ", ")
       throw PTrainError("there is no built-in model \"\(name)\"; the built-ins are \(names)")
     }
-    try self.init(parsing: found.text)
+    let model = try ModelDefinition(parsing: found.text)
+    guard let input, Self.inputAgnostic.contains(name), input != model.input else {
+      self = model
+      return
+    }
+    do { try self.init(input: input, layers: model.layers) } catch let error as PTrainError {
+      throw PTrainError("the built-in \(name) does not fit \(input) images: \(error)")
+    }
   }
 
-  /// The built-in model's name when this is one, else nil.
+  /// The built-in model's name when this is one (on any input for `inputAgnostic`
+  /// ones), else nil.
   public var builtInName: String? {
-    Self.builtIn.first { (try? ModelDefinition(parsing: $0.text)) == self }?.name
+    Self.builtIn.first {
+      guard let model = try? ModelDefinition(parsing: $0.text), model.layers == layers else { return false }
+      return model.input == input || Self.inputAgnostic.contains($0.name)
+    }?.name
   }
 
   /// Reads a model from its text. Without an `input` clause the text needs `input`

@@ -102,6 +102,17 @@ public struct ModelPlan: Sendable {
     public var hasParameters: Bool { weight != nil || bias != nil }
     /// PyTorch's module for the layer, with its arguments: `Conv2d(1, 32, 3)`.
     package var torchModule: String { layer.kind.torchModule(self) }
+    /// For a layer without a kernel that fuses another's work into its own: a residual
+    /// block's addition that applies the ReLU after it (`Fusions.reluOnStore`).
+    public var fusedChoice: String? {
+      guard layer.residualBranches != nil else { return nil }
+      return fusesReLU ? "add, ReLU on store" : "add"
+    }
+    /// The layer in the model text's words; a residual block's addition says what it adds.
+    public var text: String {
+      guard let (_, shortcut) = layer.residualBranches else { return layer.text }
+      return shortcut.isEmpty ? "add: body + block input" : "add: body + shortcut"
+    }
   }
 
   public let definition: ModelDefinition
@@ -204,6 +215,21 @@ public struct ModelPlan: Sendable {
     return needed
   }
 
+  /// The model as PyTorch's `nn.Sequential`, a residual block as `Residual(body=…,
+  /// shortcut=…)` with two `nn.Sequential` children (see `tools/ptrain_model.py`).
+  package var torchSequential: String {
+    let byPath = Dictionary(uniqueKeysWithValues: layers.map { ($0.torchPath, $0.torchModule) })
+    let modules = definition.layers.indices.map { k in
+      guard let (body, shortcut) = definition.layers[k].residualBranches else { return byPath["\(k)"]! }
+      let children = { (name: String, count: Int) in
+        (0..<count).map { byPath["\(k).\(name).\($0)"]! }.joined(separator: ", ")
+      }
+      return "Residual(body=nn.Sequential(\(children("body", body.count))), "
+        + "shortcut=nn.Sequential(\(children("shortcut", shortcut.count))))"
+    }
+    return "nn.Sequential(" + modules.joined(separator: ", ") + ")"
+  }
+
   /// The layers with parameters.
   public var parameterLayers: [PlannedLayer] { layers.filter(\.hasParameters) }
 
@@ -211,10 +237,10 @@ public struct ModelPlan: Sendable {
   /// it must have parameters, since only those can be frozen.
   package func parameterLayer(named name: String) throws -> Int {
     let trimmed = String(name.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed())
-    if let found = layers.first(where: { $0.name == trimmed || String($0.index) == trimmed }), found.hasParameters {
+    if let found = layers.first(where: { $0.name == trimmed || $0.torchPath == trimmed }), found.hasParameters {
       return found.index
     }
-    let known = parameterLayers.map { "\($0.name) (\($0.index))" }.joined(separator: ", ")
+    let known = parameterLayers.map { "\($0.name) (\($0.torchPath))" }.joined(separator: ", ")
     throw PTrainError("there is no layer with parameters called \"\(trimmed)\"; they are \(known)")
   }
 
