@@ -69,7 +69,7 @@ struct Summary: ParsableCommand {
         outputShape: layer.outputIsFlat
           ? [layer.output.count] : [layer.output.height, layer.output.width, layer.output.channels],
         parameters: layer.parameterRange.count, trainingMflops: Double(layer.executedTrainingFlops) / 1e6,
-        kernel: layer.kernel?.rawValue ?? layer.fusedChoice, torch: layer.torchModule)
+        kernel: layer.kernel?.rawValue ?? plan.fusedChoice(layer), torch: layer.torchModule)
     }
     let buffers = plan.stateCount
     let options = TrainingOptions(threads: try threadCount(threads, topology: try Topology()), batchSize: batchSize)
@@ -115,7 +115,8 @@ struct Summary: ParsableCommand {
     }
     try Terminal.output("model: \(definition.builtInName ?? "custom"), input \(definition.input)")
     try Terminal.output(
-      right("#", pathWidth) + "  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth) + "  " + pad("output", shapeWidth) + "  "
+      right("#", pathWidth) + "  " + pad("name", nameWidth) + "  " + pad("layer", layerWidth) + "  "
+        + pad("output", shapeWidth) + "  "
         + right("parameters", countWidth) + "  " + right("MFLOP/image", flopWidth) + "  kernel")
     for (index, row) in rows.enumerated() {
       try Terminal.output(

@@ -115,7 +115,26 @@ final class ModelCLITests: XCTestCase {
     XCTAssertEqual((object["layers"] as? [[String: Any]])?.count, 4)
     let list = try runPTrain(["summary", "--list"])
     XCTAssertEqual(
-      list.stdout.split(separator: "\n").map { String($0.prefix(11)) }, ["mnist-cnn  ", "fashion-cnn", "cifar-cnn  "])
+      list.stdout.split(separator: "\n").map { String($0.prefix(11)) },
+      ["mnist-cnn  ", "fashion-cnn", "cifar-cnn  ", "resnet-20  "])
+    // A residual block: PyTorch paths, the addition's row and choice, the nested modules.
+    let block = try runPTrain([
+      "summary", "--input", "8x8x16", "--model",
+      "residual(conv 16 3x3 same nobias, batchnorm; conv 16 1x1 nobias), relu, flatten, dense 2",
+    ])
+    XCTAssertEqual(block.status, 0, block.stderr)
+    for line in [
+      "    0.body.0  conv1      conv 16 3x3 same nobias", "0.shortcut.0  conv2      conv 16 1x1 nobias",
+      "           0  residual   add: body + shortcut", "batchnorm + add + ReLU, one pass",
+      "PyTorch: nn.Sequential(Residual(body=nn.Sequential(Conv2d(16, 16, 3, padding=1, bias=False), BatchNorm2d(16)), "
+        + "shortcut=nn.Sequential(Conv2d(16, 16, 1, bias=False))), ReLU(), Flatten(), Linear(1024, 2))",
+    ] {
+      XCTAssertTrue(block.stdout.contains(line), "'\(line)' not in\n\(block.stdout)")
+    }
+    let resnet = try runPTrain(["summary", "--model", "resnet-20", "--input", "28x28x1", "--json"])
+    XCTAssertEqual(resnet.status, 0, resnet.stderr)
+    XCTAssertEqual(try resnet.json()["parameters"] as? Int, 272_186)
+    XCTAssertEqual(try resnet.json()["name"] as? String, "resnet-20")
   }
 
   /// A model given as text trains, and its checkpoint rebuilds it alone.
@@ -155,7 +174,10 @@ final class ModelCLITests: XCTestCase {
     let cifar = try writeCIFAR()
     let cases: [([String], Int32, String)] = [
       (["--model", "conv 32 3x3, relu, bogus, dense 10"], 64, "--model: model text, position 20: expected a layer"),
-      (["--model", "resnet-50"], 64, "--model resnet-50: not a built-in model (mnist-cnn, fashion-cnn, cifar-cnn, resnet-20)"),
+      (
+        ["--model", "resnet-50"], 64,
+        "--model resnet-50: not a built-in model (mnist-cnn, fashion-cnn, cifar-cnn, resnet-20)"
+      ),
       (["--model", "conv 8 3x3, dense 10"], 64, "layer 1 (dense 10) needs a flat input; put flatten before it"),
       (
         ["--model", "maxpool 2, maxpool 2, maxpool 2, maxpool 2, maxpool 2, flatten, dense 10"], 64,

@@ -195,6 +195,32 @@
   }
 }
 
+/// `batchNormApply` of `x`, plus `shortcut`, through a ReLU with `relu`: a residual
+/// block's addition that applies the BatchNorm ending its body, with the bits of applying
+/// it and then adding (`addForward`). `output` may be `shortcut`. Cost: 3 FLOP per value.
+@_spi(Kernels) public func batchNormApplyAdding(
+  _ x: UnsafePointer<Float>, _ shortcut: UnsafePointer<Float>, pixels: Int, channels: Int,
+  scale: UnsafePointer<Float>, offset: UnsafePointer<Float>, relu applyReLU: Bool, output: UnsafeMutablePointer<Float>
+) {
+  let blocks = channels / 16
+  let folded = FoldedBatchNorm(scale: scale, offset: offset, relu: false)
+  for p in 0..<pixels {
+    for block in 0..<blocks {
+      let i = p * channels + block * 16
+      let sum = folded.apply(load16(x + i), channel: block * 16) + load16(shortcut + i)
+      store16(applyReLU ? relu(sum) : sum, output + i)
+    }
+  }
+  var c = blocks * 16
+  while c < channels {
+    for p in 0..<pixels {
+      let sum = offset[c].addingProduct(x[p * channels + c], scale[c]) + shortcut[p * channels + c]
+      output[p * channels + c] = applyReLU ? max(sum, 0) : sum
+    }
+    c += 1
+  }
+}
+
 /// The backward of a ReLU after a batch norm whose output was never stored: zeroes
 /// `gradient` where `x · scale[c] + offset[c] ≤ 0`, the value `batchNormApply` computes
 /// from `x`, so the same elements as `reluBackwardInPlace` on its output.

@@ -25,11 +25,16 @@ package struct Fusions: OptionSet, Sendable, Hashable {
   /// its output transform writes each row of tiles.
   package static let batchNormSumsInWinograd = Fusions(rawValue: 1 << 4)
 
+  /// A residual block's addition applies the BatchNorm that ends the block's body (when
+  /// it is that BatchNorm's only reader) as it adds the shortcut, so that BatchNorm never
+  /// stores its output.
+  package static let batchNormInAddition = Fusions(rawValue: 1 << 5)
+
   /// Every rule, each with its name, for tests and messages.
   package static let named: [(name: String, fusion: Fusions)] = [
     ("reluOnStore", .reluOnStore), ("reluGradientInMaxPool", .reluGradientInMaxPool),
     ("batchNormInConvolution", .batchNormInConvolution), ("batchNormInMaxPool", .batchNormInMaxPool),
-    ("batchNormSumsInWinograd", .batchNormSumsInWinograd),
+    ("batchNormSumsInWinograd", .batchNormSumsInWinograd), ("batchNormInAddition", .batchNormInAddition),
   ]
 
   /// Every rule: what training runs.

@@ -33,12 +33,14 @@ struct GradientBuffers {
     for i in layers.indices.reversed() {
       if group[i] < 0 { group[i] = newGroup() }
       for (k, j) in layers[i].inputs.enumerated() where j >= 0 && group[j] < 0 {
-        let passesThrough: Bool
+        let shares: Bool
         switch layers[i].layer.kind {
-        case is ReLULayer, is FlattenLayer, is DropoutLayer, is ResidualLayer: passesThrough = k == 0
-        default: passesThrough = false
+        case is ReLULayer, is FlattenLayer, is DropoutLayer: shares = plan.consumers[j] == [i]
+        case is ResidualLayer where k == 0: shares = plan.consumers[j] == [i]
+        case is ResidualLayer: shares = Self.shortcutShares(addition: i, in: plan)
+        default: shares = false
         }
-        group[j] = passesThrough && plan.consumers[j] == [i] ? group[i] : newGroup()
+        group[j] = shares ? group[i] : newGroup()
       }
     }
     self.group = group
@@ -56,6 +58,19 @@ struct GradientBuffers {
     var spans = levels.map { $0.count > 1 }
     for case let pool? in poolAbove { spans[group[pool]] = true }  // read by the BatchNorm below
     spansSegments = spans
+  }
+
+  /// Whether a residual block's addition `i` can pass its gradient to the shortcut's
+  /// output (or the block's input) in its own buffer, as it does to the body's last layer,
+  /// without a copy: the addition is that layer's last reader (the others' gradients are
+  /// added to it after, `Replica.merges`), and no layer changes the buffer in place before
+  /// both have read it. The one of the two whose backward runs first (the higher) must not
+  /// work in place; the block's input, read last, is only read after the merge.
+  static func shortcutShares(addition i: Int, in plan: ModelPlan) -> Bool {
+    let (body, shortcut) = (plan.layers[i].inputs[0], plan.layers[i].inputs[1])
+    guard shortcut >= 0, plan.consumers[shortcut].last == i else { return false }
+    let first = plan.layers[max(body, shortcut)].layer.kind
+    return !(first is ReLULayer || first is FlattenLayer || first is DropoutLayer)
   }
 
   /// The backward segment of layer `i`: the first BatchNorm at or above it, or the layer

@@ -102,12 +102,6 @@ public struct ModelPlan: Sendable {
     public var hasParameters: Bool { weight != nil || bias != nil }
     /// PyTorch's module for the layer, with its arguments: `Conv2d(1, 32, 3)`.
     package var torchModule: String { layer.kind.torchModule(self) }
-    /// For a layer without a kernel that fuses another's work into its own: a residual
-    /// block's addition that applies the ReLU after it (`Fusions.reluOnStore`).
-    public var fusedChoice: String? {
-      guard layer.residualBranches != nil else { return nil }
-      return fusesReLU ? "add, ReLU on store" : "add"
-    }
     /// The layer in the model text's words; a residual block's addition says what it adds.
     public var text: String {
       guard let (_, shortcut) = layer.residualBranches else { return layer.text }
@@ -228,6 +222,16 @@ public struct ModelPlan: Sendable {
         + "shortcut=nn.Sequential(\(children("shortcut", shortcut.count))))"
     }
     return "nn.Sequential(" + modules.joined(separator: ", ") + ")"
+  }
+
+  /// For a layer without a kernel that does others' work in its pass, what it does: a
+  /// residual block's addition that applies the body's last BatchNorm
+  /// (`Fusions.batchNormInAddition`) or the ReLU after the block (`Fusions.reluOnStore`).
+  public func fusedChoice(_ layer: PlannedLayer) -> String? {
+    guard layer.layer.residualBranches != nil else { return nil }
+    let body = layer.inputs[0]
+    let appliesBatchNorm = layers[body].layer == .batchNorm && consumers[body] == [layer.index]
+    return (appliesBatchNorm ? "batchnorm + add" : "add") + (layer.fusesReLU ? " + ReLU, one pass" : "")
   }
 
   /// The layers with parameters.

@@ -245,7 +245,15 @@ extension Replica {
         y.update(from: x, count: run.outputCount)
       }
     case .add:
-      addForward(x, UnsafePointer(output(run.shortcut, slot)), count: run.outputCount, relu: run.fusesReLU, output: y)
+      let shortcut = UnsafePointer(output(run.shortcut, slot))
+      if let bn = addedBelow[i] {
+        let norm = runs[bn]
+        batchNormApplyAdding(
+          output(norm.input, slot), shortcut, pixels: norm.pixels, channels: norm.channels, scale: norm.batchScale!,
+          offset: norm.batchOffset!, relu: run.fusesReLU, output: y)
+      } else {
+        addForward(x, shortcut, count: run.outputCount, relu: run.fusesReLU, output: y)
+      }
     }
   }
 

@@ -105,8 +105,13 @@ package final class Replica {
   /// ReLU's backward recomputes the sign from the input (`reluBackwardThroughBatchNorm`):
   /// the same values as storing and reading them, without the two passes over memory.
   let normalizedBelow: [Int?]
-  /// Per layer: whether it is a BatchNorm that the convolution above applies.
+  /// Per layer: whether it is a BatchNorm that the layer above applies (a convolution,
+  /// `normalizedBelow`, or a residual block's addition, `addedBelow`).
   let appliedAbove: [Bool]
+  /// Per residual block's addition: the BatchNorm that ends the block's body, when the
+  /// addition is its only reader, or nil. The addition applies it to its input as it adds
+  /// (`batchNormApplyAdding`), so that BatchNorm never stores its output.
+  let addedBelow: [Int?]
   /// Per 2×2 max-pool layer: the BatchNorm directly below it (through the ReLU fused into
   /// that BatchNorm, if any), which the pool applies to the BatchNorm's input as it loads
   /// each window, forward and backward, or nil. Such a BatchNorm never stores its output
@@ -145,6 +150,7 @@ package final class Replica {
     self.fusesReLU = fusesReLU
     normalizedBelow = layout.normalizedBelow
     appliedAbove = layout.appliedAbove
+    addedBelow = layout.addedBelow
     pooledBelow = layout.pooledBelow
     poolAbove = layout.poolAbove
     input = layout.input

@@ -11,6 +11,8 @@ struct ReplicaLayout {
   let fusesReLU: [Bool]
   /// See `Replica.normalizedBelow`, `appliedAbove`, `pooledBelow` and `poolAbove`.
   let normalizedBelow: [Int?], appliedAbove: [Bool], pooledBelow: [Int?], poolAbove: [Int?]
+  /// See `Replica.addedBelow`.
+  let addedBelow: [Int?]
   let input: Replica.Buffer
   let outputs: [Replica.Buffer], gradients: [Replica.Buffer]
   /// See `Replica.inputGradients` and `Replica.merges`.
@@ -46,7 +48,15 @@ struct ReplicaLayout {
       return Self.batchNormBelow(layer.index, fusesReLU: fusesReLU, in: plan)
     }
     self.normalizedBelow = normalizedBelow
-    let applied = Set(normalizedBelow.compactMap { $0 })
+    // And the BatchNorms that end a residual block's body, which the addition applies.
+    let addedBelow: [Int?] = layers.map { layer in
+      guard fusions.contains(.batchNormInAddition), layer.layer.kind is ResidualLayer,
+        let bn = layer.inputs.first, bn >= 0, layers[bn].layer == .batchNorm, plan.consumers[bn] == [layer.index]
+      else { return nil }
+      return bn
+    }
+    self.addedBelow = addedBelow
+    let applied = Set(normalizedBelow.compactMap { $0 } + addedBelow.compactMap { $0 })
     appliedAbove = layers.map { applied.contains($0.index) }
     let pooledBelow: [Int?] = layers.map { layer in
       guard fusions.contains(.batchNormInMaxPool), layer.layer.kind is MaxPoolLayer,
