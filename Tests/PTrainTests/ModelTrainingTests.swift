@@ -20,7 +20,7 @@ final class ModelTrainingTests: XCTestCase {
   /// For every built-in model, with augmentation: 1, 2 and 3 threads give the same bits,
   /// and stopping mid-epoch, saving and resuming on another thread count gives them too.
   func testBuiltInModelsAreBitIdenticalAcrossThreadsAndResume() throws {
-    for name in ["mnist-cnn", "fashion-cnn", "cifar-cnn"] {
+    for name in ["mnist-cnn", "fashion-cnn", "cifar-cnn", "resnet-20"] {
       let model = try ModelDefinition(named: name)
       let data =
         model.input.channels == 1 ? Self.mnist.train.prefix(80) : Self.randomImages(80, shape: model.input)
