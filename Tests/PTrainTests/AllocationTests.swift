@@ -75,7 +75,7 @@ final class AllocationTests: XCTestCase {
       let text = try String(contentsOf: counted, encoding: .utf8)
       return try XCTUnwrap(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), text)
     }
-    for model in ["mnist-cnn", "fashion-cnn", "cifar-cnn"] {
+    for model in ["mnist-cnn", "fashion-cnn", "cifar-cnn", "resnet-20"] {
       let short = try allocations(model: model, steps: 10)
       let long = try allocations(model: model, steps: 110)
       XCTAssertGreaterThan(short, 1000, "\(model): the shim saw too few allocations to be counting them")
