@@ -69,11 +69,13 @@ def parse_layers(items, position, shape, flat, ends):
         if position < len(items) and items[position] == "residual":
             if position + 1 >= len(items) or items[position + 1] != "(":
                 raise ModelTextError("residual without its layers in parentheses")
-            body, body_shape, _, end, position = parse_layers(items, position + 2, shape, flat, (";", ")"))
+            if ")" in ends or flat:
+                raise ModelTextError("a residual block inside another, or on a flat vector")
+            body, body_shape, body_flat, end, position = parse_layers(items, position + 2, shape, flat, (";", ")"))
             shortcut, short_shape = [], shape
             if end == ";":
                 shortcut, short_shape, _, _, position = parse_layers(items, position, shape, flat, (")",))
-            if body_shape != short_shape:
+            if body_shape != short_shape or body_flat:
                 raise ModelTextError(f"a residual block adds {body_shape} to {short_shape}")
             layers.append({"kind": "residual", "input": shape, "flat": flat, "body": body, "shortcut": shortcut})
             shape = body_shape

@@ -131,13 +131,13 @@ struct Finetune: ParsableCommand {
     for layer in plan.parameterLayers where !(newHead && layer.index == head) {
       guard layer.index < sourcePlan.layers.count else {
         throw ValidationError(
-          "layer \(layer.index) (\(layer.layer.text)) of --model is not in \(source)'s model, which has \(sourcePlan.layers.count) layers; fine-tuning starts every layer but a new head from the checkpoint"
+          "layer \(layer.torchPath) (\(layer.layer.text)) of --model is not in \(source)'s model, which has \(sourcePlan.layers.count) layers; fine-tuning starts every layer but a new head from the checkpoint"
         )
       }
       let from = sourcePlan.layers[layer.index]
-      guard from.layer == layer.layer, from.input == layer.input else {
+      guard from.layer == layer.layer, from.input == layer.input, from.torchPath == layer.torchPath else {
         throw ValidationError(
-          "layer \(layer.index) of --model is \(layer.layer.text) on \(layer.input), but \(source) has \(from.layer.text) on \(from.input) there"
+          "layer \(layer.torchPath) of --model is \(layer.layer.text) on \(layer.input), but \(source) has \(from.torchPath) \(from.layer.text) on \(from.input) there"
         )
       }
     }

@@ -82,7 +82,7 @@ struct TrainingLog: Sendable {
     for layer in plan.layers {
       let shape = layer.outputIsFlat ? "\(layer.output.count)" : "\(layer.output)"
       lines.append(
-        "| \(layer.index) | \(layer.layer.text) | \(shape) | \(layer.parameterRange.count) | \(layer.kernel?.rawValue ?? "") |"
+        "| \(layer.torchPath) | \(layer.text) | \(shape) | \(layer.parameterRange.count) | \(layer.kernel?.rawValue ?? plan.fusedChoice(layer) ?? "") |"
       )
     }
     let o = trainer.options

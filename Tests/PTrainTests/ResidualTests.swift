@@ -110,6 +110,9 @@ final class ResidualTests: XCTestCase {
         + "flatten, dense 4",
       "input 6x6x3, residual(conv 3 3x3 same, relu), relu, maxpool 2, residual(batchnorm; relu), "
         + "flatten, dense 4",
+      // The shortcut's BatchNorm reads the image and needs no input gradient, but the body
+      // below it (in the plan's order) trains: the segments below it still run.
+      "input 8x8x16, residual(conv 16 3x3 same nobias, batchnorm; batchnorm), relu, globalavgpool, flatten, dense 4",
     ]
     for text in models {
       let model = try ModelDefinition(parsing: text)

@@ -20,8 +20,11 @@ extension ModelPlan {
       }
       let from = source.layers[index]
       let to = self.layers[index]
-      guard from.layer == to.layer, from.input == to.input, from.parameterRange.count == to.parameterRange.count else {
-        throw PTrainError("layer \(index) differs between the models: \(from.layer.text) and \(to.layer.text)")
+      guard from.layer == to.layer, from.input == to.input, from.parameterRange.count == to.parameterRange.count,
+        from.torchPath == to.torchPath
+      else {
+        throw PTrainError(
+          "layer \(index) differs between the models: \(from.torchPath) \(from.text) and \(to.torchPath) \(to.text)")
       }
     }
     for index in indices {

@@ -35,6 +35,12 @@ struct EpochSteps: @unchecked Sendable {
   /// written whole when the shard ends, so only its bias is cleared).
   let topTrainable: [Range<Int>], topCleared: [Range<Int>]
   let levelTrainable: [[Range<Int>]], levelCleared: [[Range<Int>]]
+  /// Per level: whether its backward has work (a layer that trains or passes a gradient
+  /// down, or the sums of the BatchNorm below it to add), and whether it or a level below
+  /// has any (its BatchNorm's γ and β included). In a sequential model a level without work
+  /// has none below it; in a residual one a shortcut's BatchNorm may read the image while
+  /// the body's layers below it train.
+  let levelRunsBackward: [Bool], workAtOrBelow: [Bool]
   let seed: UInt64
   let augmentation: Augmentation
   let parameters: UnsafeMutablePointer<Float>
@@ -87,6 +93,20 @@ struct EpochSteps: @unchecked Sendable {
     (topTrainable, topCleared) = (trainable(topLayers), cleared(topLayers))
     levelTrainable = levelLayers.map(trainable)
     levelCleared = levelLayers.map(cleared)
+    let needsInputGradient = plan.inputGradients(frozen: options.frozen)
+    let trains = plan.layers.map { $0.hasParameters && !options.frozen.contains($0.index) }
+    let levels = levelLayers
+    let levelRunsBackward = levels.indices.map { level in
+      let below = level > 0 ? batchNorms[level - 1] : nil
+      return levels[level].contains { needsInputGradient[$0] || (trains[$0] && $0 != batchNorms[level]) }
+        || below.map { trains[$0] || needsInputGradient[$0] } ?? false
+    }
+    self.levelRunsBackward = levelRunsBackward
+    var work = false
+    workAtOrBelow = batchNorms.indices.map { level in
+      work = work || levelRunsBackward[level] || trains[batchNorms[level]]
+      return work
+    }
     seed = options.seed
     augmentation = options.augmentation
     parameters = trainer.parameters.base

@@ -213,11 +213,12 @@ struct StepWorker {
 
   /// The lower segments' backward, from the top BatchNorm down: at each BatchNorm, after a
   /// barrier, the batch's gradient sums; then per shard γ's and β's gradients (the shard's
-  /// own sums) and the segment's backward.
+  /// own sums) and the segment's backward where it has work (`EpochSteps.levelRunsBackward`),
+  /// until no level below has any.
   private mutating func backwardBelowBatchNorms() {
     let t = trainer
     for (level, bn) in epoch.batchNorms.enumerated().reversed() {
-      guard replica.trains[bn] || replica.needsInputGradient[bn] else { break }
+      guard epoch.workAtOrBelow[level] else { break }
       let layer = t.plan.layers[bn]
       let channels = layer.runningMean!.count
       let offset = t.batchSumOffsets[bn]!
@@ -249,7 +250,7 @@ struct StepWorker {
           BatchNormLayer.addParameterGradients(
             sums: t.batchGradientSums + shard * t.batchSumStride + offset, layer: layer, into: slot)
         }
-        if replica.needsInputGradient[bn] {
+        if epoch.levelRunsBackward[level] {
           replica.beginShard(layers: lowerLayers, overwritingDense: true)
           if let next {
             (t.batchGradientSums + shard * t.batchSumStride + t.batchSumOffsets[next]!).update(
@@ -264,7 +265,6 @@ struct StepWorker {
         ReductionTree.foldLocalPairs(
           after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.levelTrainable[level])
       }
-      guard replica.needsInputGradient[bn] else { break }
     }
   }
 
