@@ -17,10 +17,20 @@ final class ModelTrainingTests: XCTestCase {
     return try! LabeledImages(pixels: pixels, labels: labels, classes: classes, shape: shape)
   }
 
-  /// For every built-in model, with augmentation: 1, 2 and 3 threads give the same bits,
+  /// For the built-in CNNs, with augmentation: 1, 2 and 3 threads give the same bits,
   /// and stopping mid-epoch, saving and resuming on another thread count gives them too.
   func testBuiltInModelsAreBitIdenticalAcrossThreadsAndResume() throws {
-    for name in ["mnist-cnn", "fashion-cnn", "cifar-cnn", "resnet-20"] {
+    try checkBitIdenticalAcrossThreadsAndResume(["mnist-cnn", "fashion-cnn", "cifar-cnn"])
+  }
+
+  /// The same for resnet-20 (kept apart from the ThreadSanitizer run, which covers the
+  /// same worker code with the CNNs: a residual model adds no state that threads share).
+  func testResNetIsBitIdenticalAcrossThreadsAndResume() throws {
+    try checkBitIdenticalAcrossThreadsAndResume(["resnet-20"])
+  }
+
+  func checkBitIdenticalAcrossThreadsAndResume(_ names: [String]) throws {
+    for name in names {
       let model = try ModelDefinition(named: name)
       let data =
         model.input.channels == 1 ? Self.mnist.train.prefix(80) : Self.randomImages(80, shape: model.input)
