@@ -347,7 +347,10 @@ public final class Trainer: @unchecked Sendable {
     var stopped = false
     defer { collectProfile() }
     while epochsCompleted < target {
-      if stopFlag.load(ordering: .relaxed) {
+      // Every rank stops before the same epoch, even when a stop request reached only one
+      // during the last epoch's evaluation (inside an epoch, `finishStep` agrees).
+      let stopHere = stopFlag.load(ordering: .relaxed)
+      if processes.size > 1 ? processes.maximum(stopHere ? 1 : 0) != 0 : stopHere {
         stopped = true
         break
       }
