@@ -21,9 +21,19 @@ enum HTMLReport {
       Series(name: "test", color: "#d62728", values: run.history.map { 100 * ($0.testAccuracy ?? .nan) }),
     ]
     let throughput = [Series(name: "img/s", color: "#2ca02c", values: run.history.map(\.imagesPerSecond))]
+    let rates = [
+      Series(name: "rate", color: "#9467bd", values: run.history.map { $0.learningRate.map(Double.init) ?? .nan })
+    ]
+    let optimizer =
+      [
+        run.optimizer, run.lrSchedule.map { "\($0) schedule" },
+        run.warmupSteps.flatMap { $0 > 0 ? "\($0) warm-up steps" : nil },
+        run.labelSmoothing.flatMap { $0 > 0 ? "label smoothing \($0)" : nil },
+      ].compactMap { $0 }.joined(separator: ", ")
     let settings: [(String, String)] = [
       ("model", run.model ?? "?"), ("data", "\(run.dataset), \(run.trainImages) training images"),
       ("options", "batch \(run.batchSize), learning rate \(run.learningRate), seed \(run.seed), \(run.epochs) epochs"),
+      ("optimizer", optimizer.isEmpty ? "adam" : optimizer),
       ("threads", "\(run.threads)\(run.pinned ? ", pinned" : "")"),
       (
         "test",
@@ -50,9 +60,10 @@ enum HTMLReport {
       \(lineChart(title: "loss", x: epochs, series: losses))
       \(lineChart(title: "accuracy (%)", x: epochs, series: accuracies))
       </div></section>
-      <section id="throughput"><h2>Throughput per epoch</h2>
+      <section id="throughput"><h2>Throughput and learning rate per epoch</h2><div class="charts">
       \(lineChart(title: "images per second", x: epochs, series: throughput))
-      </section>
+      \(rates[0].values.contains(where: \.isFinite) ? lineChart(title: "learning rate (epoch's last step)", x: epochs, series: rates) : "")
+      </div></section>
       <section id="confusion"><h2>Confusion matrix (rows: true class, columns: predicted)</h2>
       \(heatMap(run.confusionMatrix, names: names))
       </section>

@@ -179,39 +179,6 @@ struct InputOptions: ParsableArguments {
   }
 }
 
-/// Hyper-parameters shared by `train` and `finetune`. Options left out stay nil so that
-/// a resume can tell them from the checkpoint's.
-struct HyperParameterOptions: ParsableArguments {
-  @Option(parsing: .unconditional, help: "Worker threads, each pinned to its own core. (default: physical cores)")
-  var threads: Int?
-
-  @Option(parsing: .unconditional, help: "Passes over the training data. (default: 5)")
-  var epochs: Int?
-
-  @Option(parsing: .unconditional, help: "Images per optimizer step. (default: 32)")
-  var batchSize: Int?
-
-  @Option(parsing: .unconditional, help: "Adam's learning rate. (default: 0.001)")
-  var learningRate: Float?
-
-  @Option(parsing: .unconditional, help: "Seeds initialisation and shuffling. (default: 1)")
-  var seed: UInt64?
-
-  /// The flags a resumed run should repeat: `--threads`, when it was given.
-  var resumeFlags: [String] { threads.map { ["--threads", String($0)] } ?? [] }
-
-  /// The options with defaults filled in.
-  func options(topology: Topology, frozen: Set<Int> = [], augmentation: Augmentation = .none) throws
-    -> TrainingOptions
-  {
-    let options = TrainingOptions(
-      threads: try threadCount(threads, topology: topology), epochs: epochs ?? 5, batchSize: batchSize ?? 32,
-      learningRate: learningRate ?? 0.001, seed: seed ?? 1, frozen: frozen, augmentation: augmentation)
-    try usage { try options.validate() }
-    return options
-  }
-}
-
 /// `--save` and `--checkpoint-every`.
 struct CheckpointOptions: ParsableArguments {
   @Option(

@@ -57,7 +57,8 @@ extension PTrainError {
   /// The flags that set the library's options, by the options' names.
   static let flags = [
     "threads": "--threads", "epochs": "--epochs", "batchSize": "--batch-size", "learningRate": "--learning-rate",
-    "cpus": "--cpus",
+    "cpus": "--cpus", "momentum": "--momentum", "nesterov": "--nesterov", "weightDecay": "--weight-decay",
+    "warmupSteps": "--warmup-steps", "labelSmoothing": "--label-smoothing",
   ]
 
   /// The error as the CLI says it: an option of the library named by its flag

@@ -88,7 +88,7 @@ struct TrainingLog: Sendable {
     let o = trainer.options
     lines += [
       "",
-      "**data** \(dataset); **options** batch \(o.batchSize), learning rate \(o.learningRate), seed \(o.seed), "
+      "**data** \(dataset); **options** batch \(o.batchSize), \(o.optimizer), learning rate \(o.learningRate) (\(o.schedule)\(o.schedule.warmupSteps > 0 ? ", \(o.schedule.warmupSteps) warm-up steps" : "")), label smoothing \(o.labelSmoothing), seed \(o.seed), "
         + "epochs \(o.epochs), augment \(o.augmentation), normalize \(trainer.normalization)",
       "",
       "**machine** \(CPUSupport.cpuName); \(trainer.processes.size) process(es) × \(o.threads) thread(s), "
@@ -110,7 +110,7 @@ struct TrainingLog: Sendable {
         TensorBoardEvents.scalars(
           [
             ("train/loss", Float(p.loss)), ("train/accuracy", Float(p.accuracy)),
-            ("learning_rate", trainer.options.learningRate),
+            ("learning_rate", p.learningRate),
             ("images_per_second", Float(Double(p.images) / max(p.seconds, 1e-9))),
           ], step: step, wallTime: now))
     case .epochFinished(let r):

@@ -55,6 +55,11 @@ struct Train: ParsableCommand {
       _ = try checkpoint.metadata["history"].map { try RunSummary.history(decoding: $0, of: resume) }
       try refuseChanges(to: state, path: resume)
       let epochs = hyperParameters.epochs ?? state.options.epochs
+      if epochs != state.options.epochs && state.options.schedule.dependsOnRunLength {
+        Terminal.warn(
+          "--epochs \(epochs) changes the length the \(state.options.schedule) schedule was planned over (\(state.options.epochs) epochs): the rates still to come follow the new length"
+        )
+      }
       guard epochs > state.epochsCompleted else {
         throw ValidationError(
           "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on"
@@ -109,12 +114,8 @@ struct Train: ParsableCommand {
 
   /// A resume keeps the checkpoint's hyper-parameters; asking for different ones is an error.
   private func refuseChanges(to state: TrainingState, path: String) throws {
-    let conflicts: [(flag: String, given: String?, saved: String)] = [
-      ("--batch-size", hyperParameters.batchSize.map { "\($0)" }, "\(state.options.batchSize)"),
-      ("--learning-rate", hyperParameters.learningRate.map { "\($0)" }, "\(state.options.learningRate)"),
-      ("--seed", hyperParameters.seed.map { "\($0)" }, "\(state.options.seed)"),
-    ]
-    for conflict in conflicts where conflict.given != nil && conflict.given != conflict.saved {
+    for conflict in try hyperParameters.conflicts(with: state)
+    where conflict.given != nil && conflict.given != conflict.saved {
       throw ValidationError(
         "\(conflict.flag) \(conflict.given!) differs from \(path)'s \(conflict.saved); a resume keeps the checkpoint's hyper-parameters"
       )
@@ -163,6 +164,12 @@ struct RunSummary: Codable {
   let batchSize: Int
   let epochs: Int
   let learningRate: Float
+  /// The optimizer's settings (`sgd momentum=0.9 …`), the schedule (`cosine`), its warm-up
+  /// steps and the label smoothing; absent in summaries from before they were added.
+  let optimizer: String?
+  let lrSchedule: String?
+  let warmupSteps: Int?
+  let labelSmoothing: Float?
   let seed: UInt64
   let seconds: Double
   let imagesPerSecond: Double
@@ -191,8 +198,11 @@ struct RunSummary: Codable {
     let testLoss: Double?
     let testAccuracy: Double?
     let imagesPerSecond: Double
+    /// The rate of the epoch's last step; absent in histories from before it was added.
+    let learningRate: Float?
 
     init(_ report: EpochReport) {
+      learningRate = report.learningRate
       epoch = report.epoch
       trainLoss = report.trainLoss
       trainAccuracy = report.trainAccuracy
@@ -218,6 +228,10 @@ struct RunSummary: Codable {
     batchSize = options.batchSize
     epochs = options.epochs
     learningRate = options.learningRate
+    optimizer = options.optimizer.description
+    lrSchedule = options.schedule.description
+    warmupSteps = options.schedule.warmupSteps
+    labelSmoothing = options.labelSmoothing
     seed = options.seed
     seconds = summary?.seconds ?? 0
     imagesPerSecond = summary?.imagesPerSecond ?? 0

@@ -138,7 +138,7 @@ final class CheckpointCLITests: XCTestCase {
     let kept = try Checkpoint(path: tuned)
     XCTAssertTrue(kept.parameters.allSatisfy(\.isFinite))
     XCTAssertNotEqual(try Data(contentsOf: URL(fileURLWithPath: tuned)), good, "step 1 was saved over the older file")
-    XCTAssertEqual(kept.metadata["adam_step"], "1")
+    XCTAssertEqual(kept.metadata["optimizer_step"], "1")
   }
 
   /// Every subcommand documents its flags, in clean prose.

@@ -56,20 +56,23 @@ final class ElementwiseKernelTests: KernelTestCase {
 
   func testSoftmaxCrossEntropyMatchesNaiveAndFiniteDifferences() {
     let z = randomFloats(10, seed: 19).map { $0 * 5 }
-    func loss(_ z: [Float]) -> (Float, [Float]) {
-      var value: Float = 0
-      let gradient = withPointers([z, [Float](repeating: 0, count: 10)]) { p in
-        value = softmaxCrossEntropy(logits: p[0], classes: 10, label: 3, gradient: p[1])
-      }[1]
-      return (value, gradient)
+    for smoothing: Float in [0, 0.1, 0.3] {
+      func loss(_ z: [Float]) -> (Float, [Float]) {
+        var value: Float = 0
+        let gradient = withPointers([z, [Float](repeating: 0, count: 10)]) { p in
+          value = softmaxCrossEntropy(logits: p[0], classes: 10, label: 3, gradient: p[1], smoothing: smoothing)
+        }[1]
+        return (value, gradient)
+      }
+      let (value, gradient) = loss(z)
+      let (expectedValue, expectedGradient) = Naive.softmaxCrossEntropy(z, label: 3, smoothing: Double(smoothing))
+      XCTAssertEqual(Double(value), expectedValue, accuracy: 1e-5, "smoothing \(smoothing)")
+      assertClose(gradient, expectedGradient.map(Float.init), "softmax gradient, smoothing \(smoothing)")
+      assertClose(
+        gradient, numericGradient(at: z, indices: Array(0..<10), epsilon: 1e-3) { Double(loss($0).0) },
+        tolerance: 1e-2, "softmax finite differences, smoothing \(smoothing)")
+      let large = loss([Float](repeating: 0, count: 9) + [1000])
+      XCTAssertEqual(large.0, 1000 * (1 - smoothing * 0.1), accuracy: 1e-3, "stable for large logits")
     }
-    let (value, gradient) = loss(z)
-    let (expectedValue, expectedGradient) = Naive.softmaxCrossEntropy(z, label: 3)
-    XCTAssertEqual(Double(value), expectedValue, accuracy: 1e-5)
-    assertClose(gradient, expectedGradient.map(Float.init), "softmax gradient")
-    assertClose(
-      gradient, numericGradient(at: z, indices: Array(0..<10), epsilon: 1e-3) { Double(loss($0).0) }, tolerance: 1e-2,
-      "softmax finite differences")
-    XCTAssertEqual(loss([Float](repeating: 0, count: 9) + [1000]).0, 1000, accuracy: 1e-3, "stable for large logits")
   }
 }

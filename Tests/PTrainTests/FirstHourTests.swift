@@ -32,7 +32,8 @@ final class FirstHourTests: XCTestCase {
       epoch: 3, epochs: 3, step: 10, stepsPerEpoch: 20, imagesPerSecond: 1, loss: 1, epochETA: 5, runETA: 5)
     XCTAssertTrue(ProgressLine.render(last, columns: 120).hasSuffix("ETA 0:05"), "in the last epoch one ETA is enough")
     let report = EpochReport(
-      epoch: 4, trainLoss: 0.1, trainAccuracy: 0.97, trainSeconds: 2.5, imagesPerSecond: 24000, test: nil)
+      epoch: 4, trainLoss: 0.1, trainAccuracy: 0.97, trainSeconds: 2.5, imagesPerSecond: 24000, test: nil,
+      learningRate: 0.001)
     XCTAssertEqual(
       ProgressReporter.epochLine(report, columns: 200), "epoch 4  loss 0.1000  acc 97.00%  24000 img/s  2.5 s")
     XCTAssertEqual(ProgressReporter.epochLine(report, columns: 30), "epoch 4  acc 97.00%")

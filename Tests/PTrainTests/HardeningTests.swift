@@ -142,20 +142,24 @@ final class HardeningTests: XCTestCase {
     XCTAssertEqual(try runPTrain(tiny + ["--save", good, "--epochs", "2"]).status, 0)  // 10 steps an epoch
     let cases: [([String: String], String)] = [
       (
-        ["steps_into_epoch": "11", "adam_step": "11", "epochs_completed": "0"],
+        ["steps_into_epoch": "11", "optimizer_step": "11", "epochs_completed": "0"],
         "steps_into_epoch 11 is past the 10 steps"
       ),
-      (["steps_into_epoch": "\(Int.max)", "adam_step": "\(Int.max)", "epochs_completed": "0"], "is past the 10 steps"),
       (
-        ["steps_into_epoch": "11", "adam_step": "5", "epochs_completed": "0"],
-        "steps_into_epoch 11 is more than adam_step 5"
+        ["steps_into_epoch": "\(Int.max)", "optimizer_step": "\(Int.max)", "epochs_completed": "0"],
+        "is past the 10 steps"
       ),
-      (["adam_step": "7"], "adam_step 7 is not the 2 epoch(s) of 10 steps"),
+      (
+        ["steps_into_epoch": "11", "optimizer_step": "5", "epochs_completed": "0"],
+        "steps_into_epoch 11 is more than optimizer_step 5"
+      ),
+      (["optimizer_step": "7"], "optimizer_step 7 is not the 2 epoch(s) of 10 steps"),
       (["epochs_completed": "3"], "lies past the run's 2 epochs"),
       (["epoch_correct": "5"], "epoch_correct 5 is more than the 0 images"),
       (["epoch_loss_sum": "1.5"], "not zero at its first step"),
       (
-        ["steps_into_epoch": "3", "adam_step": "13", "epochs_completed": "1", "epoch_correct": "97"], "epoch_correct 97"
+        ["steps_into_epoch": "3", "optimizer_step": "13", "epochs_completed": "1", "epoch_correct": "97"],
+        "epoch_correct 97"
       ),
       (["epoch_loss_sum": "inf"], "epoch_loss_sum is not a non-negative number"),
       (["shard_size": "1000000"], "the shard size must be from 1 to 65536"),

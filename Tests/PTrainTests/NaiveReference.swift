@@ -106,14 +106,16 @@ enum Naive {
     (0..<b.count).map { o in b[o] + (0..<x.count).reduce(Float(0)) { $0 + w[o * x.count + $1] * x[$1] } }
   }
 
-  /// Loss and gradient of cross-entropy after softmax, in Double.
-  static func softmaxCrossEntropy(_ z: [Float], label: Int) -> (Double, [Double]) {
+  /// Loss and gradient of cross-entropy after softmax with label smoothing ε, in Double,
+  /// as PyTorch defines it: `(1 − ε)·(−log p[label]) + ε·Σ_k(−log p[k])/K`.
+  static func softmaxCrossEntropy(_ z: [Float], label: Int, smoothing ε: Double = 0) -> (Double, [Double]) {
     let peak = Double(z.max()!)
     let e = z.map { exp(Double($0) - peak) }
     let total = e.reduce(0, +)
-    var gradient = e.map { $0 / total }
-    gradient[label] -= 1
-    return (log(total) - (Double(z[label]) - peak), gradient)
+    let logP = z.map { Double($0) - peak - log(total) }
+    var gradient = e.map { $0 / total - ε / Double(z.count) }
+    gradient[label] -= 1 - ε
+    return ((1 - ε) * -logP[label] + ε * -logP.reduce(0, +) / Double(z.count), gradient)
   }
 }
 

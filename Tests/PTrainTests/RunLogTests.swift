@@ -194,7 +194,8 @@ final class RunLogTests: XCTestCase {
         XCTAssertTrue(html.contains("<section id=\"\(section)\">"), "\(path) lacks \(section)")
       }
       XCTAssertTrue(html.contains(sha), path)
-      XCTAssertEqual(html.components(separatedBy: "<polyline").count - 1, 5, "\(path): 2 + 2 + 1 curves")
+      XCTAssertEqual(
+        html.components(separatedBy: "<polyline").count - 1, 6, "\(path): 2 + 2 + 1 curves and the learning rate")
       XCTAssertFalse(html.contains("<script"), "no scripts")
     }
     let bad = try runPTrain(["report", checkpoint + ".missing", "-o", fromJSON])

@@ -13,9 +13,11 @@ public struct TrainingState: Sendable {
   /// they have seen.
   public var runningStatistics: [Float]
   public var batchesTracked: Int
-  /// The optimizer's state buffers, in its `stateNames`' order (Adam's two moments).
+  /// The optimizer's state buffers, in its `stateNames`' order (Adam's two moments, SGD's
+  /// momentum buffer).
   package var optimizerState: [[Float]]
-  /// Optimizer steps taken (`adam_step` in the checkpoint's metadata).
+  /// Optimizer steps taken (`optimizer_step` in the checkpoint's metadata; `adam_step` in
+  /// files from before there were other optimizers).
   public var optimizerStep: Int
   /// Whole epochs finished, and steps finished in the epoch after them.
   public var epochsCompleted: Int
@@ -42,7 +44,7 @@ extension TrainingState {
     }
     guard stepsIntoEpoch <= optimizerStep else {
       throw PTrainError(
-        "steps_into_epoch \(stepsIntoEpoch) is more than adam_step \(optimizerStep), the optimizer steps taken")
+        "steps_into_epoch \(stepsIntoEpoch) is more than optimizer_step \(optimizerStep), the optimizer steps taken")
     }
     let (seen, overflow) = stepsIntoEpoch.multipliedReportingOverflow(by: options.batchSize)
     guard overflow || epochCorrect <= seen else {
@@ -69,7 +71,7 @@ extension TrainingState {
     let total = finished.partialValue.addingReportingOverflow(stepsIntoEpoch)
     guard !finished.overflow, !total.overflow, total.partialValue == optimizerStep else {
       throw PTrainError(
-        "adam_step \(optimizerStep) is not the \(epochsCompleted) epoch(s) of \(steps) steps plus \(stepsIntoEpoch) that the position implies"
+        "optimizer_step \(optimizerStep) is not the \(epochsCompleted) epoch(s) of \(steps) steps plus \(stepsIntoEpoch) that the position implies"
       )
     }
     guard epochCorrect <= min(stepsIntoEpoch * options.batchSize, trainingImages) else {
@@ -83,8 +85,9 @@ extension TrainingState {
 /// The model's tensors use PyTorch's names and layouts (see `ModelPlan.torchTensors`), so
 /// `load_state_dict(strict=True)` on the same `nn.Sequential` accepts them. The model
 /// text, the normalisation, the hyper-parameters and the rest of the training state go
-/// into `__metadata__`, and Adam's moments ride along as `optimizer.exp_avg.<name>` and
-/// `optimizer.exp_avg_sq.<name>`. A file with the model's tensors only (written by
+/// into `__metadata__`, and the optimizer's state rides along under PyTorch's names for it:
+/// `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` for Adam and AdamW,
+/// `optimizer.momentum_buffer.<name>` for SGD with momentum. A file with the model's tensors only (written by
 /// PyTorch, say) can be evaluated and fine-tuned from, but not resumed; without a model
 /// text it is taken for the MNIST CNN.
 public struct Checkpoint: Sendable {
@@ -121,8 +124,9 @@ public struct Checkpoint: Sendable {
   static let textFields = [
     "format", "model", "model_text", "normalize", "augment", "classes", "frozen", "dataset", "data_directory", "data",
     "train_images", "source_model", "new_head", "epochs", "batch_size", "learning_rate", "seed", "shard_size",
-    "adam_step", "epochs_completed", "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct",
-    "test_accuracy", "test_loss",
+    "optimizer", "optimizer_settings", "lr_schedule", "warmup_steps", "label_smoothing", "optimizer_step", "adam_step",
+    "epochs_completed", "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct", "test_accuracy",
+    "test_loss",
   ]
 
   private init(file: SafeTensors, path: String) throws {
@@ -220,7 +224,8 @@ public struct Checkpoint: Sendable {
       guard let text = metadata[key] else { throw PTrainError("\(path): __metadata__ has no \(key)") }
       return text
     }
-    func integer(_ key: String, atLeast minimum: Int = 0) throws -> Int {
+    func integer(_ key: String, atLeast minimum: Int = 0, default fallback: Int? = nil) throws -> Int {
+      if let fallback, metadata[key] == nil { return fallback }
       guard let number = Int(try value(key)), number >= minimum else {
         throw PTrainError("\(path): __metadata__.\(key) is not an integer ≥ \(minimum)")
       }
@@ -243,10 +248,24 @@ public struct Checkpoint: Sendable {
     {
       throw PTrainError("\(path): __metadata__.augment: \(error)")
     }
+    // Files from before other optimizers and schedules were Adam at a constant rate.
+    let optimizerSettings: OptimizerSettings
+    let schedule: LearningRateSchedule
+    do {
+      optimizerSettings = try metadata["optimizer_settings"].map(OptimizerSettings.init(parsing:)) ?? .adam
+      schedule = try LearningRateSchedule(
+        parsing: metadata["lr_schedule"] ?? "constant", warmupSteps: try integer("warmup_steps", default: 0))
+    } catch let error as PTrainError where !error.description.hasPrefix(path) {
+      throw PTrainError("\(path): __metadata__: \(error)")
+    }
+    guard let smoothing = Float(metadata["label_smoothing"] ?? "0") else {
+      throw PTrainError("\(path): __metadata__.label_smoothing is not a number")
+    }
     let options = TrainingOptions(
       threads: 1, epochs: try integer("epochs", atLeast: 1), batchSize: try integer("batch_size", atLeast: 1),
       learningRate: learningRate, seed: seed, shardSize: try integer("shard_size", atLeast: 1),
-      frozen: Set(frozen), augmentation: augmentation)
+      frozen: Set(frozen), augmentation: augmentation, optimizer: optimizerSettings, schedule: schedule,
+      labelSmoothing: smoothing)
     do { try options.validate() } catch let error as PTrainError {
       throw PTrainError("\(path): __metadata__ holds settings train refuses: \(error)")
     }
@@ -259,7 +278,7 @@ public struct Checkpoint: Sendable {
     guard let epochLoss = Double(try value("epoch_loss_sum")), epochLoss.isFinite, epochLoss >= 0 else {
       throw PTrainError("\(path): __metadata__.epoch_loss_sum is not a non-negative number")
     }
-    let optimizer: any Optimizer.Type = Adam.self  // the only one so far
+    let optimizer = optimizerSettings.makeOptimizer(parameterCount: 0)
     var optimizerState: [[Float]] = []
     for kind in optimizer.stateNames {
       var values = [Float](repeating: 0, count: plan.parameterCount)
@@ -274,7 +293,8 @@ public struct Checkpoint: Sendable {
     let state = TrainingState(
       model: model, normalization: normalization, options: options, parameters: parameters,
       runningStatistics: runningStatistics, batchesTracked: batchesTracked, optimizerState: optimizerState,
-      optimizerStep: try integer("adam_step"), epochsCompleted: try integer("epochs_completed"),
+      optimizerStep: try integer(metadata["optimizer_step"] == nil ? "adam_step" : "optimizer_step"),
+      epochsCompleted: try integer("epochs_completed"),
       stepsIntoEpoch: try integer("steps_into_epoch"), epochGenerator: generator, epochLoss: epochLoss,
       epochCorrect: try integer("epoch_correct"), dataFingerprint: try value("data"))
     do { try state.validatePosition() } catch let error as PTrainError {
@@ -288,6 +308,7 @@ public struct Checkpoint: Sendable {
   package static func encode(_ state: TrainingState, extra: [String: String] = [:]) -> [UInt8] {
     let plan = try! ModelPlan(state.model)  // a state's model was planned when it trained
     let g = state.epochGenerator.state
+    let optimizer = state.options.optimizer.makeOptimizer(parameterCount: 0)
     var metadata = extra
     let frozenNames = state.options.frozen.sorted().map { plan.layers[$0].name }
     let fields: [String: String] = [
@@ -296,8 +317,11 @@ public struct Checkpoint: Sendable {
       "classes": String(plan.classes), "frozen": frozenNames.joined(separator: ","),
       "epochs": String(state.options.epochs), "batch_size": String(state.options.batchSize),
       "learning_rate": "\(state.options.learningRate)", "seed": String(state.options.seed),
-      "shard_size": String(state.options.shardSize), "optimizer": Adam.rule,
-      "adam_step": String(state.optimizerStep), "epochs_completed": String(state.epochsCompleted),
+      "shard_size": String(state.options.shardSize), "optimizer": optimizer.description,
+      "optimizer_settings": state.options.optimizer.description, "lr_schedule": state.options.schedule.description,
+      "warmup_steps": String(state.options.schedule.warmupSteps),
+      "label_smoothing": "\(state.options.labelSmoothing)",
+      "optimizer_step": String(state.optimizerStep), "epochs_completed": String(state.epochsCompleted),
       "steps_into_epoch": String(state.stepsIntoEpoch),
       "rng_state": [g.0, g.1, g.2, g.3].map { String($0, radix: 16) }.joined(separator: ","),
       "epoch_loss_sum": "\(state.epochLoss)", "epoch_correct": String(state.epochCorrect),
@@ -309,10 +333,12 @@ public struct Checkpoint: Sendable {
     tensors += state.runningStatistics.withUnsafeBufferPointer {
       plan.torchTensors($0.baseAddress!, of: plan.stateTensors)
     }
-    for (name, values) in zip(Adam.stateNames, state.optimizerState) {
+    for (name, values) in zip(optimizer.stateNames, state.optimizerState) {
       tensors += values.withUnsafeBufferPointer { plan.torchTensors($0.baseAddress!, prefix: "optimizer.\(name).") }
     }
-    let tracked = plan.batchNormLayers.map { ("\(plan.layers[$0].torchPath).num_batches_tracked", [Int](), [Int64(state.batchesTracked)]) }
+    let tracked = plan.batchNormLayers.map {
+      ("\(plan.layers[$0].torchPath).num_batches_tracked", [Int](), [Int64(state.batchesTracked)])
+    }
     return SafeTensors.encode(tensors: tensors, integers: tracked, metadata: metadata)
   }
 

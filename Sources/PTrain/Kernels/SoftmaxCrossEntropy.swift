@@ -4,13 +4,15 @@
   import Darwin
 #endif
 
-/// Softmax cross-entropy fused with its gradient, for one example.
+/// Softmax cross-entropy fused with its gradient, for one example, with label smoothing ε
+/// as `CrossEntropyLoss(label_smoothing=ε)` computes it.
 ///
-/// Returns `-log softmax(logits)[label]`, computed stably as `logsumexp(z) - z[label]`,
-/// and overwrites `gradient` with `softmax(logits) - onehot(label)`. Cost: O(classes)
-/// with one exp per class and one log.
+/// Returns `(1 − ε)(−log p[label]) + ε · mean_k(−log p[k])` with `p = softmax(logits)`,
+/// computed stably from `logsumexp(z)`, and overwrites `gradient` with
+/// `p − (1 − ε)·onehot(label) − ε/classes`. Cost: O(classes) with one exp per class and one log.
 @_spi(Kernels) public func softmaxCrossEntropy(
-  logits: UnsafePointer<Float>, classes: Int, label: Int, gradient: UnsafeMutablePointer<Float>
+  logits: UnsafePointer<Float>, classes: Int, label: Int, gradient: UnsafeMutablePointer<Float>,
+  smoothing: Float = 0
 ) -> Float {
   var peak = logits[0]
   for c in 1..<classes { peak = max(peak, logits[c]) }
@@ -22,8 +24,19 @@
   }
   let inverse = 1 / total
   for c in 0..<classes { gradient[c] *= inverse }
-  gradient[label] -= 1
-  return logf(total) - (logits[label] - peak)
+  guard smoothing > 0 else {
+    gradient[label] -= 1
+    return logf(total) - (logits[label] - peak)
+  }
+  let spread = smoothing / Float(classes)
+  var shiftedSum: Float = 0
+  for c in 0..<classes {
+    gradient[c] -= spread
+    shiftedSum += logits[c] - peak
+  }
+  gradient[label] -= 1 - smoothing
+  let logTotal = logf(total)
+  return (1 - smoothing) * (logTotal - (logits[label] - peak)) + smoothing * (logTotal - shiftedSum / Float(classes))
 }
 
 /// The index of the largest logit (the first one on ties). Cost: O(classes).

@@ -2,11 +2,13 @@
 /// gradient sums.
 extension Replica {
   /// After the forward pass of the image in `slot`, its cross-entropy loss against
-  /// `label`; the logits' gradient goes where `backward` starts. Cost: O(classes).
-  package func loss(label: Int, slot: Int = 0) -> Float {
+  /// `label` with label smoothing `smoothing`; the logits' gradient goes where `backward`
+  /// starts. Cost: O(classes).
+  package func loss(label: Int, slot: Int = 0, smoothing: Float = 0) -> Float {
     let last = plan.layers.count - 1
     return softmaxCrossEntropy(
-      logits: output(last, slot), classes: plan.classes, label: label, gradient: gradient(last, slot))
+      logits: output(last, slot), classes: plan.classes, label: label, gradient: gradient(last, slot),
+      smoothing: smoothing)
   }
 
   /// Starts a shard for the Winograd and dense layers among `layers`: the next image's

@@ -1,9 +1,11 @@
-/// Adam with Keras's defaults and update rule:
-/// `m += (g - m)(1 - β1)`, `v += (g² - v)(1 - β2)`,
-/// `θ -= α · m / (√v + ε)` with `α = lr · √(1 - β2^t) / (1 - β1^t)`.
+/// Adam with Keras's defaults and update rule (ptrain's default optimizer):
+/// `g += λθ` (L2 weight decay, as `torch.optim.Adam(weight_decay=λ)` adds it, when λ > 0),
+/// `m += (g − m)(1 − β1)`, `v += (g² − v)(1 − β2)`,
+/// `θ −= α · m / (√v + ε)` with `α = lr · √(1 − β2^t) / (1 − β1^t)`.
+/// Keras's ε (1e-7) is added to `√v` before the bias correction, PyTorch's after it, so
+/// the two differ where `√v` is near ε; `AdamW` follows PyTorch.
 /// Its state is the first and second moments, `exp_avg` and `exp_avg_sq` as PyTorch calls them.
 package final class Adam: Optimizer {
-  package let learningRate: Float
   package let beta1: Float = 0.9
   package let beta2: Float = 0.999
   package let epsilon: Float = 1e-7
@@ -13,14 +15,13 @@ package final class Adam: Optimizer {
   package let firstMoment: AlignedFloats
   package let secondMoment: AlignedFloats
 
-  package static let stateNames = ["exp_avg", "exp_avg_sq"]
+  package let stateNames = ["exp_avg", "exp_avg_sq"]
 
-  package static func isValid(_ value: Float, inState name: String) -> Bool {
+  package func isValid(_ value: Float, inState name: String) -> Bool {
     value.isFinite && (name != "exp_avg_sq" || value >= 0)
   }
 
-  package init(parameterCount: Int, learningRate: Float = 1e-3) {
-    self.learningRate = learningRate
+  package init(parameterCount: Int) {
     firstMoment = AlignedFloats(count: parameterCount)
     secondMoment = AlignedFloats(count: parameterCount)
   }
@@ -30,10 +31,11 @@ package final class Adam: Optimizer {
   package var description: String { Self.rule }
   package var state: [AlignedFloats] { [firstMoment, secondMoment] }
 
-  /// The step size `α` of the next step, `t = step + 1`.
-  package func stepSizeForNext() -> Float {
-    let t = Double(step + 1)
-    let correction = (1 - pow(Double(beta2), t)).squareRoot() / (1 - pow(Double(beta1), t))
+  /// The step size `α` of the next step, `t = step + 1`, at `learningRate`.
+  package func stepSizeForNext(learningRate: Float) -> Float {
+    let t = step + 1
+    let correction =
+      adamBiasCorrection(beta: beta2, step: t).squareRoot() / adamBiasCorrection(beta: beta1, step: t)
     return Float(Double(learningRate) * correction)
   }
 
@@ -49,16 +51,17 @@ package final class Adam: Optimizer {
   /// roots and divisions, which round as the scalar ones do). About ten FLOP per parameter.
   package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
-    gradientScale: Float
+    gradientScale: Float, learningRate: Float, weightDecay: Float
   ) {
-    let alpha = stepSizeForNext()
+    let alpha = stepSizeForNext(learningRate: learningRate)
     let m = firstMoment.base
     let v = secondMoment.base
     let keep1 = 1 - beta1
     let keep2 = 1 - beta2
     let epsilon = self.epsilon
+    // Without decay `+ 0 · θ` can only turn a −0 gradient into +0, which gives the same moments.
     for i in range {
-      let g = gradient[i] * gradientScale
+      let g = gradient[i] * gradientScale + weightDecay * parameters[i]
       let first = m[i] + (g - m[i]) * keep1
       let second = v[i] + (g * g - v[i]) * keep2
       m[i] = first
@@ -67,9 +70,3 @@ package final class Adam: Optimizer {
     }
   }
 }
-
-#if canImport(Glibc)
-  import Glibc
-#elseif canImport(Darwin)
-  import Darwin
-#endif

@@ -29,8 +29,12 @@
     precondition(checkpoint.parameters.count == checkpoint.plan.parameterCount)
     precondition(checkpoint.runningStatistics.count == checkpoint.plan.stateCount)
     if let state = try? checkpoint.trainingState() {
+      let optimizer = state.options.optimizer.makeOptimizer(parameterCount: 0)
+      precondition(state.optimizerState.count == optimizer.stateNames.count)
       precondition(state.optimizerState.allSatisfy { $0.count == checkpoint.plan.parameterCount })
-      precondition(state.optimizerState[1].allSatisfy { $0 >= 0 })
+      for (name, values) in zip(optimizer.stateNames, state.optimizerState) {
+        precondition(values.allSatisfy { optimizer.isValid($0, inState: name) })
+      }
     }
   }
 

@@ -17,6 +17,8 @@ struct EpochSteps: @unchecked Sendable {
   let ranks: Int, rank: Int, blocks: Int
   /// Per worker of this rank: the parameter ranges it reduces and updates.
   let workerRanges: [[Range<Int>]]
+  /// Per worker: `workerRanges` cut where the weight decay changes, with the decay of each.
+  let workerUpdates: [[(range: Range<Int>, weightDecay: Float)]]
   /// Per worker: its share of all the parameters, where under MPI it adds the tree pairs
   /// inside this rank's block that span its workers' blocks before the ranks exchange.
   let localRanges: [[Range<Int>]]
@@ -71,6 +73,9 @@ struct EpochSteps: @unchecked Sendable {
     let (rank, workers, blocks) = (rank, workers, blocks)
     workerRanges = (0..<workers).map { trainer.ranges(ofWorker: rank * workers + $0, workers: blocks) }
     localRanges = (0..<workers).map { trainer.ranges(ofWorker: $0, workers: workers) }
+    workerUpdates = workerRanges.map { ranges in
+      ranges.flatMap { options.optimizer.weightDecays(in: $0, tensors: plan.tensors) }
+    }
     reduceBlocks = ranks > 1 ? ranks : workers
     exchange = ranks > 1 ? RankExchange(trainer: trainer, blocks: blocks) : nil
     frozen = options.frozen

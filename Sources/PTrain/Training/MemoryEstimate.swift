@@ -3,7 +3,7 @@
 /// refused in one line instead of dying in the allocator or to the OOM killer. Data held
 /// in memory is not counted: it is loaded (and counted by the system) before.
 public struct MemoryEstimate: Sendable, Equatable {
-  /// The parameters and BatchNorm statistics, and the optimizer's two moments.
+  /// The parameters and BatchNorm statistics, and the optimizer's state (Adam's two moments).
   public let parameters: Int
   /// The gradient slots: one parameter-sized buffer per shard of a step.
   public let gradients: Int
@@ -19,7 +19,7 @@ public struct MemoryEstimate: Sendable, Equatable {
   public init(plan: ModelPlan, options: TrainingOptions, workers: Int, stepImages: Int) {
     let float = MemoryLayout<Float>.stride
     let shards = Self.shards(options: options, stepImages: stepImages)
-    parameters = (3 * plan.parameterCount + plan.stateCount) * float
+    parameters = ((1 + options.optimizer.stateBufferCount) * plan.parameterCount + plan.stateCount) * float
     gradients = shards * plan.parameterCount * float
     var prepared = 0
     let inputGradients = plan.inputGradients(frozen: options.frozen)

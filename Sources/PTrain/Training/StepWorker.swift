@@ -192,7 +192,7 @@ struct StepWorker {
         let label = Int(labels[Int(order[first + position])])
         let logits = replica.logits(slot: slotIndex(position))
         if argmax(logits.baseAddress!, count: logits.count) == label { correct += 1 }
-        loss += replica.loss(label: label, slot: slotIndex(position))
+        loss += replica.loss(label: label, slot: slotIndex(position), smoothing: t.options.labelSmoothing)
       }
       replica.backward(
         layers: epoch.topLayers, slots: imageSlots(of: shard), pass: shardPass, gradient: slot, finishingShard: true,
@@ -323,9 +323,11 @@ struct StepWorker {
     if worker == 0, let observe = epoch.observeGradient {
       observe(UnsafeBufferPointer(start: slotBases[0], count: t.plan.parameterCount), count)
     }
-    for range in epoch.workerRanges[worker] {
+    let rate = t.options.learningRate(atStep: t.optimizer.step, stepsPerEpoch: epoch.steps)
+    for (range, decay) in epoch.workerUpdates[worker] {
       t.optimizer.update(
-        range, parameters: epoch.parameters, gradient: slotBases[0], gradientScale: 1 / Float(count))
+        range, parameters: epoch.parameters, gradient: slotBases[0], gradientScale: 1 / Float(count),
+        learningRate: rate, weightDecay: decay)
     }
     if worker == 0 { t.updateRunningStatistics(from: replica) }
     wait(after: .optimizer)
@@ -345,6 +347,7 @@ struct StepWorker {
       t.epochLoss += Double(stats[shard * Trainer.statsStride])
       t.epochCorrect += Int(stats[shard * Trainer.statsStride + 1])
     }
+    let rate = t.options.learningRate(atStep: t.optimizer.step, stepsPerEpoch: epoch.steps)
     t.optimizer.finishStep()
     t.stepsIntoEpoch = step + 1
     let seen = first + count
@@ -353,7 +356,7 @@ struct StepWorker {
         StepProgress(
           epoch: epoch.epoch + 1, epochs: epoch.target, step: step + 1, stepsPerEpoch: epoch.steps, images: seen,
           loss: t.epochLoss / Double(seen), accuracy: Double(t.epochCorrect) / Double(seen),
-          seconds: (ContinuousClock().now - epoch.start).seconds)))
+          seconds: (ContinuousClock().now - epoch.start).seconds, learningRate: rate)))
     t.flags[0] = t.stopRequested ? 1 : 0
     clock.charge(.compute)
     if let exchange = epoch.exchange {  // all ranks stop after the same step

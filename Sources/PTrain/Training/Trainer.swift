@@ -155,7 +155,7 @@ public final class Trainer: @unchecked Sendable {
     let memory = MemoryEstimate(plan: plan, options: options, workers: pool.count, stepImages: stepImages)
     if let available = availableMemory(), memory.total > available {
       throw PTrainError(
-        "training this model needs about \(MemoryEstimate.describe(memory.total)) (parameters and Adam \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), \(pool.count) workers' activations \(MemoryEstimate.describe(memory.replicas))) but \(MemoryEstimate.describe(available)) of memory are available; take a smaller batch, fewer threads or a smaller model"
+        "training this model needs about \(MemoryEstimate.describe(memory.total)) (parameters and optimizer state \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), \(pool.count) workers' activations \(MemoryEstimate.describe(memory.replicas))) but \(MemoryEstimate.describe(available)) of memory are available; take a smaller batch, fewer threads or a smaller model"
       )
     }
     var generator = SeededGenerator(seed: options.seed)
@@ -164,7 +164,7 @@ public final class Trainer: @unchecked Sendable {
     runningStatistics = AlignedFloats(count: plan.stateCount)
     runningStatistics.copy(from: plan.initialState)
     epochGenerator = generator
-    optimizer = Adam(parameterCount: plan.parameterCount, learningRate: options.learningRate)
+    optimizer = options.optimizer.makeOptimizer(parameterCount: plan.parameterCount)
     let shards = MemoryEstimate.shards(options: options, stepImages: stepImages)
     shardStats = AlignedFloats(count: shards * Self.statsStride)
     var offsets: [Int: Int] = [:]
@@ -376,7 +376,9 @@ public final class Trainer: @unchecked Sendable {
       let report = EpochReport(
         epoch: epochsCompleted + 1, trainLoss: epochLoss / Double(data.count),
         trainAccuracy: Double(epochCorrect) / Double(data.count), trainSeconds: seconds,
-        imagesPerSecond: Double(data.count - firstStep * options.batchSize) / seconds, test: try test.map(evaluate))
+        imagesPerSecond: Double(data.count - firstStep * options.batchSize) / seconds, test: try test.map(evaluate),
+        learningRate: options.learningRate(
+          atStep: optimizer.step - 1, stepsPerEpoch: (data.count + options.batchSize - 1) / options.batchSize))
       epochsCompleted += 1
       stepsIntoEpoch = 0
       epochLoss = 0

@@ -4,8 +4,15 @@ public struct TrainingOptions: Sendable, Equatable {
   public var threads: Int
   public var epochs: Int
   public var batchSize: Int
-  /// Adam's learning rate (Keras default 1e-3).
+  /// The optimizer's base learning rate (Keras's Adam default 1e-3), which `schedule` varies.
   public var learningRate: Float
+  /// The optimizer and its hyper-parameters (Adam by default).
+  public var optimizer: OptimizerSettings
+  /// How the learning rate changes from step to step (constant by default).
+  public var schedule: LearningRateSchedule
+  /// ε of `CrossEntropyLoss(label_smoothing=ε)`: the training loss's target is
+  /// `(1 − ε)·onehot + ε/classes`. Evaluation reports plain cross-entropy.
+  public var labelSmoothing: Float
   /// Seeds initialisation and every epoch's shuffle.
   public var seed: UInt64
   /// Images per shard: the unit of work a worker computes into its own gradient slot.
@@ -23,8 +30,12 @@ public struct TrainingOptions: Sendable, Equatable {
 
   public init(
     threads: Int, epochs: Int = 5, batchSize: Int = 32, learningRate: Float = 1e-3,
-    seed: UInt64 = 1, shardSize: Int = 4, frozen: Set<Int> = [], augmentation: Augmentation = .none
+    seed: UInt64 = 1, shardSize: Int = 4, frozen: Set<Int> = [], augmentation: Augmentation = .none,
+    optimizer: OptimizerSettings = .adam, schedule: LearningRateSchedule = .constant, labelSmoothing: Float = 0
   ) {
+    self.optimizer = optimizer
+    self.schedule = schedule
+    self.labelSmoothing = labelSmoothing
     self.frozen = frozen
     self.augmentation = augmentation
     self.threads = threads
@@ -62,7 +73,19 @@ public struct TrainingOptions: Sendable, Equatable {
     guard (1...65536).contains(shardSize) else {
       throw PTrainError("the shard size must be from 1 to 65536, got \(shardSize)")
     }
+    try optimizer.validate()
+    guard schedule.warmupSteps >= 0 else {
+      throw PTrainError(option: "warmupSteps", "must be at least 0, got \(schedule.warmupSteps)")
+    }
+    guard labelSmoothing.isFinite, (0..<1).contains(labelSmoothing) else {
+      throw PTrainError(option: "labelSmoothing", "must be at least 0 and below 1, got \(labelSmoothing)")
+    }
+  }
 
+  /// The learning rate of optimizer step `step` (from 0) in a run whose epochs have
+  /// `stepsPerEpoch` steps each. Cost: O(1) (O(milestones) for a step schedule).
+  public func learningRate(atStep step: Int, stepsPerEpoch: Int) -> Float {
+    schedule.rate(base: learningRate, step: step, totalSteps: epochs * stepsPerEpoch, stepsPerEpoch: stepsPerEpoch)
   }
 }
 
@@ -86,6 +109,8 @@ public struct StepProgress: Sendable {
   public let accuracy: Double
   /// Seconds since the epoch began.
   public let seconds: Double
+  /// The learning rate this step used.
+  public let learningRate: Float
 }
 
 /// One finished epoch.
@@ -97,6 +122,8 @@ public struct EpochReport: Sendable, Codable {
   public let trainSeconds: Double
   public let imagesPerSecond: Double
   public let test: Evaluation?
+  /// The learning rate of the epoch's last step.
+  public let learningRate: Float
 }
 
 /// The result of `Trainer.train`.

@@ -1,0 +1,61 @@
+/// AdamW as `torch.optim.AdamW` computes it (its single-tensor path, which PyTorch takes on
+/// the CPU), with its defaults β1 0.9, β2 0.999, ε 1e-8:
+/// `θ ← θ(1 − lr·λ)` (decoupled weight decay), `m ← m + (g − m)(1 − β1)`,
+/// `v ← vβ2 + (1 − β2)g²`, `θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)`.
+/// Its state is `exp_avg` and `exp_avg_sq`, as in `Adam`.
+package final class AdamW: Optimizer {
+  package let beta1: Float = 0.9
+  package let beta2: Float = 0.999
+  package let epsilon: Float = 1e-8
+  package private(set) var step = 0
+  package let firstMoment: AlignedFloats
+  package let secondMoment: AlignedFloats
+
+  package let stateNames = ["exp_avg", "exp_avg_sq"]
+
+  package func isValid(_ value: Float, inState name: String) -> Bool {
+    value.isFinite && (name != "exp_avg_sq" || value >= 0)
+  }
+
+  package init(parameterCount: Int) {
+    firstMoment = AlignedFloats(count: parameterCount)
+    secondMoment = AlignedFloats(count: parameterCount)
+  }
+
+  package var description: String { "adamw (torch rule, beta1 0.9, beta2 0.999, eps 1e-8)" }
+  package var state: [AlignedFloats] { [firstMoment, secondMoment] }
+
+  package func restore(step: Int, state: [[Float]]) {
+    self.step = step
+    firstMoment.copy(from: state[0])
+    secondMoment.copy(from: state[1])
+  }
+
+  package func finishStep() { step += 1 }
+
+  /// One parameter at a time in a vectorized loop, each operation rounded where PyTorch's
+  /// separate tensor operations round. About twelve FLOP per parameter.
+  package func update(
+    _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
+    gradientScale: Float, learningRate: Float, weightDecay: Float
+  ) {
+    let t = step + 1
+    let rate = Double(learningRate)
+    let shrink = Float(1 - rate * Double(weightDecay))
+    let stepSize = Float(rate / adamBiasCorrection(beta: beta1, step: t))
+    let correction2 = Float(adamBiasCorrection(beta: beta2, step: t).squareRoot())
+    let m = firstMoment.base
+    let v = secondMoment.base
+    let (beta2, keep1, keep2, epsilon) = (beta2, 1 - beta1, 1 - beta2, epsilon)
+    for i in range {
+      let g = gradient[i] * gradientScale
+      let decayed = parameters[i] * shrink
+      let first = m[i] + (g - m[i]) * keep1
+      let second = v[i] * beta2 + keep2 * g * g
+      m[i] = first
+      v[i] = second
+      let denominator = second.squareRoot() / correction2 + epsilon
+      parameters[i] = decayed - stepSize * (first / denominator)
+    }
+  }
+}
