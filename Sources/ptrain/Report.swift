@@ -144,6 +144,8 @@ enum ProgressLine {
 final class ProgressReporter: Sendable {
   private let enabled: Bool
   private let interactive: Bool
+  /// What each epoch is evaluated on: "test", or "val" for a validation split.
+  private let evaluated: String
   private let clock = ContinuousClock()
   private let marks: Mutex<Marks>
 
@@ -157,7 +159,8 @@ final class ProgressReporter: Sendable {
     var epochStart: (time: ContinuousClock.Instant, epoch: Int, images: Int)?
   }
 
-  init(enabled: Bool, interactive: Bool) {
+  init(enabled: Bool, interactive: Bool, evaluated: String = "test") {
+    self.evaluated = evaluated
     self.enabled = enabled
     self.interactive = interactive
     marks = Mutex(Marks(lastDraw: clock.now))
@@ -193,7 +196,7 @@ final class ProgressReporter: Sendable {
         Terminal.progress("\r" + ProgressLine.render(fields, columns: terminalColumns()) + "\u{1B}[K")
       }
     case .epochFinished(let r):
-      let line = Self.epochLine(r, columns: interactive ? terminalColumns() : Int.max)
+      let line = Self.epochLine(r, columns: interactive ? terminalColumns() : Int.max, evaluated: evaluated)
       if interactive { Terminal.progress("\r\u{1B}[K") }
       Terminal.error(line)
     }
@@ -201,14 +204,15 @@ final class ProgressReporter: Sendable {
 
   /// The line that stays for a finished epoch. On a narrow terminal the time, then the
   /// throughput, then the losses are left out, so that it never wraps.
-  static func epochLine(_ r: EpochReport, columns: Int) -> String {
+  static func epochLine(_ r: EpochReport, columns: Int, evaluated: String = "test") -> String {
     var fields: [(text: String, priority: Int)] = [
       ("epoch \(r.epoch)", 0), (String(format: "loss %.4f", r.trainLoss), 3),
       (String(format: "acc %.2f%%", r.trainAccuracy * 100), 1),
     ]
     if let test = r.test {
       fields += [
-        (String(format: "test loss %.4f", test.loss), 3), (String(format: "test acc %.2f%%", test.accuracy * 100), 0),
+        (String(format: "\(evaluated) loss %.4f", test.loss), 3),
+        (String(format: "\(evaluated) acc %.2f%%", test.accuracy * 100), 0),
       ]
     }
     fields += [(String(format: "%.0f img/s", r.imagesPerSecond), 4), (String(format: "%.1f s", r.trainSeconds), 5)]

@@ -69,11 +69,14 @@ final class TensorBoardLog: Sendable {
 struct TrainingLog: Sendable {
   let log: TensorBoardLog
   let every: Int
+  /// What each epoch is evaluated on: `test`, or `validation` for a validation split.
+  let evaluated: String
 
   /// Opens the event file and writes the text summary.
-  init(directory: String, every: Int, trainer: Trainer, dataset: String) throws {
+  init(directory: String, every: Int, trainer: Trainer, dataset: String, evaluated: String = "test") throws {
     log = try TensorBoardLog(directory: directory)
     self.every = every
+    self.evaluated = evaluated
     let plan = trainer.plan
     var lines = [
       "**model** `\(trainer.model.text)`", "",
@@ -119,7 +122,9 @@ struct TrainingLog: Sendable {
         ("epoch/images_per_second", Float(r.imagesPerSecond)),
       ]
       if let test = r.test {
-        values += [("epoch/test_loss", Float(test.loss)), ("epoch/test_accuracy", Float(test.accuracy))]
+        values += [
+          ("epoch/\(evaluated)_loss", Float(test.loss)), ("epoch/\(evaluated)_accuracy", Float(test.accuracy)),
+        ]
       }
       log.append(TensorBoardEvents.scalars(values, step: step, wallTime: now))
       let parameters = trainer.parameterValues

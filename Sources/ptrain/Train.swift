@@ -20,6 +20,7 @@ struct Train: ParsableCommand {
   @OptionGroup var data: DataOptions
   @OptionGroup var inputs: InputOptions
   @OptionGroup var checkpoints: CheckpointOptions
+  @OptionGroup var validation: ValidationOptions
   @OptionGroup var output: OutputOptions
 
   @Option(
@@ -39,8 +40,10 @@ struct Train: ParsableCommand {
     let topology = try placement.topology()
     let trainer: Trainer
     let dataset: Dataset
-    let train: LabeledImages
+    var train: LabeledImages
     var metadata: [String: String]
+    var held: LabeledImages?
+    var best = BestEpochKeeper(path: validation.saveBest, patience: validation.earlyStop)
     if let resume {
       for (flag, given) in [("--model", model.model), ("--augment", inputs.augment), ("--normalize", inputs.normalize)]
       where given != nil {
@@ -67,6 +70,21 @@ struct Train: ParsableCommand {
       }
       dataset = try data.load(defaultsFrom: checkpoint.metadata, of: resume)
       train = try data.resumedTrainingImages(of: dataset, checkpoint: resume, metadata: checkpoint.metadata)
+      if let saved = checkpoint.metadata["validation_split"] {
+        guard let count = Int(saved), count >= 1, count < train.count else {
+          throw PTrainError("\(resume): __metadata__.validation_split is not a number of images below \(train.count)")
+        }
+        if let given = try validation.split(), try given.count(of: train.count) != count {
+          throw ValidationError(
+            "--validation-split \(given) differs from \(resume)'s \(count) images; a resume keeps the checkpoint's split"
+          )
+        }
+        (train, held) = train.splitting(validationCount: count, seed: state.options.seed)
+        best = BestEpochKeeper(
+          path: validation.saveBest, patience: validation.earlyStop, resumedFrom: checkpoint.metadata)
+      } else if validation.validationSplit != nil {
+        throw ValidationError("--validation-split cannot be added to a resumed run; \(resume) trained on every image")
+      }
       guard train.fingerprint == state.dataFingerprint else {
         throw PTrainError(
           "\(resume) was trained on \(state.dataFingerprint), but this data is \(train.fingerprint); resume on the same data"
@@ -78,17 +96,28 @@ struct Train: ParsableCommand {
       trainer = try Trainer(
         resuming: state, threads: threads, epochs: epochs, topology: topology, processes: job,
         trainingImages: train.count)
-      metadata = checkpoint.metadata.filter { ["source_model", "new_head", "history"].contains($0.key) }
+      metadata = checkpoint.metadata.filter {
+        ["source_model", "new_head", "history", "validation_split"].contains($0.key)
+      }
     } else {
       let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
       dataset = try data.load()
       let definition = try model.definition(input: dataset.train.shape)
       train = try data.trainingImages(of: dataset)
+      metadata = [:]
+      if let split = try validation.split() {
+        let count = try usage { try split.count(of: train.count) }
+        (train, held) = train.splitting(validationCount: count, seed: options.seed)
+        metadata["validation_split"] = String(count)
+      }
       let normalization = try inputs.normalization(channels: definition.input.channels, dataset: dataset)
       trainer = try Trainer(
         options: options, model: definition, normalization: normalization, topology: topology, processes: job,
         trainingImages: train.count)
-      metadata = [:]
+    }
+    try validation.check(resumedSplit: held != nil)
+    if let best = validation.saveBest, best == checkpoints.save {
+      throw ValidationError("--save-best \(best) is also --save; give the best epoch a file of its own")
     }
     // The resumed file may be saved back to, but not reported over.
     try refuseOverwriting(
@@ -99,8 +128,9 @@ struct Train: ParsableCommand {
       outputs: [
         checkpoints.save.map { NamedPath(role: "--save", path: $0) },
         output.report.map { NamedPath(role: "--report", path: $0) },
+        validation.saveBest.map { NamedPath(role: "--save-best", path: $0) },
       ].compactMap { $0 })
-    metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count)) { _, new in new }
+    metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count + (held?.count ?? 0))) { _, new in new }
     if let logdir = output.logdir {
       metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path
     }
@@ -108,7 +138,9 @@ struct Train: ParsableCommand {
     var session = TrainingSession(
       trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata,
       activity: resume.map { "resuming \($0)" } ?? "training")
-    session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags
+    session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags + validation.resumeFlags
+    session.validation = held
+    session.best = best
     try session.run()
   }
 
@@ -190,6 +222,18 @@ struct RunSummary: Codable {
   let profile: PhaseProfile?
   /// Where the checkpoint went; present with --save.
   let checkpoint: String?
+  /// The validation split and its best epoch; present with --validation-split.
+  let validation: Validation?
+
+  struct Validation: Codable {
+    let images: Int
+    let bestEpoch: Int
+    let bestAccuracy: Double?
+    /// Where --save-best kept the best epoch's checkpoint.
+    let bestCheckpoint: String?
+    /// The epoch after which --early-stop ended the run; absent when it ran every epoch.
+    let earlyStoppedAfterEpoch: Int?
+  }
 
   struct Epoch: Codable {
     let epoch: Int
@@ -197,17 +241,23 @@ struct RunSummary: Codable {
     let trainAccuracy: Double
     let testLoss: Double?
     let testAccuracy: Double?
+    /// With a validation split, each epoch's metrics on it (and no test metrics).
+    let validationLoss: Double?
+    let validationAccuracy: Double?
     let imagesPerSecond: Double
     /// The rate of the epoch's last step; absent in histories from before it was added.
     let learningRate: Float?
 
-    init(_ report: EpochReport) {
+    init(_ report: EpochReport, validating: Bool = false) {
       learningRate = report.learningRate
+      let loss = report.test.flatMap { $0.loss.isFinite ? $0.loss : nil }  // null when not finite
+      validationLoss = validating ? loss : nil
+      validationAccuracy = validating ? report.test?.accuracy : nil
       epoch = report.epoch
       trainLoss = report.trainLoss
       trainAccuracy = report.trainAccuracy
-      testLoss = report.test.flatMap { $0.loss.isFinite ? $0.loss : nil }  // null when not finite
-      testAccuracy = report.test?.accuracy
+      testLoss = validating ? nil : loss
+      testAccuracy = validating ? nil : report.test?.accuracy
       imagesPerSecond = report.imagesPerSecond
     }
   }
@@ -215,8 +265,10 @@ struct RunSummary: Codable {
   init(
     dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary?,
     evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?,
-    model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil, workerCPUs: [[Int]]? = nil
+    model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil, workerCPUs: [[Int]]? = nil,
+    validation: Validation? = nil
   ) {
+    self.validation = validation
     workerCpus = workerCPUs
     self.model = model
     self.classNames = classNames
@@ -240,7 +292,7 @@ struct RunSummary: Codable {
     testAccuracy = evaluation.accuracy
     perClass = evaluation.classes
     confusionMatrix = evaluation.confusion
-    self.history = history ?? (summary?.epochs ?? []).map(Epoch.init)
+    self.history = history ?? (summary?.epochs ?? []).map { Epoch($0) }
     self.parametersSHA256 = parametersSHA256
     self.pinned = pinned
   }

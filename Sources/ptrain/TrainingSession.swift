@@ -18,12 +18,20 @@ struct TrainingSession: Sendable {
   /// The command that continues this run after an interrupt, less `train --resume PATH`
   /// (the binary as it was invoked, and flags worth keeping).
   var resumeFlags: [String] = []
+  /// The images held out of the training data to evaluate each epoch on, when the run
+  /// has a validation split; the test set is then evaluated once, at the end.
+  var validation: LabeledImages?
+  /// The best validation epoch so far, its checkpoint and the early stop.
+  var best = BestEpochKeeper(path: nil, patience: nil)
 
   /// The run's first line on stderr: what it does, on which data.
   var firstLine: String {
-    let images = train.count == dataset.train.count ? "\(train.count)" : "\(train.count) of \(dataset.train.count)"
+    let total = train.count + (validation?.count ?? 0)
+    let images = total == dataset.train.count ? "\(train.count)" : "\(train.count) of \(dataset.train.count)"
+    let split = validation.map { ", \($0.count) validation (each epoch)" } ?? ""
+    let once = validation == nil ? "" : " (once, at the end)"
     return
-      "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train, \(dataset.test.count) test images"
+      "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train\(split), \(dataset.test.count) test images\(once)"
   }
 
   /// Trains to the end (or until interrupted), saving as asked. Exits 130 on SIGINT and
@@ -37,11 +45,20 @@ struct TrainingSession: Sendable {
     }
     let checkpoints = saving
     if let path = checkpoints.save { try DestinationLock.acquire(path) }
-    let progress = ProgressReporter(enabled: !output.quiet, interactive: Terminal.stderrIsTTY)
+    let progress = ProgressReporter(
+      enabled: !output.quiet, interactive: Terminal.stderrIsTTY, evaluated: validation == nil ? "test" : "val")
     if !output.quiet { Terminal.error(firstLine) }
     let log = try (job.rank == 0 ? output.logdir : nil).map {
-      try TrainingLog(directory: $0, every: output.logInterval, trainer: trainer, dataset: dataset.name)
+      try TrainingLog(
+        directory: $0, every: output.logInterval, trainer: trainer, dataset: dataset.name,
+        evaluated: validation == nil ? "test" : "validation")
     }
+    let best = Mutex(self.best)
+    /// Set when the early stop, not a signal, ended the run.
+    let stoppedEarly = Atomic<Bool>(false)
+    let metadata = self.metadata
+    /// What every checkpoint carries: the run's metadata and the best epoch so far.
+    let extras: @Sendable () -> [String: String] = { metadata.merging(best.withLock(\.metadata)) { _, new in new } }
     let interrupts = InterruptHandler { [trainer] in trainer.requestStop() }
     let finishingConsequence =
       checkpoints.save == nil ? "exiting after the final evaluation" : "finishing the final checkpoint first"
@@ -49,13 +66,24 @@ struct TrainingSession: Sendable {
     let saves = Mutex<(last: (path: String, step: Int)?, error: (any Error)?)>((nil, nil))
     let summary: TrainingSummary
     do {
-      summary = try trainer.train(train, evaluatingOn: dataset.test) { event in
+      summary = try trainer.train(train, evaluatingOn: validation ?? dataset.test) { event in
         // From the last epoch's line on, an interrupt no longer stops a step (none is left)
         // but waits for the final checkpoint: say so before the line appears.
         if case .epochFinished(let report) = event, report.epoch == trainer.options.epochs {
           interrupts.finishing(finishingConsequence)
         }
         progress.handle(event)
+        if case .epochFinished(let report) = event, validation != nil {
+          do {
+            if try best.withLock({ try $0.epochFinished(report, trainer: trainer, extra: metadata) }) {
+              stoppedEarly.store(true, ordering: .relaxed)
+              trainer.requestStop()
+            }
+          } catch {
+            saves.withLock { $0.error = $0.error ?? error }
+            trainer.requestStop()
+          }
+        }
         log?.record(event, step: trainer.optimizer.step, trainer: trainer)
         // Step events run on a worker while no worker changes the trainer, so its state
         // can be saved here (see `Trainer.train`).
@@ -65,7 +93,7 @@ struct TrainingSession: Sendable {
           saves.withLock { saves in
             guard saves.error == nil else { return }
             do {
-              try Checkpoint.save(trainer.state(), to: path, extra: metadata)
+              try Checkpoint.save(trainer.state(), to: path, extra: extras())
               saves.last = (path, trainer.optimizer.step)
             } catch {
               saves.error = error
@@ -84,11 +112,20 @@ struct TrainingSession: Sendable {
     // A resumed run's history begins with the epochs its checkpoint recorded.
     // Checked before training (`Train.run`), so that no run is lost to it afterwards.
     let earlier = metadata["history"].flatMap { try? RunSummary.history(decoding: $0, of: "the checkpoint") }
-    let thisRun = summary.epochs.map(RunSummary.Epoch.init)
+    let thisRun = summary.epochs.map { RunSummary.Epoch($0, validating: validation != nil) }
     let history = (earlier ?? []).filter { $0.epoch < thisRun.first?.epoch ?? .max } + thisRun
-    var recorded = metadata  // what the checkpoints from here on carry: the history too
+    var recorded = extras()  // what the checkpoints from here on carry: the history too
     recorded["history"] = String(decoding: try JSONEncoder().encode(history), as: UTF8.self)
-    if summary.stopped {
+    let early = summary.stopped && stoppedEarly.load(ordering: .relaxed) && interrupts.received == nil
+    if early {
+      progress.finishLine()
+      let kept = best.withLock { $0 }
+      recorded["early_stopped_after_epoch"] = String(trainer.epochsCompleted)
+      Terminal.error(
+        "ptrain: early stop after epoch \(trainer.epochsCompleted): no better validation accuracy for \(kept.patience ?? 0) epoch(s); the best was epoch \(kept.bestEpoch)"
+      )
+    }
+    if summary.stopped && !early {
       progress.finishLine()
       let signal = interrupts.received ?? SIGINT
       let position =
@@ -108,13 +145,20 @@ struct TrainingSession: Sendable {
     // Training is complete. An interrupt from here on no longer stops a step: the
     // handler stays armed until the final checkpoint is on disk, then ptrain exits.
     interrupts.finishing(finishingConsequence)
-    let evaluation = try summary.finalEvaluation ?? trainer.evaluate(dataset.test)
+    // With a validation split the epochs were evaluated on it; the test set only now.
+    let evaluation = try (validation == nil ? summary.finalEvaluation : nil) ?? trainer.evaluate(dataset.test)
     log?.log.close()
     let run = RunSummary(
       dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
       evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
       profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save, model: trainer.model.text,
-      classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs)
+      classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs,
+      validation: validation.map { images in
+        let kept = best.withLock { $0 }
+        return RunSummary.Validation(
+          images: images.count, bestEpoch: kept.bestEpoch, bestAccuracy: kept.bestAccuracy,
+          bestCheckpoint: kept.path, earlyStoppedAfterEpoch: early ? trainer.epochsCompleted : nil)
+      })
     // The checkpoint first, then the summary, then the report: a report that cannot be
     // written loses neither, and an interrupt during the final evaluation still gets both.
     if let path = checkpoints.save {

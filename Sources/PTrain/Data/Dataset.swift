@@ -14,8 +14,9 @@ public struct LabeledImages: Sendable {
   enum Storage: Sendable {
     /// `count` images of `shape.count` bytes each.
     case memory([UInt8])
-    /// The first `count` records of these files.
-    case files(ImageRecordFiles)
+    /// Records of these files: image `i` is record `records[i]`, or record `i` when
+    /// `records` is nil.
+    case files(ImageRecordFiles, records: [Int]?)
   }
   let storage: Storage
   /// One label per image, each below `classes`.
@@ -54,9 +55,16 @@ public struct LabeledImages: Sendable {
     self.shape = shape
   }
 
+  init(storage: Storage, labels: [UInt8], classes: Int, shape: ImageShape) {
+    self.storage = storage
+    self.labels = labels
+    self.classes = classes
+    self.shape = shape
+  }
+
   /// The records of `files`, whose labels (checked when they were opened) are `labels`.
   package init(files: ImageRecordFiles, labels: [UInt8], classes: Int) {
-    storage = .files(files)
+    storage = .files(files, records: nil)
     self.labels = labels
     self.classes = classes
     shape = files.shape
@@ -96,11 +104,12 @@ public struct LabeledImages: Sendable {
           (destination + n * bytes).update(from: pixels.baseAddress! + Int(index) * bytes, count: bytes)
         }
       }
-    case .files(let files):
+    case .files(let files, let records):
       try withUnsafeTemporaryAllocation(of: UInt8.self, capacity: files.recordBytes) { record in
         for (n, index) in indices.enumerated() {
           try files.read(
-            Int(index), label: labels[Int(index)], into: destination + n * bytes, record: record.baseAddress!)
+            records?[Int(index)] ?? Int(index), label: labels[Int(index)], into: destination + n * bytes,
+            record: record.baseAddress!)
         }
       }
     }
@@ -130,8 +139,10 @@ public struct LabeledImages: Sendable {
       try! LabeledImages(
         pixels: Array(pixels.prefix(count * shape.count)), labels: Array(labels.prefix(count)), classes: classes,
         shape: shape)
-    case .files(let files):
-      LabeledImages(files: files, labels: Array(labels.prefix(count)), classes: classes)
+    case .files(let files, let records):
+      LabeledImages(
+        storage: .files(files, records: records.map { Array($0.prefix(count)) }), labels: Array(labels.prefix(count)),
+        classes: classes, shape: shape)
     }
   }
 }
