@@ -9,7 +9,7 @@ struct Finetune: ParsableCommand {
     abstract: "Fine-tune a pre-trained checkpoint on new data, optionally with frozen layers and a new head.",
     discussion: """
       Loads only the weights of --from (not its optimizer state or position) and starts a fresh \
-      Adam. Frozen layers keep their weights, get no gradients, and their backward work is \
+      optimizer (--optimizer, Adam by default). Frozen layers keep their weights, get no gradients, and their backward work is \
       skipped. Name layers as `ptrain summary` does (for mnist-cnn: conv1, conv2, dense) or by \
       their index in PyTorch's nn.Sequential (0, 3, 7). Try "only N labels" with --train-limit N.
       """)
