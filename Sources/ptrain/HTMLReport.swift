@@ -12,13 +12,20 @@ enum HTMLReport {
       run.classNames.flatMap { index < $0.count ? $0[index] : nil } ?? String(index)
     }
     let epochs = run.history.map { Double($0.epoch) }
+    // Each epoch was evaluated on the test set, or on a validation split (the test set then once, at the end).
+    let validating = run.validation != nil
+    let evaluated = validating ? "validation" : "test"
     let losses = [
       Series(name: "train", color: "#1f77b4", values: run.history.map(\.trainLoss)),
-      Series(name: "test", color: "#d62728", values: run.history.map { $0.testLoss ?? .nan }),
+      Series(
+        name: evaluated, color: "#d62728",
+        values: run.history.map { (validating ? $0.validationLoss : $0.testLoss) ?? .nan }),
     ]
     let accuracies = [
       Series(name: "train", color: "#1f77b4", values: run.history.map { 100 * $0.trainAccuracy }),
-      Series(name: "test", color: "#d62728", values: run.history.map { 100 * ($0.testAccuracy ?? .nan) }),
+      Series(
+        name: evaluated, color: "#d62728",
+        values: run.history.map { 100 * ((validating ? $0.validationAccuracy : $0.testAccuracy) ?? .nan) }),
     ]
     let throughput = [Series(name: "img/s", color: "#2ca02c", values: run.history.map(\.imagesPerSecond))]
     let rates = [

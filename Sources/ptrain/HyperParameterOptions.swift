@@ -108,7 +108,6 @@ struct HyperParameterOptions: ParsableArguments {
   /// given with another value than the checkpoint's is refused.
   func conflicts(with state: TrainingState) throws -> [(flag: String, given: String?, saved: String)] {
     let saved = state.options
-    let given = try optimizerSettings()
     return [
       ("--batch-size", batchSize.map { "\($0)" }, "\(saved.batchSize)"),
       ("--learning-rate", learningRate.map { "\($0)" }, "\(saved.learningRate)"),
@@ -116,7 +115,7 @@ struct HyperParameterOptions: ParsableArguments {
       ("--optimizer", optimizer, saved.optimizer.algorithm.rawValue),
       ("--momentum", momentum.map { "\($0)" }, "\(saved.optimizer.momentum)"),
       ("--nesterov", nesterov ? "true" : nil, "\(saved.optimizer.nesterov)"),
-      ("--weight-decay", weightDecay.map { _ in "\(given.weightDecay)" }, "\(saved.optimizer.weightDecay)"),
+      ("--weight-decay", weightDecay.map { "\($0)" }, "\(saved.optimizer.weightDecay)"),
       ("--no-decay-bn-bias", noDecayBnBias ? "true" : nil, "\(!saved.optimizer.decaysNormsAndBiases)"),
       ("--lr-schedule", try lrSchedule.map { _ in try schedule().description }, saved.schedule.description),
       ("--warmup-steps", warmupSteps.map { "\($0)" }, "\(saved.schedule.warmupSteps)"),

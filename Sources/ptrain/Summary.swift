@@ -77,7 +77,7 @@ struct Summary: ParsableCommand {
     let memory = MemoryEstimate(plan: plan, options: options, workers: options.threads, stepImages: batchSize)
     let memoryLine =
       "training memory at batch \(batchSize) on \(options.threads) thread(s): about \(MemoryEstimate.describe(memory.total)) "
-      + "(parameters and Adam \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), "
+      + "(parameters and Adam's state \(MemoryEstimate.describe(memory.parameters)), gradients \(MemoryEstimate.describe(memory.gradients)), "
       + "prepared filters \(MemoryEstimate.describe(memory.preparedWeights)), activations \(MemoryEstimate.describe(memory.replicas))), besides the data"
     if json {
       struct Output: Encodable {

@@ -80,8 +80,9 @@ struct Train: ParsableCommand {
           )
         }
         (train, held) = train.splitting(validationCount: count, seed: state.options.seed)
-        best = BestEpochKeeper(
-          path: validation.saveBest, patience: validation.earlyStop, resumedFrom: checkpoint.metadata)
+        best = try BestEpochKeeper(
+          path: validation.saveBest, patience: validation.earlyStop, resumedFrom: checkpoint.metadata,
+          epochsCompleted: state.epochsCompleted, file: resume)
       } else if validation.validationSplit != nil {
         throw ValidationError("--validation-split cannot be added to a resumed run; \(resume) trained on every image")
       }
@@ -116,19 +117,21 @@ struct Train: ParsableCommand {
         trainingImages: train.count)
     }
     try validation.check(resumedSplit: held != nil)
-    if let best = validation.saveBest, best == checkpoints.save {
-      throw ValidationError("--save-best \(best) is also --save; give the best epoch a file of its own")
+    if let path = best.path, let save = checkpoints.save, sameFile(path, save) {
+      throw ValidationError("--save-best \(path) is also --save; give the best epoch a file of its own")
     }
-    // The resumed file may be saved back to, but not reported over.
+    // The resumed file may be saved back to, but not reported or best-kept over.
     try refuseOverwriting(
       inputs: dataInputs(dataset) + (resume.map { [NamedPath(role: "--resume", path: $0)] } ?? []),
-      outputs: [output.report.map { NamedPath(role: "--report", path: $0) }].compactMap { $0 })
+      outputs: [
+        output.report.map { NamedPath(role: "--report", path: $0) },
+        best.path.map { NamedPath(role: "--save-best", path: $0) },
+      ].compactMap { $0 })
     try refuseOverwriting(
       inputs: dataInputs(dataset),
       outputs: [
         checkpoints.save.map { NamedPath(role: "--save", path: $0) },
         output.report.map { NamedPath(role: "--report", path: $0) },
-        validation.saveBest.map { NamedPath(role: "--save-best", path: $0) },
       ].compactMap { $0 })
     metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count + (held?.count ?? 0))) { _, new in new }
     if let logdir = output.logdir {

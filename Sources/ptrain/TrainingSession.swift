@@ -45,6 +45,7 @@ struct TrainingSession: Sendable {
     }
     let checkpoints = saving
     if let path = checkpoints.save { try DestinationLock.acquire(path) }
+    if let path = self.best.path, job.rank == 0 { try DestinationLock.acquire(path) }
     let progress = ProgressReporter(
       enabled: !output.quiet, interactive: Terminal.stderrIsTTY, evaluated: validation == nil ? "test" : "val")
     if !output.quiet { Terminal.error(firstLine) }

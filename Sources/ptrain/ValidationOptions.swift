@@ -47,25 +47,63 @@ struct ValidationOptions: ParsableArguments {
 }
 
 /// The best validation accuracy so far, where its checkpoint goes, and when to stop early.
-/// Carried in every checkpoint's metadata (`best_validation_accuracy`, `best_epoch`), so
-/// that a resumed run judges and stops as the uninterrupted one would.
+/// Carried in every checkpoint's metadata (`best_validation_accuracy`, `best_epoch`,
+/// `save_best`, `early_stop`), so that a resumed run judges, saves and stops as the
+/// uninterrupted one would without repeating the flags.
 struct BestEpochKeeper: Sendable {
   let path: String?
   let patience: Int?
   private(set) var bestAccuracy: Double?
   private(set) var bestEpoch = 0
 
-  init(path: String?, patience: Int?, resumedFrom metadata: [String: String] = [:]) {
+  init(path: String?, patience: Int?) {
     self.path = path
     self.patience = patience
-    bestAccuracy = metadata["best_validation_accuracy"].flatMap(Double.init)
-    bestEpoch = metadata["best_epoch"].flatMap { Int($0) } ?? 0
   }
 
-  /// What checkpoints carry about the best epoch.
+  /// The keeper of a run resumed from `checkpoint` after `epochsCompleted` epochs: its
+  /// best epoch, and its `--save-best` and `--early-stop` unless given again. Throws a
+  /// one-line error for fields out of range, or when the run already stopped early and
+  /// no other patience is given.
+  init(path: String?, patience: Int?, resumedFrom metadata: [String: String], epochsCompleted: Int, file: String) throws
+  {
+    self.path = path ?? metadata["save_best"]
+    let savedPatience = try metadata["early_stop"].map { text in
+      guard let value = Int(text), value >= 1 else {
+        throw PTrainError("\(file): __metadata__.early_stop is not an integer ≥ 1")
+      }
+      return value
+    }
+    self.patience = patience ?? savedPatience
+    switch (metadata["best_validation_accuracy"], metadata["best_epoch"]) {
+    case (nil, nil): break
+    case (let accuracy?, let epoch?):
+      guard let accuracy = Double(accuracy), (0...1).contains(accuracy), let epoch = Int(epoch),
+        (1...max(epochsCompleted, 1)).contains(epoch)
+      else {
+        throw PTrainError(
+          "\(file): __metadata__.best_validation_accuracy must be from 0 to 1 and best_epoch an epoch it finished")
+      }
+      (bestAccuracy, bestEpoch) = (accuracy, epoch)
+    default:
+      throw PTrainError("\(file): __metadata__ has one of best_validation_accuracy and best_epoch without the other")
+    }
+    if let stopped = metadata["early_stopped_after_epoch"], patience == nil {
+      throw ValidationError(
+        "\(file) stopped early after epoch \(stopped); pass --early-stop with a larger patience to train on")
+    }
+  }
+
+  /// What checkpoints carry about the best epoch and the flags that watch it.
   var metadata: [String: String] {
-    guard let bestAccuracy else { return [:] }
-    return ["best_validation_accuracy": "\(bestAccuracy)", "best_epoch": String(bestEpoch)]
+    var fields: [String: String] = [:]
+    if let bestAccuracy {
+      fields["best_validation_accuracy"] = "\(bestAccuracy)"
+      fields["best_epoch"] = String(bestEpoch)
+    }
+    if let path { fields["save_best"] = path }
+    if let patience { fields["early_stop"] = String(patience) }
+    return fields
   }
 
   /// Takes a finished epoch's validation accuracy: when it is the best so far, records it

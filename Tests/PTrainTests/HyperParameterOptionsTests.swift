@@ -40,8 +40,10 @@ final class HyperParameterOptionsTests: XCTestCase {
     assertRefused(
       try runPTrain(["train", "--resume", saved, "--epochs", "3", "--lr-schedule", "step:1"]), status: 64,
       "--lr-schedule step:1 differs")
-    let resumed = try runPTrain(
-      ["train", "--resume", saved, "--epochs", "3", "--optimizer", "sgd", "--json", "--quiet", "--threads", "1"])
+    let resumed = try runPTrain([
+      "train", "--resume", saved, "--epochs", "3", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov",
+      "--json", "--quiet", "--threads", "1",
+    ])
     XCTAssertEqual(resumed.status, 0, resumed.stderr)
     XCTAssertTrue(resumed.stderr.contains("changes the length the cosine schedule was planned over"), resumed.stderr)
   }

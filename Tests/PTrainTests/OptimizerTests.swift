@@ -169,6 +169,11 @@ final class OptimizerTests: XCTestCase {
     XCTAssertThrowsError(try OptimizerSettings(parsing: "lion")) {
       XCTAssertTrue("\($0)".contains("unknown optimizer"))
     }
+    for bad in [
+      "adam =", "sgd momentum=", "sgd =0.9", "sgd nesterov=1", "adamw weight_decay=x", "sgd momentum=0.9 shiny",
+    ] {
+      XCTAssertThrowsError(try OptimizerSettings(parsing: bad), bad)
+    }
   }
 
   /// With weight decay off for biases and norms, only the multi-dimensional tensors decay,

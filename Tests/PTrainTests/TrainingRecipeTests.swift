@@ -49,6 +49,13 @@ final class TrainingRecipeTests: XCTestCase {
       XCTAssertEqual(state.options.optimizer, optimizer, name)
       XCTAssertEqual(state.options.schedule, schedule, name)
       XCTAssertEqual(state.options.labelSmoothing, smoothing, name)
+      var mismatched = state
+      mismatched.options.optimizer = OptimizerSettings(.sgd)  // no state buffers where the file has some
+      if optimizer != mismatched.options.optimizer {
+        XCTAssertThrowsError(try Trainer(resuming: mismatched, threads: 1)) {
+          XCTAssertTrue("\($0)".contains("does not fit its model and optimizer"), "\($0)")
+        }
+      }
       let resumed = try Trainer(resuming: state, threads: 3)
       try resumed.train(data)
       XCTAssertEqual(resumed.parametersSHA256, straight.parametersSHA256, "resumed, \(name)")

@@ -52,6 +52,8 @@ final class ValidationOptionsTests: XCTestCase {
     XCTAssertEqual(straight.status, 0, straight.stderr)
     let first = try runPTrain(Self.tiny + ["--epochs", "1", "--validation-split", "100", "--save", path, "--quiet"])
     XCTAssertEqual(first.status, 0, first.stderr)
+    let afterOneEpoch = directory.appendingPathComponent("one-epoch.safetensors").path
+    try FileManager.default.copyItem(atPath: path, toPath: afterOneEpoch)
     let resumed = try runPTrain(["train", "--resume", path, "--epochs", "2", "--threads", "1", "--json", "--quiet"])
     XCTAssertEqual(resumed.status, 0, resumed.stderr)
     XCTAssertEqual(
@@ -59,6 +61,19 @@ final class ValidationOptionsTests: XCTestCase {
     assertRefused(
       try runPTrain(["train", "--resume", path, "--epochs", "3", "--validation-split", "50"]), status: 64,
       "--validation-split 50 differs from")
+    assertRefused(
+      try runPTrain(["train", "--resume", path, "--epochs", "3", "--save-best", path]), status: 64,
+      "--save-best \(path) is")
+    let edited = directory.appendingPathComponent("edited.safetensors").path
+    for (change, fragment) in [
+      (["best_epoch": "-5"], "best_epoch an epoch it finished"),
+      (["best_epoch": "2"], "best_epoch an epoch it finished"),
+      (["best_validation_accuracy": "nan"], "best_validation_accuracy must be from 0 to 1"),
+      (["early_stop": "0"], "early_stop is not an integer"),
+    ] {
+      try rewriteMetadata(afterOneEpoch, to: edited, change)
+      assertRefused(try runPTrain(["train", "--resume", edited, "--epochs", "3"]), status: 1, fragment)
+    }
   }
 
   func testBadValidationFlagsAreRefused() throws {

@@ -126,7 +126,8 @@ public struct Checkpoint: Sendable {
     "train_images", "source_model", "new_head", "epochs", "batch_size", "learning_rate", "seed", "shard_size",
     "optimizer", "optimizer_settings", "lr_schedule", "warmup_steps", "label_smoothing", "optimizer_step", "adam_step",
     "epochs_completed", "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct", "test_accuracy",
-    "test_loss",
+    "test_loss", "validation_split", "best_validation_accuracy", "best_epoch", "save_best", "early_stop",
+    "early_stopped_after_epoch",
   ]
 
   private init(file: SafeTensors, path: String) throws {

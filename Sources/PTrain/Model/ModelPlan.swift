@@ -11,7 +11,7 @@
 /// | batchnorm | C (γ), C (β) | |
 ///
 /// BatchNorm's running mean and variance are state, not parameters: they live in a
-/// second buffer (`stateTensors`), get no gradient and are not updated by Adam.
+/// second buffer (`stateTensors`), get no gradient and are not updated by the optimizer.
 /// `parameters_sha256` hashes the parameters' little-endian bytes in this order.
 public struct ModelPlan: Sendable {
   /// How a layer's arithmetic is done, chosen by its shape.

@@ -35,7 +35,7 @@ package final class Adam: Optimizer {
   package func stepSizeForNext(learningRate: Float) -> Float {
     let t = step + 1
     let correction =
-      adamBiasCorrection(beta: beta2, step: t).squareRoot() / adamBiasCorrection(beta: beta1, step: t)
+      adamBiasCorrection(beta: Double(beta2), step: t).squareRoot() / adamBiasCorrection(beta: Double(beta1), step: t)
     return Float(Double(learningRate) * correction)
   }
 

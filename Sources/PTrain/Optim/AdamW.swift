@@ -4,8 +4,9 @@
 /// `v ← vβ2 + (1 − β2)g²`, `θ ← θ − (lr / (1 − β1^t)) · m / (√v / √(1 − β2^t) + ε)`.
 /// Its state is `exp_avg` and `exp_avg_sq`, as in `Adam`.
 package final class AdamW: Optimizer {
-  package let beta1: Float = 0.9
-  package let beta2: Float = 0.999
+  /// β1, β2 as PyTorch's Python floats: in Double for the bias corrections and `1 − β`, in
+  /// Float where a tensor operation takes them.
+  package static let beta1 = 0.9, beta2 = 0.999
   package let epsilon: Float = 1e-8
   package private(set) var step = 0
   package let firstMoment: AlignedFloats
@@ -42,11 +43,12 @@ package final class AdamW: Optimizer {
     let t = step + 1
     let rate = Double(learningRate)
     let shrink = Float(1 - rate * Double(weightDecay))
-    let stepSize = Float(rate / adamBiasCorrection(beta: beta1, step: t))
-    let correction2 = Float(adamBiasCorrection(beta: beta2, step: t).squareRoot())
+    let stepSize = Float(rate / adamBiasCorrection(beta: Self.beta1, step: t))
+    let correction2 = Float(adamBiasCorrection(beta: Self.beta2, step: t).squareRoot())
     let m = firstMoment.base
     let v = secondMoment.base
-    let (beta2, keep1, keep2, epsilon) = (beta2, 1 - beta1, 1 - beta2, epsilon)
+    let (beta2, keep1, keep2) = (Float(Self.beta2), Float(1 - Self.beta1), Float(1 - Self.beta2))
+    let epsilon = self.epsilon
     for i in range {
       let g = gradient[i] * gradientScale
       let decayed = parameters[i] * shrink

@@ -34,6 +34,8 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
   }
 
   public static let constant = LearningRateSchedule()
+  /// The most milestones a `step` schedule may have.
+  public static let maximumMilestones = 1000
   /// `step:`'s γ unless given.
   public static let defaultGamma = 0.1
   /// OneCycleLR's defaults.
@@ -51,7 +53,8 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
     case ("step", 2...3):
       let words = parts[1].split(separator: ",", omittingEmptySubsequences: false)
       let epochs = words.compactMap { Int($0) }
-      guard epochs.count == words.count, epochs.allSatisfy({ $0 >= 1 }),
+      guard epochs.count == words.count, epochs.count <= Self.maximumMilestones,
+        epochs.allSatisfy({ (1...TrainingOptions.maximumEpochs).contains($0) }),
         zip(epochs, epochs.dropFirst()).allSatisfy({ $0 < $1 })
       else {
         throw PTrainError(
@@ -59,8 +62,9 @@ public struct LearningRateSchedule: Sendable, Equatable, CustomStringConvertible
       }
       var gamma = Self.defaultGamma
       if parts.count == 3 {
-        guard let value = Double(parts[2]), value.isFinite, value > 0 else {
-          throw PTrainError("learning-rate schedule '\(text)': the factor after the epochs must be a positive number")
+        guard let value = Double(parts[2]), value > 0, value <= 1 else {
+          throw PTrainError(
+            "learning-rate schedule '\(text)': the factor after the epochs must be above 0 and at most 1")
         }
         gamma = value
       }

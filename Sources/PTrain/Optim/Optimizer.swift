@@ -32,9 +32,9 @@ package protocol Optimizer: AnyObject {
 }
 
 /// The bias corrections `1 − β^t` of Adam's moments at step `t` (from 1), in Double as
-/// PyTorch computes them in Python floats.
-func adamBiasCorrection(beta: Float, step t: Int) -> Double {
-  1 - pow(Double(beta), Double(t))
+/// PyTorch computes them in Python floats (`Adam` passes its Float β widened, as it always has).
+func adamBiasCorrection(beta: Double, step t: Int) -> Double {
+  1 - pow(beta, Double(t))
 }
 
 #if canImport(Glibc)

@@ -77,7 +77,7 @@ public struct OptimizerSettings: Sendable, Equatable, CustomStringConvertible {
     }
     self.init(algorithm)
     for word in words.dropFirst() {
-      let parts = word.split(separator: "=", maxSplits: 1).map(String.init)
+      let parts = word.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
       switch (parts[0], parts.count == 2 ? Float(parts[1]) : nil) {
       case ("momentum", let value?): momentum = value
       case ("weight_decay", let value?): weightDecay = value

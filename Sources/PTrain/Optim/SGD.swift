@@ -48,11 +48,11 @@ package final class SGD: Optimizer {
     }
     let b = velocity.base
     let momentum = self.momentum
-    // PyTorch starts the buffer as a copy of the first gradient: bμ + g with b = 0.
-    let carried: Float = step == 0 ? 0 : 1
+    // PyTorch starts the buffer as a copy of the first gradient.
+    let first = step == 0
     for i in range {
       let g = gradient[i] * gradientScale + weightDecay * parameters[i]
-      let buffer = (b[i] * carried) * momentum + g
+      let buffer = first ? g : b[i] * momentum + g
       b[i] = buffer
       let direction = nesterov ? g + momentum * buffer : buffer
       parameters[i] = parameters[i] + descent * direction

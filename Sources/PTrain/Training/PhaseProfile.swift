@@ -9,7 +9,7 @@
 /// `compute` is forward and backward on the shards (including each image's conversion
 /// from bytes), `barrier` is time spent waiting for other workers, `sync` is BatchNorm's
 /// exchange of batch statistics inside the step (its waits and sums), `reduce` is summing
-/// the gradient slots, `optimizer` is Adam, `communicate` is the exchange between MPI
+/// the gradient slots, `optimizer` is the optimizer's update, `communicate` is the exchange between MPI
 /// processes (zero in one process), and `data` is the per-epoch shuffle on the
 /// calling thread. Timing costs two clock reads per phase per step (tens of nanoseconds).
 public struct PhaseProfile: Sendable, Equatable, Codable {

@@ -7,7 +7,7 @@
 /// span them. Then every rank sends each other rank, for that rank's slice of the
 /// parameters, the slots its block still holds (the roots of the subtrees it summed,
 /// usually one or two); each rank adds the pairs that span ranks, over its own slice, in
-/// the tree's order, and applies Adam there; finally every rank gets every
+/// the tree's order, and applies the optimizer there; finally every rank gets every
 /// updated slice, with the optimizer's state. BatchNorm's per-shard sums and the shards'
 /// losses travel the same way, whole, so every rank adds them in shard order. No sum
 /// depends on which rank or worker computed what, so any processes × threads split gives
@@ -23,7 +23,7 @@ final class RankExchange: @unchecked Sendable {
   /// Per rank: the trainable parameter ranges that its workers reduce and update.
   let rankRanges: [[Range<Int>]]
   let parameters: UnsafeMutablePointer<Float>
-  /// The optimizer's state buffers (Adam's moments), shared with the parameters.
+  /// The optimizer's state buffers (Adam's moments, SGD's momentum), shared with the parameters.
   let optimizerState: [UnsafeMutablePointer<Float>]
   /// Floats of each rank's slice.
   let sliceLengths: [Int]

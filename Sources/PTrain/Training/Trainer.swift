@@ -9,7 +9,7 @@ import Synchronization
 /// inside its block. After a second barrier every worker adds, over one contiguous slice
 /// of the trainable parameters, the tree pairs that span blocks, and checks the sum for
 /// non-finite values. After a third barrier, if every shard's loss and every gradient is
-/// finite, each worker applies Adam to its slice; otherwise all stop before changing
+/// finite, each worker applies the optimizer to its slice; otherwise all stop before changing
 /// anything. Which worker computes which shard never changes a bit of the result, so any
 /// thread count gives the same parameters for the same seed.
 ///
@@ -228,6 +228,14 @@ public final class Trainer: @unchecked Sendable {
     try self.init(
       options: options, model: state.model, normalization: state.normalization, topology: topology,
       processes: processes, trainingImages: trainingImages)
+    guard state.parameters.count == plan.parameterCount, state.runningStatistics.count == plan.stateCount,
+      state.optimizerState.count == optimizer.stateNames.count,
+      state.optimizerState.allSatisfy({ $0.count == plan.parameterCount })
+    else {
+      throw PTrainError(
+        "the state does not fit its model and optimizer (\(optimizer.stateNames.count) state buffer(s) of \(plan.parameterCount) values)"
+      )
+    }
     parameters.copy(from: state.parameters)
     runningStatistics.copy(from: state.runningStatistics)
     batchesTracked = state.batchesTracked
