@@ -12,24 +12,18 @@ package final class Adam: Optimizer {
   /// Steps taken so far (`t` of the last update).
   package private(set) var step = 0
   /// First and second moments, one per parameter.
-  package let firstMoment: AlignedFloats
-  package let secondMoment: AlignedFloats
+  package let moments: AdamMoments
 
-  package let stateNames = ["exp_avg", "exp_avg_sq"]
+  package let stateNames = AdamMoments.names
 
-  package func isValid(_ value: Float, inState name: String) -> Bool {
-    value.isFinite && (name != "exp_avg_sq" || value >= 0)
-  }
+  package func isValid(_ value: Float, inState name: String) -> Bool { AdamMoments.isValid(value, inState: name) }
 
-  package init(parameterCount: Int) {
-    firstMoment = AlignedFloats(count: parameterCount)
-    secondMoment = AlignedFloats(count: parameterCount)
-  }
+  package init(parameterCount: Int) { moments = AdamMoments(parameterCount: parameterCount) }
 
   /// The rule and its constants, as checkpoints' metadata says them.
   package static let rule = "adam (keras rule, beta1 0.9, beta2 0.999, eps 1e-7)"
   package var description: String { Self.rule }
-  package var state: [AlignedFloats] { [firstMoment, secondMoment] }
+  package var state: [AlignedFloats] { moments.buffers }
 
   /// The step size `α` of the next step, `t = step + 1`, at `learningRate`.
   package func stepSizeForNext(learningRate: Float) -> Float {
@@ -41,8 +35,7 @@ package final class Adam: Optimizer {
 
   package func restore(step: Int, state: [[Float]]) {
     self.step = step
-    firstMoment.copy(from: state[0])
-    secondMoment.copy(from: state[1])
+    moments.restore(state)
   }
 
   package func finishStep() { step += 1 }
@@ -54,8 +47,8 @@ package final class Adam: Optimizer {
     gradientScale: Float, learningRate: Float, weightDecay: Float
   ) {
     let alpha = stepSizeForNext(learningRate: learningRate)
-    let m = firstMoment.base
-    let v = secondMoment.base
+    let m = moments.first.base
+    let v = moments.second.base
     let keep1 = 1 - beta1
     let keep2 = 1 - beta2
     let epsilon = self.epsilon

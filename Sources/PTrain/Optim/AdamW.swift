@@ -9,27 +9,20 @@ package final class AdamW: Optimizer {
   package static let beta1 = 0.9, beta2 = 0.999
   package let epsilon: Float = 1e-8
   package private(set) var step = 0
-  package let firstMoment: AlignedFloats
-  package let secondMoment: AlignedFloats
+  package let moments: AdamMoments
 
-  package let stateNames = ["exp_avg", "exp_avg_sq"]
+  package let stateNames = AdamMoments.names
 
-  package func isValid(_ value: Float, inState name: String) -> Bool {
-    value.isFinite && (name != "exp_avg_sq" || value >= 0)
-  }
+  package func isValid(_ value: Float, inState name: String) -> Bool { AdamMoments.isValid(value, inState: name) }
 
-  package init(parameterCount: Int) {
-    firstMoment = AlignedFloats(count: parameterCount)
-    secondMoment = AlignedFloats(count: parameterCount)
-  }
+  package init(parameterCount: Int) { moments = AdamMoments(parameterCount: parameterCount) }
 
   package var description: String { "adamw (torch rule, beta1 0.9, beta2 0.999, eps 1e-8)" }
-  package var state: [AlignedFloats] { [firstMoment, secondMoment] }
+  package var state: [AlignedFloats] { moments.buffers }
 
   package func restore(step: Int, state: [[Float]]) {
     self.step = step
-    firstMoment.copy(from: state[0])
-    secondMoment.copy(from: state[1])
+    moments.restore(state)
   }
 
   package func finishStep() { step += 1 }
@@ -45,8 +38,8 @@ package final class AdamW: Optimizer {
     let shrink = Float(1 - rate * Double(weightDecay))
     let stepSize = Float(rate / adamBiasCorrection(beta: Self.beta1, step: t))
     let correction2 = Float(adamBiasCorrection(beta: Self.beta2, step: t).squareRoot())
-    let m = firstMoment.base
-    let v = secondMoment.base
+    let m = moments.first.base
+    let v = moments.second.base
     let (beta2, keep1, keep2) = (Float(Self.beta2), Float(1 - Self.beta1), Float(1 - Self.beta2))
     let epsilon = self.epsilon
     for i in range {
