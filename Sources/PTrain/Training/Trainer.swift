@@ -53,17 +53,17 @@ public final class Trainer: @unchecked Sendable {
   public internal(set) var batchesTracked = 0
   package let optimizer: any Optimizer
   /// Whole epochs finished, and steps finished in the epoch after them.
-  public private(set) var epochsCompleted = 0
+  public internal(set) var epochsCompleted = 0
   public internal(set) var stepsIntoEpoch = 0
 
   /// The generator before it shuffled epoch `epochsCompleted + 1`. It first drew the
   /// initial parameters; each epoch's shuffle then continues it.
-  private var epochGenerator: SeededGenerator
+  var epochGenerator: SeededGenerator
   /// Summed loss and correct count of the finished steps of the current epoch.
   var epochLoss = 0.0
   var epochCorrect = 0
   /// The fingerprint of the data the current position refers to.
-  private var dataFingerprint = ""
+  var dataFingerprint = ""
   private let stopFlag = Atomic<Bool>(false)
   /// Whether `requestStop()` was called since the last `train` ended.
   var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
@@ -213,39 +213,6 @@ public final class Trainer: @unchecked Sendable {
     }
     self.replicas = replicas.map { $0! }
     self.slots = slots.map { $0! }
-  }
-
-  /// Continues the run that `state` was saved from, on `threads` workers, until
-  /// `epochs` epochs are complete (the saved run's target by default). Training from
-  /// here gives bit-identical results to never having stopped.
-  public convenience init(
-    resuming state: TrainingState, threads: Int, epochs: Int? = nil, topology: Topology? = nil,
-    processes: ProcessGroup = .single, trainingImages: Int? = nil
-  ) throws {
-    var options = state.options
-    options.threads = threads
-    if let epochs { options.epochs = epochs }
-    try self.init(
-      options: options, model: state.model, normalization: state.normalization, topology: topology,
-      processes: processes, trainingImages: trainingImages)
-    guard state.parameters.count == plan.parameterCount, state.runningStatistics.count == plan.stateCount,
-      state.optimizerState.count == optimizer.stateNames.count,
-      state.optimizerState.allSatisfy({ $0.count == plan.parameterCount })
-    else {
-      throw PTrainError(
-        "the state does not fit its model and optimizer (\(optimizer.stateNames.count) state buffer(s) of \(plan.parameterCount) values)"
-      )
-    }
-    parameters.copy(from: state.parameters)
-    runningStatistics.copy(from: state.runningStatistics)
-    batchesTracked = state.batchesTracked
-    optimizer.restore(step: state.optimizerStep, state: state.optimizerState)
-    epochsCompleted = state.epochsCompleted
-    stepsIntoEpoch = state.stepsIntoEpoch
-    epochGenerator = state.epochGenerator
-    epochLoss = state.epochLoss
-    epochCorrect = state.epochCorrect
-    dataFingerprint = state.dataFingerprint
   }
 
   deinit {
