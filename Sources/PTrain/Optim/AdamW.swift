@@ -27,8 +27,9 @@ package final class AdamW: Optimizer {
 
   package func finishStep() { step += 1 }
 
-  /// One parameter at a time in a vectorized loop, each operation rounded where PyTorch's
-  /// separate tensor operations round. About twelve FLOP per parameter.
+  /// One parameter at a time in a vectorized loop, in PyTorch's order of operations (its
+  /// kernels fuse some multiply-adds that this rounds twice, so results agree to float
+  /// rounding). About twelve FLOP per parameter.
   package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
     gradientScale: Float, learningRate: Float, weightDecay: Float

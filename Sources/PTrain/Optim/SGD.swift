@@ -32,8 +32,9 @@ package final class SGD: Optimizer {
 
   package func finishStep() { step += 1 }
 
-  /// One parameter at a time in a vectorized loop, rounded where PyTorch's tensor
-  /// operations round. Two to six FLOP per parameter.
+  /// One parameter at a time in a vectorized loop, in PyTorch's order of operations (its
+  /// kernels fuse some multiply-adds that this rounds twice, so results agree to float
+  /// rounding). Two to six FLOP per parameter.
   package func update(
     _ range: Range<Int>, parameters: UnsafeMutablePointer<Float>, gradient: UnsafePointer<Float>,
     gradientScale: Float, learningRate: Float, weightDecay: Float
