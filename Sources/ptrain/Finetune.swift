@@ -38,7 +38,7 @@ struct Finetune: ParsableCommand {
   @OptionGroup var data: DataOptions
   @Option(
     help: ArgumentHelp(
-      "Random training-image changes: crop:P, flip, or crop:P,flip (see train --help). (default: none)",
+      "Random training-image changes: crop:P, flip, erase[:P], comma-separated (see train --help). (default: none)",
       valueName: "LIST"))
   var augment: String?
   @OptionGroup var checkpoints: CheckpointOptions

@@ -157,7 +157,7 @@ struct ModelOptions: ParsableArguments {
 struct InputOptions: ParsableArguments {
   @Option(
     help: ArgumentHelp(
-      "Random training-image changes: crop:P (a random crop after padding P pixels), flip (a random horizontal flip), or both as crop:4,flip. Drawn per seed, epoch and image, so no thread count changes a bit. (default: none)",
+      "Random training-image changes, comma-separated: crop:P (a random crop after padding P pixels), flip (a random horizontal flip), erase or erase:P (with probability P, default 0.5, a random rectangle of 2–33% of the image set to its mean, as torchvision's RandomErasing), e.g. crop:4,flip,erase. Drawn per seed, epoch and image, so no thread count changes a bit. (default: none)",
       valueName: "LIST"))
   var augment: String?
 

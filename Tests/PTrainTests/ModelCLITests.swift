@@ -197,6 +197,7 @@ final class ModelCLITests: XCTestCase {
       (["finetune", "--from", good, "--freeze", "9"], 64, "no layer with parameters called \"9\""),
       (["--augment", "rotate"], 64, "augmentation \"rotate\": expected crop:P"),
       (["--augment", "crop:99"], 64, "expected crop:P (P from 1 to 16)"),
+      (["--augment", "erase:2"], 64, "erase:P (a probability above 0, at most 1)"),
       (["--normalize", "0.1,0.2,0.3"], 64, "expected 2 numbers (1 mean(s), then 1 standard deviation(s))"),
       (["--normalize", "0.1,0"], 64, "a standard deviation must be positive"),
       (["--model", "cifar-cnn", "--data", cifar.path, "--normalize", "0.5,0.5"], 64, "expected 6 numbers"),

@@ -36,7 +36,8 @@ final class ModelTrainingTests: XCTestCase {
         model.input.channels == 1 ? Self.mnist.train.prefix(80) : Self.randomImages(80, shape: model.input)
       let normalization = try Normalization(of: data)
       let options = TrainingOptions(
-        threads: 1, epochs: 2, batchSize: 32, seed: 11, augmentation: Augmentation(padding: 2, flip: true))
+        threads: 1, epochs: 2, batchSize: 32, seed: 11,
+        augmentation: Augmentation(padding: 2, flip: true, erasing: 0.5))
       func trainer(threads: Int) throws -> Trainer {
         var options = options
         options.threads = threads
@@ -119,7 +120,8 @@ final class ModelTrainingTests: XCTestCase {
     let image = (0..<24).map { UInt8($0 * 10) }
     let augmentation = Augmentation(padding: 1, flip: true)
     image.withUnsafeBufferPointer {
-      replica.load(image: $0.baseAddress!, augmentation: augmentation, draw: (dy: 2, dx: 0, flip: true))
+      replica.load(
+        image: $0.baseAddress!, augmentation: augmentation, draw: Augmentation.Draw(dy: 2, dx: 0, flip: true))
     }
     let loaded = Array(UnsafeBufferPointer(start: replica.output(-1, 0), count: 24))
     for y in 0..<3 {
@@ -137,10 +139,63 @@ final class ModelTrainingTests: XCTestCase {
     XCTAssertThrowsError(try Augmentation(parsing: "crop:x")) {
       XCTAssertTrue("\($0)".contains("expected crop:P"), "\($0)")
     }
-    let draws = (0..<1000).map { augmentation.draw(seed: 1, epoch: 2, index: $0) }
+    let draws = (0..<1000).map { augmentation.draw(seed: 1, epoch: 2, index: $0, height: 3, width: 4) }
     XCTAssertEqual(Set(draws.map(\.dy)), [0, 1, 2])
     XCTAssertEqual(Double(draws.filter(\.flip).count) / 1000, 0.5, accuracy: 0.06)
-    XCTAssertEqual(draws[7].dx, augmentation.draw(seed: 1, epoch: 2, index: 7).dx, "a pure function")
+    XCTAssertEqual(draws[7], augmentation.draw(seed: 1, epoch: 2, index: 7, height: 3, width: 4), "a pure function")
+    XCTAssertTrue(draws.allSatisfy { $0.erasure == nil })
+  }
+
+  /// Random erasing sets a rectangle of the standardised image to 0, as torchvision's
+  /// RandomErasing(value=0) after Normalize does, and leaves the crop and flip as they were.
+  func testRandomErasingZeroesARectangle() throws {
+    let model = try ModelDefinition(parsing: "input 3x4x2, flatten, dense 2")
+    let replica = Replica(
+      plan: try ModelPlan(model), normalization: Normalization(mean: [0, 0], standardDeviation: [1, 1]))
+    let image = (0..<24).map { UInt8($0 * 10 + 5) }
+    let erasure = Augmentation.Erasure(top: 1, left: 1, height: 2, width: 2)
+    image.withUnsafeBufferPointer {
+      replica.load(
+        image: $0.baseAddress!, augmentation: Augmentation(padding: 0, flip: false, erasing: 1),
+        draw: Augmentation.Draw(erasure: erasure))
+    }
+    let loaded = Array(UnsafeBufferPointer(start: replica.output(-1, 0), count: 24))
+    for y in 0..<3 {
+      for x in 0..<4 {
+        for c in 0..<2 {
+          let erased = (1...2).contains(y) && (1...2).contains(x)
+          let expected: Float = erased ? 0 : Float(image[(y * 4 + x) * 2 + c]) / 255
+          XCTAssertEqual(loaded[(y * 4 + x) * 2 + c], expected, accuracy: 1e-6, "(\(y), \(x), \(c))")
+        }
+      }
+    }
+
+    XCTAssertEqual(try Augmentation(parsing: "crop:4,flip,erase"), Augmentation(padding: 4, flip: true, erasing: 0.5))
+    XCTAssertEqual(try Augmentation(parsing: "erase:0.25"), Augmentation(padding: 0, flip: false, erasing: 0.25))
+    XCTAssertEqual(Augmentation(padding: 4, flip: true, erasing: 0.5).description, "crop:4,flip,erase:0.5")
+    for bad in ["erase:0", "erase:1.5", "erase:x", "erase:nan"] {
+      XCTAssertThrowsError(try Augmentation(parsing: bad), bad) {
+        XCTAssertTrue("\($0)".contains("erase:P (a probability above 0, at most 1)"), "\($0)")
+      }
+    }
+    let plain = Augmentation(padding: 2, flip: true)
+    let erasing = Augmentation(padding: 2, flip: true, erasing: 0.5)
+    let (height, width) = (28, 28)
+    var erased = 0
+    for index in 0..<2000 {
+      let draw = erasing.draw(seed: 3, epoch: 1, index: index, height: height, width: width)
+      var withoutErasure = draw
+      withoutErasure.erasure = nil
+      XCTAssertEqual(withoutErasure, plain.draw(seed: 3, epoch: 1, index: index, height: height, width: width))
+      guard let rectangle = draw.erasure else { continue }
+      erased += 1
+      XCTAssertTrue(rectangle.top >= 0 && rectangle.left >= 0, "\(rectangle)")
+      XCTAssertTrue(rectangle.top + rectangle.height <= height && rectangle.left + rectangle.width <= width)
+      XCTAssertTrue(rectangle.height < height && rectangle.width < width, "torchvision's rule: strictly smaller")
+      let share = Double(rectangle.height * rectangle.width) / Double(height * width)
+      XCTAssertTrue((0.005...0.45).contains(share), "area \(share) of the image, drawn from 0.02...0.33")
+    }
+    XCTAssertEqual(Double(erased) / 2000, 0.5, accuracy: 0.04)
   }
 
   /// A checkpoint of a BatchNorm model names every tensor as PyTorch's nn.Sequential

@@ -25,11 +25,11 @@ extension Replica {
     }
   }
 
-  /// Standardises one image's bytes into `slot`'s input, cropped and flipped as `draw`
-  /// says (see `Augmentation`). Cost: one multiply-add per value.
+  /// Standardises one image's bytes into `slot`'s input, cropped, flipped and erased as
+  /// `draw` says (see `Augmentation`). Cost: one multiply-add per value.
   package func load(
     image: UnsafePointer<UInt8>, slot: Int = 0, augmentation: Augmentation = .none,
-    draw: (dy: Int, dx: Int, flip: Bool) = (0, 0, false)
+    draw: Augmentation.Draw = Augmentation.Draw()
   ) {
     let shape = plan.input
     let target = output(-1, slot)
@@ -51,6 +51,11 @@ extension Replica {
           let byte = inside ? image[(sourceY * w + sourceX) * c + channel] : 0
           target[(y * w + x) * c + channel] = Float(byte) * scale[channel] + shift[channel]
         }
+      }
+    }
+    if let erased = draw.erasure {
+      for y in erased.top..<(erased.top + erased.height) {
+        (target + (y * w + erased.left) * c).update(repeating: 0, count: erased.width * c)
       }
     }
   }

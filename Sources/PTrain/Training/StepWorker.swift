@@ -126,7 +126,9 @@ struct StepWorker {
     replica.load(
       image: pixels.baseAddress! + stagedAt * epoch.imageBytes, slot: slotIndex(position),
       augmentation: epoch.augmentation,
-      draw: epoch.augmentation.draw(seed: epoch.seed, epoch: epoch.epoch, index: index))
+      draw: epoch.augmentation.draw(
+        seed: epoch.seed, epoch: epoch.epoch, index: index, height: replica.plan.input.height,
+        width: replica.plan.input.width))
   }
 
   /// The forward of the segments below each BatchNorm, adding each shard's input sums at
