@@ -54,13 +54,21 @@ let package = Package(
     .systemLibrary(
       name: "CZlib", pkgConfig: "zlib",
       providers: [.apt(["zlib1g-dev"])]),
+    .systemLibrary(
+      name: "CPNG", pkgConfig: "libpng",
+      providers: [.apt(["libpng-dev"]), .brew(["libpng"])]),
+    .systemLibrary(
+      name: "CTurboJPEG", pkgConfig: "libturbojpeg",
+      providers: [.apt(["libturbojpeg0-dev"]), .brew(["jpeg-turbo"])]),
+    // PNG and JPEG decoding in C: libpng reports errors by longjmp, which must not cross Swift frames.
+    .target(name: "CImageCodecs", dependencies: ["CPNG", "CTurboJPEG"]),
     .target(
       name: "CMNIST",
       exclude: ["data"],
       cSettings: [.unsafeFlags(["-std=c23"])]),
     .target(
       name: "PTrain",
-      dependencies: ["CHwloc", "CZlib", "CMNIST", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+      dependencies: ["CHwloc", "CZlib", "CMNIST", "CImageCodecs", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
       swiftSettings: engineSettings),
     .executableTarget(
       name: "ptrain",
@@ -70,7 +78,7 @@ let package = Package(
       ]),
     .testTarget(
       name: "PTrainTests",
-      dependencies: ["PTrain", "ptrain"],
+      dependencies: ["PTrain", "ptrain", "CZlib", "CTurboJPEG"],
       swiftSettings: engineSettings),
   ]
 )

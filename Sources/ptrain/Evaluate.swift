@@ -9,18 +9,27 @@ struct Evaluate: ParsableCommand {
     abstract: "Report test loss, accuracy, per-class metrics and the confusion matrix of a checkpoint.",
     discussion: """
       Reads any .safetensors file with the model's PyTorch tensor names (one saved by ptrain or \
-      by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on.
+      by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on; \
+      --data reads IDX files, CIFAR-10's binary files or an image folder's test/ split (resized \
+      to the model's input).
       """)
 
   @OptionGroup var placement: PlacementOptions
 
-  @Option(help: ArgumentHelp("The .safetensors checkpoint to evaluate.", valueName: "PATH"))
-  var model: String
+  @Argument(help: ArgumentHelp("The .safetensors checkpoint to evaluate.", valueName: "CHECKPOINT"))
+  var checkpoint: String?
+
+  @Option(
+    help: ArgumentHelp("The checkpoint, as before it became the positional argument (deprecated).", valueName: "PATH"))
+  var model: String?
 
   @Option(help: "mnist (bundled) or fashion-mnist. (default: the checkpoint's dataset, else mnist)")
   var dataset: DatasetName?
 
-  @Option(help: ArgumentHelp("Read the four standard IDX files (raw or .gz) from DIR.", valueName: "DIR"))
+  @Option(
+    help: ArgumentHelp(
+      "Read the test images from DIR: IDX files (raw or .gz), CIFAR-10's binary files, or an image folder's test/CLASS/… .",
+      valueName: "DIR"))
   var data: String?
 
   @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
@@ -46,8 +55,20 @@ struct Evaluate: ParsableCommand {
     let parametersSHA256: String
   }
 
+  func validate() throws {
+    switch (checkpoint, model) {
+    case (nil, nil): throw ValidationError("give the checkpoint to evaluate: ptrain evaluate CHECKPOINT")
+    case (.some, .some): throw ValidationError("give the checkpoint once: as CHECKPOINT or as --model PATH, not both")
+    default: break
+    }
+  }
+
   func run() throws {
     try CPUSupport.requireVectorUnits()
+    if model != nil {
+      Terminal.warn("--model PATH is deprecated; name the checkpoint first: ptrain evaluate CHECKPOINT")
+    }
+    let model = checkpoint ?? self.model!
     let (_, loaded, trainer) = try Self.prepare(
       checkpoint: model, dataset: dataset, data: data, threads: threads, topology: try placement.topology())
     Terminal.error(
@@ -84,10 +105,17 @@ struct Evaluate: ParsableCommand {
   ) throws -> (Checkpoint, Dataset, Trainer) {
     let threads = try threadCount(threads, topology: topology)
     let checkpoint = try Checkpoint(path: path)
+    // Built by hand rather than parsed: every option `load` reads must be set.
     var source = DataOptions()
     source.dataset = dataset
     source.data = data
-    let loaded = try source.load(defaultsFrom: checkpoint.metadata, of: path)
+    source.imageSize = nil
+    source.skipBadImages = false
+    let loaded = try source.load(
+      defaultsFrom: checkpoint.metadata, of: path, threads: threads, shape: checkpoint.model.input, testOnly: true)
+    guard loaded.test.count > 0 else {
+      throw PTrainError("\(loaded.directory ?? loaded.name) has no test set (no test/ folder) to evaluate \(path) on")
+    }
     guard loaded.test.shape == checkpoint.model.input else {
       throw PTrainError(
         "\(path)'s model takes \(checkpoint.model.input) images but \(loaded.name)'s are \(loaded.test.shape)")

@@ -89,7 +89,11 @@ struct Finetune: ParsableCommand {
     let topology = try placement.topology()
     let augmentation = try usage { try augment.map(Augmentation.init(parsing:)) ?? .none }
     let options = try hyperParameters.options(topology: topology, frozen: frozen, augmentation: augmentation)
-    let dataset = try data.load()
+    let dataset = try data.load(threads: options.threads, shape: target.input)
+    if dataset.imageFolder?.hasTestSet == false {
+      throw ValidationError(
+        "\(dataset.directory ?? dataset.name) has no test/ folder to evaluate the fine-tuned model on")
+    }
     guard dataset.train.shape == target.input else {
       throw ValidationError(
         "\(source)'s model takes \(target.input) images but \(dataset.name)'s are \(dataset.train.shape)")
@@ -113,7 +117,7 @@ struct Finetune: ParsableCommand {
     try trainer.loadParameters(
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)
-    var metadata = DataOptions.metadata(for: dataset, trainImages: train.count)
+    var metadata = DataOptions.metadata(for: dataset, trainImages: train.count, classes: plan.classes)
     if let logdir = output.logdir { metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path }
     metadata["source_model"] = source
     metadata["new_head"] = String(newHead)

@@ -8,26 +8,82 @@ enum DatasetName: String, ExpressibleByArgument, CaseIterable {
   case fashionMNIST = "fashion-mnist"
 }
 
-/// Where the images come from: `--dataset`, `--data` and `--train-limit`.
+/// Where the images come from: `--dataset`, `--data`, `--train-limit`, and for image
+/// folders `--image-size` and `--skip-bad-images`.
 struct DataOptions: ParsableArguments {
   @Option(help: "mnist (bundled) or fashion-mnist (from Debian's dataset-fashion-mnist). (default: mnist)")
   var dataset: DatasetName?
 
   @Option(
     help: ArgumentHelp(
-      "Read the data from DIR: the four standard IDX files (raw or .gz, any image size) or CIFAR-10's binary files.",
+      "Read the data from DIR: the four standard IDX files (raw or .gz, any image size), CIFAR-10's binary files, or an image folder: DIR/train/CLASS/*.png|jpg|jpeg and, optionally, DIR/test/CLASS/… .",
       valueName: "DIR"))
   var data: String?
 
   @Option(parsing: .unconditional, help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
   var trainLimit: Int?
 
+  @Option(
+    help: ArgumentHelp(
+      "Resize an image folder's images to HxW (Pillow's bilinear filter, antialiased). (default: the most common size among its training images; a checkpoint's own size)",
+      valueName: "HxW"))
+  var imageSize: String?
+
+  @Flag(help: "Leave out, and count, an image folder's images that cannot be read or decoded, instead of stopping.")
+  var skipBadImages = false
+
   /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
-  /// was chosen, or the bundled MNIST.
-  func load(defaultsFrom metadata: [String: String] = [:], of checkpoint: String = "the checkpoint") throws -> Dataset {
-    if let data { return try Dataset.load(directory: data, name: (data as NSString).lastPathComponent) }
+  /// was chosen, or the bundled MNIST. An image folder is decoded on `threads` threads
+  /// into `shape` (a model's input) when given, else into `--image-size` or the
+  /// checkpoint's `image_size`, with `channels` when given.
+  func load(
+    defaultsFrom metadata: [String: String] = [:], of checkpoint: String = "the checkpoint", threads: Int = 1,
+    shape: ImageShape? = nil, channels: Int? = nil, testOnly: Bool = false
+  ) throws -> Dataset {
+    var folder = ImageFolderOptions(skipBadImages: skipBadImages, threads: threads)
+    folder.channels = shape?.channels ?? channels
+    if let imageSize {
+      folder.size = try usage { try ImageSize(parsing: imageSize) }
+      if let shape, folder.size != ImageSize(height: shape.height, width: shape.width) {
+        throw ValidationError(
+          "--image-size \(imageSize) differs from the model's input, \(shape.height)x\(shape.width)")
+      }
+    } else if let shape {
+      folder.size = ImageSize(height: shape.height, width: shape.width)
+    } else if let saved = metadata["image_size"] {
+      do { folder.size = try ImageSize(parsing: saved) } catch let error as PTrainError {
+        throw PTrainError("\(checkpoint): __metadata__.image_size: \(error)")
+      }
+    }
+    if Terminal.stderrIsTTY {
+      folder.progress = { decoded, total in
+        Terminal.progress("\rptrain: decoding images \(decoded)/\(total)" + (decoded == total ? "\n" : ""))
+      }
+    }
+    let dataset = try loadDataset(defaultsFrom: metadata, of: checkpoint, imageFolder: folder, testOnly: testOnly)
+    if let report = dataset.imageFolder {
+      if let first = report.skipped.first {
+        Terminal.warn(
+          "left out \(report.skipped.count) image(s) that could not be read (--skip-bad-images); the first: \(first)")
+      }
+      if let first = report.ignored.first {
+        Terminal.warn(
+          "ignored \(report.ignored.count) file(s) that are not .png, .jpg or .jpeg images, such as \(first)")
+      }
+    }
+    return dataset
+  }
+
+  private func loadDataset(
+    defaultsFrom metadata: [String: String], of checkpoint: String, imageFolder: ImageFolderOptions, testOnly: Bool
+  ) throws -> Dataset {
+    if let data {
+      return try Dataset.load(
+        directory: data, name: (data as NSString).lastPathComponent, imageFolder: imageFolder, testOnly: testOnly)
+    }
     if dataset == nil, let directory = metadata["data_directory"] {
-      return try Dataset.load(directory: directory, name: metadata["dataset"] ?? directory)
+      return try Dataset.load(
+        directory: directory, name: metadata["dataset"] ?? directory, imageFolder: imageFolder, testOnly: testOnly)
     }
     if dataset == nil, let name = metadata["dataset"], DatasetName(rawValue: name) == nil {
       let known = DatasetName.allCases.map(\.rawValue).joined(separator: ", ")
@@ -75,9 +131,19 @@ struct DataOptions: ParsableArguments {
 
   /// `__metadata__` entries that let `--resume` and `evaluate` find the data again, from
   /// any directory: its directory is stored as an absolute path with symlinks resolved.
-  static func metadata(for dataset: Dataset, trainImages: Int) -> [String: String] {
+  /// The class names (numbers beyond the data's, up to the model's `classes`) and, for an
+  /// image folder, its image size go too, so that evaluate and predict need no flags.
+  static func metadata(for dataset: Dataset, trainImages: Int, classes: Int) -> [String: String] {
     var result = ["dataset": dataset.name, "train_images": String(trainImages)]
     if let directory = dataset.directory { result["data_directory"] = absolutePath(directory) }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = .withoutEscapingSlashes
+    let names =
+      Array(dataset.classNames.prefix(classes)) + (min(dataset.classNames.count, classes)..<classes).map(String.init)
+    if let names = try? encoder.encode(names) {
+      result["class_names"] = String(decoding: names, as: UTF8.self)
+    }
+    if let folder = dataset.imageFolder { result["image_size"] = folder.size.description }
     return result
   }
 }
@@ -136,6 +202,17 @@ struct ModelOptions: ParsableArguments {
       throw ValidationError("the model's input is \(definition.input) but the data's images are \(input)")
     }
     return definition
+  }
+
+  /// The input the chosen model requires whatever the data: a built-in model's that
+  /// takes one shape only, or a model text's `input` clause; nil when the data decides.
+  /// An image folder is decoded to it.
+  var requiredInput: ImageShape? {
+    let text = model ?? "mnist-cnn"
+    if ModelDefinition.builtIn.contains(where: { $0.name == text }) {
+      return ModelDefinition.inputAgnostic.contains(text) ? nil : try? ModelDefinition(named: text).input
+    }
+    return try? ModelDefinition(parsing: text).input
   }
 
   /// `text` as a built-in name or a model text.

@@ -14,8 +14,10 @@ struct PTrainCommand: ParsableCommand {
     commandName: "ptrain",
     abstract: "Data-parallel CNN training on pinned CPU cores.",
     discussion: "Run `ptrain help train` for the training flags.",
+    version: PTrainVersion.description,
     subcommands: [
-      Train.self, Evaluate.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self, ReportCommand.self,
+      Train.self, Evaluate.self, Predict.self, Finetune.self, Summary.self, Bench.self, TopologyCommand.self,
+      ReportCommand.self,
       GradientCommand.self,
     ],
     defaultSubcommand: Train.self)

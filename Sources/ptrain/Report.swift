@@ -9,14 +9,17 @@ import Synchronization
 /// Human-readable results: the per-class table and confusion matrix, then the headline
 /// (test accuracy and loss) last, so that it is what stays on screen.
 enum Report {
-  /// The headline of a training run: test accuracy and loss, throughput and time.
-  static func headline(evaluation e: Evaluation, summary: TrainingSummary) -> String {
-    headline(evaluation: e) + String(format: "  %.0f img/s  %.1f s", summary.imagesPerSecond, summary.seconds)
+  /// The headline of a training run: test accuracy and loss (or `set`'s), throughput
+  /// and time.
+  static func headline(evaluation e: Evaluation, summary: TrainingSummary, of set: String = "test") -> String {
+    headline(evaluation: e, of: set)
+      + String(format: "  %.0f img/s  %.1f s", summary.imagesPerSecond, summary.seconds)
   }
 
-  /// Test accuracy (as a percentage) and mean loss ("not finite" when outputs overflowed).
-  static func headline(evaluation e: Evaluation) -> String {
-    String(format: "test accuracy %.2f%%  test loss ", e.accuracy * 100)
+  /// Test accuracy (or `set`'s, as a percentage) and mean loss ("not finite" when
+  /// outputs overflowed).
+  static func headline(evaluation e: Evaluation, of set: String = "test") -> String {
+    String(format: "\(set) accuracy %.2f%%  \(set) loss ", e.accuracy * 100)
       + (e.loss.isFinite ? String(format: "%.4f", e.loss) : "not finite")
   }
 

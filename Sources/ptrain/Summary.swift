@@ -12,8 +12,15 @@ struct Summary: ParsableCommand {
       The index is the layer's index in the equivalent PyTorch nn.Sequential, which names its \
       tensors (3.weight); --freeze takes it or the layer's name. MFLOP per image count one \
       training image's forward and backward passes as the kernels do them (Winograd's GEMMs, \
-      not its transforms). --list shows the built-in models.
+      not its transforms). --list shows the built-in models. Given a CHECKPOINT, it shows the \
+      checkpoint's model, then the data and training settings it was saved with.
       """)
+
+  @Argument(
+    help: ArgumentHelp(
+      "A .safetensors checkpoint: its model, and the data and training settings it was saved with.",
+      valueName: "CHECKPOINT"))
+  var checkpoint: String?
 
   @OptionGroup var model: ModelOptions
 
@@ -33,6 +40,21 @@ struct Summary: ParsableCommand {
 
   @Flag(help: "Print one JSON object instead of the table.")
   var json = false
+
+  /// The `__metadata__` entries of `checkpoint` that tell its data and training, with
+  /// its normalisation and class names as it reads them.
+  static func settings(of checkpoint: Checkpoint) -> [String: String] {
+    let shown = [
+      "dataset", "data_directory", "train_images", "image_size", "validation_split", "augment", "optimizer_settings",
+      "lr_schedule", "warmup_steps", "label_smoothing", "learning_rate", "batch_size", "epochs", "epochs_completed",
+      "optimizer_step", "seed", "frozen", "source_model", "best_epoch", "best_validation_accuracy", "test_accuracy",
+      "test_loss", "validation_accuracy", "validation_loss",
+    ]
+    var result = checkpoint.metadata.filter { shown.contains($0.key) && !$0.value.isEmpty }
+    result["normalize"] = checkpoint.normalization.description
+    result["class_names"] = checkpoint.classNames.joined(separator: ", ")
+    return result
+  }
 
   struct Row: Encodable {
     let index: Int
@@ -61,7 +83,11 @@ struct Summary: ParsableCommand {
       }
       return ImageShape(height: parts[0]!, width: parts[1]!, channels: parts[2]!)
     }
-    let definition = try model.definition(input: shape)
+    if checkpoint != nil && (model.model != nil || input != nil) {
+      throw ValidationError("give a CHECKPOINT or --model (with --input), not both")
+    }
+    let saved = try checkpoint.map { try Checkpoint(path: $0) }
+    let definition = try saved?.model ?? model.definition(input: shape)
     let plan = try usage { try ModelPlan(definition) }
     let rows = plan.layers.map { layer in
       Row(
@@ -89,12 +115,15 @@ struct Summary: ParsableCommand {
         let trainingMflopsPerImage: Double
         let directConvolutionMflopsPerImage: Double
         let trainingMemoryBytes: Int
+        /// With a CHECKPOINT: its data and training settings (`__metadata__` entries).
+        let checkpoint: [String: String]?
       }
       try printJSON(
         Output(
           model: definition.text, name: definition.builtInName, layers: rows, parameters: plan.parameterCount,
           batchNormStatistics: buffers, trainingMflopsPerImage: Double(plan.executedTrainingFlopsPerImage) / 1e6,
-          directConvolutionMflopsPerImage: Double(plan.trainingFlopsPerImage) / 1e6, trainingMemoryBytes: memory.total))
+          directConvolutionMflopsPerImage: Double(plan.trainingFlopsPerImage) / 1e6, trainingMemoryBytes: memory.total,
+          checkpoint: saved.map(Self.settings)))
       return
     }
     // Every column as wide as its widest entry: nothing is cut, whatever the model.
@@ -112,6 +141,12 @@ struct Summary: ParsableCommand {
     }
     func right(_ text: String, _ width: Int) -> String {
       String(repeating: " ", count: max(width - text.count, 0)) + text
+    }
+    if let saved {
+      try Terminal.output("checkpoint: \(saved.path)")
+      for (key, value) in Self.settings(of: saved).sorted(by: { $0.key < $1.key }) {
+        try Terminal.output("  \(key.padding(toLength: 24, withPad: " ", startingAt: 0))\(value)")
+      }
     }
     try Terminal.output("model: \(definition.builtInName ?? "custom"), input \(definition.input)")
     try Terminal.output(

@@ -68,7 +68,8 @@ struct Train: ParsableCommand {
           "\(resume) has already finished \(state.epochsCompleted) epoch(s); pass --epochs with a larger total to train on"
         )
       }
-      dataset = try data.load(defaultsFrom: checkpoint.metadata, of: resume)
+      dataset = try data.load(
+        defaultsFrom: checkpoint.metadata, of: resume, threads: threads, shape: state.model.input)
       train = try data.resumedTrainingImages(of: dataset, checkpoint: resume, metadata: checkpoint.metadata)
       if let saved = checkpoint.metadata["validation_split"] {
         guard let count = Int(saved), count >= 1, count < train.count else {
@@ -102,7 +103,7 @@ struct Train: ParsableCommand {
       }
     } else {
       let options = try hyperParameters.options(topology: topology, augmentation: try inputs.augmentation())
-      dataset = try data.load()
+      dataset = try data.load(threads: options.threads, shape: model.requiredInput)
       let definition = try model.definition(input: dataset.train.shape)
       train = try data.trainingImages(of: dataset)
       metadata = [:]
@@ -117,6 +118,11 @@ struct Train: ParsableCommand {
         trainingImages: train.count)
     }
     try validation.check(resumedSplit: held != nil)
+    if dataset.imageFolder?.hasTestSet == false && held == nil {
+      throw ValidationError(
+        "\(dataset.directory ?? dataset.name) has no test/ folder: pass --validation-split N (or a fraction) to hold out images to evaluate on"
+      )
+    }
     if let path = best.path, let save = checkpoints.save, sameFile(path, save) {
       throw ValidationError("--save-best \(path) is also --save; give the best epoch a file of its own")
     }
@@ -133,7 +139,10 @@ struct Train: ParsableCommand {
         checkpoints.save.map { NamedPath(role: "--save", path: $0) },
         output.report.map { NamedPath(role: "--report", path: $0) },
       ].compactMap { $0 })
-    metadata.merge(DataOptions.metadata(for: dataset, trainImages: train.count + (held?.count ?? 0))) { _, new in new }
+    metadata.merge(
+      DataOptions.metadata(
+        for: dataset, trainImages: train.count + (held?.count ?? 0), classes: trainer.plan.classes)
+    ) { _, new in new }
     if let logdir = output.logdir {
       metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path
     }
@@ -225,6 +234,10 @@ struct RunSummary: Codable {
   let profile: PhaseProfile?
   /// Where the checkpoint went; present with --save.
   let checkpoint: String?
+  /// Which images `test_loss`, `test_accuracy`, `per_class` and `confusion_matrix` are
+  /// of: `test`, or `validation` for data without a test set; absent in summaries from
+  /// before it was added.
+  let evaluatedOn: String?
   /// The validation split and its best epoch; present with --validation-split.
   let validation: Validation?
 
@@ -269,8 +282,9 @@ struct RunSummary: Codable {
     dataset: String, trainImages: Int, options: TrainingOptions, summary: TrainingSummary?,
     evaluation: Evaluation, parametersSHA256: String, pinned: Bool, profile: PhaseProfile?, checkpoint: String?,
     model: String? = nil, classNames: [String]? = nil, history: [Epoch]? = nil, workerCPUs: [[Int]]? = nil,
-    validation: Validation? = nil
+    evaluatedOn: String = "test", validation: Validation? = nil
   ) {
+    self.evaluatedOn = evaluatedOn
     self.validation = validation
     workerCpus = workerCPUs
     self.model = model

@@ -24,14 +24,25 @@ struct TrainingSession: Sendable {
   /// The best validation epoch so far, its checkpoint and the early stop.
   var best = BestEpochKeeper(path: nil, patience: nil)
 
+  /// Whether the data has no test set (an image folder without `test/`): the final
+  /// figures are then the validation split's.
+  var hasNoTestSet: Bool { dataset.imageFolder?.hasTestSet == false }
+
   /// The run's first line on stderr: what it does, on which data.
   var firstLine: String {
     let total = train.count + (validation?.count ?? 0)
     let images = total == dataset.train.count ? "\(train.count)" : "\(train.count) of \(dataset.train.count)"
     let split = validation.map { ", \($0.count) validation (each epoch)" } ?? ""
     let once = validation == nil ? "" : " (once, at the end)"
+    let test =
+      hasNoTestSet
+      ? "no test set (no test/ folder; the final figures are the validation split's)"
+      : "\(dataset.test.count) test images\(once)"
+    let size = dataset.imageFolder.map { folder in
+      "; images resized to \(folder.size)\(folder.sizeIsMostCommon ? " (the most common size)" : ""), \(folder.channels) channel(s)"
+    }
     return
-      "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train\(split), \(dataset.test.count) test images\(once)"
+      "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train\(split), \(test)\(size ?? "")"
   }
 
   /// Trains to the end (or until interrupted), saving as asked. Exits 130 on SIGINT and
@@ -147,13 +158,17 @@ struct TrainingSession: Sendable {
     // handler stays armed until the final checkpoint is on disk, then ptrain exits.
     interrupts.finishing(finishingConsequence)
     // With a validation split the epochs were evaluated on it; the test set only now.
-    let evaluation = try (validation == nil ? summary.finalEvaluation : nil) ?? trainer.evaluate(dataset.test)
+    let finalSet = hasNoTestSet ? "validation" : "test"
+    let evaluation =
+      try hasNoTestSet
+      ? summary.finalEvaluation ?? trainer.evaluate(validation!)
+      : (validation == nil ? summary.finalEvaluation : nil) ?? trainer.evaluate(dataset.test)
     log?.log.close()
     let run = RunSummary(
       dataset: dataset.name, trainImages: train.count, options: trainer.options, summary: summary,
       evaluation: evaluation, parametersSHA256: trainer.parametersSHA256, pinned: trainer.pool.isPinned,
       profile: output.profile ? trainer.profile : nil, checkpoint: checkpoints.save, model: trainer.model.text,
-      classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs,
+      classNames: dataset.classNames, history: history, workerCPUs: trainer.pool.boundCPUs, evaluatedOn: finalSet,
       validation: validation.map { images in
         let kept = best.withLock { $0 }
         return RunSummary.Validation(
@@ -164,12 +179,12 @@ struct TrainingSession: Sendable {
     // written loses neither, and an interrupt during the final evaluation still gets both.
     if let path = checkpoints.save {
       var extra = recorded
-      extra["test_accuracy"] = "\(evaluation.accuracy)"
-      extra["test_loss"] = "\(evaluation.loss)"
+      extra["\(finalSet)_accuracy"] = "\(evaluation.accuracy)"
+      extra["\(finalSet)_loss"] = "\(evaluation.loss)"
       try Checkpoint.save(trainer.state(), to: path, extra: extra)
     }
     if output.json { try printJSON(run) }
-    Report.warnAboutOverflow(evaluation, of: "test")
+    Report.warnAboutOverflow(evaluation, of: finalSet)
     var reportError: PTrainError?
     if let path = output.report, job.rank == 0 {
       do { try writeFileAtomically(Array(HTMLReport.render(run).utf8), to: path) } catch let error as PTrainError {
@@ -190,7 +205,7 @@ struct TrainingSession: Sendable {
       if let path = checkpoints.save { try Terminal.output("checkpoint saved to \(path)") }
       if let path = output.report, reportError == nil { try Terminal.output("report written to \(path)") }
       if let log { try Terminal.output("TensorBoard events written to \(log.log.path)") }
-      try Terminal.output(Report.headline(evaluation: evaluation, summary: summary))
+      try Terminal.output(Report.headline(evaluation: evaluation, summary: summary, of: finalSet))
     }
     if let reportError { throw reportError }
     if let signal = interrupts.received {

@@ -6,6 +6,22 @@ import XCTest
 final class CheckpointCLITests: XCTestCase {
   let small = ["--train-limit", "640", "--quiet", "--json"]
 
+  /// `evaluate` reads only the test files: a directory with t10k's two files is enough.
+  func testEvaluateNeedsOnlyTheTestFiles() throws {
+    let directory = try makeTemporaryDirectory()
+    try writeBundledMNIST(to: directory)
+    for name in Dataset.fileNames.prefix(2) {
+      try FileManager.default.removeItem(at: directory.appendingPathComponent(name + ".gz"))
+    }
+    let model = directory.appendingPathComponent("m.safetensors").path
+    let trained = try runPTrain(small + ["--epochs", "1", "--save", model])
+    XCTAssertEqual(trained.status, 0, trained.stderr)
+    let evaluated = try runPTrain(["evaluate", model, "--data", directory.path, "--json"])
+    XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+    XCTAssertEqual(try evaluated.json()["test_images"] as? Int, 10000)
+    XCTAssertEqual(try evaluated.json()["test_accuracy"] as? Double, try trained.json()["test_accuracy"] as? Double)
+  }
+
   func testSaveResumeAndEvaluate() throws {
     let directory = try makeTemporaryDirectory()
     let one = directory.appendingPathComponent("one.safetensors").path
@@ -22,7 +38,7 @@ final class CheckpointCLITests: XCTestCase {
     XCTAssertEqual(try resumed.json()["train_images"] as? Int, 640, "the resume found the same data")
     XCTAssertEqual(try resumed.json()["checkpoint"] as? String, one, "a resume saves back to its file by default")
 
-    let evaluation = try runPTrain(["evaluate", "--model", one, "--json"])
+    let evaluation = try runPTrain(["evaluate", one, "--json"])
     XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
     let evaluated = try evaluation.json()
     let trained = try resumed.json()
@@ -32,7 +48,7 @@ final class CheckpointCLITests: XCTestCase {
     }
     XCTAssertEqual(evaluated["test_accuracy"] as? Double, trained["test_accuracy"] as? Double)
     XCTAssertEqual(evaluated["parameters_sha256"] as? String, trained["parameters_sha256"] as? String)
-    let text = try runPTrain(["evaluate", "--model", one])
+    let text = try runPTrain(["evaluate", one])
     XCTAssertTrue(text.stdout.contains("confusion matrix"), text.stdout)
     XCTAssertTrue(text.stdout.contains("precision  recall"), text.stdout)
 
@@ -144,7 +160,7 @@ final class CheckpointCLITests: XCTestCase {
   /// Every subcommand documents its flags, in clean prose.
   func testHelpDocumentsTheNewFlags() throws {
     let expected = [
-      "train": ["--save", "--checkpoint-every", "--resume"], "evaluate": ["--model", "--json"],
+      "train": ["--save", "--checkpoint-every", "--resume"], "evaluate": ["CHECKPOINT", "--json"],
       "finetune": ["--from", "--freeze", "--new-head", "--classes", "--train-limit"],
     ]
     for (command, flags) in expected {
@@ -178,11 +194,11 @@ final class CheckpointCLITests: XCTestCase {
         "--quiet", "--save", twelveClasses,
       ]).status, 0)
     let cases: [([String], String)] = [
-      (["evaluate", "--model", directory.appendingPathComponent("missing").path], "No such file or directory"),
-      (["evaluate", "--model", text], "header length"),
-      (["evaluate", "--model", truncated], "not a valid safetensors file"),
-      (["evaluate", "--model", brokenJSON], "bad JSON"),
-      (["evaluate", "--model", directory.path], "not a regular file"),
+      (["evaluate", directory.appendingPathComponent("missing").path], "No such file or directory"),
+      (["evaluate", text], "header length"),
+      (["evaluate", truncated], "not a valid safetensors file"),
+      (["evaluate", brokenJSON], "bad JSON"),
+      (["evaluate", directory.path], "not a regular file"),
       (
         ["finetune", "--from", good, "--classes", "5"],
         "has a 10-class head but the model asks for 5 classes; add --new-head"

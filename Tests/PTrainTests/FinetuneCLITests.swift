@@ -77,10 +77,10 @@ final class FinetuneCLITests: XCTestCase {
     let crafted = try makeTemporaryDirectory().appendingPathComponent("imagenet.safetensors").path
     try rewriteMetadata(source, to: crafted, ["dataset": "imagenet"])
     let message = "names the dataset 'imagenet', which is none of mnist, fashion-mnist, and no data directory"
-    assertRefused(try runPTrain(["evaluate", "--model", crafted]), status: 1, message)
+    assertRefused(try runPTrain(["evaluate", crafted]), status: 1, message)
     assertRefused(try runPTrain(["train", "--resume", crafted, "--epochs", "2", "--quiet"]), status: 1, message)
     assertRefused(try runPTrain(["report", crafted, "-o", crafted + ".html"]), status: 1, message)
-    let named = try runPTrain(["evaluate", "--model", crafted, "--dataset", "mnist", "--json"])
+    let named = try runPTrain(["evaluate", crafted, "--dataset", "mnist", "--json"])
     XCTAssertEqual(named.status, 0, "--dataset still chooses: \(named.stderr)")
   }
 }

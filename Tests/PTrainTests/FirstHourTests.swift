@@ -57,7 +57,7 @@ final class FirstHourTests: XCTestCase {
     XCTAssertTrue(
       finetune.stderr.hasPrefix("ptrain: fine-tuning \(path) on mnist (bundled): 64 of 60000 train, 10000 test images"),
       finetune.stderr)
-    let evaluate = try runPTrain(["evaluate", "--model", path])
+    let evaluate = try runPTrain(["evaluate", path])
     XCTAssertEqual(evaluate.status, 0, evaluate.stderr)
     XCTAssertEqual(evaluate.stderr, "ptrain: evaluating \(path) on mnist (bundled): 10000 test images\n")
     XCTAssertTrue(evaluate.stdout.split(separator: "\n").last?.hasPrefix("test accuracy ") ?? false, evaluate.stdout)

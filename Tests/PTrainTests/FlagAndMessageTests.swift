@@ -92,7 +92,7 @@ final class FlagAndMessageTests: XCTestCase {
     let nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups \"$PTRAIN\""
     let unreadableData = try runPTrainInShell("\(nobody) --data '\(data.path)' --epochs 1")
     assertRefused(unreadableData, status: 1, "\(data.path)/train-images-idx3-ubyte: Permission denied")
-    let unreadableCheckpoint = try runPTrainInShell("\(nobody) evaluate --model '\(closed.path)'")
+    let unreadableCheckpoint = try runPTrainInShell("\(nobody) evaluate '\(closed.path)'")
     assertRefused(unreadableCheckpoint, status: 1, "\(closed.path): Permission denied")
     let unwritable = try runPTrainInShell("\(nobody) --epochs 1 --save '\(data.path)/x.safetensors'")
     assertRefused(unwritable, status: 64, "Permission denied")

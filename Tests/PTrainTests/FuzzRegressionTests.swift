@@ -37,6 +37,10 @@ final class FuzzRegressionTests: XCTestCase {
     XCTAssertGreaterThanOrEqual(try replay("finetune", through: FuzzEntryPoints.finetune), 5)
   }
 
+  func testImageInputsDoNotCrash() throws {
+    XCTAssertGreaterThanOrEqual(try replay("image", through: FuzzEntryPoints.image), 4)
+  }
+
   /// The seeds are what they claim: the IDX seeds decode and the full checkpoint resumes.
   func testSeedsAreValid() throws {
     let idx = packageRoot.appendingPathComponent("Fuzz/corpus/idx")

@@ -129,7 +129,7 @@ final class HardeningTests: XCTestCase {
     XCTAssertEqual(try runPTrain(tiny + ["--data", "digits", "--save", path], in: directory).status, 0)
     XCTAssertEqual(try Checkpoint(path: path).metadata["data_directory"], data.resolvingSymlinksInPath().path)
     let elsewhere = try makeTemporaryDirectory()
-    let evaluation = try runPTrain(["evaluate", "--model", path, "--json"], in: elsewhere)
+    let evaluation = try runPTrain(["evaluate", path, "--json"], in: elsewhere)
     XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
     XCTAssertEqual(try evaluation.json()["dataset"] as? String, "digits")
   }
@@ -188,7 +188,7 @@ final class HardeningTests: XCTestCase {
     XCTAssertEqual(try runPTrain(tiny + ["--save", good]).status, 0)
     for threads in ["1025", "99999", "99999999999", "\(Int.max)"] {
       for command in [
-        ["train"], ["evaluate", "--model", good], ["finetune", "--from", good], ["topology"],
+        ["train"], ["evaluate", good], ["finetune", "--from", good], ["topology"],
         ["train", "--resume", good, "--epochs", "2"],
       ] {
         let result = try runPTrain(command + ["--threads", threads], timeout: 30)
@@ -211,7 +211,7 @@ final class HardeningTests: XCTestCase {
     let fifoData = data.appendingPathComponent(Dataset.fileNames.last!).path
     XCTAssertEqual(mkfifo(fifoData, 0o600), 0)
     for arguments in [
-      ["evaluate", "--model", fifo], ["train", "--resume", fifo], ["finetune", "--from", fifo],
+      ["evaluate", fifo], ["train", "--resume", fifo], ["finetune", "--from", fifo],
       ["--data", data.path] + tiny,
     ] {
       let result = try runPTrain(arguments, timeout: 30)
@@ -236,7 +236,7 @@ final class HardeningTests: XCTestCase {
     let good = directory.appendingPathComponent("good.safetensors").path
     XCTAssertEqual(try runPTrain(tiny + ["--save", good]).status, 0)
     let cases: [([String], String)] = [
-      (["evaluate", "--model", good, "--threads", "0"], "--threads must be at least 1, got 0"),
+      (["evaluate", good, "--threads", "0"], "--threads must be at least 1, got 0"),
       (["topology", "--threads", "0"], "--threads must be at least 1, got 0"),
       (["train", "--resume", good, "--epochs", "2", "--threads", "0"], "--threads must be at least 1, got 0"),
       (["bench", "--threads", "0,1"], "got '0,1'"),
@@ -338,7 +338,7 @@ final class HardeningTests: XCTestCase {
     let edited = directory.appendingPathComponent("dup.safetensors")
     let lengthBytes = (0..<8).map { UInt8(truncatingIfNeeded: newHeader.count >> (8 * $0)) }
     try Data(lengthBytes + newHeader + bytes[(8 + length)...]).write(to: edited)
-    assertRefused(try runPTrain(["evaluate", "--model", edited.path]), status: 1, "duplicate key \"dtype\"")
+    assertRefused(try runPTrain(["evaluate", edited.path]), status: 1, "duplicate key \"dtype\"")
   }
 
   /// Item 18: more threads than a batch has shards is warned about, with what to do, and

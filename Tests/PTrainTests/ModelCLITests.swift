@@ -146,7 +146,7 @@ final class ModelCLITests: XCTestCase {
     ])
     XCTAssertEqual(trained.status, 0, trained.stderr)
     XCTAssertEqual(try Checkpoint(path: path).model.text, "input 28x28x1, " + text)
-    let evaluated = try runPTrain(["evaluate", "--model", path, "--json"])
+    let evaluated = try runPTrain(["evaluate", path, "--json"])
     XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
     XCTAssertEqual(try evaluated.json()["test_accuracy"] as? Double, try trained.json()["test_accuracy"] as? Double)
     let resumed = try runPTrain(["train", "--resume", path, "--epochs", "2", "--quiet", "--json"])
@@ -192,7 +192,7 @@ final class ModelCLITests: XCTestCase {
         ["--model", "mnist-cnn", "--data", cifar.path], 64,
         "the model's input is 28x28x1 but the data's images are 32x32x3"
       ),
-      (["evaluate", "--model", mismatched], 1, "has shape [32, 1, 3, 3], the model needs [16, 1, 3, 3]"),
+      (["evaluate", mismatched], 1, "has shape [32, 1, 3, 3], the model needs [16, 1, 3, 3]"),
       (["finetune", "--from", good, "--freeze", "5"], 64, "no layer with parameters called \"5\""),
       (["finetune", "--from", good, "--freeze", "9"], 64, "no layer with parameters called \"9\""),
       (["--augment", "rotate"], 64, "augmentation \"rotate\": expected crop:P"),

@@ -38,11 +38,11 @@ final class RunEndTests: XCTestCase {
     XCTAssertEqual(human.status, 0, human.stderr)
     XCTAssertTrue(human.stdout.hasSuffix("test loss not finite\n") || human.stdout.contains("test loss not finite  "))
     XCTAssertFalse(human.stdout.contains("nan"), human.stdout)
-    let evaluation = try runPTrain(["evaluate", "--model", path, "--json"])
+    let evaluation = try runPTrain(["evaluate", path, "--json"])
     XCTAssertEqual(evaluation.status, 0, evaluation.stderr)
     XCTAssertTrue(try evaluation.json()["test_loss"] is NSNull)
     XCTAssertTrue(evaluation.stderr.contains("overflowed"), evaluation.stderr)
-    let text = try runPTrain(["evaluate", "--model", path])
+    let text = try runPTrain(["evaluate", path])
     XCTAssertTrue(text.stdout.contains("test loss not finite"), text.stdout)
     XCTAssertTrue(text.stderr.contains("overflowed"), text.stderr)
     let report = path + ".html"

@@ -6,15 +6,17 @@
 
 /// The reader under test, chosen once by PTRAIN_FUZZ_TARGET: `idx` (the IDX/gzip reader)
 /// `safetensors` (the JSON parser, the safetensors reader and the checkpoint loader) or
-/// `finetune` (a checkpoint and a model text, as `ptrain finetune` meets them).
+/// `finetune` (a checkpoint and a model text, as `ptrain finetune` meets them) or `image`
+/// (the PNG and JPEG decoders and the resize).
 /// A global outside main.swift, so it is initialised on first use whichever `main` runs.
 let fuzzTarget: @Sendable ([UInt8]) -> Void = {
   switch getenv("PTRAIN_FUZZ_TARGET").map({ String(cString: $0) }) {
   case "idx": return FuzzEntryPoints.idx
   case "safetensors": return FuzzEntryPoints.safetensors
   case "finetune": return FuzzEntryPoints.finetune
+  case "image": return FuzzEntryPoints.image
   default:
-    let usage = "FuzzReaders: set PTRAIN_FUZZ_TARGET to idx, safetensors or finetune\n"
+    let usage = "FuzzReaders: set PTRAIN_FUZZ_TARGET to idx, safetensors, finetune or image\n"
     _ = usage.withCString { write(2, $0, strlen($0)) }
     exit(64)
   }

@@ -127,7 +127,7 @@ public struct Checkpoint: Sendable {
     "optimizer", "optimizer_settings", "lr_schedule", "warmup_steps", "label_smoothing", "optimizer_step", "adam_step",
     "epochs_completed", "steps_into_epoch", "rng_state", "epoch_loss_sum", "epoch_correct", "test_accuracy",
     "test_loss", "validation_split", "best_validation_accuracy", "best_epoch", "save_best", "early_stop",
-    "early_stopped_after_epoch",
+    "early_stopped_after_epoch", "class_names", "image_size",
   ]
 
   private init(file: SafeTensors, path: String) throws {
@@ -147,6 +147,9 @@ public struct Checkpoint: Sendable {
     self.plan = plan
     if let declared = metadata["classes"], declared != String(plan.classes) {
       throw PTrainError("\(path): __metadata__ says \(declared) classes but the model has \(plan.classes)")
+    }
+    if let text = metadata["class_names"], Self.names(in: text)?.count != plan.classes {
+      throw PTrainError("\(path): __metadata__.class_names is not a JSON array of \(plan.classes) strings")
     }
     var normalization = Normalization.mnist
     if let text = metadata["normalize"] {
@@ -209,6 +212,27 @@ public struct Checkpoint: Sendable {
       throw PTrainError("\(path): 7.bias has shape \(head.shape); the head needs 2 to \(Self.maximumClasses) classes")
     }
     return try ModelDefinition.mnistCNN.withHead(classes: head.shape[0])
+  }
+
+  /// The name of each class, by class number: the `class_names` the training data gave
+  /// (an image folder's class folders, Fashion-MNIST's garments), else Fashion-MNIST's
+  /// for a checkpoint of it from before they were stored, else the class numbers.
+  public var classNames: [String] {
+    if let names = metadata["class_names"].flatMap(Self.names(in:)) { return names }
+    if metadata["dataset"] == "fashion-mnist" && plan.classes == Dataset.fashionMNISTClassNames.count {
+      return Dataset.fashionMNISTClassNames
+    }
+    return (0..<plan.classes).map(String.init)
+  }
+
+  /// The strings of a JSON array of strings; nil for any other text.
+  private static func names(in text: String) -> [String]? {
+    guard case .array(let values)? = try? JSONParser.parse(Array(text.utf8)) else { return nil }
+    let names = values.compactMap { value -> String? in
+      if case .string(let name) = value { return name }
+      return nil
+    }
+    return names.count == values.count ? names : nil
   }
 
   /// Whether the file holds a ptrain training state that `trainingState()` can restore.

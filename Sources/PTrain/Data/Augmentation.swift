@@ -1,4 +1,8 @@
-import Foundation
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
 
 /// Random crops, horizontal flips and erased rectangles of the training images, as
 /// torchvision's `RandomCrop(size, padding=P)`, `RandomHorizontalFlip()` and, after

@@ -18,11 +18,11 @@ package enum CIFAR10 {
     try (trainingFiles + [testFile]).contains { try Dataset.isPresent(directory + "/" + $0) }
   }
 
-  /// Opens all six files of `directory` and checks them (sizes and labels); the images
-  /// stay in the files, which training reads a batch at a time (see `ImageRecordFiles`),
-  /// so a run holds 60 KB of labels instead of 184 MB of images. Cost: one read of
-  /// 180 MB.
-  package static func load(directory: String, name: String) throws -> Dataset {
+  /// Opens all six files of `directory` (only the test file with `testOnly`, the training
+  /// split then empty) and checks them (sizes and labels); the images stay in the files,
+  /// which training reads a batch at a time (see `ImageRecordFiles`), so a run holds 60 KB
+  /// of labels instead of 184 MB of images. Cost: one read of 180 MB.
+  package static func load(directory: String, name: String, testOnly: Bool = false) throws -> Dataset {
     func open(_ files: [String]) throws -> LabeledImages {
       let paths = try files.map { file in
         let path = directory + "/" + file
@@ -36,8 +36,9 @@ package enum CIFAR10 {
       let (records, labels) = try ImageRecordFiles.opening(paths: paths, shape: shape, classes: 10)
       return LabeledImages(files: records, labels: labels, classes: 10)
     }
+    let test = try open([testFile])
     return try Dataset(
-      name: name, directory: directory, train: try open(trainingFiles), test: try open([testFile]),
+      name: name, directory: directory, train: testOnly ? test.prefix(0) : try open(trainingFiles), test: test,
       classNames: Dataset.cifar10ClassNames)
   }
 }

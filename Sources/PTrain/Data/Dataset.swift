@@ -154,9 +154,12 @@ public struct Dataset: Sendable, CustomStringConvertible {
   public let directory: String?
   public let train: LabeledImages
   public let test: LabeledImages
-  /// A name for each class label: Fashion-MNIST's garments, CIFAR-10's objects, else the
-  /// label's number.
+  /// A name for each class label: Fashion-MNIST's garments, CIFAR-10's objects, an image
+  /// folder's class folders, else the label's number.
   public let classNames: [String]
+  /// What reading an image folder found (its image size, skipped and ignored files);
+  /// nil for other data.
+  public internal(set) var imageFolder: ImageFolderReport?
 
   /// Fashion-MNIST's classes, in label order.
   package static let fashionMNISTClassNames = [
@@ -204,8 +207,13 @@ public struct Dataset: Sendable, CustomStringConvertible {
 
   /// Reads a dataset from `directory`: CIFAR-10's binary files (`data_batch_1.bin` …
   /// `data_batch_5.bin`, `test_batch.bin`) when they are there, else the four standard
-  /// IDX files, each raw or as `NAME.gz`. Cost: one read of the files.
-  public static func load(directory: String, name: String) throws -> Dataset {
+  /// IDX files, each raw or as `NAME.gz`, else an image folder (`train/CLASS/IMAGE.png`,
+  /// see `ImageFolder`) read with `imageFolder`. With `testOnly`, only the test split is
+  /// read (and must be there); the training split is then empty. Cost: one read of the
+  /// files (and, for an image folder, one decode of each image).
+  public static func load(
+    directory: String, name: String, imageFolder: ImageFolderOptions = ImageFolderOptions(), testOnly: Bool = false
+  ) throws -> Dataset {
     var info = stat()
     guard stat(directory, &info) == 0 else {
       throw PTrainError("\(directory): \(errnoText())")
@@ -220,20 +228,27 @@ public struct Dataset: Sendable, CustomStringConvertible {
           "\(directory): holds both CIFAR-10's binary files and IDX files (\(idx)); keep one kind of data per directory"
         )
       }
-      return try CIFAR10.load(directory: directory, name: name)
+      return try CIFAR10.load(directory: directory, name: name, testOnly: testOnly)
+    }
+    if idxFiles.isEmpty && ImageFolder.isPresent(in: directory) {
+      return try ImageFolder.load(directory: directory, name: name, options: imageFolder, testOnly: testOnly)
     }
     for file in fileNames where idxFiles.contains(file) && idxFiles.contains(file + ".gz") {
       throw PTrainError(
         "\(directory): holds both \(file) and \(file).gz; remove one, so that it is clear which is read")
     }
-    let decoded = try fileNames.map { file -> IDXFile in
+    let decoded = try fileNames.suffix(testOnly ? 2 : 4).map { file -> IDXFile in
       guard let found = [file, file + ".gz"].first(where: idxFiles.contains) else {
         for candidate in [file, file + ".gz"] { try refuseBrokenLink(directory + "/" + candidate) }
-        throw PTrainError("\(directory): neither \(file) nor \(file).gz is there")
+        throw PTrainError(
+          "\(directory): neither \(file) nor \(file).gz is there"
+            + (idxFiles.isEmpty ? " (nor CIFAR-10's binary files, nor a train/ folder of class folders)" : ""))
       }
       return try IDXFile.read(path: directory + "/" + found, dimensionCount: file.contains("images") ? 3 : 1)
     }
-    return try Dataset(name: name, directory: directory, files: decoded)
+    guard testOnly else { return try Dataset(name: name, directory: directory, files: decoded) }
+    let test = try LabeledImages(images: decoded[0], labels: decoded[1], name: "\(name) test set")
+    return try Dataset(name: name, directory: directory, train: test.prefix(0), test: test)
   }
 
   /// Whether a file is at `path` (following links): false when nothing is (or a link

@@ -15,6 +15,25 @@
     }
   }
 
+  /// The most pixels an image may claim for the image target to decode it: the harness
+  /// keeps its buffers within what a fuzz input justifies.
+  static let maximumFuzzedPixels = 1 << 20
+
+  /// The PNG and JPEG decoders (libpng and libjpeg-turbo through `CImageCodecs`) and the
+  /// resize: the header, then a decode into 1 and into 3 channels of a 7 × 5 input.
+  public static func image(_ bytes: [UInt8]) {
+    guard let header = try? ImageDecoder.header(of: bytes, path: "fuzz") else { return }
+    precondition(header.width >= 1 && header.height >= 1)
+    guard header.width * header.height <= maximumFuzzedPixels else { return }
+    for channels in [1, 3] {
+      let shape = ImageShape(height: 7, width: 5, channels: channels)
+      var pixels = [UInt8](repeating: 0, count: shape.count)
+      _ = try? pixels.withUnsafeMutableBufferPointer {
+        try ImageDecoder.decode(bytes, header: header, path: "fuzz", into: $0.baseAddress!, shape: shape)
+      }
+    }
+  }
+
   /// The JSON parser, the safetensors reader and the checkpoint loader.
   public static func safetensors(_ bytes: [UInt8]) {
     _ = try? JSONParser.parse(bytes)
