@@ -117,7 +117,7 @@ struct Finetune: ParsableCommand {
     try trainer.loadParameters(
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan, layers: loaded)
     warnAboutPlacement(trainer: trainer, topology: topology)
-    var metadata = DataOptions.metadata(for: dataset, trainImages: train.count, classes: plan.classes)
+    var metadata = dataset.checkpointMetadata(trainImages: train.count, classes: plan.classes)
     if let logdir = output.logdir { metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path }
     metadata["source_model"] = source
     metadata["new_head"] = String(newHead)

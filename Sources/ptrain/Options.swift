@@ -128,24 +128,6 @@ struct DataOptions: ParsableArguments {
     }
     return dataset.train.prefix(count)
   }
-
-  /// `__metadata__` entries that let `--resume` and `evaluate` find the data again, from
-  /// any directory: its directory is stored as an absolute path with symlinks resolved.
-  /// The class names (numbers beyond the data's, up to the model's `classes`) and, for an
-  /// image folder, its image size go too, so that evaluate and predict need no flags.
-  static func metadata(for dataset: Dataset, trainImages: Int, classes: Int) -> [String: String] {
-    var result = ["dataset": dataset.name, "train_images": String(trainImages)]
-    if let directory = dataset.directory { result["data_directory"] = absolutePath(directory) }
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = .withoutEscapingSlashes
-    let names =
-      Array(dataset.classNames.prefix(classes)) + (min(dataset.classNames.count, classes)..<classes).map(String.init)
-    if let names = try? encoder.encode(names) {
-      result["class_names"] = String(decoding: names, as: UTF8.self)
-    }
-    if let folder = dataset.imageFolder { result["image_size"] = folder.size.description }
-    return result
-  }
 }
 
 /// `path` made absolute, with symbolic links, `.` and `..` resolved where it exists.

@@ -140,8 +140,8 @@ struct Train: ParsableCommand {
         output.report.map { NamedPath(role: "--report", path: $0) },
       ].compactMap { $0 })
     metadata.merge(
-      DataOptions.metadata(
-        for: dataset, trainImages: train.count + (held?.count ?? 0), classes: trainer.plan.classes)
+      dataset.checkpointMetadata(
+        trainImages: train.count + (held?.count ?? 0), classes: trainer.plan.classes)
     ) { _, new in new }
     if let logdir = output.logdir {
       metadata["logdir"] = URL(fileURLWithPath: logdir).standardizedFileURL.path

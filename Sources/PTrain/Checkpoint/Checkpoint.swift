@@ -367,10 +367,13 @@ public struct Checkpoint: Sendable {
     return SafeTensors.encode(tensors: tensors, integers: tracked, metadata: metadata)
   }
 
-  /// Writes `state` to `path` atomically (see `writeFileAtomically`). Refuses a state
-  /// with a non-finite parameter or moment, so no checkpoint ever holds NaN.
-  /// Cost: O(parameters) plus two fsyncs.
-  public static func save(_ state: TrainingState, to path: String, extra: [String: String] = [:]) throws {
+  /// Writes `state` to `path` atomically (see `writeFileAtomically`), with `data`'s
+  /// `checkpointMetadata` (its name, directory and class names, as the CLI's checkpoints
+  /// have them) when given, and `extra`. Refuses a state with a non-finite parameter or
+  /// moment, so no checkpoint ever holds NaN. Cost: O(parameters) plus two fsyncs.
+  public static func save(
+    _ state: TrainingState, to path: String, data: Dataset? = nil, extra: [String: String] = [:]
+  ) throws {
     let plan = try ModelPlan(state.model)
     for (name, values) in [("parameter", state.parameters)] + state.optimizerState.map({ ("optimizer state", $0) }) {
       if let bad = values.firstIndex(where: { !$0.isFinite }) {
@@ -380,6 +383,7 @@ public struct Checkpoint: Sendable {
     if state.runningStatistics.contains(where: { !$0.isFinite }) {
       throw PTrainError("not saving \(path): a BatchNorm running statistic is not finite")
     }
-    try writeFileAtomically(encode(state, extra: extra), to: path)
+    let described = data?.checkpointMetadata(trainImages: data!.train.count, classes: plan.classes) ?? [:]
+    try writeFileAtomically(encode(state, extra: described.merging(extra) { _, given in given }), to: path)
   }
 }
