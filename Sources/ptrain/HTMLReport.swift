@@ -43,7 +43,7 @@ enum HTMLReport {
       ("optimizer", optimizer.isEmpty ? "adam" : optimizer),
       ("threads", "\(run.threads)\(run.pinned ? ", pinned" : "")"),
       (
-        "test",
+        run.evaluatedOn ?? "test",
         String(format: "accuracy %.2f%%, loss ", 100 * run.testAccuracy)
           + (run.testLoss.finite.map { String(format: "%.4f", $0) } ?? "not finite (outputs overflowed)")
       ),

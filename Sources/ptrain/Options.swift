@@ -32,6 +32,9 @@ struct DataOptions: ParsableArguments {
   @Flag(help: "Leave out, and count, an image folder's images that cannot be read or decoded, instead of stopping.")
   var skipBadImages = false
 
+  /// The flags a resumed run must repeat to find the same images: `--skip-bad-images`.
+  var resumeFlags: [String] { skipBadImages ? ["--skip-bad-images"] : [] }
+
   /// Loads the chosen dataset, or the one `metadata` (a checkpoint's) names when none
   /// was chosen, or the bundled MNIST. An image folder is decoded on `threads` threads
   /// into `shape` (a model's input) when given, else into `--image-size` or the

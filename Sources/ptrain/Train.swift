@@ -150,7 +150,8 @@ struct Train: ParsableCommand {
     var session = TrainingSession(
       trainer: trainer, dataset: dataset, train: train, checkpoints: checkpoints, output: output, metadata: metadata,
       activity: resume.map { "resuming \($0)" } ?? "training")
-    session.resumeFlags = hyperParameters.resumeFlags + checkpoints.resumeFlags + validation.resumeFlags
+    session.resumeFlags =
+      hyperParameters.resumeFlags + checkpoints.resumeFlags + validation.resumeFlags + data.resumeFlags
     session.validation = held
     session.best = best
     try session.run()

@@ -117,11 +117,17 @@ final class PredictCLITests: XCTestCase {
     let refused = try train(root, threads: 2)
     XCTAssertEqual(refused.status, 64)
     XCTAssertTrue(refused.stderr.contains("has no test/ folder: pass --validation-split"), refused.stderr)
-    let trained = try runPTrain(
-      ["--data", root.path, "--model", Self.model, "--epochs", "1", "--batch-size", "8", "--validation-split", "8"])
+    let report = root.deletingLastPathComponent().appendingPathComponent("report.html")
+    let trained = try runPTrain([
+      "--data", root.path, "--model", Self.model, "--epochs", "1", "--batch-size", "8", "--validation-split", "8",
+      "--report", report.path,
+    ])
     XCTAssertEqual(trained.status, 0, trained.stderr)
     XCTAssertTrue(trained.stderr.contains("no test set (no test/ folder"), trained.stderr)
     XCTAssertTrue(trained.stdout.split(separator: "\n").last!.hasPrefix("validation accuracy"), trained.stdout)
+    let page = try String(contentsOf: report, encoding: .utf8)
+    XCTAssertTrue(page.contains("<th>validation</th>"), "the report names the set of its final figures")
+    XCTAssertFalse(page.contains("<th>test</th>"))
   }
 
   func testVersion() throws {
