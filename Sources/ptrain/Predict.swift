@@ -68,9 +68,10 @@ struct Predict: ParsableCommand {
     let topology = try placement.topology()
     let classifier = try Classifier(
       checkpoint: checkpoint, threads: try threadCount(threads, topology: topology), topology: topology)
-    let sources = try images.flatMap(expand)
+    var idxFiles: [String: IDXFile] = [:]
+    let sources = try images.flatMap { try expand($0, idxFiles: &idxFiles) }
     guard !sources.isEmpty else { throw PTrainError("no image found in \(images.joined(separator: ", "))") }
-    let pixels = try load(sources, for: classifier)
+    let pixels = try load(sources, for: classifier, idxFiles: idxFiles)
     let predictions = classifier.predict(pixels: pixels)
     let shown = min(top, classifier.classNames.count)
     if json {
@@ -92,8 +93,8 @@ struct Predict: ParsableCommand {
   }
 
   /// The images an argument names: a directory's image files (sorted, below it too), an
-  /// IDX file's images, or the file itself.
-  func expand(_ path: String) throws -> [Source] {
+  /// IDX file's images (the file read once, into `idxFiles`), or the file itself.
+  func expand(_ path: String, idxFiles: inout [String: IDXFile]) throws -> [Source] {
     var info = stat()
     guard stat(path, &info) == 0 else { throw PTrainError("\(path): \(String(cString: strerror(errno)))") }
     if (info.st_mode & S_IFMT) == S_IFDIR {
@@ -102,7 +103,8 @@ struct Predict: ParsableCommand {
       return files.map { Source(name: $0, path: $0, idxIndex: nil) }
     }
     if try isIDX(path) {
-      let file = try IDXFile.read(path: path, dimensionCount: 3)
+      let file = try idxFiles[path] ?? IDXFile.read(path: path, dimensionCount: 3)
+      idxFiles[path] = file
       return (0..<file.dimensions[0]).map { Source(name: "\(path)[\($0)]", path: path, idxIndex: $0) }
     }
     return [Source(name: path, path: path, idxIndex: nil)]
@@ -116,7 +118,7 @@ struct Predict: ParsableCommand {
     var files: [String] = []
     while let relative = walker.nextObject() as? String {
       let name = (relative as NSString).lastPathComponent
-      guard [".png", ".jpg", ".jpeg"].contains(where: { name.lowercased().hasSuffix($0) }) else { continue }
+      guard ImageDecoder.hasImageExtension(name) else { continue }
       files.append(directory + "/" + relative)
     }
     return files.sorted { $0.unicodeScalars.lexicographicallyPrecedes($1.unicodeScalars) }
@@ -134,17 +136,13 @@ struct Predict: ParsableCommand {
   }
 
   /// Every source's bytes at the classifier's input, decoded and resized.
-  private func load(_ sources: [Source], for classifier: Classifier) throws -> [UInt8] {
+  private func load(_ sources: [Source], for classifier: Classifier, idxFiles: [String: IDXFile]) throws -> [UInt8] {
     let input = classifier.input
     var pixels = [UInt8]()
     pixels.reserveCapacity(sources.count * input.count)
-    var idxFiles: [String: IDXFile] = [:]
     for source in sources {
       if let index = source.idxIndex {
-        if idxFiles[source.path] == nil {
-          idxFiles[source.path] = try IDXFile.read(path: source.path, dimensionCount: 3)
-        }
-        let file = idxFiles[source.path]!
+        let file = idxFiles[source.path]!  // read by `expand`
         let shape = ImageShape(height: file.dimensions[1], width: file.dimensions[2], channels: 1)
         pixels += classifier.fitGrayImages(
           Array(file.bytes[(index * shape.count)..<((index + 1) * shape.count)]), shape: shape)
