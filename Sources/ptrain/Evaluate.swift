@@ -8,8 +8,9 @@ struct Evaluate: ParsableCommand {
     commandName: "evaluate",
     abstract: "Report test loss, accuracy, per-class metrics and the confusion matrix of a checkpoint.",
     discussion: """
-      Reads any .safetensors file with the model's PyTorch tensor names (one saved by ptrain or \
-      by PyTorch). Without --dataset or --data it uses the dataset the checkpoint was trained on; \
+      Reads any .safetensors file with the model's PyTorch tensor names: one ptrain saved, or a \
+      state_dict PyTorch saved, which names neither its model nor its normalisation (give them \
+      with --model and --normalize). Without --dataset or --data it uses the dataset the checkpoint was trained on; \
       --data reads IDX files, CIFAR-10's binary files or an image folder's test/ split (resized \
       to the model's input).
       """)
@@ -20,8 +21,12 @@ struct Evaluate: ParsableCommand {
   var checkpoint: String?
 
   @Option(
-    help: ArgumentHelp("The checkpoint, as before it became the positional argument (deprecated).", valueName: "PATH"))
+    help: ArgumentHelp(
+      "For a checkpoint that does not store its model (a PyTorch state_dict): a built-in model or a model text; the head's classes come from the file. Without CHECKPOINT, the checkpoint itself (deprecated).",
+      valueName: "NAME|SPEC"))
   var model: String?
+
+  @OptionGroup var stored: StoredNormalizationOption
 
   @Option(help: "mnist (bundled) or fashion-mnist. (default: the checkpoint's dataset, else mnist)")
   var dataset: DatasetName?
@@ -58,19 +63,19 @@ struct Evaluate: ParsableCommand {
   func validate() throws {
     switch (checkpoint, model) {
     case (nil, nil): throw ValidationError("give the checkpoint to evaluate: ptrain evaluate CHECKPOINT")
-    case (.some, .some): throw ValidationError("give the checkpoint once: as CHECKPOINT or as --model PATH, not both")
     default: break
     }
   }
 
   func run() throws {
     try CPUSupport.requireVectorUnits()
-    if model != nil {
+    if checkpoint == nil {
       Terminal.warn("--model PATH is deprecated; name the checkpoint first: ptrain evaluate CHECKPOINT")
     }
     let model = checkpoint ?? self.model!
-    let (_, loaded, trainer) = try Self.prepare(
-      checkpoint: model, dataset: dataset, data: data, threads: threads, topology: try placement.topology())
+    let saved = try stored.load(model, modelText: checkpoint == nil ? nil : self.model)
+    let (loaded, trainer) = try Self.prepare(
+      saved, dataset: dataset, data: data, threads: threads, topology: try placement.topology())
     Terminal.error(
       "ptrain: evaluating \(model) on \(loaded.name) (\(loaded.directory ?? "bundled")): \(loaded.test.count) test images"
     )
@@ -97,14 +102,14 @@ struct Evaluate: ParsableCommand {
     }
   }
 
-  /// Reads the checkpoint at `path`, loads the data it is evaluated on (`dataset` or
-  /// `data`, else its own) and makes a trainer holding its parameters, checking that the
-  /// two fit. For `evaluate` and `report`.
+  /// Loads the data `checkpoint` is evaluated on (`dataset` or `data`, else its own) and
+  /// makes a trainer holding its parameters, checking that the two fit. For `evaluate` and
+  /// `report`.
   static func prepare(
-    checkpoint path: String, dataset: DatasetName?, data: String?, threads: Int?, topology: Topology
-  ) throws -> (Checkpoint, Dataset, Trainer) {
+    _ checkpoint: Checkpoint, dataset: DatasetName?, data: String?, threads: Int?, topology: Topology
+  ) throws -> (Dataset, Trainer) {
     let threads = try threadCount(threads, topology: topology)
-    let checkpoint = try Checkpoint(path: path)
+    let path = checkpoint.path
     // Built by hand rather than parsed: every option `load` reads must be set.
     var source = DataOptions()
     source.dataset = dataset
@@ -128,6 +133,6 @@ struct Evaluate: ParsableCommand {
     try trainer.loadParameters(
       checkpoint.parameters, state: checkpoint.runningStatistics, from: checkpoint.plan,
       layers: Set(checkpoint.plan.parameterLayers.map(\.index)))
-    return (checkpoint, loaded, trainer)
+    return (loaded, trainer)
   }
 }

@@ -8,7 +8,9 @@ struct Finetune: ParsableCommand {
     commandName: "finetune",
     abstract: "Fine-tune a pre-trained checkpoint on new data, optionally with frozen layers and a new head.",
     discussion: """
-      Loads only the weights of --from (not its optimizer state or position) and starts a fresh \
+      Loads only the weights of --from (not its optimizer state or position; a PyTorch \
+      state_dict, which names neither its model nor its normalisation, is read as --model with \
+      --normalize) and starts a fresh \
       optimizer (--optimizer, Adam by default). Frozen layers keep their weights, get no gradients, and their backward work is \
       skipped. Name layers as `ptrain summary` does (for mnist-cnn: conv1, conv2, dense) or by \
       their index in PyTorch's nn.Sequential (0, 3, 7). Try "only N labels" with --train-limit N.
@@ -33,6 +35,7 @@ struct Finetune: ParsableCommand {
   var classes: Int?
 
   @OptionGroup var model: ModelOptions
+  @OptionGroup var stored: StoredNormalizationOption
   @OptionGroup var placement: PlacementOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
   @OptionGroup var data: DataOptions
@@ -48,7 +51,8 @@ struct Finetune: ParsableCommand {
     try CPUSupport.requireVectorUnits()
     try checkpoints.checkPaths()
     try output.checkLogging()
-    let checkpoint = try Checkpoint(path: source)
+    // A file that does not store its model (a PyTorch state_dict) is read as --model.
+    let checkpoint = try stored.load(source, modelText: model.model, modelIsTarget: true)
     let sourceClasses = checkpoint.plan.classes
     var target = checkpoint.model
     if let given = model.model {

@@ -12,7 +12,8 @@ struct Predict: ParsableCommand {
       too, in sorted order) or an IDX image file (each image in it, named FILE[i]). Images are \
       prepared as training prepared them: converted to the model's channels (Pillow's \
       convert rule), resized to its input with Pillow's bilinear filter, and standardised \
-      with the checkpoint's normalisation. No training data is needed.
+      with the checkpoint's normalisation. No training data is needed. A state_dict PyTorch \
+      saved names neither its model nor its normalisation: give them with --model and --normalize.
       """)
 
   @Argument(help: ArgumentHelp("The .safetensors checkpoint to classify with.", valueName: "CHECKPOINT"))
@@ -28,6 +29,14 @@ struct Predict: ParsableCommand {
   var threads: Int?
 
   @OptionGroup var placement: PlacementOptions
+
+  @Option(
+    help: ArgumentHelp(
+      "For a checkpoint that does not store its model (a PyTorch state_dict): a built-in model or a model text; the head's classes come from the file.",
+      valueName: "NAME|SPEC"))
+  var model: String?
+
+  @OptionGroup var stored: StoredNormalizationOption
 
   @Flag(help: "Print one JSON object: every image's probability of every class.")
   var json = false
@@ -67,7 +76,8 @@ struct Predict: ParsableCommand {
     try CPUSupport.requireVectorUnits()
     let topology = try placement.topology()
     let classifier = try Classifier(
-      checkpoint: checkpoint, threads: try threadCount(threads, topology: topology), topology: topology)
+      try stored.load(checkpoint, modelText: model), threads: try threadCount(threads, topology: topology),
+      topology: topology)
     var idxFiles: [String: IDXFile] = [:]
     let sources = try images.flatMap { try expand($0, idxFiles: &idxFiles) }
     guard !sources.isEmpty else { throw PTrainError("no image found in \(images.joined(separator: ", "))") }

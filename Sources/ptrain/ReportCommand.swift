@@ -47,8 +47,9 @@ struct ReportCommand: ParsableCommand {
       do { try run.validate() } catch let error as PTrainError { throw PTrainError("\(source): \(error)") }
     } else {
       try CPUSupport.requireVectorUnits()
-      let (checkpoint, dataset, trainer) = try Evaluate.prepare(
-        checkpoint: source, dataset: nil, data: nil, threads: threads, topology: try Topology())
+      let checkpoint = try Checkpoint(path: source)
+      let (dataset, trainer) = try Evaluate.prepare(
+        checkpoint, dataset: nil, data: nil, threads: threads, topology: try Topology())
       let evaluation = try trainer.evaluate(dataset.test)
       let history = try checkpoint.metadata["history"].map { try RunSummary.history(decoding: $0, of: source) }
       var options = checkpoint.hasTrainingState ? try checkpoint.trainingState().options : trainer.options

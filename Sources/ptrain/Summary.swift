@@ -23,6 +23,7 @@ struct Summary: ParsableCommand {
   var checkpoint: String?
 
   @OptionGroup var model: ModelOptions
+  @OptionGroup var stored: StoredNormalizationOption
 
   @Option(
     help: ArgumentHelp(
@@ -83,10 +84,13 @@ struct Summary: ParsableCommand {
       }
       return ImageShape(height: parts[0]!, width: parts[1]!, channels: parts[2]!)
     }
-    if checkpoint != nil && (model.model != nil || input != nil) {
-      throw ValidationError("give a CHECKPOINT or --model (with --input), not both")
+    if checkpoint != nil && input != nil {
+      throw ValidationError("--input is for a model text; a CHECKPOINT's model has its input")
     }
-    let saved = try checkpoint.map { try Checkpoint(path: $0) }
+    if checkpoint == nil && stored.normalize != nil {
+      throw ValidationError("--normalize is for a CHECKPOINT that does not store its normalisation")
+    }
+    let saved = try checkpoint.map { try stored.load($0, modelText: model.model) }
     let definition = try saved?.model ?? model.definition(input: shape)
     let plan = try usage { try ModelPlan(definition) }
     let rows = plan.layers.map { layer in

@@ -145,11 +145,11 @@ final class CheckpointTests: XCTestCase {
   func testResumeIsBitIdentical() throws {
     let data = Self.mnist.train.prefix(608)  // 19 steps of 32
     let options = TrainingOptions(threads: 2, epochs: 2, seed: 5)
-    let straight = try Trainer(options: options)
+    let straight = try Trainer(options: options, normalization: .mnist)
     try straight.train(data)
     let directory = try makeTemporaryDirectory()
     for (stopAtStep, threads) in [(7, 1), (19, 3), (26, 2)] {
-      let first = try Trainer(options: options)
+      let first = try Trainer(options: options, normalization: .mnist)
       let stopped = try first.train(data) { event in
         if case .step = event, first.optimizer.step == stopAtStep { first.requestStop() }
       }
@@ -174,9 +174,9 @@ final class CheckpointTests: XCTestCase {
   func testStateSavedAtAnEpochsLastStepResumes() throws {
     let data = Self.mnist.train.prefix(320)  // 10 steps of 32
     let options = TrainingOptions(threads: 2, epochs: 2, seed: 6)
-    let straight = try Trainer(options: options)
+    let straight = try Trainer(options: options, normalization: .mnist)
     try straight.train(data)
-    let first = try Trainer(options: options)
+    let first = try Trainer(options: options, normalization: .mnist)
     let saved = Mutex<TrainingState?>(nil)
     try first.train(data) { event in
       if case .step(let progress) = event, progress.step == 10, progress.epoch == 1 {
@@ -196,7 +196,7 @@ final class CheckpointTests: XCTestCase {
   }
 
   func testResumingMidEpochOnOtherDataIsRefused() throws {
-    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1))
+    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), normalization: .mnist)
     try trainer.train(Self.mnist.train.prefix(96)) { event in
       if case .step = event { trainer.requestStop() }
     }
@@ -210,7 +210,7 @@ final class CheckpointTests: XCTestCase {
   func testFrozenLayersDoNotChange() throws {
     let plan = try ModelPlan(.mnistCNN)
     for frozen: Set<Int> in [[0], [0, 3], [3, 7], [7]] {
-      let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, frozen: frozen))
+      let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, frozen: frozen), normalization: .mnist)
       let before = trainer.parameterValues
       try trainer.train(Self.mnist.train.prefix(128))
       let after = trainer.parameterValues
@@ -223,8 +223,8 @@ final class CheckpointTests: XCTestCase {
         }
       }
     }
-    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [0, 3, 7])))
-    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [1]))) {
+    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [0, 3, 7]), normalization: .mnist))
+    XCTAssertThrowsError(try Trainer(options: TrainingOptions(threads: 1, frozen: [1]), normalization: .mnist)) {
       XCTAssertEqual("\($0)", "layer 1 cannot be frozen: it has no parameters")
     }
     XCTAssertEqual(try plan.parameterLayer(named: "3"), 3)
@@ -272,7 +272,8 @@ final class CheckpointTests: XCTestCase {
   /// A huge learning rate overflows Float; training stops with an error naming the step and
   /// the layer, and the parameters stay those of the last good step.
   func testNonFiniteValuesStopTrainingBeforeTheyAreApplied() throws {
-    let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 3, learningRate: 1e30))
+    let trainer = try Trainer(
+      options: TrainingOptions(threads: 2, epochs: 3, learningRate: 1e30), normalization: .mnist)
     let lastGood = Mutex<[Float]>([])
     XCTAssertThrowsError(
       try trainer.train(Self.mnist.train.prefix(320)) { event in
@@ -300,7 +301,7 @@ final class CheckpointTests: XCTestCase {
   func testFailedWriteKeepsThePreviousCheckpoint() throws {
     let directory = try makeTemporaryDirectory()
     let path = directory.appendingPathComponent("run.safetensors").path
-    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1))
+    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), normalization: .mnist)
     try Checkpoint.save(trainer.state(), to: path)
     let before = try Data(contentsOf: URL(fileURLWithPath: path))
     var saved = rlimit()
@@ -329,15 +330,19 @@ final class CheckpointTests: XCTestCase {
     try writeFileAtomically(
       values.withUnsafeBufferPointer { SafeTensors.encode(tensors: plan.torchTensors($0.baseAddress!), metadata: [:]) },
       to: weightsOnly)
-    let checkpoint = try Checkpoint(path: weightsOnly)
+    XCTAssertThrowsError(try Checkpoint(path: weightsOnly)) {
+      XCTAssertTrue("\($0)".contains("does not say how its images were standardised"), "\($0)")
+    }
+    let checkpoint = try Checkpoint(path: weightsOnly, normalization: .mnist)
     XCTAssertEqual(checkpoint.parameters, values)
+    XCTAssertEqual(checkpoint.normalization, .mnist)
     XCTAssertThrowsError(try checkpoint.trainingState()) { XCTAssertTrue("\($0)".contains("holds weights only")) }
     let mislabeled = directory.appendingPathComponent("mislabeled.safetensors").path
     try writeFileAtomically(
       values.withUnsafeBufferPointer {
         SafeTensors.encode(tensors: plan.torchTensors($0.baseAddress!), metadata: ["classes": "5"])
       }, to: mislabeled)
-    XCTAssertThrowsError(try Checkpoint(path: mislabeled)) {
+    XCTAssertThrowsError(try Checkpoint(path: mislabeled, normalization: .mnist)) {
       XCTAssertTrue("\($0)".contains("says 5 classes but the model has 10"), "\($0)")
     }
     XCTAssertThrowsError(try Checkpoint(path: directory.appendingPathComponent("none").path)) {

@@ -6,7 +6,7 @@ import XCTest
 final class DatasetMetadataTests: XCTestCase {
   func testLibraryCheckpointsCarryTheDataAsTheCLIsDo() throws {
     let mnist = try Dataset.bundledMNIST()
-    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), model: .mnistCNN)
+    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), model: .mnistCNN, normalization: .mnist)
     try trainer.train(mnist.train.prefix(64))
     let path = try makeTemporaryDirectory().appendingPathComponent("m.safetensors").path
     try Checkpoint.save(trainer.state(), to: path, data: mnist)

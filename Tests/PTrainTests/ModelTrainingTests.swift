@@ -202,7 +202,7 @@ final class ModelTrainingTests: XCTestCase {
   /// does, `num_batches_tracked` included (an I64 scalar), and carries its model text.
   func testCheckpointsOfAnyModelUsePyTorchNames() throws {
     let model = try ModelDefinition(named: "fashion-cnn")
-    let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1), model: model)
+    let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1), model: model, normalization: .mnist)
     try trainer.train(Self.mnist.train.prefix(64))
     let path = try makeTemporaryDirectory().appendingPathComponent("bn.safetensors").path
     try Checkpoint.save(trainer.state(), to: path)
@@ -223,7 +223,8 @@ final class ModelTrainingTests: XCTestCase {
     XCTAssertEqual(loaded.model, model)
     XCTAssertEqual(loaded.batchesTracked, 2)
     XCTAssertEqual(loaded.runningStatistics, trainer.runningStatistics.array)
-    let evaluated = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), model: loaded.model)
+    let evaluated = try Trainer(
+      options: TrainingOptions(threads: 1, epochs: 1), model: loaded.model, normalization: .mnist)
     try evaluated.loadParameters(
       loaded.parameters, state: loaded.runningStatistics, from: loaded.plan,
       layers: Set(loaded.plan.parameterLayers.map(\.index)))
@@ -246,7 +247,7 @@ final class ModelTrainingTests: XCTestCase {
 
   /// The model's input must be the data's image shape.
   func testImagesOfAnotherShapeAreRefused() throws {
-    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), model: .mnistCNN)
+    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1), model: .mnistCNN, normalization: .mnist)
     XCTAssertThrowsError(try trainer.train(Self.randomImages(4, shape: ImageShape(height: 32, width: 32, channels: 3))))
     {
       XCTAssertEqual("\($0)", "the training data are 32x32x3 images but the model's input is 28x28x1")

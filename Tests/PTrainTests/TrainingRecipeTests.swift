@@ -29,17 +29,17 @@ final class TrainingRecipeTests: XCTestCase {
       let options = TrainingOptions(
         threads: 2, epochs: 2, learningRate: optimizer.algorithm == .sgd ? 0.05 : 2e-3, seed: 3,
         optimizer: optimizer, schedule: schedule, labelSmoothing: smoothing)
-      let straight = try Trainer(options: options, model: model)
+      let straight = try Trainer(options: options, model: model, normalization: .mnist)
       let summary = try straight.train(data)
       let name = "\(optimizer) \(schedule)"
       XCTAssertLessThan(summary.epochs[1].trainLoss, summary.epochs[0].trainLoss, name)
       var single = options
       single.threads = 1
-      let one = try Trainer(options: single, model: model)
+      let one = try Trainer(options: single, model: model, normalization: .mnist)
       try one.train(data)
       XCTAssertEqual(one.parametersSHA256, straight.parametersSHA256, "1 thread, \(name)")
 
-      let first = try Trainer(options: options, model: model)
+      let first = try Trainer(options: options, model: model, normalization: .mnist)
       try first.train(data) { event in
         if case .step = event, first.optimizer.step == 7 { first.requestStop() }
       }
@@ -68,7 +68,7 @@ final class TrainingRecipeTests: XCTestCase {
     let data = Self.mnist.train.prefix(96)  // 3 steps of 32
     let schedule = try LearningRateSchedule(parsing: "cosine", warmupSteps: 1)
     let options = TrainingOptions(threads: 1, epochs: 2, learningRate: 0.01, schedule: schedule)
-    let trainer = try Trainer(options: options)
+    let trainer = try Trainer(options: options, normalization: .mnist)
     let seen = Mutex<[Float]>([])
     let summary = try trainer.train(data) { event in
       if case .step(let progress) = event { seen.withLock { $0.append(progress.learningRate) } }
@@ -83,7 +83,8 @@ final class TrainingRecipeTests: XCTestCase {
   /// as Adam at a constant rate; settings that cannot be read are refused in one line.
   func testOlderCheckpointsResumeAsAdamAndBadSettingsAreRefused() throws {
     let data = Self.mnist.train.prefix(64)
-    let trainer = try Trainer(options: TrainingOptions(threads: 1, epochs: 1, learningRate: 0.002))
+    let trainer = try Trainer(
+      options: TrainingOptions(threads: 1, epochs: 1, learningRate: 0.002), normalization: .mnist)
     try trainer.train(data)
     let directory = try makeTemporaryDirectory()
     let saved = directory.appendingPathComponent("new.safetensors").path

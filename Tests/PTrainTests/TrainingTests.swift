@@ -8,7 +8,8 @@ final class TrainingTests: XCTestCase {
   func train(threads: Int, seed: UInt64 = 3, images: Int = 320, batchSize: Int = 32, epochs: Int = 1) throws -> Trainer
   {
     let trainer = try Trainer(
-      options: TrainingOptions(threads: threads, epochs: epochs, batchSize: batchSize, seed: seed))
+      options: TrainingOptions(threads: threads, epochs: epochs, batchSize: batchSize, seed: seed),
+      normalization: .mnist)
     try trainer.train(Self.mnist.train.prefix(images))
     return trainer
   }
@@ -90,7 +91,7 @@ final class TrainingTests: XCTestCase {
 
   /// A short run learns: well above chance on held-out images.
   func testShortTrainingLearns() throws {
-    let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, seed: 1))
+    let trainer = try Trainer(options: TrainingOptions(threads: 2, epochs: 1, seed: 1), normalization: .mnist)
     let test = Self.mnist.test.prefix(1000)
     let before = try trainer.evaluate(test)
     let steps = Mutex(0)
@@ -141,7 +142,7 @@ final class TrainingTests: XCTestCase {
         "--learning-rate must be a positive finite number, got nan"
       ),
     ] {
-      XCTAssertThrowsError(try Trainer(options: options)) { error in
+      XCTAssertThrowsError(try Trainer(options: options, normalization: .mnist)) { error in
         let error = error as! PTrainError
         XCTAssertEqual(error.description, message)
         XCTAssertEqual(error.option, option)

@@ -31,7 +31,7 @@ let benchmarks: @Sendable () -> Void = {
         benchmark.measurement(imagesPerSecond, Int(summary.imagesPerSecond))
       }
     } setup: {
-      try Trainer(options: TrainingOptions(threads: threads, epochs: 1, batchSize: batch))
+      try Trainer(options: TrainingOptions(threads: threads, epochs: 1, batchSize: batch), normalization: .mnist)
     }
   }
 }

@@ -87,9 +87,10 @@ extension TrainingState {
 /// text, the normalisation, the hyper-parameters and the rest of the training state go
 /// into `__metadata__`, and the optimizer's state rides along under PyTorch's names for it:
 /// `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` for Adam and AdamW,
-/// `optimizer.momentum_buffer.<name>` for SGD with momentum. A file with the model's tensors only (written by
-/// PyTorch, say) can be evaluated and fine-tuned from, but not resumed; without a model
-/// text it is taken for the MNIST CNN.
+/// `optimizer.momentum_buffer.<name>` for SGD with momentum. A file with the model's tensors only (a
+/// `state_dict` PyTorch saved, say) can be evaluated and fine-tuned from, but not resumed;
+/// it is read with the model and normalisation given to `init(path:model:normalization:)`,
+/// since it names neither.
 public struct Checkpoint: Sendable {
   /// The value of `__metadata__.format` in every checkpoint ptrain writes.
   package static let format = "ptrain.checkpoint.v1"
@@ -103,21 +104,29 @@ public struct Checkpoint: Sendable {
   public let parameters: [Float]
   public let runningStatistics: [Float]
   public let batchesTracked: Int
-  /// How the model's inputs were standardised (MNIST's when the file does not say).
+  /// How the model's inputs were standardised: the file's `__metadata__.normalize`, else
+  /// the one given to `init`.
   public let normalization: Normalization
   public let metadata: [String: String]
   private let file: SafeTensors
 
   /// Reads and validates the checkpoint at `path`. Every problem becomes a one-line
-  /// error naming the file. Cost: one read of the file plus O(parameters).
-  public init(path: String) throws {
-    try self.init(file: SafeTensors.read(path: path), path: path)
+  /// error naming the file.
+  ///
+  /// A file that stores no model text (a PyTorch `state_dict`) is read as `model`, with
+  /// the class count of the file's head; without `model` it must be the MNIST CNN's
+  /// tensors. A file that stores no normalisation takes `normalization`; without it only
+  /// ptrain's own files from before normalisation was stored (all trained on MNIST) load,
+  /// with MNIST's. Both are ignored for files that store their own. Cost: one read of the
+  /// file plus O(parameters).
+  public init(path: String, model: ModelDefinition? = nil, normalization: Normalization? = nil) throws {
+    try self.init(file: SafeTensors.read(path: path), path: path, model: model, normalization: normalization)
   }
 
   /// Validates checkpoint `bytes` already in memory; `name` starts every error.
   /// Cost: O(bytes).
   package init(bytes: [UInt8], name: String) throws {
-    try self.init(file: SafeTensors.parse(bytes, name: name), path: name)
+    try self.init(file: SafeTensors.parse(bytes, name: name), path: name, model: nil, normalization: nil)
   }
 
   /// The `__metadata__` entries ptrain reads, and may print in messages.
@@ -130,7 +139,9 @@ public struct Checkpoint: Sendable {
     "early_stopped_after_epoch", "class_names", "image_size",
   ]
 
-  private init(file: SafeTensors, path: String) throws {
+  private init(file: SafeTensors, path: String, model given: ModelDefinition?, normalization assumed: Normalization?)
+    throws
+  {
     self.path = path
     self.file = file
     metadata = file.metadata
@@ -141,7 +152,7 @@ public struct Checkpoint: Sendable {
         throw PTrainError("\(path): __metadata__.\(key) holds a control character")
       }
     }
-    let model = try Self.model(of: file, metadata: metadata, path: path)
+    let model = try Self.model(of: file, metadata: metadata, path: path, given: given)
     self.model = model
     let plan = try ModelPlan(model)
     self.plan = plan
@@ -151,17 +162,27 @@ public struct Checkpoint: Sendable {
     if let text = metadata["class_names"], Self.names(in: text)?.count != plan.classes {
       throw PTrainError("\(path): __metadata__.class_names is not a JSON array of \(plan.classes) strings")
     }
-    var normalization = Normalization.mnist
+    let normalization: Normalization
     if let text = metadata["normalize"] {
       do { normalization = try Normalization(parsing: text, channels: model.input.channels) } catch let error
         as PTrainError
       {
         throw PTrainError("\(path): __metadata__.normalize: \(error)")
       }
+    } else if let assumed {
+      normalization = assumed
+    } else if metadata["format"] == Self.format && model.input.channels == 1 {
+      normalization = .mnist  // ptrain's files from before normalisation was stored
+    } else {
+      throw PTrainError(
+        "\(path) does not say how its images were standardised; give the training set's per-channel mean and standard deviation of pixel/255 with --normalize (MNIST's are 0.1307,0.3081)"
+      )
     }
     self.normalization = normalization
     guard normalization.mean.count == model.input.channels else {
-      throw PTrainError("\(path): has no __metadata__.normalize for its \(model.input.channels)-channel input")
+      throw PTrainError(
+        "\(path): the normalisation given has \(normalization.mean.count) channel(s) but the model's input has \(model.input.channels)"
+      )
     }
     var parameters = [Float](repeating: 0, count: plan.parameterCount)
     try parameters.withUnsafeMutableBufferPointer {
@@ -193,25 +214,37 @@ public struct Checkpoint: Sendable {
     batchesTracked = tracked
   }
 
-  /// The model a file holds: its model text, or, for files without one (PyTorch's, or
-  /// ptrain's before models were data), the MNIST CNN with the head's class count.
-  private static func model(of file: SafeTensors, metadata: [String: String], path: String) throws -> ModelDefinition {
+  /// The model a file holds: its model text; for files without one (PyTorch's, or
+  /// ptrain's before models were data), `given` or else the MNIST CNN, with the class count
+  /// of the file's head.
+  private static func model(
+    of file: SafeTensors, metadata: [String: String], path: String, given: ModelDefinition?
+  ) throws -> ModelDefinition {
     if let text = metadata["model_text"] {
       do { return try ModelDefinition(parsing: text) } catch let error as PTrainError {
         throw PTrainError("\(path): __metadata__.model_text: \(error)")
       }
     }
-    if let name = metadata["model"], name != "mnist-cnn" {
-      throw PTrainError("\(path): __metadata__.model is \(name) but there is no model_text to build it from")
-    }
-    guard let head = file.entries["7.bias"] else {
+    if given == nil, let name = metadata["model"], name != "mnist-cnn" {
       throw PTrainError(
-        "\(path): has no model text in __metadata__ and no tensor 7.bias; is it a checkpoint of the MNIST CNN?")
+        "\(path): __metadata__.model is \(name) but there is no model_text to build it from; give the model with --model"
+      )
     }
-    guard head.shape.count == 1, (2...Self.maximumClasses).contains(head.shape[0]) else {
-      throw PTrainError("\(path): 7.bias has shape \(head.shape); the head needs 2 to \(Self.maximumClasses) classes")
+    let model = given ?? .mnistCNN
+    // The head is the last layer, a dense one: its weight is classes × inputs in PyTorch.
+    let weight = "\(try ModelPlan(model).layers.last!.torchPath).weight"
+    guard let head = file.entries[weight] else {
+      let hint =
+        given == nil
+        ? "is it a checkpoint of the MNIST CNN? Give the model it was saved from with --model"
+        : "was it saved from the model given (\(model.text))?"
+      throw PTrainError("\(path): has no model text in __metadata__ and no tensor \(weight); \(hint)")
     }
-    return try ModelDefinition.mnistCNN.withHead(classes: head.shape[0])
+    guard head.shape.count == 2, (2...Self.maximumClasses).contains(head.shape[0]) else {
+      throw PTrainError(
+        "\(path): \(weight) has shape \(head.shape); the head needs 2 to \(Self.maximumClasses) classes")
+    }
+    return head.shape[0] == model.classes ? model : try model.withHead(classes: head.shape[0])
   }
 
   /// The name of each class, by class number: the `class_names` the training data gave

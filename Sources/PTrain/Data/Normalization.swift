@@ -10,6 +10,13 @@ public struct Normalization: Sendable, Equatable, CustomStringConvertible {
   /// MNIST's training-set statistics, the normalisation of PyTorch's MNIST example.
   public static let mnist = Normalization(mean: [0.1307], standardDeviation: [0.3081])
 
+  /// No standardisation: `x = byte / 255` in each of `channels` channels (mean 0,
+  /// deviation 1).
+  public static func byteScale(channels: Int) -> Normalization {
+    Normalization(
+      mean: [Float](repeating: 0, count: channels), standardDeviation: [Float](repeating: 1, count: channels))
+  }
+
   public init(mean: [Float], standardDeviation: [Float]) {
     self.mean = mean
     self.standardDeviation = standardDeviation

@@ -110,7 +110,11 @@ public final class Trainer: @unchecked Sendable {
   package var observeGradient: ((UnsafeBufferPointer<Float>, Int) -> Void)?
 
   /// Creates the workers, their replicas and gradient slots, and draws the initial
-  /// parameters from `options.seed`. Throws when the options do not fit the model (a
+  /// parameters from `options.seed`. `normalization` is how image bytes become the
+  /// model's input, one mean and deviation per input channel: the training set's
+  /// (`Normalization(of:)`), a checkpoint's, `.mnist`, or `.byteScale(channels:)` for
+  /// bytes / 255 alone; there is no default, so that no model trains with another data
+  /// set's statistics by omission. Throws when the options do not fit the model (a
   /// frozen layer without parameters, every layer frozen, normalisation for another
   /// channel count). With several `processes`, each process makes its own trainer with
   /// the same arguments (its workers take its share of the node's cores), and `train`
@@ -119,12 +123,11 @@ public final class Trainer: @unchecked Sendable {
   /// batch; throws when what the run needs (`MemoryEstimate`) is more than the memory
   /// available. Cost: thread start-up plus O(parameters · shards).
   public init(
-    options: TrainingOptions, model: ModelDefinition = .mnistCNN, normalization: Normalization? = nil,
+    options: TrainingOptions, model: ModelDefinition = .mnistCNN, normalization: Normalization,
     topology: Topology? = nil, processes: ProcessGroup = .single, trainingImages: Int? = nil
   ) throws {
     try options.validate()
     let plan = try ModelPlan(model)
-    let normalization = normalization ?? .mnist
     guard normalization.mean.count == model.input.channels else {
       throw PTrainError(
         "the normalisation has \(normalization.mean.count) channel(s) but the model's input has \(model.input.channels)"
