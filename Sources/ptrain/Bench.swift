@@ -20,8 +20,9 @@ struct Bench: ParsableCommand {
 
   @Option(
     help: """
-      Comma-separated thread counts. (default: 1, 2, 4, … up to the physical cores, and the core count, \
-      but no more than a batch's shards of 4 images)
+      Comma-separated thread counts, per process. (default: 1, 2, 4, … up to the physical cores the \
+      process may use (split among the MPI ranks on a node), and that count, but no more than a \
+      batch's shards of 4 images)
       """)
   var threads: String?
 
@@ -58,7 +59,7 @@ struct Bench: ParsableCommand {
     guard steps >= 1 else { throw ValidationError("--steps must be at least 1, got \(steps)") }
     let shape = TrainingOptions(threads: 1, batchSize: batchSize)
     try usage { try shape.validate() }
-    let counts = try threadCounts(cores: topology.physicalCores, shards: shape.shardsPerBatch)
+    let counts = try threadCounts(cores: coresPerProcess(topology), shards: shape.shardsPerBatch)
     if let svg { try checkOutputPath(svg, flag: "--svg") }
     if let most = counts.max(), let advice = idleWorkerAdvice(threads: most, options: shape) {
       Terminal.warn(advice)

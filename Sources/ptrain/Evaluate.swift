@@ -37,7 +37,9 @@ struct Evaluate: ParsableCommand {
       valueName: "DIR"))
   var data: String?
 
-  @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help: "Worker threads. (default: the physical cores the process may use, split among the MPI ranks on a node)")
   var threads: Int?
 
   @Flag(help: "Print one JSON object with the same field names as train's summary.")

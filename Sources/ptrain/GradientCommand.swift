@@ -23,7 +23,9 @@ struct GradientCommand: ParsableCommand {
   @OptionGroup var placement: PlacementOptions
   @OptionGroup var data: DataOptions
 
-  @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help: "Worker threads. (default: the physical cores the process may use, split among the MPI ranks on a node)")
   var threads: Int?
 
   @Option(parsing: .unconditional, help: "Images in the batch: the first N training images.")

@@ -5,7 +5,11 @@ import PTrain
 /// optimizer, its learning-rate schedule and the loss's label smoothing. Options left out
 /// stay nil so that a resume can tell them from the checkpoint's.
 struct HyperParameterOptions: ParsableArguments {
-  @Option(parsing: .unconditional, help: "Worker threads, each pinned to its own core. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Worker threads, each pinned to its own core. (default: the physical cores the process may use, split among the MPI ranks on a node)"
+  )
   var threads: Int?
 
   @Option(parsing: .unconditional, help: "Passes over the training data. (default: 5)")

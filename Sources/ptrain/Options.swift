@@ -143,12 +143,21 @@ func absolutePath(_ path: String) -> String {
   return (absolute as NSString).standardizingPath
 }
 
-/// The worker count: `given`, or the physical cores by default; a usage error (exit 64)
+/// The worker count: `given`, or `coresPerProcess` by default; a usage error (exit 64)
 /// unless it lies from 1 to `TrainingOptions.maximumThreads`.
 func threadCount(_ given: Int?, topology: Topology) throws -> Int {
-  let threads = given ?? topology.physicalCores
+  let threads = given ?? coresPerProcess(topology)
   try usage { try TrainingOptions(threads: threads).validate() }
   return threads
+}
+
+/// The cores this process's workers take by default: the physical cores it may use,
+/// shared evenly among the MPI ranks on its node (Open MPI's node-local size), unless
+/// mpirun or a scheduler bound each rank to CPUs of its own, which are then its share.
+/// At least 1.
+func coresPerProcess(_ topology: Topology) -> Int {
+  let sharing = topology.isRestricted ? 1 : job.localSize
+  return max(1, topology.physicalCores / sharing)
 }
 
 /// `--cpus LIST`: the CPUs ptrain may use, within those the process is allowed.

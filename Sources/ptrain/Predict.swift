@@ -25,7 +25,9 @@ struct Predict: ParsableCommand {
   @Option(parsing: .unconditional, help: "How many classes to print per image, most probable first.")
   var top = 3
 
-  @Option(parsing: .unconditional, help: "Worker threads. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help: "Worker threads. (default: the physical cores the process may use, split among the MPI ranks on a node)")
   var threads: Int?
 
   @OptionGroup var placement: PlacementOptions

@@ -21,7 +21,11 @@ struct ReportCommand: ParsableCommand {
   @Option(name: .shortAndLong, help: ArgumentHelp("Where to write the HTML.", valueName: "PATH"))
   var output: String
 
-  @Option(parsing: .unconditional, help: "Worker threads, when evaluating a checkpoint. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Worker threads, when evaluating a checkpoint. (default: the physical cores the process may use, split among the MPI ranks on a node)"
+  )
   var threads: Int?
 
   func run() throws {

@@ -33,7 +33,11 @@ struct Summary: ParsableCommand {
   @Option(parsing: .unconditional, help: "Batch size for the training memory figure.")
   var batchSize = 32
 
-  @Option(parsing: .unconditional, help: "Worker threads for the training memory figure. (default: physical cores)")
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Worker threads for the training memory figure. (default: the physical cores the process may use, split among the MPI ranks on a node)"
+  )
   var threads: Int?
 
   @Flag(help: "List the built-in models and their texts.")

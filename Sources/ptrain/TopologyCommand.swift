@@ -9,7 +9,11 @@ struct TopologyCommand: ParsableCommand {
 
   @OptionGroup var placement: PlacementOptions
 
-  @Option(parsing: .unconditional, help: "Workers to plan for (default: the number of physical cores).")
+  @Option(
+    parsing: .unconditional,
+    help:
+      "Workers to plan for, per process. (default: the physical cores the process may use, split among the MPI ranks on a node)"
+  )
   var threads: Int?
 
   @Flag(help: "Print one JSON object instead of text.")

@@ -40,6 +40,10 @@ struct TrainingSession: Sendable {
       : "\(dataset.test.count) test images\(once)"
     let size = dataset.imageFolder.map { folder in
       "; images resized to \(folder.size)\(folder.sizeIsMostCommon ? " (the most common size)" : ""), \(folder.channels) channel(s)"
+        + "; \(folder.decodedFiles) files decoded in "
+        + String(
+          format: "%.1f s (%.0f images/s)", folder.decodeSeconds,
+          Double(folder.decodedFiles) / max(folder.decodeSeconds, 1e-9))
     }
     return
       "ptrain: \(activity) on \(dataset.name) (\(dataset.directory ?? "bundled")): \(images) train\(split), \(test)\(size ?? "")"
