@@ -23,9 +23,10 @@ struct TopologyCommand: ParsableCommand {
     let topology = try placement.topology()
     let threads = try threadCount(self.threads, topology: topology)
     let plan = topology.plan(threads: threads)
-    // Under mpirun, the ranks on this node split its cores: each local rank's share.
+    // Under mpirun, the ranks on this node split its cores: each local rank's share,
+    // unless mpirun bound each rank to CPUs of its own, where each plans inside them.
     let rankPlans =
-      job.localSize > 1
+      job.localSize > 1 && !topology.isRestricted
       ? (0..<job.localSize).map { topology.plan(threads: threads, localRank: $0, localRanks: job.localSize) } : nil
     if json {
       struct Report: Encodable {
@@ -65,7 +66,13 @@ struct TopologyCommand: ParsableCommand {
       rankPlans?.enumerated().map {
         ("plan for node-local MPI rank \($0.offset) of \(job.localSize), \(threads) worker(s):", $0.element)
       }
-      ?? [("plan for \(threads) worker(s):", plan)]
+      ?? [
+        (
+          job.localSize > 1
+            ? "plan for node-local MPI rank \(job.localRank) of \(job.localSize), \(threads) worker(s) (mpirun bound each rank to CPUs of its own; each plans inside them):"
+            : "plan for \(threads) worker(s):", plan
+        )
+      ]
     for (title, plan) in titledPlans {
       try Terminal.output(title)
       for placement in plan {
