@@ -79,14 +79,20 @@ final class PredictCLITests: XCTestCase {
     XCTAssertEqual(predicted.status, 0, predicted.stderr)
     let images = try XCTUnwrap(try predicted.json()["images"] as? [[String: Any]])
     XCTAssertEqual(images.count, 12)
+    // predict's top classes give evaluate's confusion matrix, image by image.
+    var confusion = [[0, 0], [0, 0]]
     for image in images {
       let name = try XCTUnwrap(image["image"] as? String)
       let top = try XCTUnwrap(image["top"] as? [[String: Any]])
       XCTAssertEqual(top.count, 2, "--top 3 of 2 classes")
-      XCTAssertEqual(top[0]["class_name"] as? String, name.contains("/bright/") ? "bright" : "dark", name)
+      let predicted = top[0]["class_name"] as? String == "bright" ? 0 : 1
+      confusion[name.contains("/bright/") ? 0 : 1][predicted] += 1
       let probabilities = try XCTUnwrap(image["probabilities"] as? [Double])
       XCTAssertEqual(probabilities.reduce(0, +), 1, accuracy: 1e-5)
     }
+    let evaluated = try runPTrain(["evaluate", checkpoint, "--json"])
+    XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
+    XCTAssertEqual(try evaluated.json()["confusion_matrix"] as? [[Int]], confusion)
     let one = root.appendingPathComponent("test/dark/0.png").path
     let text = try runPTrain(["predict", checkpoint, one, "--top", "1"])
     XCTAssertEqual(text.status, 0, text.stderr)
