@@ -47,9 +47,13 @@ enum HTMLReport {
         String(format: "accuracy %.2f%%, loss ", 100 * run.testAccuracy)
           + (run.testLoss.finite.map { String(format: "%.4f", $0) } ?? "not finite (outputs overflowed)")
       ),
-      ("speed", String(format: "%.0f img/s, %.1f s", run.imagesPerSecond, run.seconds)),
       ("parameters_sha256", run.parametersSHA256),
     ]
+    // A checkpoint has no timings: its report leaves them out rather than show zeros.
+    let timed = run.imagesPerSecond > 0
+    let speed = timed ? [("speed", String(format: "%.0f img/s, %.1f s", run.imagesPerSecond, run.seconds))] : []
+    let hasThroughput = throughput[0].values.contains { $0.isFinite && $0 > 0 }
+    let hasRates = rates[0].values.contains(where: \.isFinite)
     return """
       <!DOCTYPE html>
       <html lang="en" xmlns="http://www.w3.org/1999/xhtml"><head><meta charset="utf-8"/><title>ptrain report: \(escape(run.model ?? run.dataset))</title>
@@ -57,20 +61,20 @@ enum HTMLReport {
       body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
       h1{font-size:20px}h2{font-size:16px;margin-top:28px}
       table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left;vertical-align:top}
-      code{font-size:12px;word-break:break-all}.charts{display:flex;flex-wrap:wrap;gap:16px}
+      code{font-size:12px;overflow-wrap:break-word}.charts{display:flex;flex-wrap:wrap;gap:16px}
       </style></head><body>
       <h1>ptrain run on \(escape(run.dataset))</h1>
       <section id="settings"><h2>Settings</h2><table>
-      \(settings.map { "<tr><th>\(escape($0.0))</th><td><code>\(escape($0.1))</code></td></tr>" }.joined(separator: "\n"))
+      \((settings + speed).map { "<tr><th>\(escape($0.0))</th><td><code>\(escape($0.1))</code></td></tr>" }.joined(separator: "\n"))
       </table></section>
       <section id="curves"><h2>Loss and accuracy per epoch</h2><div class="charts">
-      \(lineChart(title: "loss", x: epochs, series: losses))
-      \(lineChart(title: "accuracy (%)", x: epochs, series: accuracies))
+      \(lineChart(title: "loss", x: epochs, series: losses, axis: .fromZero))
+      \(lineChart(title: "accuracy (%)", x: epochs, series: accuracies, axis: .cutBelowData))
       </div></section>
-      <section id="throughput"><h2>Throughput and learning rate per epoch</h2><div class="charts">
-      \(lineChart(title: "images per second", x: epochs, series: throughput))
-      \(rates[0].values.contains(where: \.isFinite) ? lineChart(title: "learning rate (epoch's last step)", x: epochs, series: rates) : "")
-      </div></section>
+      \(hasThroughput || hasRates ? "<section id=\"throughput\"><h2>\(hasThroughput ? "Throughput and learning rate" : "Learning rate") per epoch</h2><div class=\"charts\">" : "")
+      \(hasThroughput ? lineChart(title: "images per second", x: epochs, series: throughput, axis: .fromZero) : "")
+      \(hasRates ? lineChart(title: "learning rate (epoch's last step)", x: epochs, series: rates, axis: .fromZero) : "")
+      \(hasThroughput || hasRates ? "</div></section>" : "")
       <section id="confusion"><h2>Confusion matrix (rows: true class, columns: predicted)</h2>
       \(heatMap(run.confusionMatrix, names: names))
       </section>
@@ -88,17 +92,31 @@ enum HTMLReport {
     let values: [Double]
   }
 
-  /// A line chart of `series` against `x`, with axes, ticks and a legend; NaN points are
-  /// left out.
-  static func lineChart(title: String, x: [Double], series: [Series]) -> String {
+  /// Where a chart's value axis starts.
+  enum Axis {
+    /// At zero (or below, for negative values), so that a small change looks small.
+    case fromZero
+    /// Just below the lowest value, with a break drawn on the axis to say it is cut.
+    case cutBelowData
+  }
+
+  /// A line chart of `series` against `x`, with axes, round ticks and a legend; NaN
+  /// points are left out.
+  static func lineChart(title: String, x: [Double], series: [Series], axis: Axis) -> String {
     let (width, height, left, right, top, bottom) = (480.0, 300.0, 60.0, 90.0, 28.0, 36.0)
     let finite = series.flatMap(\.values).filter(\.isFinite)
     var low = finite.min() ?? 0
     var high = finite.max() ?? 1
+    if axis == .fromZero { low = min(low, 0) }
     if high - low < 1e-12 {
       low -= 0.5
       high += 0.5
     }
+    // Round ticks: the axis runs from a multiple of the step below the data to one above.
+    let step = ScalingChart.tickStep(maximum: high - low, count: 4)
+    low = (low / step).rounded(.down) * step
+    high = max((high / step).rounded(.up) * step, low + step)
+    let isCut = low > 0
     let (xLow, xHigh) = (x.first ?? 0, max(x.last ?? 1, (x.first ?? 0) + 1))
     func px(_ value: Double) -> Double { left + (value - xLow) / (xHigh - xLow) * (width - left - right) }
     func py(_ value: Double) -> Double { top + (high - value) / (high - low) * (height - top - bottom) }
@@ -108,8 +126,7 @@ enum HTMLReport {
       "<line x1=\"\(left)\" y1=\"\(height - bottom)\" x2=\"\(width - right)\" y2=\"\(height - bottom)\" stroke=\"#444\"/>",
       "<line x1=\"\(left)\" y1=\"\(top)\" x2=\"\(left)\" y2=\"\(height - bottom)\" stroke=\"#444\"/>",
     ]
-    for tick in 0...4 {
-      let value = low + (high - low) * Double(tick) / 4
+    for value in stride(from: low, through: high + step / 2, by: step) {
       parts.append(
         "<text x=\"\(left - 6)\" y=\(quote(py(value) + 4)) font-size=\"11\" text-anchor=\"end\">\(format(value))</text>"
       )
@@ -122,6 +139,15 @@ enum HTMLReport {
     parts.append(
       "<text x=\"\((left + width - right) / 2)\" y=\"\(height - 4)\" font-size=\"11\" text-anchor=\"middle\">epoch</text>"
     )
+    if isCut {
+      // A break in the value axis just above its foot: it does not start at zero.
+      let y = height - bottom - 8
+      parts.append(
+        "<rect x=\"\(left - 5)\" y=\(quote(y - 4)) width=\"10\" height=\"6\" fill=\"white\"/>"
+          + "<path d=\"M\(left - 6) \(format(y)) l12 -5 M\(left - 6) \(format(y + 4)) l12 -5\" stroke=\"#444\"/>"
+          + "<text x=\"\(width - right - 4)\" y=\(quote(y)) font-size=\"10\" fill=\"#666\" text-anchor=\"end\">axis cut: starts at \(format(low))</text>"
+      )
+    }
     for (index, line) in series.enumerated() {
       let points = zip(x, line.values).filter { $0.1.isFinite }.map { "\(format(px($0.0))),\(format(py($0.1)))" }
       if !points.isEmpty {
@@ -147,16 +173,20 @@ enum HTMLReport {
     let count = matrix.count
     guard count <= maximumHeatMapClasses else { return mostConfused(matrix, names: names) }
     let cell = count > 20 ? 24.0 : 40.0
-    let labelWidth = 8.0 * Double(min(names.map(\.count).max() ?? 2, 14)) + 12
+    let labels = names.map(shortened)
+    // Room for the longest label: beside the rows, and above the columns (at 60°).
+    let labelWidth = characterWidth * Double(labels.map(\.count).max() ?? 2) + 12
     let size = labelWidth + cell * Double(count)
+    // The last column's label leans right by half its length.
+    let width = size + 0.5 * characterWidth * Double(labels.last?.count ?? 0) + 10
     var parts = [
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(size + 10))\" height=\"\(Int(size + 10))\" role=\"img\">"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(size + 10))\" role=\"img\">"
     ]
     for (row, counts) in matrix.enumerated() {
       let total = max(counts.reduce(0, +), 1)
       let y = labelWidth + Double(row) * cell
       parts.append(
-        "<text x=\"\(labelWidth - 6)\" y=\(quote(y + cell / 2 + 4)) font-size=\"11\" text-anchor=\"end\">\(escape(names[row]))</text>"
+        "<text x=\"\(labelWidth - 6)\" y=\(quote(y + cell / 2 + 4)) font-size=\"11\" text-anchor=\"end\"><title>\(escape(names[row]))</title>\(escape(labels[row]))</text>"
       )
       for (column, value) in counts.enumerated() {
         let x = labelWidth + Double(column) * cell
@@ -172,7 +202,7 @@ enum HTMLReport {
     for column in 0..<count {
       let x = labelWidth + Double(column) * cell + cell / 2
       parts.append(
-        "<text x=\(quote(x)) y=\"\(labelWidth - 6)\" font-size=\"11\" text-anchor=\"start\" transform=\"rotate(-60 \(format(x)) \(format(labelWidth - 6)))\">\(escape(names[column]))</text>"
+        "<text x=\(quote(x)) y=\"\(labelWidth - 6)\" font-size=\"11\" text-anchor=\"start\" transform=\"rotate(-60 \(format(x)) \(format(labelWidth - 6)))\"><title>\(escape(names[column]))</title>\(escape(labels[column]))</text>"
       )
     }
     parts.append("</svg>")
@@ -210,13 +240,28 @@ enum HTMLReport {
       """
   }
 
-  /// Three bars per class (precision, recall, F1) from 0 to 1, with a legend.
+  /// About the width of one character of an 11-pixel label, for sizing label room.
+  static let characterWidth = 6.5
+  /// The longest label drawn whole; longer class names end in "…" (the full name is
+  /// the label's tooltip).
+  static let longestLabel = 32
+
+  /// `name` cut to `longestLabel` characters.
+  static func shortened(_ name: String) -> String {
+    name.count <= longestLabel ? name : String(name.prefix(longestLabel - 1)) + "…"
+  }
+
+  /// Three bars per class (precision, recall, F1) from 0 to 1, with a legend and the
+  /// class names slanted below.
   static func classBars(_ classes: [Evaluation.ClassMetrics], names: [String]) -> String {
     let (group, bar, left, top, chartHeight) = (44.0, 12.0, 40.0, 24.0, 180.0)
-    let width = left + group * Double(classes.count) + 20
+    let labels = names.map(shortened)
+    // Labels at 45° need about 0.71 of their length below the bars, and to the right.
+    let labelRoom = 0.71 * characterWidth * Double(labels.map(\.count).max() ?? 2) + 20
+    let width = left + group * Double(classes.count) + max(20, labelRoom - group)
     let colors = ["#1f77b4", "#ff7f0e", "#2ca02c"]
     var parts = [
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(top + chartHeight + 60))\" role=\"img\">"
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(top + chartHeight + labelRoom + 10))\" role=\"img\">"
     ]
     for (index, name) in ["precision", "recall", "F1"].enumerated() {
       parts.append(
@@ -237,8 +282,9 @@ enum HTMLReport {
           "<rect x=\(quote(x + Double(k) * bar)) y=\(quote(top + chartHeight - height)) width=\(quote(bar - 1)) height=\(quote(height)) fill=\"\(colors[k])\"><title>\(escape(names[index])) \(["precision", "recall", "F1"][k]) \(format(value))</title></rect>"
         )
       }
+      let (labelX, labelY) = (x + 1.5 * bar, top + chartHeight + 12)
       parts.append(
-        "<text x=\(quote(x + 1.5 * bar)) y=\(quote(top + chartHeight + 14)) font-size=\"10\" text-anchor=\"middle\">\(escape(String(names[index].prefix(8))))</text>"
+        "<text x=\(quote(labelX)) y=\(quote(labelY)) font-size=\"11\" text-anchor=\"start\" transform=\"rotate(45 \(format(labelX)) \(format(labelY)))\"><title>\(escape(names[index]))</title>\(escape(labels[index]))</text>"
       )
     }
     parts.append("</svg>")

@@ -298,7 +298,7 @@ struct OutputOptions: ParsableArguments {
 
   @Option(
     help: ArgumentHelp(
-      "Write TensorBoard event files to DIR, an existing writable directory: scalars every --log-every steps and per epoch, parameter histograms per epoch, and a summary of the run. A resumed run keeps logging there.",
+      "Write TensorBoard event files to DIR (created, with its parents, when missing): scalars every --log-every steps and per epoch, parameter histograms per epoch, and a summary of the run. A resumed run keeps logging there.",
       valueName: "DIR"))
   var logdir: String?
 
@@ -314,8 +314,8 @@ struct OutputOptions: ParsableArguments {
       valueName: "PATH"))
   var report: String?
 
-  /// Throws a usage error for a bad `--log-every`, a `--logdir` that is not an existing
-  /// writable directory, or a `--report` path that cannot be written; before training.
+  /// Creates a missing `--logdir` (with its parents); throws a usage error for a bad
+  /// `--log-every`, a `--logdir` that cannot be created or is not a writable directory, or a `--report` path that cannot be written; before training.
   func checkLogging() throws {
     if let logEvery {
       guard logEvery >= 1 else { throw ValidationError("--log-every must be at least 1, got \(logEvery)") }
@@ -323,8 +323,14 @@ struct OutputOptions: ParsableArguments {
     }
     if let logdir {
       var info = stat()
+      if stat(logdir, &info) != 0 && errno == ENOENT {
+        // Created with its parents, as TensorBoard's writers do.
+        do { try FileManager.default.createDirectory(atPath: logdir, withIntermediateDirectories: true) } catch {
+          throw ValidationError("--logdir \(logdir): cannot be created: \(error.localizedDescription)")
+        }
+      }
       guard stat(logdir, &info) == 0 else {
-        throw ValidationError("--logdir \(logdir): \(String(cString: strerror(errno))); create the directory first")
+        throw ValidationError("--logdir \(logdir): \(String(cString: strerror(errno)))")
       }
       guard info.st_mode & S_IFMT == S_IFDIR else { throw ValidationError("--logdir \(logdir): not a directory") }
       // A file must be creatable there (a read-only or full filesystem refuses even root).

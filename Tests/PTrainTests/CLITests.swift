@@ -96,6 +96,12 @@ final class CLITests: XCTestCase {
     let svg = try String(contentsOf: chart, encoding: .utf8)
     XCTAssertTrue(svg.hasPrefix("<svg") && svg.contains("polyline") && svg.hasSuffix("</svg>\n"))
     XCTAssertNoThrow(try XMLDocument(data: Data(svg.utf8)), "the chart is well-formed XML")
+    // The ideal-scaling line (grey) stays inside the plot, whose top edge is at y = 62.
+    let ideal = try XCTUnwrap(svg.split(separator: "\n").first { $0.contains("stroke=\"#888\"") })
+    let points = try XCTUnwrap(ideal.split(separator: "points=\"").last?.split(separator: "\"").first)
+    let heights = points.split(separator: " ").compactMap { Double($0.split(separator: ",")[1]) }
+    XCTAssertEqual(heights.count, 2)
+    XCTAssertTrue(heights.allSatisfy { $0 >= 62 }, "\(heights)")
     let bad = try ptrain(["bench", "--threads", "1,x"])
     XCTAssertNotEqual(bad.status, 0)
     XCTAssertEqual(

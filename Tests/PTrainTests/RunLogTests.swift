@@ -155,11 +155,18 @@ final class RunLogTests: XCTestCase {
     XCTAssertTrue(texts[0].contains("conv 32 3x3") && texts[0].contains("pinned"), texts[0])
   }
 
-  func testLogdirMustBeAWritableDirectory() throws {
+  func testLogdirIsCreatedAndMustBeWritable() throws {
     let directory = try makeTemporaryDirectory()
-    let missing = try runPTrain(tiny + ["--logdir", directory.appendingPathComponent("nope").path])
-    XCTAssertEqual(missing.status, 64, missing.stderr)
-    XCTAssertTrue(missing.stderr.contains("create the directory first"), missing.stderr)
+    let created = directory.appendingPathComponent("runs/first")
+    let missing = try runPTrain(tiny + ["--logdir", created.path])
+    XCTAssertEqual(missing.status, 0, missing.stderr)
+    let events = try FileManager.default.contentsOfDirectory(atPath: created.path)
+    XCTAssertTrue(events.contains { $0.hasPrefix("events.out.tfevents.") }, "\(events)")
+    let file = directory.appendingPathComponent("file")
+    try Data().write(to: file)
+    let underAFile = try runPTrain(tiny + ["--logdir", file.appendingPathComponent("runs").path])
+    XCTAssertEqual(underAFile.status, 64, underAFile.stderr)
+    XCTAssertTrue(underAFile.stderr.contains("runs: Not a directory"), underAFile.stderr)
     let mountPoint = try makeTemporaryDirectory()
     guard mount("tmpfs", mountPoint.path, "tmpfs", UInt(MS_RDONLY), "size=64k") == 0 else {
       throw XCTSkip("cannot mount a tmpfs here: \(String(cString: strerror(errno)))")
@@ -197,6 +204,8 @@ final class RunLogTests: XCTestCase {
       XCTAssertEqual(
         html.components(separatedBy: "<polyline").count - 1, 6, "\(path): 2 + 2 + 1 curves and the learning rate")
       XCTAssertFalse(html.contains("<script"), "no scripts")
+      XCTAssertEqual(html.contains("<th>speed</th>"), path != fromCheckpoint, "a checkpoint has no run time: \(path)")
+      XCTAssertFalse(html.contains(" 0 img/s"), path)
     }
     let bad = try runPTrain(["report", checkpoint + ".missing", "-o", fromJSON])
     XCTAssertEqual(bad.status, 1, bad.stderr)
