@@ -20,7 +20,11 @@ struct DataOptions: ParsableArguments {
       valueName: "DIR"))
   var data: String?
 
-  @Option(parsing: .unconditional, help: ArgumentHelp("Train on the first N training images only.", valueName: "N"))
+  @Option(
+    parsing: .unconditional,
+    help: ArgumentHelp(
+      "Train on the first N training images only (of an image folder, whose files are ordered by class: N spread evenly over it, so every class is sampled).",
+      valueName: "N"))
   var trainLimit: Int?
 
   @Option(
@@ -112,7 +116,13 @@ struct DataOptions: ParsableArguments {
       throw ValidationError(
         "--train-limit \(trainLimit) is larger than the \(dataset.train.count) training images of \(dataset.name)")
     }
-    return dataset.train.prefix(trainLimit)
+    return limited(dataset, to: trainLimit)
+  }
+
+  /// `count` of `dataset`'s training images: the first ones, or for an image folder
+  /// (ordered by class) ones spread evenly over it, so that every class is sampled.
+  func limited(_ dataset: Dataset, to count: Int) -> LabeledImages {
+    dataset.imageFolder == nil ? dataset.train.prefix(count) : dataset.train.spread(count)
   }
 
   /// The training images a resumed run continues on: `--train-limit` when given, else
@@ -129,7 +139,7 @@ struct DataOptions: ParsableArguments {
         "\(path) was trained on \(count) images, but \(dataset.name) has only \(dataset.train.count) training images; resume on the same data"
       )
     }
-    return dataset.train.prefix(count)
+    return limited(dataset, to: count)
   }
 }
 

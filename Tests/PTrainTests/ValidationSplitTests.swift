@@ -49,6 +49,17 @@ final class ValidationSplitTests: XCTestCase {
     XCTAssertEqual(a.train.fingerprint, b.train.fingerprint)
   }
 
+  /// `spread` samples every part of a set ordered by class, with each image's pixels.
+  func testSpreadSamplesEveryClassOfAnOrderedSet() throws {
+    let shape = ImageShape(height: 1, width: 1, channels: 1)
+    let images = try LabeledImages(
+      pixels: (0..<12).map { UInt8($0) }, labels: [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2], classes: 3, shape: shape)
+    let spread = images.spread(6)
+    XCTAssertEqual(spread.labels, [0, 0, 1, 1, 2, 2])
+    XCTAssertEqual(try spread.pixels, [0, 2, 4, 6, 8, 10])
+    XCTAssertEqual(images.spread(12).labels, images.labels)
+  }
+
   func testSplitTextAndCounts() throws {
     XCTAssertEqual(try ValidationSplit(parsing: "5000"), .images(5000))
     XCTAssertEqual(try ValidationSplit(parsing: "0.1"), .fraction(0.1))

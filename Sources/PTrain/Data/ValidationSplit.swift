@@ -57,6 +57,14 @@ extension LabeledImages {
     return (subset(train), subset(validation))
   }
 
+  /// `count` images spread evenly over the whole set (image `i · self.count / count`
+  /// for each `i`, in file order): a sample of every class of an image folder, whose
+  /// files are ordered by class, where `prefix` would take the first classes only.
+  /// Cost: as `subset`.
+  package func spread(_ count: Int) -> LabeledImages {
+    subset((0..<count).map { $0 * self.count / count })
+  }
+
   /// Mixed into the seed so that the split's draws are not the initialisation's.
   static let validationSeedSalt: UInt64 = 0x5641_4c49_4441_5445  // "VALIDATE"
 
