@@ -85,7 +85,7 @@ final class EmbeddingExampleTests: XCTestCase {
   }
 
   /// Runs one build of README's example and checks what it prints: an epoch line, the
-  /// test accuracy (above 75%), the model's text and the first layer's weight shape.
+  /// test accuracy (above 75%), the model's text and the first layer's weight shape in ptrain's and PyTorch's layouts.
   private func checkOutput(of executable: URL, in package: URL) throws {
     let name = executable.lastPathComponent
     let result = try runProcess(executable, [], in: package, timeout: 600)
@@ -101,6 +101,6 @@ final class EmbeddingExampleTests: XCTestCase {
       lines.dropFirst(2).first,
       "input 28x28x1, conv 16 3x3 same, batchnorm, relu, maxpool 2, conv 32 3x3, relu, maxpool 2, flatten, dropout 0.25, dense 10"
     )
-    XCTAssertTrue(lines.last?.hasPrefix("[3, 3, 1, 16] ") ?? false, result.stdout)
+    XCTAssertTrue(lines.last?.hasPrefix("[3, 3, 1, 16] [16, 1, 3, 3] ") ?? false, result.stdout)
   }
 }

@@ -50,6 +50,21 @@ extension ModelPlan {
     return Array(0..<tensor.count)
   }
 
+  /// `tensor` as PyTorch holds it: its shape there (OIHW for a convolution's weight) and
+  /// its values in that shape's order, taken from `values`, a buffer in ptrain's layout
+  /// (`Trainer.parameterValues`, `Checkpoint.parameters`). `Tensor.shape` and the buffer's
+  /// `tensor.range` are ptrain's own layout (HWIO, and H,W,C-ordered dense inputs).
+  /// Cost: O(tensor.count).
+  public func torchValues(of tensor: Tensor, in values: [Float]) -> (shape: [Int], values: [Float]) {
+    precondition(values.count >= tensor.range.upperBound, "the buffer does not hold \(tensor.name)")
+    return values.withUnsafeBufferPointer {
+      (
+        torchShape(of: tensor),
+        torchGatherIndices(of: tensor).map { [base = $0.baseAddress! + tensor.offset] in base[$0] }
+      )
+    }
+  }
+
   /// The tensors of `tensors` (parameters, or `stateTensors`) from a buffer laid out for
   /// them, in PyTorch's names, shapes and layouts, each name preceded by `prefix`.
   /// Cost: O(buffer).

@@ -248,7 +248,8 @@ public struct ModelPlan: Sendable {
     throw PTrainError("there is no layer with parameters called \"\(trimmed)\"; they are \(known)")
   }
 
-  /// The tensor called `name` (PyTorch's name), if the model has one.
+  /// The tensor called `name` (PyTorch's name), if the model has one. Its `shape` and
+  /// `range` are ptrain's layout; `torchValues(of:in:)` gives it in PyTorch's.
   public func tensor(_ name: String) -> Tensor? { tensors.first { $0.name == name } }
 
   /// The tensor that holds parameter `index`.
