@@ -34,7 +34,11 @@ struct Finetune: ParsableCommand {
   )
   var classes: Int?
 
-  @OptionGroup var model: ModelOptions
+  @Option(
+    help: ArgumentHelp(
+      "The model to fine-tune, when it differs from the checkpoint's: a built-in model or a model text whose layers with parameters match the checkpoint's (a new head aside); for a PyTorch state_dict, its model. (default: the checkpoint's model)",
+      valueName: "NAME|SPEC"))
+  var model: String?
   @OptionGroup var stored: StoredNormalizationOption
   @OptionGroup var placement: PlacementOptions
   @OptionGroup var hyperParameters: HyperParameterOptions
@@ -52,17 +56,17 @@ struct Finetune: ParsableCommand {
     try checkpoints.checkPaths()
     try output.checkLogging()
     // A file that does not store its model (a PyTorch state_dict) is read as --model.
-    let checkpoint = try stored.load(source, modelText: model.model, modelIsTarget: true)
+    let checkpoint = try stored.load(source, modelText: model, modelIsTarget: true)
     let sourceClasses = checkpoint.plan.classes
     var target = checkpoint.model
-    if let given = model.model {
+    if let given = model {
       target = try usage { try ModelOptions.definition(given, input: checkpoint.model.input) }
     }
     // The classes: --classes, else a --model text's head, else the checkpoint's.
-    if let classes, model.model != nil, classes != target.classes {
+    if let classes, model != nil, classes != target.classes {
       throw ValidationError("--classes \(classes) disagrees with the \(target.classes)-class head of --model")
     }
-    let classes = self.classes ?? (model.model != nil ? target.classes : sourceClasses)
+    let classes = self.classes ?? (model != nil ? target.classes : sourceClasses)
     guard (2...Checkpoint.maximumClasses).contains(classes) else {
       throw ValidationError("--classes must be between 2 and \(Checkpoint.maximumClasses), got \(classes)")
     }
