@@ -48,7 +48,12 @@ struct Bench: ParsableCommand {
     /// GFLOP/s counted as direct convolution would do it: comparable across engines.
     let directConvolutionGflops: Double
     let fmaPeakGflops: Double
+    /// `gflops` as a share of `fmaPeakGflops`: how busy the kernels keep the FMA units.
     let percentOfPeak: Double
+    /// `directConvolutionGflops` as a share of `fmaPeakGflops`: the share of the peak a
+    /// direct-convolution engine would need for this speed; it grows whenever the step
+    /// gets faster, fewer executed FLOP (Winograd) or not.
+    let directConvolutionPercentOfPeak: Double
     /// Milliseconds per step in each phase, averaged over workers.
     let stepMilliseconds: [String: Double]
   }
@@ -88,6 +93,7 @@ struct Bench: ParsableCommand {
       let after = trainer.profile
       let peak = FMAPeak.measure(pool: trainer.pool)
       let gflops = summary.imagesPerSecond * Double(plan.executedTrainingFlopsPerImage) / 1e9
+      let direct = summary.imagesPerSecond * Double(plan.trainingFlopsPerImage) / 1e9
       // Speed-up and efficiency are relative to the first thread count of the sweep.
       let speedup = summary.imagesPerSecond / (rows.first?.imagesPerSecond ?? summary.imagesPerSecond)
       let efficiency = speedup * Double(rows.first?.threads ?? count) / Double(count)
@@ -99,8 +105,8 @@ struct Bench: ParsableCommand {
         Row(
           threads: count, imagesPerSecond: summary.imagesPerSecond, speedup: speedup,
           efficiency: efficiency, gflops: gflops,
-          directConvolutionGflops: summary.imagesPerSecond * Double(plan.trainingFlopsPerImage) / 1e9,
-          fmaPeakGflops: peak, percentOfPeak: peak > 0 ? 100 * gflops / peak : 0, stepMilliseconds: split))
+          directConvolutionGflops: direct, fmaPeakGflops: peak, percentOfPeak: peak > 0 ? 100 * gflops / peak : 0,
+          directConvolutionPercentOfPeak: peak > 0 ? 100 * direct / peak : 0, stepMilliseconds: split))
     }
     if let svg {
       let chart = ScalingChart.svg(
@@ -125,7 +131,8 @@ struct Bench: ParsableCommand {
     )
     try Terminal.output(
       String(
-        format: "GFLOP/s: executed by the kernels, %.2f MFLOP per image (direct convolution would need %.2f)",
+        format:
+          "GFLOP/s and %% FMA peak: executed by the kernels, %.2f MFLOP per image; direct %% peak: the %.2f MFLOP per image direct convolution would need, per second, as a share of the peak (it grows with speed)",
         Double(plan.executedTrainingFlopsPerImage) / 1e6, Double(plan.trainingFlopsPerImage) / 1e6))
     try Terminal.output(
       "a batch of \(batchSize) makes \(shape.shardsPerBatch) shard(s) of \(shape.shardSize) images; more threads than that would idle"
@@ -134,15 +141,15 @@ struct Bench: ParsableCommand {
     let processes = job.size
     try Terminal.output(
       (processes > 1 ? "processes × " : "")
-        + "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  compute     sync  "
+        + "threads    img/s  speed-up  efficiency  GFLOP/s  % FMA peak  direct % peak  compute     sync  "
         + "reduce  optimizer    data  barrier" + (processes > 1 ? "  communicate" : ""))
     for row in rows {
       let ms = { (name: String) in String(format: "%7.3f", row.stepMilliseconds[name] ?? 0) }
       try Terminal.output(
         (processes > 1 ? String(format: "%9d × ", processes) : "")
           + String(
-            format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%", row.threads, row.imagesPerSecond, row.speedup,
-            row.efficiency * 100, row.gflops, row.percentOfPeak)
+            format: "%7d  %7.0f  %7.2f×  %9.0f%%  %7.1f  %9.0f%%  %12.0f%%", row.threads, row.imagesPerSecond,
+            row.speedup, row.efficiency * 100, row.gflops, row.percentOfPeak, row.directConvolutionPercentOfPeak)
           + "  \(ms("compute"))  \(ms("sync"))  \(ms("reduce"))    \(ms("optimizer")) \(ms("data"))  \(ms("barrier"))"
           + (processes > 1 ? "      \(ms("communicate"))" : ""))
     }

@@ -87,6 +87,12 @@ final class CLITests: XCTestCase {
     for row in rows {
       XCTAssertGreaterThan(row["images_per_second"] as? Double ?? 0, 0)
       XCTAssertGreaterThan(row["fma_peak_gflops"] as? Double ?? 0, 0)
+      // The direct-convolution share: the same speed, counted with the direct FLOP.
+      let direct = try XCTUnwrap(row["direct_convolution_percent_of_peak"] as? Double)
+      let executed = try XCTUnwrap(row["percent_of_peak"] as? Double)
+      let gflops = try XCTUnwrap(row["gflops"] as? Double)
+      let directGflops = try XCTUnwrap(row["direct_convolution_gflops"] as? Double)
+      XCTAssertEqual(direct, executed * directGflops / gflops, accuracy: 1e-6 * direct)
       let split = try XCTUnwrap(row["step_milliseconds"] as? [String: Double])
       XCTAssertEqual(Set(split.keys), ["compute", "sync", "reduce", "optimizer", "communicate", "data", "barrier"])
       XCTAssertGreaterThan(split["compute"] ?? 0, 0)

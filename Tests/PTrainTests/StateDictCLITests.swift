@@ -13,6 +13,9 @@ final class StateDictCLITests: XCTestCase {
 
   /// The files `savedAndStripped` made, shared by the tests of one process.
   nonisolated(unsafe) static var files: (saved: String, stateDict: String, summary: [String: Any])?
+  /// A small MNIST in IDX files (the bundled one's first 640 training and 200 test
+  /// images), so that the tests stay quick under the sanitizers too.
+  nonisolated(unsafe) static var smallData: String?
 
   /// Trains `model` briefly, saves it, and writes its model tensors alone (no metadata, no
   /// optimizer state) beside it, once per process. Returns both paths and the training
@@ -22,7 +25,7 @@ final class StateDictCLITests: XCTestCase {
     let directory = try makeTemporaryDirectory()
     let saved = directory.appendingPathComponent("saved.safetensors").path
     let trained = try runPTrain([
-      "--model", Self.model, "--train-limit", "640", "--epochs", "1", "--normalize", "0.1307,0.3081",
+      "--model", Self.model, "--data", try smallMNIST(), "--epochs", "1", "--normalize", "0.1307,0.3081",
       "--save", saved, "--quiet", "--json",
     ])
     XCTAssertEqual(trained.status, 0, trained.stderr)
@@ -48,20 +51,20 @@ final class StateDictCLITests: XCTestCase {
   func testEvaluateAndPredictReadAStateDictWithModelAndNormalize() throws {
     let (saved, stateDict, summary) = try savedAndStripped()
     let given = ["--model", Self.model, "--normalize", "0.1307,0.3081"]
-    let evaluated = try runPTrain(["evaluate", stateDict, "--json"] + given)
+    let evaluated = try runPTrain(["evaluate", stateDict, "--data", try smallMNIST(), "--json"] + given)
     XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
     let json = try evaluated.json()
     XCTAssertEqual(json["test_accuracy"] as? Double, summary["test_accuracy"] as? Double)
     XCTAssertEqual(json["parameters_sha256"] as? String, summary["parameters_sha256"] as? String)
 
     let image = ["\(stateDict)"] + ["--top", "1", "--json"] + given
-    let fromStateDict = try runPTrain(["predict"] + image + [try bundledTestImages()])
-    let fromSaved = try runPTrain(["predict", saved, "--top", "1", "--json", try bundledTestImages()])
+    let fromStateDict = try runPTrain(["predict"] + image + [try testImages()])
+    let fromSaved = try runPTrain(["predict", saved, "--top", "1", "--json", try testImages()])
     XCTAssertEqual(fromStateDict.status, 0, fromStateDict.stderr)
     XCTAssertEqual(fromSaved.status, 0, fromSaved.stderr)
     let probabilities = try fromStateDict.json()["images"] as? [[String: Any]]
     let expected = try fromSaved.json()["images"] as? [[String: Any]]
-    XCTAssertEqual(probabilities?.count, 10000)
+    XCTAssertEqual(probabilities?.count, 200)
     XCTAssertEqual(
       probabilities?.map { $0["probabilities"] as? [Double] ?? [] },
       expected?.map { $0["probabilities"] as? [Double] ?? [] })
@@ -87,7 +90,7 @@ final class StateDictCLITests: XCTestCase {
     let stored = try runPTrain(["evaluate", saved, "--normalize", "0.5,0.5"])
     XCTAssertEqual(stored.status, 64, stored.stderr)
     XCTAssertTrue(stored.stderr.contains("stores its normalisation"), stored.stderr)
-    let storedModel = try runPTrain(["predict", saved, "--model", "mnist-cnn", try bundledTestImages()])
+    let storedModel = try runPTrain(["predict", saved, "--model", "mnist-cnn", try testImages()])
     XCTAssertEqual(storedModel.status, 64, storedModel.stderr)
     XCTAssertTrue(storedModel.stderr.contains("stores its model"), storedModel.stderr)
     for result in [noModel, noNormalization, wrongModel, stored, storedModel] {
@@ -99,20 +102,36 @@ final class StateDictCLITests: XCTestCase {
     let (_, stateDict, _) = try savedAndStripped()
     let tuned = try runPTrain([
       "finetune", "--from", stateDict, "--model", Self.model, "--normalize", "0.1307,0.3081", "--freeze", "0",
-      "--train-limit", "320", "--epochs", "1", "--quiet", "--json",
+      "--data", try smallMNIST(), "--epochs", "1", "--quiet", "--json",
     ])
     XCTAssertEqual(tuned.status, 0, tuned.stderr)
     let refused = try runPTrain([
-      "finetune", "--from", stateDict, "--model", Self.model, "--train-limit", "320", "--epochs", "1", "--quiet",
+      "finetune", "--from", stateDict, "--model", Self.model, "--data", try smallMNIST(), "--epochs", "1", "--quiet",
     ])
     XCTAssertEqual(refused.status, 1)
     XCTAssertTrue(refused.stderr.contains("--normalize"), refused.stderr)
   }
 
-  /// The bundled MNIST's test images, as an IDX file in a temporary directory.
-  func bundledTestImages() throws -> String {
+  /// The small MNIST's test images: an IDX file of 200 images.
+  func testImages() throws -> String {
+    try smallMNIST() + "/t10k-images-idx3-ubyte"
+  }
+
+  /// Writes `smallData` once per process and returns its directory.
+  func smallMNIST() throws -> String {
+    if let directory = Self.smallData { return directory }
     let directory = try makeTemporaryDirectory()
-    try writeBundledMNIST(to: directory)
-    return directory.appendingPathComponent(Dataset.fileNames[2] + ".gz").path
+    let mnist = try Dataset.bundledMNIST()
+    for (prefix, images) in [("train", mnist.train.prefix(640)), ("t10k", mnist.test.prefix(200))] {
+      let count: [UInt8] = withUnsafeBytes(of: UInt32(images.count).bigEndian, Array.init)
+      let size: [UInt8] = withUnsafeBytes(of: UInt32(28).bigEndian, Array.init)
+      let header: [UInt8] = [0, 0, 8, 3] + count + size + size
+      let pixels: [UInt8] = try images.pixels
+      try Data(header + pixels).write(to: directory.appendingPathComponent("\(prefix)-images-idx3-ubyte"))
+      let labels: [UInt8] = [0, 0, 8, 1] + count + images.labels
+      try Data(labels).write(to: directory.appendingPathComponent("\(prefix)-labels-idx1-ubyte"))
+    }
+    Self.smallData = directory.path
+    return directory.path
   }
 }
