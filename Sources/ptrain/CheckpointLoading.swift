@@ -10,6 +10,10 @@ struct StoredNormalizationOption: ParsableArguments {
       valueName: "MEAN,STD"))
   var normalize: String?
 
+  /// The help of `evaluate`'s and `predict`'s `--model`, which names the model of such a file.
+  static let modelHelp =
+    "For a checkpoint that does not store its model (a PyTorch state_dict): a built-in model or a model text; the head's classes come from the file."
+
   /// `--normalize` parsed, one mean and one deviation per channel; a usage error when
   /// malformed.
   func normalization() throws -> Normalization? {

@@ -22,7 +22,7 @@ struct Evaluate: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "For a checkpoint that does not store its model (a PyTorch state_dict): a built-in model or a model text; the head's classes come from the file. Without CHECKPOINT, the checkpoint itself (deprecated).",
+      StoredNormalizationOption.modelHelp + " Without CHECKPOINT, the checkpoint itself (deprecated).",
       valueName: "NAME|SPEC"))
   var model: String?
 

@@ -34,8 +34,7 @@ struct Predict: ParsableCommand {
 
   @Option(
     help: ArgumentHelp(
-      "For a checkpoint that does not store its model (a PyTorch state_dict): a built-in model or a model text; the head's classes come from the file.",
-      valueName: "NAME|SPEC"))
+      StoredNormalizationOption.modelHelp, valueName: "NAME|SPEC"))
   var model: String?
 
   @OptionGroup var stored: StoredNormalizationOption
