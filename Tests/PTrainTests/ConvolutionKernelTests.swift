@@ -70,4 +70,43 @@ final class ConvolutionKernelTests: KernelTestCase {
     let naive = Naive.convBackward(x, w, dOut, s)
     assertClose(direct[2], zip(naive.dW, previousW).map(+), "dW against naive")
   }
+
+  /// im2col against a plain patch copy, on shapes where the runs it copies whole begin,
+  /// end or vanish: strides 1 and 2, kernels 1, 3 and 5, maps narrower than the kernel,
+  /// channel counts that fill no vector.
+  func testIm2colMatchesAPlainPatchCopy() {
+    let shapes = [
+      ConvShape(height: 5, width: 7, inChannels: 3, outChannels: 1, kernel: 3, stride: 1, padding: 1),
+      ConvShape(height: 6, width: 6, inChannels: 16, outChannels: 1, kernel: 3, stride: 2, padding: 1),
+      ConvShape(height: 7, width: 5, inChannels: 5, outChannels: 1, kernel: 3, stride: 2, padding: 1),
+      ConvShape(height: 6, width: 6, inChannels: 16, outChannels: 1, kernel: 1, stride: 2, padding: 0),
+      ConvShape(height: 6, width: 9, inChannels: 2, outChannels: 1, kernel: 5, stride: 1, padding: 2),
+      ConvShape(height: 3, width: 2, inChannels: 3, outChannels: 1, kernel: 3, stride: 1, padding: 1),
+      ConvShape(height: 4, width: 4, inChannels: 1, outChannels: 1, kernel: 5, stride: 1, padding: 2),
+      ConvShape(height: 8, width: 8, inChannels: 9, outChannels: 1, kernel: 3, stride: 1, padding: 0),
+    ]
+    for s in shapes {
+      let x = randomFloats(s.height * s.width * s.inChannels, seed: 31)
+      var expected = [Float](repeating: 0, count: s.outPixels * s.patch)
+      for oy in 0..<s.outHeight {
+        for ox in 0..<s.outWidth {
+          for ky in 0..<s.kernel {
+            for kx in 0..<s.kernel {
+              let (y, xx) = (oy * s.stride - s.padding + ky, ox * s.stride - s.padding + kx)
+              guard y >= 0 && y < s.height && xx >= 0 && xx < s.width else { continue }
+              for c in 0..<s.inChannels {
+                expected[(oy * s.outWidth + ox) * s.patch + (ky * s.kernel + kx) * s.inChannels + c] =
+                  x[(y * s.width + xx) * s.inChannels + c]
+              }
+            }
+          }
+        }
+      }
+      var columns = [Float](repeating: .nan, count: s.outPixels * s.patch)
+      x.withUnsafeBufferPointer { input in
+        columns.withUnsafeMutableBufferPointer { im2col(input.baseAddress!, shape: s, columns: $0.baseAddress!) }
+      }
+      XCTAssertEqual(columns, expected, "im2col \(s)")
+    }
+  }
 }

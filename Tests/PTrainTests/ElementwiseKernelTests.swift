@@ -18,6 +18,26 @@ final class ElementwiseKernelTests: KernelTestCase {
     }
   }
 
+  /// The inline copy and zero fill write exactly `count` Floats, for every count that
+  /// exercises their 8-, 4-, 2- and 1-lane steps, and nothing past them.
+  func testCopyFloatsAndZeroFloatsWriteExactlyCountFloats() {
+    let source = randomFloats(40, seed: 45)
+    for count in 0...35 {
+      var copied = [Float](repeating: .nan, count: 40)
+      var zeroed = [Float](repeating: 7, count: 40)
+      source.withUnsafeBufferPointer { from in
+        copied.withUnsafeMutableBufferPointer { copyFloats(from.baseAddress!, to: $0.baseAddress! + 2, count: count) }
+      }
+      zeroed.withUnsafeMutableBufferPointer { zeroFloats($0.baseAddress! + 3, count: count) }
+      XCTAssertEqual(Array(copied[2..<(2 + count)]), Array(source[0..<count]), "copy of \(count)")
+      XCTAssertTrue(copied[0..<2].allSatisfy(\.isNaN) && copied[(2 + count)...].allSatisfy(\.isNaN), "copy of \(count)")
+      let expected =
+        [Float](repeating: 7, count: 3) + [Float](repeating: 0, count: count)
+        + [Float](repeating: 7, count: 37 - count)
+      XCTAssertEqual(zeroed, expected, "zero fill of \(count)")
+    }
+  }
+
   /// A BatchNorm applied by the Winograd input copy, and its ReLU's backward from the
   /// BatchNorm's input, give the bits of `batchNormApply` and of `reluBackwardInPlace` on
   /// its stored output (channels of a multiple of 16, as Winograd needs, and 21 for the

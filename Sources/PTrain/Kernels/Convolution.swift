@@ -31,34 +31,42 @@
 }
 
 /// Copies every K×K×in input patch into one row of `columns` (outPixels × patch), with
-/// zeros where the patch reaches past the image. Cost: O(outPixels · patch).
+/// zeros where the patch reaches past the image. It goes one input row (oy, ky) at a time:
+/// the output columns whose K pixels all lie inside the image copy one run of K · in
+/// Floats each, and only those at the edges go pixel by pixel. Cost: O(outPixels · patch).
 package func im2col(_ input: UnsafePointer<Float>, shape s: ConvShape, columns: UnsafeMutablePointer<Float>) {
   let cin = s.inChannels
   let run = s.kernel * cin
+  // The output columns whose window x0 = ox · stride − padding ..< x0 + K lies inside.
+  let interiorStart = min(s.outWidth, (s.padding + s.stride - 1) / s.stride)
+  let lastInside = s.width + s.padding - s.kernel  // the largest ox · stride that fits
+  let interiorEnd = lastInside < 0 ? interiorStart : max(interiorStart, min(s.outWidth, lastInside / s.stride + 1))
   for oy in 0..<s.outHeight {
-    for ox in 0..<s.outWidth {
-      let row = columns + (oy * s.outWidth + ox) * s.patch
-      let x0 = ox * s.stride - s.padding
-      for ky in 0..<s.kernel {
-        let y = oy * s.stride - s.padding + ky
-        let target = row + ky * run
-        guard y >= 0 && y < s.height else {
-          target.update(repeating: 0, count: run)
-          continue
-        }
-        if x0 >= 0 && x0 + s.kernel <= s.width {
-          target.update(from: input + (y * s.width + x0) * cin, count: run)
-        } else {
-          for kx in 0..<s.kernel {
-            let x = x0 + kx
-            if x >= 0 && x < s.width {
-              (target + kx * cin).update(from: input + (y * s.width + x) * cin, count: cin)
-            } else {
-              (target + kx * cin).update(repeating: 0, count: cin)
-            }
+    let outputRow = columns + oy * s.outWidth * s.patch
+    for ky in 0..<s.kernel {
+      let y = oy * s.stride - s.padding + ky
+      let first = outputRow + ky * run  // this input row's run in the first output column's patch
+      guard y >= 0 && y < s.height else {
+        for ox in 0..<s.outWidth { zeroFloats(first + ox * s.patch, count: run) }
+        continue
+      }
+      let sourceRow = input + y * s.width * cin
+      @inline(__always) func edgeColumn(_ ox: Int) {
+        let target = first + ox * s.patch
+        for kx in 0..<s.kernel {
+          let x = ox * s.stride - s.padding + kx
+          if x >= 0 && x < s.width {
+            copyFloats(sourceRow + x * cin, to: target + kx * cin, count: cin)
+          } else {
+            zeroFloats(target + kx * cin, count: cin)
           }
         }
       }
+      for ox in 0..<interiorStart { edgeColumn(ox) }
+      for ox in interiorStart..<interiorEnd {
+        copyFloats(sourceRow + (ox * s.stride - s.padding) * cin, to: first + ox * s.patch, count: run)
+      }
+      for ox in interiorEnd..<s.outWidth { edgeColumn(ox) }
     }
   }
 }
