@@ -116,7 +116,7 @@ typealias Six = (WinogradLane, WinogradLane, WinogradLane, WinogradLane, Winogra
   /// Two passes through a 36-vector scratch (on the stack, so in L1): `Bᵀ` along each row
   /// of the patch, then down each column. Holding three columns of both passes in
   /// registers instead (18 vectors, 36 AVX2 registers) spilled to the stack anyway, and
-  /// measured 1.36 times slower on Zen 3 (a 32×32×16 image's 64 tiles, in L1).
+  /// measured 1.34 times slower on Zen 3 (a 32×32×16 image's 64 tiles, in L1).
   @inline(__always) public static func transformInputTile(
     _ corner: UnsafeRawPointer, rowBytes: Int, pixelBytes: Int, into target: UnsafeMutableRawPointer, pointBytes: Int,
     scratch rows: UnsafeMutablePointer<WinogradLane>
