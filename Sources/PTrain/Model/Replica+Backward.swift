@@ -15,12 +15,45 @@ extension Replica {
   /// weight products replace theirs instead of adding to them, and the dense layers'
   /// kept images start again. With `overwritingDense`, the dense weights' gradients start
   /// from nothing instead of being added to `gradient` (`dW = dYᵀ · X`, the same bits as
-  /// adding to zeros), so that a trainer need not clear them. Cost: O(layers).
+  /// adding to zeros), so that a trainer need not clear them. In a dense block
+  /// (`beginDenseBlock`) the dense layers keep their images instead. Cost: O(layers).
   package func beginShard(layers: Range<Int>, overwritingDense: Bool = false) {
     for i in layers {
       hasProducts[i] = false
+      if !inDenseBlock {
+        denseImages[i] = 0
+        denseOverwrites[i] = overwritingDense
+      }
+    }
+  }
+
+  /// Opens a dense block: until `finishDenseBlock`, the shards' dense layers keep every
+  /// image's input and output gradient (up to `denseCapacity` images) instead of writing
+  /// their weight gradients when each shard ends. Cost: O(layers).
+  package func beginDenseBlock(layers: Range<Int>) {
+    for i in layers { denseImages[i] = 0 }
+    inDenseBlock = true
+  }
+
+  /// Closes a dense block: writes each dense layer's weight gradient among `layers`, over
+  /// the block's shards of `shardImages` images (the last may have fewer) summed as
+  /// `program` says (`ReductionTree.localFoldProgram`), into the slots of `roots`, whose
+  /// other parameters the shards' slots hold (see `denseTreeWeightGradient`).
+  /// Cost: 2 · images · weights FLOP per dense layer.
+  package func finishDenseBlock(
+    layers: Range<Int>, program: UnsafeBufferPointer<Int>, roots: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
+  ) {
+    inDenseBlock = false
+    for i in layers where denseImages[i] > 0 {
+      let run = runs[i]
+      withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: roots.count) { targets in
+        for (k, root) in roots.enumerated() { targets[k] = root + run.weight }
+        denseTreeWeightGradient(
+          inputs: run.denseInputs!, outputGradients: run.denseGradients!, images: denseImages[i],
+          shardSize: shardImages, inputCount: run.inputCount, outputCount: run.outputCount, program: program,
+          roots: UnsafeBufferPointer(targets))
+      }
       denseImages[i] = 0
-      denseOverwrites[i] = overwritingDense
     }
   }
 
@@ -39,6 +72,7 @@ extension Replica {
       }
       hasProducts[i] = false
     }
+    guard !inDenseBlock else { return }
     for i in layers where denseImages[i] > 0 { flushDense(i, gradient: g) }
   }
 
@@ -213,7 +247,10 @@ extension Replica {
     let run = runs[i]
     if run.trains {  // the weight gradient waits for the shard's end (`finishShard`)
       for slot in group {
-        if denseImages[i] == shardImages { flushDense(i, gradient: g) }  // a longer shard than planned
+        if denseImages[i] == denseCapacity {  // a longer shard than planned
+          precondition(!inDenseBlock, "Replica: a dense block holds more than \(denseCapacity) images")
+          flushDense(i, gradient: g)
+        }
         let k = denseImages[i]
         (run.denseInputs! + k * run.inputCount).update(from: output(run.input, slot), count: run.inputCount)
         (run.denseGradients! + k * run.outputCount).update(from: gradient(i, slot), count: run.outputCount)

@@ -84,8 +84,15 @@ package final class Replica {
   /// Per Winograd layer: whether its shard's weight products have been started.
   var hasProducts: [Bool]
   /// Per dense layer: the shard's images whose inputs and output gradients are kept for
-  /// its weight gradient, done as one GEMM when the shard ends. `shardImages` at most.
+  /// its weight gradient, done as one GEMM when the shard ends (or, in a dense block, the
+  /// block's images so far). `denseCapacity` at most.
   var denseImages: [Int]
+  /// The images whose inputs and output gradients a dense layer can keep: a shard's, or a
+  /// worker's block of shards' (`beginDenseBlock`).
+  package let denseCapacity: Int
+  /// Whether a dense block is open (`beginDenseBlock`): shards then keep their dense
+  /// layers' images for `finishDenseBlock` instead of flushing them.
+  var inDenseBlock = false
   /// Per dense layer: whether the next flush writes its weight gradient instead of adding.
   var denseOverwrites: [Bool]
   package let shardImages: Int
@@ -124,11 +131,11 @@ package final class Replica {
   let poolAbove: [Int?]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
-  /// getting no gradients, for shards of up to `shardImages` images. Without `prepared`,
-  /// it keeps its own prepared weights, filled by `prepare(parameters:)`. Cost:
-  /// O(buffers), one allocation.
+  /// getting no gradients, for shards of up to `shardImages` images, and dense blocks of
+  /// up to `denseBlockImages` (`beginDenseBlock`). Without `prepared`, it keeps its own
+  /// prepared weights, filled by `prepare(parameters:)`. Cost: O(buffers), one allocation.
   package init(
-    plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, frozen: Set<Int> = [],
+    plan: ModelPlan, slots: Int = 1, shardImages: Int = 4, denseBlockImages: Int = 0, frozen: Set<Int> = [],
     normalization: Normalization = .mnist, prepared: PreparedWeights? = nil,
     winogradTileBudget: Int = PTrain.winogradTileBudget, fusions: Fusions = .all
   ) {
@@ -136,10 +143,12 @@ package final class Replica {
     self.plan = plan
     self.slots = slots
     self.shardImages = shardImages
+    denseCapacity = max(shardImages, denseBlockImages)
     groupImages = min(slots, shardImages)
     self.normalization = normalization
     let layout = ReplicaLayout(
-      plan: plan, slots: slots, shardImages: shardImages, frozen: frozen, fusions: fusions,
+      plan: plan, slots: slots, shardImages: shardImages, denseImages: max(shardImages, denseBlockImages),
+      frozen: frozen, fusions: fusions,
       winogradTileBudget: winogradTileBudget)
     let layers = plan.layers
     let (trains, needsInputGradient, fusesReLU) = (layout.trains, layout.needsInputGradient, layout.fusesReLU)

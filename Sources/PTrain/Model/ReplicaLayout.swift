@@ -24,10 +24,12 @@ struct ReplicaLayout {
   /// The arena's size in Floats.
   let floats: Int
 
-  /// The layout of a replica of `plan` holding `slots` images (see `Replica.init`).
+  /// The layout of a replica of `plan` holding `slots` images, whose dense layers keep up
+  /// to `denseImages` images for their weight gradients (see `Replica.init`).
   /// Cost: O(layers).
   init(
-    plan: ModelPlan, slots: Int, shardImages: Int, frozen: Set<Int>, fusions: Fusions, winogradTileBudget: Int
+    plan: ModelPlan, slots: Int, shardImages: Int, denseImages: Int, frozen: Set<Int>, fusions: Fusions,
+    winogradTileBudget: Int
   ) {
     self.slots = slots
     self.shardImages = shardImages
@@ -181,8 +183,8 @@ struct ReplicaLayout {
         let shape = ConvShape(layer)
         own[.columns] = allocate(shape.outPixels * shape.patch)
       case (is DenseLayer, _) where trains[layer.index]:
-        own[.denseInputs] = allocate(shardImages * layer.input.count)
-        own[.denseGradients] = allocate(shardImages * layer.output.count)
+        own[.denseInputs] = allocate(denseImages * layer.input.count)
+        own[.denseGradients] = allocate(denseImages * layer.output.count)
       case (is BatchNormLayer, _):
         let channels = layer.inputIsFlat ? layer.input.count : layer.input.channels
         for purpose in [

@@ -32,11 +32,12 @@ struct EpochSteps: @unchecked Sendable {
   /// from each BatchNorm down to the one below (`levelLayers`).
   let topLayers: Range<Int>
   let levelLayers: [Range<Int>]
-  /// Per segment: the parameter ranges that train, and those cleared in a shard's slot
-  /// before its backward adds to them (a trainable dense layer's weight gradient is
-  /// written whole when the shard ends, so only its bias is cleared).
-  let topTrainable: [Range<Int>], topCleared: [Range<Int>]
-  let levelTrainable: [[Range<Int>]], levelCleared: [[Range<Int>]]
+  /// Per segment: the parameter ranges that a shard's backward adds to in its slot, cleared
+  /// before and folded into the reduction tree after. A trainable dense layer's weight
+  /// gradient is written per block of shards, straight into the tree's sums
+  /// (`Replica.finishDenseBlock`), so only its bias is among them.
+  let topPerShard: [Range<Int>]
+  let levelPerShard: [[Range<Int>]]
   /// Per level: whether its backward has work (a layer that trains or passes a gradient
   /// down, or the sums of the BatchNorm below it to add), and whether it or a level below
   /// has any (its BatchNorm's γ and β included). In a sequential model a level without work
@@ -87,17 +88,13 @@ struct EpochSteps: @unchecked Sendable {
       (level > 0 ? batchNorms[level - 1] + 1 : 0)..<(batchNorms[level] + 1)
     }
     let trainableLayers = plan.parameterLayers.filter { !options.frozen.contains($0.index) }
-    func trainable(_ layers: Range<Int>) -> [Range<Int>] {
-      trainableLayers.filter { layers.contains($0.index) }.map(\.parameterRange)
-    }
-    func cleared(_ layers: Range<Int>) -> [Range<Int>] {
+    func perShard(_ layers: Range<Int>) -> [Range<Int>] {
       trainableLayers.filter { layers.contains($0.index) }.flatMap { layer in
         layer.kernel == .gemv ? [layer.bias?.range].compactMap { $0 } : [layer.parameterRange]
       }
     }
-    (topTrainable, topCleared) = (trainable(topLayers), cleared(topLayers))
-    levelTrainable = levelLayers.map(trainable)
-    levelCleared = levelLayers.map(cleared)
+    topPerShard = perShard(topLayers)
+    levelPerShard = levelLayers.map(perShard)
     let needsInputGradient = plan.inputGradients(frozen: options.frozen)
     let trains = plan.layers.map { $0.hasParameters && !options.frozen.contains($0.index) }
     let levels = levelLayers

@@ -35,7 +35,8 @@ public struct MemoryEstimate: Sendable, Equatable {
     preparedWeights = prepared * float
     let layout = ReplicaLayout(
       plan: plan, slots: Self.replicaSlots(plan: plan, options: options, workers: workers, shards: shards),
-      shardImages: options.shardSize, frozen: options.frozen, fusions: options.fusions,
+      shardImages: options.shardSize, denseImages: Self.blockImages(options: options, workers: workers, shards: shards),
+      frozen: options.frozen, fusions: options.fusions,
       winogradTileBudget: winogradTileBudget)
     replicas = workers * layout.floats * float
   }
@@ -49,6 +50,12 @@ public struct MemoryEstimate: Sendable, Equatable {
   /// worker's block of shards (whose batch statistics it waits for).
   static func replicaSlots(plan: ModelPlan, options: TrainingOptions, workers: Int, shards: Int) -> Int {
     (plan.batchNormLayers.isEmpty ? 1 : max((shards + workers - 1) / workers, 1)) * options.shardSize
+  }
+
+  /// The most images of a worker's block of shards, which its dense layers keep for their
+  /// weight gradients (`Replica.beginDenseBlock`).
+  static func blockImages(options: TrainingOptions, workers: Int, shards: Int) -> Int {
+    max((shards + workers - 1) / workers, 1) * options.shardSize
   }
 
   /// `bytes` for a message: "1.3 GB", "210 MB".

@@ -47,6 +47,27 @@ package enum ReductionTree {
     }
   }
 
+  /// The pairs `foldLocalPairs` adds over `block`, in its order, as a program for a stack
+  /// (`denseTreeWeightGradient`): `shard - block.lowerBound` pushes that shard's sum, `-1`
+  /// replaces the top two with their sum. `roots` gets the first shard of each subtree
+  /// left on the stack at the end, bottom first: the sums the reduce phase adds, which
+  /// live in those shards' slots. Both arrays are cleared first and keep their capacity.
+  /// Cost: O(block.count · log shards).
+  package static func localFoldProgram(block: Range<Int>, shards: Int, program: inout [Int], roots: inout [Int]) {
+    program.removeAll(keepingCapacity: true)
+    roots.removeAll(keepingCapacity: true)
+    for shard in block {
+      program.append(shard - block.lowerBound)
+      roots.append(shard)
+      forEachLocalPair(after: shard, block: block, shards: shards) { left, right in
+        precondition(roots.last == right, "ReductionTree: a local pair's right subtree is not on top")
+        program.append(-1)
+        roots.removeLast()
+        precondition(roots.last == left, "ReductionTree: a local pair's left subtree is not below its right")
+      }
+    }
+  }
+
   /// The worker whose block (`evenShare`) holds shard `shard`.
   package static func owner(ofShard shard: Int, workers: Int, shards: Int) -> Int {
     ((shard + 1) * workers - 1) / shards

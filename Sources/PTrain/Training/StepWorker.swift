@@ -4,7 +4,8 @@
 /// 1. `prepareWeights`: its slice of the prepared weights;
 /// 2. `forwardToBatchNorms`, `forwardAndBackwardTop`, `backwardBelowBatchNorms`: its
 ///    block of shards, segment by segment between BatchNorm layers, each shard's gradient
-///    folded into the reduction tree as soon as its segment is done;
+///    folded into the reduction tree as soon as its segment is done, the dense layers'
+///    weight gradients summed in the tree's order when the block's segment is done;
 /// 3. `reduceSlice`: the tree pairs that span blocks, over its slice of the parameters;
 /// 4. `updateSlice`: every worker's verdict on the sums, then the optimizer on its slice;
 /// 5. `finishStep` (worker 0): the step's loss, the event, and whether to stop.
@@ -32,6 +33,9 @@ struct StepWorker {
   private var globalStep = 0
   /// The first layer above the BatchNorm segments the forward has run.
   private var segmentStart = 0
+  /// How the block's shards fold (`ReductionTree.localFoldProgram`), and the slots of the
+  /// subtrees left, where the dense layers' weight gradients go (`finishDenseBlock`).
+  private var foldProgram: [Int] = [], rootShards: [Int] = [], rootSlots: [UnsafeMutablePointer<Float>] = []
 
   init(
     trainer: Trainer, epoch: EpochSteps, worker: Int, pixels: UnsafeBufferPointer<UInt8>,
@@ -90,6 +94,18 @@ struct StepWorker {
     myShards = evenShare(of: shards, part: epoch.rank * epoch.workers + worker, parts: epoch.blocks)
     firstImage = myShards.lowerBound * epoch.shardSize
     segmentStart = 0
+    ReductionTree.localFoldProgram(block: myShards, shards: shards, program: &foldProgram, roots: &rootShards)
+    rootSlots.removeAll(keepingCapacity: true)
+    for shard in rootShards { rootSlots.append(slotBases[shard]) }
+  }
+
+  /// Writes the dense layers' weight gradients among `layers` over the block's shards.
+  private func finishDenseBlock(layers: Range<Int>) {
+    foldProgram.withUnsafeBufferPointer { program in
+      rootSlots.withUnsafeBufferPointer { roots in
+        replica.finishDenseBlock(layers: layers, program: program, roots: roots)
+      }
+    }
   }
 
   // MARK: - Phase 2
@@ -176,9 +192,10 @@ struct StepWorker {
     let t = trainer
     let stats = t.shardStats.base
     let belowTop = epoch.batchNorms.last
+    replica.beginDenseBlock(layers: epoch.topLayers)
     for shard in myShards {
       let slot = slotBases[shard]
-      for range in epoch.topCleared { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+      for range in epoch.topPerShard { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
       var loss: Float = 0
       var correct = 0
       replica.beginShard(layers: epoch.topLayers, overwritingDense: true)
@@ -203,8 +220,9 @@ struct StepWorker {
       stats[shard * Trainer.statsStride] = loss
       stats[shard * Trainer.statsStride + 1] = Float(correct)
       ReductionTree.foldLocalPairs(
-        after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.topTrainable)
+        after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.topPerShard)
     }
+    finishDenseBlock(layers: epoch.topLayers)
   }
 
   /// Where a shard's backward adds the gradient sums of BatchNorm `bn`, when it needs them.
@@ -245,9 +263,10 @@ struct StepWorker {
       }
       let lowerLayers = epoch.levelLayers[level]
       let next = level > 0 ? epoch.batchNorms[level - 1] : nil
+      replica.beginDenseBlock(layers: lowerLayers)
       for shard in myShards {
         let slot = slotBases[shard]
-        for range in epoch.levelCleared[level] { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
+        for range in epoch.levelPerShard[level] { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
         if replica.trains[bn] {
           BatchNormLayer.addParameterGradients(
             sums: t.batchGradientSums + shard * t.batchSumStride + offset, layer: layer, into: slot)
@@ -265,8 +284,9 @@ struct StepWorker {
           replica.finishShard(layers: lowerLayers, gradient: slot)
         }
         ReductionTree.foldLocalPairs(
-          after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.levelTrainable[level])
+          after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.levelPerShard[level])
       }
+      finishDenseBlock(layers: lowerLayers)
     }
   }
 

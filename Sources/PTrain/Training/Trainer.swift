@@ -206,7 +206,9 @@ public final class Trainer: @unchecked Sendable {
         nonisolated(unsafe) let (replicaSlots, gradientSlots) = (replicaSlots, gradientSlots)
         pool.run { worker in  // first touch on the worker's own NUMA node
           replicaSlots[worker] = Replica(
-            plan: plan, slots: imageSlots, shardImages: options.shardSize, frozen: options.frozen,
+            plan: plan, slots: imageSlots, shardImages: options.shardSize,
+            denseBlockImages: MemoryEstimate.blockImages(options: options, workers: workers, shards: shards),
+            frozen: options.frozen,
             normalization: normalization, prepared: prepared, fusions: options.fusions)
           for shard in evenShare(of: shards, part: worker, parts: workers) {
             gradientSlots[shard] = AlignedFloats(count: plan.parameterCount)

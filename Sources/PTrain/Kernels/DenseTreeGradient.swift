@@ -1,0 +1,95 @@
+/// A dense layer's weight gradient over a worker's block of shards, summed in the order of
+/// the reduction tree (see `ReductionTree.localFoldProgram`), without a parameter-sized
+/// slot per shard.
+///
+/// Each shard's `dW = dYᵀ · X` (what `denseAddWeightGradient` writes into the shard's slot)
+/// is worked out for a tile of 4 rows × 16 columns in registers, pushed on a small stack,
+/// and added to its neighbour as the tree adds the shards' slots; the block's subtrees
+/// that are left (the pairs the reduce phase adds) are written to their slots once. Each
+/// element adds the same products in the same order as the GEMM per shard followed by
+/// `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from +0 per shard, then
+/// `left + right`), so the bits are the same; but the weights are written once per block
+/// instead of once per shard, and never read back to be folded.
+///
+/// - Parameters:
+///   - x, dy: the block's images' inputs (`images` × `inputCount`) and output gradients
+///     (`images` × `outputCount`), shard after shard, `shardSize` images each (the last
+///     may have fewer).
+///   - program: the block's fold program: `s ≥ 0` pushes shard `s`'s gradient (the
+///     block's `s`-th), `-1` adds the top two.
+///   - roots: where each subtree left on the stack goes, bottom first: `outputCount` ×
+///     `inputCount` Floats each.
+/// Cost: 2 · images · inputCount · outputCount FLOP; O(stack) work per tile and shard.
+@_spi(Kernels) public func denseTreeWeightGradient(
+  inputs x: UnsafePointer<Float>, outputGradients dy: UnsafePointer<Float>, images: Int, shardSize: Int,
+  inputCount: Int, outputCount: Int, program: UnsafeBufferPointer<Int>,
+  roots: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
+) {
+  typealias Lane = SIMD16<Float>
+  // 4 rows of 16 columns: 4 accumulators (8 AVX2 registers). 8 rows, for more chains
+  // with AVX-512, measured slower.
+  let rows = 4
+  var depth = 0
+  var deepest = 0
+  for step in program {
+    depth += step >= 0 ? 1 : -1
+    precondition(depth >= 1, "denseTreeWeightGradient: the program adds more than it pushed")
+    deepest = max(deepest, depth)
+  }
+  precondition(
+    depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
+  guard deepest > 0 else { return }
+  withUnsafeTemporaryAllocation(of: Lane.self, capacity: rows * deepest) { stack in
+    var column = 0
+    while column < inputCount {
+      let width = min(Lane.scalarCount, inputCount - column)
+      /// Columns `column ..< column + width` of image `image`'s input, zeros past them.
+      @inline(__always) func input(_ image: Int) -> Lane {
+        let source = x + image * inputCount + column
+        guard width < Lane.scalarCount else { return UnsafeRawPointer(source).loadUnaligned(as: Lane.self) }
+        var lane = Lane()
+        for k in 0..<width { lane[k] = source[k] }
+        return lane
+      }
+      var row = 0
+      while row < outputCount {
+        // Rows past the last are clamped onto it: they compute and store its values again.
+        @inline(__always) func r(_ k: Int) -> Int { min(row + k, outputCount - 1) }
+        var top = 0
+        for step in program {
+          if step >= 0 {
+            var (c0, c1, c2, c3) = (Lane(), Lane(), Lane(), Lane())
+            let first = step * shardSize
+            for image in first..<min(first + shardSize, images) {
+              let v = input(image)
+              let g = dy + image * outputCount
+              c0 = c0.addingProduct(g[r(0)], v)
+              c1 = c1.addingProduct(g[r(1)], v)
+              c2 = c2.addingProduct(g[r(2)], v)
+              c3 = c3.addingProduct(g[r(3)], v)
+            }
+            let base = top * rows
+            (stack[base], stack[base + 1], stack[base + 2], stack[base + 3]) = (c0, c1, c2, c3)
+            top += 1
+          } else {
+            top -= 1
+            for k in 0..<rows { stack[(top - 1) * rows + k] += stack[top * rows + k] }
+          }
+        }
+        /// Writes `lane` to row `r` of `root` (clamped rows hold the same values).
+        @inline(__always) func store(_ lane: Lane, row r: Int, of root: UnsafeMutablePointer<Float>) {
+          let target = root + r * inputCount + column
+          guard width < Lane.scalarCount else {
+            return UnsafeMutableRawPointer(target).storeBytes(of: lane, as: Lane.self)
+          }
+          for j in 0..<width { target[j] = lane[j] }
+        }
+        for (index, root) in roots.enumerated() {
+          for k in 0..<rows { store(stack[index * rows + k], row: r(k), of: root) }
+        }
+        row += rows
+      }
+      column += width
+    }
+  }
+}
