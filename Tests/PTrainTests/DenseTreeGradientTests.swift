@@ -49,13 +49,17 @@ final class DenseTreeGradientTests: KernelTestCase {
       ReductionTree.localFoldProgram(block: block, shards: test.shards, program: &program, roots: &roots)
       let targets = roots.map { _ in UnsafeMutablePointer<Float>.allocate(capacity: weights) }
       defer { targets.forEach { $0.deallocate() } }
+      var scratch = [Float](repeating: .nan, count: denseTreeScratchCount(blockShards: block.count))
       x.withUnsafeBufferPointer { x in
         dy.withUnsafeBufferPointer { dy in
           program.withUnsafeBufferPointer { program in
             targets.withUnsafeBufferPointer { targets in
-              denseTreeWeightGradient(
-                inputs: x.baseAddress!, outputGradients: dy.baseAddress!, images: images, shardSize: test.shardSize,
-                inputCount: test.inputs, outputCount: test.outputs, program: program, roots: targets)
+              scratch.withUnsafeMutableBufferPointer { scratch in
+                denseTreeWeightGradient(
+                  inputs: x.baseAddress!, outputGradients: dy.baseAddress!, images: images,
+                  shardSize: test.shardSize, inputCount: test.inputs, outputCount: test.outputs, program: program,
+                  roots: targets, scratch: scratch)
+              }
             }
           }
         }
@@ -71,10 +75,12 @@ final class DenseTreeGradientTests: KernelTestCase {
   }
 
   /// The program pushes every shard of the block once, in order, and adds exactly the
-  /// pairs `foldLocalPairs` adds.
+  /// pairs `foldLocalPairs` adds; its stack never holds more than
+  /// `denseTreeScratchCount(blockShards:)` has room for.
   func testFoldProgramMatchesTheLocalPairs() {
-    for shards in 1...17 {
-      for blocks in 1...min(shards, 5) {
+    let entry = denseTreeScratchCount(blockShards: 1) / 3  // a stack entry's Floats (3 entries for 1 shard)
+    for shards in 1...70 {
+      for blocks in 1...min(shards, 7) {
         for part in 0..<blocks {
           let block = evenShare(of: shards, part: part, parts: blocks)
           var program: [Int] = []
@@ -87,6 +93,13 @@ final class DenseTreeGradientTests: KernelTestCase {
           XCTAssertEqual(program.filter { $0 >= 0 }, Array(0..<block.count), "\(shards) shards, block \(block)")
           XCTAssertEqual(program.filter { $0 < 0 }.count, pairs, "\(shards) shards, block \(block)")
           XCTAssertEqual(roots.count, block.count - pairs, "\(shards) shards, block \(block)")
+          var (depth, deepest) = (0, 0)
+          for step in program {
+            depth += step >= 0 ? 1 : -1
+            deepest = max(deepest, depth)
+          }
+          XCTAssertLessThanOrEqual(
+            deepest * entry, denseTreeScratchCount(blockShards: block.count), "\(shards) shards, block \(block)")
         }
       }
     }

@@ -3,8 +3,8 @@
 /// slot per shard.
 ///
 /// Each shard's `dW = dYᵀ · X` (what `denseAddWeightGradient` writes into the shard's slot)
-/// is worked out for a tile of 4 rows × 16 columns in registers, pushed on a small stack,
-/// and added to its neighbour as the tree adds the shards' slots; the block's subtrees
+/// is worked out for a tile of 4 rows × 16 columns in registers, pushed on a small stack
+/// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the block's subtrees
 /// that are left (the pairs the reduce phase adds) are written to their slots once. Each
 /// element adds the same products in the same order as the GEMM per shard followed by
 /// `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from +0 per shard, then
@@ -19,16 +19,16 @@
 ///     block's `s`-th), `-1` adds the top two.
 ///   - roots: where each subtree left on the stack goes, bottom first: `outputCount` ×
 ///     `inputCount` Floats each.
+///   - scratch: the stack, `denseTreeScratchCount(blockShards:)` Floats for a block of that
+///     many shards (a temporary allocation of more than 1 KB would be a heap allocation).
 /// Cost: 2 · images · inputCount · outputCount FLOP; O(stack) work per tile and shard.
 @_spi(Kernels) public func denseTreeWeightGradient(
   inputs x: UnsafePointer<Float>, outputGradients dy: UnsafePointer<Float>, images: Int, shardSize: Int,
   inputCount: Int, outputCount: Int, program: UnsafeBufferPointer<Int>,
-  roots: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
+  roots: UnsafeBufferPointer<UnsafeMutablePointer<Float>>, scratch: UnsafeMutableBufferPointer<Float>
 ) {
   typealias Lane = SIMD16<Float>
-  // 4 rows of 16 columns: 4 accumulators (8 AVX2 registers). 8 rows, for more chains
-  // with AVX-512, measured slower.
-  let rows = 4
+  let rows = denseTreeRows
   var depth = 0
   var deepest = 0
   for step in program {
@@ -38,58 +38,73 @@
   }
   precondition(
     depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
+  precondition(scratch.count >= deepest * rows * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
   guard deepest > 0 else { return }
-  withUnsafeTemporaryAllocation(of: Lane.self, capacity: rows * deepest) { stack in
-    var column = 0
-    while column < inputCount {
-      let width = min(Lane.scalarCount, inputCount - column)
-      /// Columns `column ..< column + width` of image `image`'s input, zeros past them.
-      @inline(__always) func input(_ image: Int) -> Lane {
-        let source = x + image * inputCount + column
-        guard width < Lane.scalarCount else { return UnsafeRawPointer(source).loadUnaligned(as: Lane.self) }
-        var lane = Lane()
-        for k in 0..<width { lane[k] = source[k] }
-        return lane
-      }
-      var row = 0
-      while row < outputCount {
-        // Rows past the last are clamped onto it: they compute and store its values again.
-        @inline(__always) func r(_ k: Int) -> Int { min(row + k, outputCount - 1) }
-        var top = 0
-        for step in program {
-          if step >= 0 {
-            var (c0, c1, c2, c3) = (Lane(), Lane(), Lane(), Lane())
-            let first = step * shardSize
-            for image in first..<min(first + shardSize, images) {
-              let v = input(image)
-              let g = dy + image * outputCount
-              c0 = c0.addingProduct(g[r(0)], v)
-              c1 = c1.addingProduct(g[r(1)], v)
-              c2 = c2.addingProduct(g[r(2)], v)
-              c3 = c3.addingProduct(g[r(3)], v)
-            }
-            let base = top * rows
-            (stack[base], stack[base + 1], stack[base + 2], stack[base + 3]) = (c0, c1, c2, c3)
-            top += 1
-          } else {
-            top -= 1
-            for k in 0..<rows { stack[(top - 1) * rows + k] += stack[top * rows + k] }
-          }
-        }
-        /// Writes `lane` to row `r` of `root` (clamped rows hold the same values).
-        @inline(__always) func store(_ lane: Lane, row r: Int, of root: UnsafeMutablePointer<Float>) {
-          let target = root + r * inputCount + column
-          guard width < Lane.scalarCount else {
-            return UnsafeMutableRawPointer(target).storeBytes(of: lane, as: Lane.self)
-          }
-          for j in 0..<width { target[j] = lane[j] }
-        }
-        for (index, root) in roots.enumerated() {
-          for k in 0..<rows { store(stack[index * rows + k], row: r(k), of: root) }
-        }
-        row += rows
-      }
-      column += width
+  let stack = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Lane.self, capacity: deepest * rows)
+  var column = 0
+  while column < inputCount {
+    let width = min(Lane.scalarCount, inputCount - column)
+    /// Columns `column ..< column + width` of image `image`'s input, zeros past them.
+    @inline(__always) func input(_ image: Int) -> Lane {
+      let source = x + image * inputCount + column
+      guard width < Lane.scalarCount else { return UnsafeRawPointer(source).loadUnaligned(as: Lane.self) }
+      var lane = Lane()
+      for k in 0..<width { lane[k] = source[k] }
+      return lane
     }
+    var row = 0
+    while row < outputCount {
+      // Rows past the last are clamped onto it: they compute and store its values again.
+      @inline(__always) func r(_ k: Int) -> Int { min(row + k, outputCount - 1) }
+      var top = 0
+      for step in program {
+        if step >= 0 {
+          var (c0, c1, c2, c3) = (Lane(), Lane(), Lane(), Lane())
+          let first = step * shardSize
+          for image in first..<min(first + shardSize, images) {
+            let v = input(image)
+            let g = dy + image * outputCount
+            c0 = c0.addingProduct(g[r(0)], v)
+            c1 = c1.addingProduct(g[r(1)], v)
+            c2 = c2.addingProduct(g[r(2)], v)
+            c3 = c3.addingProduct(g[r(3)], v)
+          }
+          let base = top * rows
+          (stack[base], stack[base + 1], stack[base + 2], stack[base + 3]) = (c0, c1, c2, c3)
+          top += 1
+        } else {
+          top -= 1
+          for k in 0..<rows { stack[(top - 1) * rows + k] += stack[top * rows + k] }
+        }
+      }
+      /// Writes `lane` to row `r` of `root` (clamped rows hold the same values).
+      @inline(__always) func store(_ lane: Lane, row r: Int, of root: UnsafeMutablePointer<Float>) {
+        let target = root + r * inputCount + column
+        guard width < Lane.scalarCount else {
+          return UnsafeMutableRawPointer(target).storeBytes(of: lane, as: Lane.self)
+        }
+        for j in 0..<width { target[j] = lane[j] }
+      }
+      for (index, root) in roots.enumerated() {
+        for k in 0..<rows { store(stack[index * rows + k], row: r(k), of: root) }
+      }
+      row += rows
+    }
+    column += width
   }
+}
+
+/// The rows of `denseTreeWeightGradient`'s tiles: 4 accumulators of 16 Floats (8 AVX2
+/// registers). 8 rows (more chains for AVX-512), and panels of 4 rows × 128 columns run
+/// a lane at a time, measured slower.
+let denseTreeRows = 4
+
+/// The Floats `denseTreeWeightGradient` needs as scratch for a block of up to
+/// `blockShards` shards: its stack holds the subtrees that start the block and end inside
+/// it (distinct powers of two: the tree's pairs that reach back before the block leave
+/// them open) and those still waiting for a partner (distinct powers of two, as in a
+/// binary counter), at most ⌊log₂ blockShards⌋ + 1 of each. Cost: O(1).
+@_spi(Kernels) public func denseTreeScratchCount(blockShards: Int) -> Int {
+  let sizes = Int.bitWidth - max(blockShards, 1).leadingZeroBitCount  // ⌊log₂ blockShards⌋ + 1
+  return (2 * sizes + 1) * denseTreeRows * SIMD16<Float>.scalarCount
 }

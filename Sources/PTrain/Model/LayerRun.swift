@@ -28,7 +28,9 @@ struct LayerRun {
     columns: UnsafeMutablePointer<Float>?
   let batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance,
     gradientSums: UnsafeMutablePointer<Float>?
-  let denseInputs, denseGradients: UnsafeMutablePointer<Float>?
+  /// A trainable dense layer's kept images (see `Replica.denseImages`), and the stack of
+  /// its weight gradient over a block of shards (`denseTreeWeightGradient`).
+  let denseInputs, denseGradients, denseTreeStack: UnsafeMutablePointer<Float>?
   let winogradForward, winogradFlipped, transposed: UnsafePointer<Float>?
 
   /// The run of `layer` of `plan`, where `fusesReLU` says which layers apply the ReLU
@@ -88,6 +90,7 @@ struct LayerRun {
     gradientSums = scratch[.gradientSums]
     denseInputs = scratch[.denseInputs]
     denseGradients = scratch[.denseGradients]
+    denseTreeStack = scratch[.denseTreeStack]
     winogradForward = prepared.winograd[i].map { UnsafePointer($0.forward.base) }
     winogradFlipped = prepared.winograd[i].flatMap { $0.keepsFlipped ? UnsafePointer($0.flipped.base) : nil }
     transposed = prepared.transposed[i].map { UnsafePointer($0.base) }

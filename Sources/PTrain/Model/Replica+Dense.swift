@@ -18,6 +18,7 @@ extension Replica {
     layers: Range<Int>, program: UnsafeBufferPointer<Int>, roots: UnsafeBufferPointer<UnsafeMutablePointer<Float>>
   ) {
     inDenseBlock = false
+    let stackCount = denseTreeScratchCount(blockShards: (denseCapacity + shardImages - 1) / shardImages)
     for i in layers where denseImages[i] > 0 {
       let run = runs[i]
       withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: roots.count) { targets in
@@ -25,7 +26,8 @@ extension Replica {
         denseTreeWeightGradient(
           inputs: run.denseInputs!, outputGradients: run.denseGradients!, images: denseImages[i],
           shardSize: shardImages, inputCount: run.inputCount, outputCount: run.outputCount, program: program,
-          roots: UnsafeBufferPointer(targets))
+          roots: UnsafeBufferPointer(targets),
+          scratch: UnsafeMutableBufferPointer(start: run.denseTreeStack!, count: stackCount))
       }
       denseImages[i] = 0
     }

@@ -74,7 +74,7 @@ package final class Replica {
     case paddedInput, inputTiles, gradientTiles, products, paddedGradient, weightProducts, weightBlock, columns
     case normalizationScale, normalizationShift
     case batchMean, batchInverseDeviation, batchScale, batchOffset, batchVariance, gradientSums
-    case denseInputs, denseGradients
+    case denseInputs, denseGradients, denseTreeStack
   }
   /// Per layer, what its passes need, resolved once: shapes, offsets and pointers, with
   /// nothing reference-counted, so that a pass copies no strings and takes no locks.

@@ -185,6 +185,8 @@ struct ReplicaLayout {
       case (is DenseLayer, _) where trains[layer.index]:
         own[.denseInputs] = allocate(denseImages * layer.input.count)
         own[.denseGradients] = allocate(denseImages * layer.output.count)
+        own[.denseTreeStack] = allocate(
+          denseTreeScratchCount(blockShards: (denseImages + shardImages - 1) / shardImages))
       case (is BatchNormLayer, _):
         let channels = layer.inputIsFlat ? layer.input.count : layer.input.channels
         for purpose in [
