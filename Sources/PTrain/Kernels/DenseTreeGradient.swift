@@ -4,8 +4,9 @@
 ///
 /// Each shard's `dW = dYᵀ · X` (what `denseAddWeightGradient` writes into the shard's slot)
 /// is worked out for a tile of 4 rows × 16 columns in registers, pushed on a small stack
-/// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the block's subtrees
-/// that are left (the pairs the reduce phase adds) are written to their slots once. Each
+/// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the
+/// block's subtrees that are left (the pairs the reduce phase adds) are written to their
+/// slots once. Each
 /// element adds the same products in the same order as the GEMM per shard followed by
 /// `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from +0 per shard, then
 /// `left + right`), so the bits are the same; but the weights are written once per block
