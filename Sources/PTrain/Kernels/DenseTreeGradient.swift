@@ -3,7 +3,7 @@
 /// slot per shard.
 ///
 /// Each shard's `dW = dYᵀ · X` (what `denseAddWeightGradient` writes into the shard's slot)
-/// is worked out for a tile of 4 rows × 16 columns in registers, pushed on a small stack
+/// is worked out for a tile of 4 rows × 32 columns in registers, pushed on a small stack
 /// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the
 /// block's subtrees that are left (the pairs the reduce phase adds) are written to their
 /// slots once. Each
@@ -41,17 +41,23 @@
     depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
   precondition(scratch.count >= deepest * rows * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
   guard deepest > 0 else { return }
-  let stack = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Lane.self, capacity: deepest * rows)
+  let entry = rows * denseTreeLanes  // vectors per stack entry: lane 0's rows, then lane 1's
+  let stack = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Lane.self, capacity: deepest * entry)
   var column = 0
   while column < inputCount {
-    let width = min(Lane.scalarCount, inputCount - column)
-    /// Columns `column ..< column + width` of image `image`'s input, zeros past them.
-    @inline(__always) func input(_ image: Int) -> Lane {
-      let source = x + image * inputCount + column
-      guard width < Lane.scalarCount else { return UnsafeRawPointer(source).loadUnaligned(as: Lane.self) }
-      var lane = Lane()
-      for k in 0..<width { lane[k] = source[k] }
-      return lane
+    let width = min(denseTreeLanes * Lane.scalarCount, inputCount - column)
+    /// The columns of lane `lane` of this tile that exist: 0 ... 16.
+    @inline(__always) func columns(_ lane: Int) -> Int {
+      min(max(width - lane * Lane.scalarCount, 0), Lane.scalarCount)
+    }
+    /// Lane `lane` of this tile's columns of image `image`'s input, zeros past the last.
+    @inline(__always) func input(_ image: Int, _ lane: Int) -> Lane {
+      let source = x + image * inputCount + column + lane * Lane.scalarCount
+      let count = columns(lane)
+      guard count < Lane.scalarCount else { return UnsafeRawPointer(source).loadUnaligned(as: Lane.self) }
+      var vector = Lane()
+      for k in 0..<count { vector[k] = source[k] }
+      return vector
     }
     var row = 0
     while row < outputCount {
@@ -60,34 +66,47 @@
       var top = 0
       for step in program {
         if step >= 0 {
+          // Two lanes of columns: 8 independent chains of FMAs, each a shard's few images long.
           var (c0, c1, c2, c3) = (Lane(), Lane(), Lane(), Lane())
+          var (e0, e1, e2, e3) = (Lane(), Lane(), Lane(), Lane())
           let first = step * shardSize
           for image in first..<min(first + shardSize, images) {
-            let v = input(image)
+            let (v, w) = (input(image, 0), input(image, 1))
             let g = dy + image * outputCount
-            c0 = c0.addingProduct(g[r(0)], v)
-            c1 = c1.addingProduct(g[r(1)], v)
-            c2 = c2.addingProduct(g[r(2)], v)
-            c3 = c3.addingProduct(g[r(3)], v)
+            let (g0, g1, g2, g3) = (g[r(0)], g[r(1)], g[r(2)], g[r(3)])
+            c0 = c0.addingProduct(g0, v)
+            e0 = e0.addingProduct(g0, w)
+            c1 = c1.addingProduct(g1, v)
+            e1 = e1.addingProduct(g1, w)
+            c2 = c2.addingProduct(g2, v)
+            e2 = e2.addingProduct(g2, w)
+            c3 = c3.addingProduct(g3, v)
+            e3 = e3.addingProduct(g3, w)
           }
-          let base = top * rows
+          let base = top * entry
           (stack[base], stack[base + 1], stack[base + 2], stack[base + 3]) = (c0, c1, c2, c3)
+          (stack[base + 4], stack[base + 5], stack[base + 6], stack[base + 7]) = (e0, e1, e2, e3)
           top += 1
         } else {
           top -= 1
-          for k in 0..<rows { stack[(top - 1) * rows + k] += stack[top * rows + k] }
+          for k in 0..<entry { stack[(top - 1) * entry + k] += stack[top * entry + k] }
         }
       }
-      /// Writes `lane` to row `r` of `root` (clamped rows hold the same values).
-      @inline(__always) func store(_ lane: Lane, row r: Int, of root: UnsafeMutablePointer<Float>) {
-        let target = root + r * inputCount + column
-        guard width < Lane.scalarCount else {
-          return UnsafeMutableRawPointer(target).storeBytes(of: lane, as: Lane.self)
+      /// Writes `vector` to lane `lane` of row `r` of `root` (clamped rows hold the same values).
+      @inline(__always) func store(
+        _ vector: Lane, row r: Int, lane: Int, of root: UnsafeMutablePointer<Float>
+      ) {
+        let target = root + r * inputCount + column + lane * Lane.scalarCount
+        let count = columns(lane)
+        guard count < Lane.scalarCount else {
+          return UnsafeMutableRawPointer(target).storeBytes(of: vector, as: Lane.self)
         }
-        for j in 0..<width { target[j] = lane[j] }
+        for j in 0..<count { target[j] = vector[j] }
       }
       for (index, root) in roots.enumerated() {
-        for k in 0..<rows { store(stack[index * rows + k], row: r(k), of: root) }
+        for lane in 0..<denseTreeLanes {
+          for k in 0..<rows { store(stack[index * entry + lane * rows + k], row: r(k), lane: lane, of: root) }
+        }
       }
       row += rows
     }
@@ -95,10 +114,14 @@
   }
 }
 
-/// The rows of `denseTreeWeightGradient`'s tiles: 4 accumulators of 16 Floats (8 AVX2
-/// registers). 8 rows (more chains for AVX-512), and panels of 4 rows × 128 columns run
-/// a lane at a time, measured slower.
+/// The rows of `denseTreeWeightGradient`'s tiles: 4 rows × `denseTreeLanes` vectors of
+/// 16 columns. 8 rows × 1 lane, and panels of 4 rows × 128 columns run a lane at a time,
+/// measured slower than 4 × 1.
 let denseTreeRows = 4
+
+/// The vectors of 16 columns in a row of `denseTreeWeightGradient`'s tiles: 2, so that
+/// its 8 chains of fused multiply-adds, each only a shard's images long, overlap.
+let denseTreeLanes = 2
 
 /// The Floats `denseTreeWeightGradient` needs as scratch for a block of up to
 /// `blockShards` shards: its stack holds the subtrees that start the block and end inside
@@ -107,5 +130,5 @@ let denseTreeRows = 4
 /// binary counter), at most ⌊log₂ blockShards⌋ + 1 of each. Cost: O(1).
 @_spi(Kernels) public func denseTreeScratchCount(blockShards: Int) -> Int {
   let sizes = Int.bitWidth - max(blockShards, 1).leadingZeroBitCount  // ⌊log₂ blockShards⌋ + 1
-  return (2 * sizes + 1) * denseTreeRows * SIMD16<Float>.scalarCount
+  return (2 * sizes + 1) * denseTreeRows * denseTreeLanes * SIMD16<Float>.scalarCount
 }
