@@ -6,11 +6,10 @@
 /// is worked out for a tile of 4 rows × 32 columns in registers, pushed on a small stack
 /// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the
 /// block's subtrees that are left (the pairs the reduce phase adds) are written to their
-/// slots once. Each
-/// element adds the same products in the same order as the GEMM per shard followed by
-/// `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from +0 per shard, then
-/// `left + right`), so the bits are the same; but the weights are written once per block
-/// instead of once per shard, and never read back to be folded.
+/// slots once. Each element adds the same products in the same order as the GEMM per
+/// shard followed by `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from
+/// +0 per shard, then `left + right`), so the bits are the same; but the weights are
+/// written once per block instead of once per shard, and never read back to be folded.
 ///
 /// - Parameters:
 ///   - x, dy: the block's images' inputs (`images` × `inputCount`) and output gradients
@@ -39,9 +38,9 @@
   }
   precondition(
     depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
-  precondition(scratch.count >= deepest * rows * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
-  guard deepest > 0 else { return }
   let entry = rows * denseTreeLanes  // vectors per stack entry: lane 0's rows, then lane 1's
+  precondition(scratch.count >= deepest * entry * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
+  guard deepest > 0 else { return }
   let stack = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Lane.self, capacity: deepest * entry)
   var column = 0
   while column < inputCount {
