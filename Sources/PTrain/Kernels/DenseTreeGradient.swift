@@ -38,6 +38,7 @@
   }
   precondition(
     depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
+  precondition(rows == 4 && denseTreeLanes == 2, "denseTreeWeightGradient: its tile is written out as 4 rows × 2 lanes")
   let entry = rows * denseTreeLanes  // vectors per stack entry: lane 0's rows, then lane 1's
   precondition(scratch.count >= deepest * entry * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
   guard deepest > 0 else { return }
@@ -119,7 +120,8 @@
 let denseTreeRows = 4
 
 /// The vectors of 16 columns in a row of `denseTreeWeightGradient`'s tiles: 2, so that
-/// its 8 chains of fused multiply-adds, each only a shard's images long, overlap.
+/// its 8 chains of fused multiply-adds, each only a shard's images long, overlap. The
+/// kernel is written out for 4 rows × 2 lanes; other values need its tile rewritten.
 let denseTreeLanes = 2
 
 /// The Floats `denseTreeWeightGradient` needs as scratch for a block of up to
