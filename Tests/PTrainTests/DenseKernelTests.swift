@@ -36,13 +36,21 @@ final class DenseKernelTests: KernelTestCase {
       "dense dX")
   }
 
-  /// Several images in one call give each the bits of a call of its own (1 to 6 images,
-  /// past the four one pass serves, on inputs with a tail past a multiple of 16).
+  /// Several images in one call give each the bits of a call of its own (1 to 9 images,
+  /// past the four one pass serves and past two passes), on inputs with a tail past a
+  /// multiple of 16: an even and an odd number of 16-input vectors (the input gradient
+  /// runs two at a time), and inputs so wide that the forward runs the images in chunks
+  /// of four (`denseForwardInputBytes`).
   func testDenseOnSeveralImagesGivesTheBitsOfOneImageAtATime() {
-    let (inputs, outputs) = (37, 7)
+    for (inputs, outputs) in [(37, 7), (53, 6), (16 * 1024 + 3, 5)] {
+      checkSeveralImages(inputs: inputs, outputs: outputs)
+    }
+  }
+
+  func checkSeveralImages(inputs: Int, outputs: Int) {
     let w = randomFloats(inputs * outputs, seed: 40)
     let b = randomFloats(outputs, seed: 41)
-    for images in 1...6 {
+    for images in 1...9 {
       let x = randomFloats(images * inputs, seed: 42)
       let dy = randomFloats(images * outputs, seed: 43)
       let together = withPointers([
@@ -69,9 +77,9 @@ final class DenseKernelTests: KernelTestCase {
             biasGradient: p[6], inputGradient: p[5] + image * inputs)
         }
       }
-      XCTAssertEqual(together[4], alone[4], "forward, \(images) images")
-      XCTAssertEqual(together[5], alone[5], "input gradient, \(images) images")
-      XCTAssertEqual(together[6], alone[6], "bias gradient, \(images) images")
+      XCTAssertEqual(together[4], alone[4], "forward, \(images) images of \(inputs)")
+      XCTAssertEqual(together[5], alone[5], "input gradient, \(images) images of \(inputs)")
+      XCTAssertEqual(together[6], alone[6], "bias gradient, \(images) images of \(inputs)")
       let naive = (0..<images).flatMap { image in
         Naive.dense(Array(x[(image * inputs)..<((image + 1) * inputs)]), w, b).map { max($0, 0) }
       }

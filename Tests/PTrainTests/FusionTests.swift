@@ -65,7 +65,8 @@ final class FusionTests: XCTestCase {
   /// Trainers on every thread count, with and without fusions, give a first step's
   /// gradient with the same bits, close to the plain replica's image by image (whose sums
   /// run in another order), and the same parameters after training: for stacked
-  /// BatchNorms on maps and vectors, under a pool or a Winograd convolution.
+  /// BatchNorms on maps and vectors, under a pool or a Winograd convolution, and dense
+  /// layers between BatchNorms.
   func testTrainersAgreeWithThePlainPathAtAnyThreadCount() throws {
     let models = [
       "input 6x6x3, conv 8 3x3 same, batchnorm, batchnorm, relu, maxpool 2, flatten, dense 4",
@@ -73,6 +74,10 @@ final class FusionTests: XCTestCase {
       "input 5x5x2, flatten, dense 8, batchnorm, batchnorm, relu, dense 4",
       "input 8x8x16, conv 16 3x3 same nobias, batchnorm, batchnorm, relu, conv 16 3x3 same, batchnorm, relu, "
         + "maxpool 2, flatten, dense 4",
+      // Dense layers below BatchNorms, with biases and input gradients, over blocks of
+      // 6, 3 and 2 shards (`denseOverBlock`).
+      "input 6x6x3, conv 8 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 8, batchnorm, relu, "
+        + "dense 6, batchnorm, relu, dense 4",
     ]
     for text in models {
       let model = try ModelDefinition(parsing: text)

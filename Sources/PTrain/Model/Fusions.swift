@@ -30,11 +30,17 @@ package struct Fusions: OptionSet, Sendable, Hashable {
   /// stores its output.
   package static let batchNormInAddition = Fusions(rawValue: 1 << 5)
 
+  /// A dense layer below a BatchNorm, whose images a worker holds for its whole block of
+  /// shards, runs its forward and its input gradient over the block at once instead of
+  /// shard by shard, reading its weights from memory once per block (`Replica.blockDense`).
+  package static let denseOverBlock = Fusions(rawValue: 1 << 6)
+
   /// Every rule, each with its name, for tests and messages.
   package static let named: [(name: String, fusion: Fusions)] = [
     ("reluOnStore", .reluOnStore), ("reluGradientInMaxPool", .reluGradientInMaxPool),
     ("batchNormInConvolution", .batchNormInConvolution), ("batchNormInMaxPool", .batchNormInMaxPool),
     ("batchNormSumsInWinograd", .batchNormSumsInWinograd), ("batchNormInAddition", .batchNormInAddition),
+    ("denseOverBlock", .denseOverBlock),
   ]
 
   /// Every rule: what training runs.

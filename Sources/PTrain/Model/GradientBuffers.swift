@@ -85,9 +85,11 @@ extension ReplicaLayout {
   /// outputs are needed per image, but only two BatchNorms' at a time (the segment's top
   /// and bottom), so alternate BatchNorms share two buffers. A BatchNorm that a max-pool
   /// applies needs the pool's output gradient instead (see `poolAbove`), a quarter of the
-  /// size, kept per image on its own. Every other group holds one group of images.
+  /// size, kept per image on its own, as are the groups in `perSlotGroups`. Every other
+  /// group holds one group of images.
   static func sequentialGradients(
-    plan: ModelPlan, groups group: [Int], poolAbove: [Int?], perSlot: (Int) -> Buffer, perGroup: (Int) -> Buffer
+    plan: ModelPlan, groups group: [Int], poolAbove: [Int?], perSlotGroups: Set<Int>, perSlot: (Int) -> Buffer,
+    perGroup: (Int) -> Buffer
   ) -> [Buffer] {
     let layers = plan.layers
     var groupBuffers: [Int: Buffer] = [:]
@@ -105,7 +107,8 @@ extension ReplicaLayout {
       if let buffer = groupBuffers[group[layer.index]] {
         return Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies)
       }
-      let buffer = perGroup(layer.output.count)
+      let held = perSlotGroups.contains(group[layer.index])
+      let buffer = held ? perSlot(layer.output.count) : perGroup(layer.output.count)
       groupBuffers[group[layer.index]] = buffer
       return buffer
     }

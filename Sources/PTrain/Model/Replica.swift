@@ -101,6 +101,9 @@ package final class Replica {
   /// Per Winograd layer: how many images one pass's GEMMs cover (see
   /// `winogradImages(_:groupImages:budget:)`).
   let winogradImages: [Int]
+  /// Per layer: whether it is a dense layer below a BatchNorm whose forward and input
+  /// gradient can run over a worker's whole block of shards at once (`blockDense(in:)`).
+  let blockDense: [Bool]
   /// Per layer: the slots whose input its scratch holds in the form its backward pass
   /// reads (Winograd tiles, im2col columns, a padded copy), or nil.
   var heldInput: [Range<Int>?]
@@ -168,6 +171,7 @@ package final class Replica {
     inputGradients = layout.inputGradients
     merges = layout.merges
     winogradImages = layout.winogradImages
+    blockDense = layout.blockDense
     let scratch = layout.scratch
     self.scratch = scratch
     let normalizationScratch = scratch[layers.count]

@@ -21,6 +21,8 @@ struct ReplicaLayout {
   /// Per layer, then one entry for the input's normalisation: scratch offsets by purpose.
   let scratch: [[Replica.Scratch: Int]]
   let winogradImages: [Int]
+  /// See `Replica.blockDense`.
+  let blockDense: [Bool]
   /// The arena's size in Floats.
   let floats: Int
 
@@ -101,18 +103,39 @@ struct ReplicaLayout {
       }
     }
     self.outputs = outputs
+    // The dense layers below a BatchNorm whose input and output are held per image, read
+    // by no other layer: their forward and input gradient can run over the worker's block.
+    // No layer between one and that BatchNorm has parameters: their backward runs for every
+    // shard before any shard's gradient slot is free to write (see `StepWorker`).
+    var blockDense = layers.map { layer in
+      guard fusions.contains(.denseOverBlock), slots > groupImages, layer.layer.kind is DenseLayer, layer.input0 >= 0,
+        plan.consumers[layer.input0] == [layer.index],
+        let above = plan.batchNormLayers.first(where: { $0 > layer.index })
+      else { return false }
+      return outputs[layer.index].copies == slots && outputs[layer.input0].copies == slots
+        && !layers[(layer.index + 1)..<above].contains { $0.hasParameters }
+    }
     let gradientPlan = GradientBuffers(plan: plan, poolAbove: poolAbove)
+    // So are their output gradients, from the block's first shard to its last, and the
+    // gradients they write at their input, from the block's input gradient to each shard's
+    // backward below.
+    let perSlotGroups = Set(
+      layers.indices.filter { blockDense[$0] }.flatMap { i in
+        needsInputGradient[i] ? [gradientPlan.group[i], gradientPlan.group[layers[i].input0]] : [gradientPlan.group[i]]
+      })
     var gradients: [Buffer] = []
     if plan.isSequential {
       gradients = Self.sequentialGradients(
-        plan: plan, groups: gradientPlan.group, poolAbove: poolAbove, perSlot: perSlot, perGroup: perGroup)
+        plan: plan, groups: gradientPlan.group, poolAbove: poolAbove, perSlotGroups: perSlotGroups, perSlot: perSlot,
+        perGroup: perGroup)
     } else {
       var buffers: [Int: Buffer] = [:]
       for layer in layers {
         let group = gradientPlan.group[layer.index]
         let count = gradientPlan.widest[group]
         if buffers[group] == nil {
-          buffers[group] = gradientPlan.spansSegments[group] ? perSlot(count) : perGroup(count)
+          let held = gradientPlan.spansSegments[group] || perSlotGroups.contains(group)
+          buffers[group] = held ? perSlot(count) : perGroup(count)
         }
         let buffer = buffers[group]!
         gradients.append(Buffer(offset: buffer.offset, stride: layer.output.count, copies: buffer.copies))
@@ -144,6 +167,12 @@ struct ReplicaLayout {
     }
     self.inputGradients = inputGradients
     self.merges = merges
+    // (A gradient that another layer's buffer plan already holds otherwise, such as a
+    // residual branch's, leaves the dense layer shard by shard.)
+    for i in layers.indices where blockDense[i] && needsInputGradient[i] {
+      blockDense[i] = inputGradients[i][0].copies == slots
+    }
+    self.blockDense = blockDense
     let winogradImages = layers.map {
       Self.winogradImages($0, groupImages: groupImages, budget: winogradTileBudget)
     }

@@ -23,11 +23,11 @@ struct StepWorker {
   let segment: Range<Int>
   /// Receives each step's `.step` event (on worker 0).
   let onEvent: @Sendable (TrainingEvent) -> Void
-  private var clock: PhaseClock
+  var clock: PhaseClock
 
   // The step in progress.
-  private var step = 0, first = 0, count = 0, shards = 0
-  private var slotBases: [UnsafeMutablePointer<Float>] = []
+  var step = 0, first = 0, count = 0, shards = 0
+  var slotBases: [UnsafeMutablePointer<Float>] = []
   private var myShards = 0..<0
   private var firstImage = 0
   private var globalStep = 0
@@ -71,7 +71,7 @@ struct StepWorker {
   }
 
   /// Charges the time so far to `phase`, waits at the barrier, and charges the wait.
-  private mutating func wait(after phase: TrainingPhase) {
+  mutating func wait(after phase: TrainingPhase) {
     clock.charge(phase)
     trainer.pool.barrier.wait()
     clock.charge(.barrier)
@@ -147,22 +147,45 @@ struct StepWorker {
         width: replica.plan.input.width))
   }
 
+  /// The replica's slots of this worker's block of shards, or nil when it has none.
+  private var blockSlots: Range<Int>? {
+    guard let last = myShards.last else { return nil }
+    return imageSlots(of: myShards.lowerBound).lowerBound..<imageSlots(of: last).upperBound
+  }
+
   /// The forward of the segments below each BatchNorm, adding each shard's input sums at
   /// the BatchNorm; after a barrier (and, under MPI, an exchange of the shards' sums)
   /// every worker adds the shards' sums in shard order and sets the batch's statistics.
+  /// A segment's dense layer (`Replica.blockDense`) runs once over the block, between the
+  /// shards' layers below it and above it.
   private mutating func forwardToBatchNorms() {
     let t = trainer
     for bn in epoch.batchNorms {
       let offset = t.batchSumOffsets[bn]!
       let width = 2 * t.plan.layers[bn].runningMean!.count
-      for shard in myShards {
+      /// Shard `shard`'s forward of `layers`, up to the BatchNorm, adding its input sums.
+      func forwardAddingSums(_ layers: Range<Int>, shard: Int) {
         let partial = t.batchInputSums + shard * t.batchSumStride + offset
         partial.update(repeating: 0, count: width)
+        replica.forward(
+          layers: layers, slots: imageSlots(of: shard), pass: pass(position: images(of: shard).lowerBound),
+          addingInputSumsOf: bn, state: epoch.runningState, into: partial)
+      }
+      let block = blockSlots
+      let dense = block.flatMap { _ in replica.blockDense(in: segmentStart..<bn) }
+      for shard in myShards {
         let positions = images(of: shard)
         if segmentStart == 0 { positions.forEach(load) }
-        replica.forward(
-          layers: segmentStart..<bn, slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
-          addingInputSumsOf: bn, state: epoch.runningState, into: partial)
+        if let dense {
+          replica.forward(
+            layers: segmentStart..<dense, slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound))
+        } else {
+          forwardAddingSums(segmentStart..<bn, shard: shard)
+        }
+      }
+      if let dense, let block {
+        replica.forwardDense(layer: dense, slots: block, pass: pass(position: firstImage))
+        for shard in myShards { forwardAddingSums((dense + 1)..<bn, shard: shard) }
       }
       clock.charge(.compute)
       t.pool.barrier.wait()
@@ -263,127 +286,51 @@ struct StepWorker {
       }
       let lowerLayers = epoch.levelLayers[level]
       let next = level > 0 ? epoch.batchNorms[level - 1] : nil
-      replica.beginDenseBlock(layers: lowerLayers)
-      for shard in myShards {
+      /// Shard `shard`'s gradient: its slot's share of the level (the BatchNorm's γ and β,
+      /// and with a block dense layer its bias), then its backward of `layers`, the level's
+      /// lowest, folded into the tree.
+      func finish(shard: Int, layers: Range<Int>, dense: Int?) {
         let slot = slotBases[shard]
         for range in epoch.levelPerShard[level] { (slot + range.lowerBound).update(repeating: 0, count: range.count) }
         if replica.trains[bn] {
           BatchNormLayer.addParameterGradients(
             sums: t.batchGradientSums + shard * t.batchSumStride + offset, layer: layer, into: slot)
         }
+        if let dense { replica.addDenseBiasGradient(layer: dense, slots: imageSlots(of: shard), gradient: slot) }
         if epoch.levelRunsBackward[level] {
-          replica.beginShard(layers: lowerLayers, overwritingDense: true)
+          replica.beginShard(layers: layers, overwritingDense: true)
           if let next {
             (t.batchGradientSums + shard * t.batchSumStride + t.batchSumOffsets[next]!).update(
               repeating: 0, count: 2 * t.plan.layers[next].runningMean!.count)
           }
-          let positions = images(of: shard)
           replica.backward(
-            layers: lowerLayers, slots: imageSlots(of: shard), pass: pass(position: positions.lowerBound),
+            layers: layers, slots: imageSlots(of: shard), pass: pass(position: images(of: shard).lowerBound),
             gradient: slot, finishingShard: true, addingGradientSumsOf: gradientSums(of: next, shard: shard))
           replica.finishShard(layers: lowerLayers, gradient: slot)
         }
         ReductionTree.foldLocalPairs(
           after: shard, block: myShards, shards: shards, slots: slotBases, ranges: epoch.levelPerShard[level])
       }
+      replica.beginDenseBlock(layers: lowerLayers)
+      // A block dense layer (`Replica.blockDense`) computes its input gradient once for the
+      // block, after every shard's layers above it, which write no gradient slot: a shard's
+      // slot may be an earlier shard's until that one is folded.
+      let block = blockSlots
+      guard epoch.levelRunsBackward[level], let block, let dense = replica.blockDense(in: lowerLayers) else {
+        for shard in myShards { finish(shard: shard, layers: lowerLayers, dense: nil) }
+        finishDenseBlock(layers: lowerLayers)
+        continue
+      }
+      let above = (dense + 1)..<lowerLayers.upperBound
+      for shard in myShards {
+        let shardPass = pass(position: images(of: shard).lowerBound)
+        replica.beginShard(layers: above, overwritingDense: true)
+        replica.backward(layers: above, slots: imageSlots(of: shard), pass: shardPass, gradient: slotBases[shard])
+        replica.keepDenseImages(layer: dense, slots: imageSlots(of: shard))
+      }
+      replica.denseInputGradient(layer: dense, slots: block, pass: pass(position: firstImage))
+      for shard in myShards { finish(shard: shard, layers: lowerLayers.lowerBound..<dense, dense: dense) }
       finishDenseBlock(layers: lowerLayers)
-    }
-  }
-
-  // MARK: - Phases 3 to 5
-
-  /// Under MPI: the tree pairs inside this rank that span its workers' blocks, then the
-  /// shards' losses and the slots the other ranks' slices need.
-  private mutating func exchangeGradients() {
-    let exchange = epoch.exchange!
-    for range in epoch.localRanges[worker] {
-      ReductionTree.reducePairsInsideRank(
-        epoch.rank, ranks: epoch.ranks, slotBases, shards: shards, blocks: epoch.blocks, range: range)
-    }
-    wait(after: .reduce)
-    if worker == 0 {
-      exchange.shareShardRows(trainer.shardStats.base, stride: Trainer.statsStride, shards: shards)
-      exchange.shareGradients(slotBases, shards: shards)
-    }
-    wait(after: .communicate)
-  }
-
-  /// Adds the tree pairs that span blocks over this worker's slice and notes the first
-  /// non-finite sum in its flag.
-  private mutating func reduceSlice() {
-    var firstNonFinite = -1
-    for range in epoch.workerRanges[worker] {
-      ReductionTree.reduceCrossWorkerPairs(slotBases, shards: shards, workers: epoch.reduceBlocks, range: range)
-      if firstNonFinite < 0, let bad = PTrain.firstNonFinite(in: slotBases[0], range) { firstNonFinite = bad }
-    }
-    trainer.flags[(worker + 1) * Trainer.flagStride] = firstNonFinite
-    wait(after: .reduce)
-  }
-
-  /// Every worker reaches the same verdict on the losses and the summed gradient; when
-  /// all are finite, applies the optimizer to this worker's slice (worker 0 also moves the
-  /// BatchNorm running statistics) and returns true.
-  private mutating func updateSlice() -> Bool {
-    let t = trainer
-    let flags = t.flags
-    let stride = Trainer.flagStride
-    var badGradient = (1...epoch.workers).lazy.map { flags[$0 * stride] }.first { $0 >= 0 }
-    if let exchange = epoch.exchange {  // the first non-finite gradient of any rank, in rank order
-      if worker == 0 { flags[(epoch.workers + 1) * stride] = exchange.firstOfRanks(badGradient ?? -1) }
-      clock.charge(.barrier)
-      t.pool.barrier.wait()
-      clock.charge(.communicate)
-      let first = flags[(epoch.workers + 1) * stride]
-      badGradient = first >= 0 ? first : nil
-    }
-    let stats = t.shardStats.base
-    let badLoss = (0..<shards).lazy.map { stats[$0 * Trainer.statsStride] }.first { !$0.isFinite }
-    if badGradient != nil || badLoss != nil {
-      if worker == 0 { t.recordFailure(step: step, gradientIndex: badGradient, loss: badLoss) }
-      return false
-    }
-    if worker == 0, let observe = epoch.observeGradient {
-      observe(UnsafeBufferPointer(start: slotBases[0], count: t.plan.parameterCount), count)
-    }
-    let rate = t.options.learningRate(atStep: t.optimizer.step, stepsPerEpoch: epoch.steps)
-    for (range, decay) in epoch.workerUpdates[worker] {
-      t.optimizer.update(
-        range, parameters: epoch.parameters, gradient: slotBases[0], gradientScale: 1 / Float(count),
-        learningRate: rate, weightDecay: decay)
-    }
-    if worker == 0 { t.updateRunningStatistics(from: replica) }
-    wait(after: .optimizer)
-    if let exchange = epoch.exchange {  // every rank gets every slice of the updated parameters
-      if worker == 0 { exchange.shareUpdatedSlices() }
-      wait(after: .communicate)
-    }
-    return true
-  }
-
-  /// Worker 0, after every worker's update: adds the shards' losses to the epoch's, counts
-  /// the step, sends its event, and decides (with every rank) whether to stop after it.
-  private mutating func finishStep() {
-    let t = trainer
-    let stats = t.shardStats.base
-    for shard in 0..<shards {
-      t.epochLoss += Double(stats[shard * Trainer.statsStride])
-      t.epochCorrect += Int(stats[shard * Trainer.statsStride + 1])
-    }
-    let rate = t.options.learningRate(atStep: t.optimizer.step, stepsPerEpoch: epoch.steps)
-    t.optimizer.finishStep()
-    t.stepsIntoEpoch = step + 1
-    let seen = first + count
-    onEvent(
-      .step(
-        StepProgress(
-          epoch: epoch.epoch + 1, epochs: epoch.target, step: step + 1, stepsPerEpoch: epoch.steps, images: seen,
-          loss: t.epochLoss / Double(seen), accuracy: Double(t.epochCorrect) / Double(seen),
-          seconds: (ContinuousClock().now - epoch.start).seconds, learningRate: rate)))
-    t.flags[0] = t.stopRequested ? 1 : 0
-    clock.charge(.compute)
-    if let exchange = epoch.exchange {  // all ranks stop after the same step
-      t.flags[0] = exchange.processes.maximum(t.flags[0])
-      clock.charge(.communicate)
     }
   }
 }
