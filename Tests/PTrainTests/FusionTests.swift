@@ -78,6 +78,7 @@ final class FusionTests: XCTestCase {
       // 6, 3 and 2 shards (`denseOverBlock`).
       "input 6x6x3, conv 8 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 8, batchnorm, relu, "
         + "dense 6, batchnorm, relu, dense 4",
+      "input 6x6x3, conv 8 3x3 same, batchnorm, relu, maxpool 2, flatten, dense 8, relu, batchnorm, dense 4",
     ]
     for text in models {
       let model = try ModelDefinition(parsing: text)
