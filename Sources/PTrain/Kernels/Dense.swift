@@ -113,9 +113,9 @@ private func denseForwardChunk(
 /// Backward of `images` images but for the weights: adds `dB[o] += dy[b][o]` for each
 /// image in order when `biasGradient` is given, and when `inputGradient` is given
 /// overwrites it with `dx[b][i] = Σ_o dy[b][o] · W[o][i]`, adding in `o` order. Each
-/// 16-input block of four images' `dx` is summed in registers in one pass over the
-/// weights' column, which stays in L1 while every image passes (16 inputs × 128 outputs
-/// are 8 KB). (The weight gradient is `denseTreeWeightGradient`'s or
+/// 32-input block of four images' `dx` is summed in registers in one pass over the
+/// weights' columns, which stay in L1 while every image passes (32 inputs × 128 outputs
+/// are 16 KB; see `columns`). (The weight gradient is `denseTreeWeightGradient`'s or
 /// `denseAddWeightGradient`'s.) Cost: 2 · images · inputs · outputs FLOP, and one read of
 /// the weights from memory.
 @_spi(Kernels) public func denseBackward(
