@@ -4,12 +4,19 @@ import XCTest
 /// GEMM against the naive product.
 final class GemmTests: KernelTestCase {
   func testGemmTilesCoverRowsWithTheFewestRowsComputedTallestFirst() {
-    let (large, middle, small) = gemmTileRowChoices()
+    for choices in [gemmTileRowChoices(), gemmWideTileRowChoices()] {
+      assertTilesCoverRows(choices)
+    }
+  }
+
+  /// Checks the row tiles that `gemmNextTileRows` picks from `choices` for every m up to 200.
+  private func assertTilesCoverRows(_ choices: (Int, Int, Int)) {
+    let (large, middle, small) = choices
     for m in 1...200 {
       var heights: [Int] = []
       var remaining = m
       while remaining > 0 {
-        heights.append(gemmNextTileRows(remaining: remaining))
+        heights.append(gemmNextTileRows(remaining: remaining, choices: choices))
         remaining -= heights.last!
       }
       XCTAssert(heights.allSatisfy { [large, middle, small].contains($0) }, "m = \(m): \(heights)")
@@ -22,36 +29,56 @@ final class GemmTests: KernelTestCase {
 
   func testGemmMatchesNaiveInAllStrideModes() {
     // Row counts that pick each tile height and leave every kind of last tile; n = 48 runs
-    // both the 32- and the 16-column loops.
-    for m in [1, 5, 7, 9, 12, 13, 32, 36, 49] {
-      let n = 48
-      let k = 5
-      let a = randomFloats(m * k, seed: 1)
-      let b = randomFloats(k * n, seed: 2)
-      let c0 = randomFloats(m * n, seed: 3)
-      let expected = Naive.gemm(a, b, m: m, n: n, k: k)
-      let plain = withPointers([a, b, c0]) { p in
-        gemm(
-          m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: false)
-      }[2]
-      assertClose(plain, expected, "A·B, m = \(m)")
-      let accumulated = withPointers([a, b, c0]) { p in
-        gemm(
-          m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: true)
-      }[2]
-      assertClose(accumulated, zip(expected, c0).map(+), "C + A·B, m = \(m)")
-      let aT = Naive.transpose(a, rows: m, columns: k)
-      let transposed = withPointers([aT, b, c0]) { p in
-        gemm(
-          m: m, n: n, k: k, a: p[0], aRowStride: 1, aColStride: m, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: false)
-      }[2]
-      assertClose(transposed, expected, "Aᵀ read through strides, m = \(m)")
-      // The bits of a row do not depend on the tile it falls in.
-      let lastRow = withPointers([Array(a[((m - 1) * k)...]), b, Array(c0[((m - 1) * n)...])]) { p in
-        gemm(
-          m: 1, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: true)
-      }[2]
-      XCTAssertEqual(lastRow, Array(accumulated[((m - 1) * n)...]), "last row alone, m = \(m)")
+    // both the 32- and the 16-column loops, and n = 179 (two 64-column blocks, then 32,
+    // 16 and 3 columns) every kind of column block with AVX-512, the wide tiles included.
+    for m in [1, 2, 3, 5, 7, 9, 12, 13, 32, 36, 49] {
+      for n in [48, 179] {
+        assertGemmMatchesNaive(m: m, n: n, k: 5)
+      }
+    }
+  }
+
+  /// `gemm` of an m × k and a k × n matrix, against the naive product, read both ways.
+  private func assertGemmMatchesNaive(m: Int, n: Int, k: Int) {
+    let a = randomFloats(m * k, seed: 1)
+    let b = randomFloats(k * n, seed: 2)
+    let c0 = randomFloats(m * n, seed: 3)
+    let expected = Naive.gemm(a, b, m: m, n: n, k: k)
+    let plain = withPointers([a, b, c0]) { p in
+      gemm(
+        m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: false)
+    }[2]
+    assertClose(plain, expected, "A·B, m = \(m), n = \(n)")
+    let accumulated = withPointers([a, b, c0]) { p in
+      gemm(
+        m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: true)
+    }[2]
+    assertClose(accumulated, zip(expected, c0).map(+), "C + A·B, m = \(m), n = \(n)")
+    let aT = Naive.transpose(a, rows: m, columns: k)
+    let transposed = withPointers([aT, b, c0]) { p in
+      gemm(
+        m: m, n: n, k: k, a: p[0], aRowStride: 1, aColStride: m, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: false)
+    }[2]
+    assertClose(transposed, expected, "Aᵀ read through strides, m = \(m), n = \(n)")
+    // The bits of a row do not depend on the tile it falls in.
+    let lastRow = withPointers([Array(a[((m - 1) * k)...]), b, Array(c0[((m - 1) * n)...])]) { p in
+      gemm(
+        m: 1, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n, accumulate: true)
+    }[2]
+    XCTAssertEqual(lastRow, Array(accumulated[((m - 1) * n)...]), "last row alone, m = \(m), n = \(n)")
+    // Nor those of a column on the kernel: the first 48 columns alone run in the 32- and
+    // 16-column tiles, in a call of more than 64 columns in the wide ones.
+    let narrow = 48
+    guard n > narrow else { return }
+    let firstColumns = withPointers([a, b, c0]) { p in
+      gemm(
+        m: m, n: narrow, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n,
+        accumulate: true)
+    }[2]
+    for row in 0..<m {
+      XCTAssertEqual(
+        firstColumns[(row * n)..<(row * n + narrow)], accumulated[(row * n)..<(row * n + narrow)],
+        "the first \(narrow) columns alone, row \(row), m = \(m), n = \(n)")
     }
   }
 }

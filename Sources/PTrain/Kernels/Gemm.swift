@@ -16,14 +16,14 @@ package func gemmTileRowChoices() -> (Int, Int, Int) {
 }
 
 /// The height of the next micro-kernel tile when `remaining` rows of C are left: the
-/// largest of `gemmTileRowChoices()` that leaves a count the three heights cover exactly,
+/// largest of `choices` (`gemmTileRowChoices()` or `gemmWideTileRowChoices()`) that leaves a count the three heights cover exactly,
 /// so that as many rows as possible run in the tallest tile (the most accumulators) and
 /// none are computed twice: 32 rows go 6+6+6+6+4+4 with AVX2, 49 go 8+8+8+7+6+6+6 with
 /// AVX-512. Where no height leaves such a count (7 rows with AVX2), the smallest height,
 /// which computes the fewest rows twice. Cost: O(1).
 @inline(__always)
-package func gemmNextTileRows(remaining: Int) -> Int {
-  let (large, middle, small) = gemmTileRowChoices()
+package func gemmNextTileRows(remaining: Int, choices: (Int, Int, Int) = gemmTileRowChoices()) -> Int {
+  let (large, middle, small) = choices
   // q tiles of small ... large rows cover exactly the counts q·small ... q·large; the
   // heights are consecutive, so a count is covered iff the fewest tiles that reach it
   // (⌈count / large⌉) do not already exceed it at the smallest height.
@@ -44,6 +44,8 @@ package func gemmNextTileRows(remaining: Int) -> Int {
 ///
 /// The micro-kernel holds a `gemmNextTileRows(remaining:)` × 16-column tile of C in registers (× 32
 /// with AVX-512), broadcasts one A element per row and streams one row of B per step.
+/// With AVX-512, whole multiples of 64 columns go first to `gemmWideRowTiles` (up to 6 rows
+/// × 64 columns), and the rest to those tiles.
 /// Rows past `m` in the last tile are clamped onto row `m - 1`: they compute and store the
 /// same values twice, which is correct for both modes. Every element of C adds its k
 /// products in order whatever the tile, so the bits do not depend on the tiling.
@@ -63,8 +65,22 @@ package func gemmNextTileRows(remaining: Int) -> Int {
       m: m, columns: (n - tail)..<n, k: k, a: a, aRowStride: aRowStride, aColStride: aColStride, b: b, ldb: ldb, c: c,
       ldc: ldc, accumulate: accumulate)
   }
-  let n = n - tail
+  var n = n - tail
   guard n > 0 else { return }
+  var b = b
+  var c = c
+  #if PTRAIN_AVX512
+    let wide = n / gemmWideColumns * gemmWideColumns
+    if wide > 0 {
+      gemmWideRowTiles(
+        m: m, n: wide, k: k, a: a, aRowStride: aRowStride, aColStride: aColStride, b: b, ldb: ldb, c: c, ldc: ldc,
+        accumulate: accumulate)
+      n -= wide
+      b += wide
+      c += wide
+      guard n > 0 else { return }
+    }
+  #endif
   var i = 0
   while i < m {
     // One compiled instance of the micro-kernel per row count, each with its row count
