@@ -16,9 +16,9 @@ package func gemmTileRowChoices() -> (Int, Int, Int) {
 }
 
 /// The height of the next micro-kernel tile when `remaining` rows of C are left: the
-/// largest of `choices` (`gemmTileRowChoices()` or `gemmWideTileRowChoices()`) that leaves a count the three heights cover exactly,
-/// so that as many rows as possible run in the tallest tile (the most accumulators) and
-/// none are computed twice: 32 rows go 6+6+6+6+4+4 with AVX2, 49 go 8+8+8+7+6+6+6 with
+/// largest of `choices` (`gemmTileRowChoices()` or `gemmWideTileRowChoices()`) that
+/// leaves a count the three heights cover exactly, so that as many rows as possible run
+/// in the tallest tile (the most accumulators) and none are computed twice: 32 rows go 6+6+6+6+4+4 with AVX2, 49 go 8+8+8+7+6+6+6 with
 /// AVX-512. Where no height leaves such a count (7 rows with AVX2), the smallest height,
 /// which computes the fewest rows twice. Cost: O(1).
 @inline(__always)
