@@ -19,6 +19,8 @@ final class DenseTreeGradientTests: KernelTestCase {
       Case(shards: 11, blocks: 4, block: 3, shardSize: 3, lastShardImages: 1, inputs: 33, outputs: 4),
       Case(shards: 1, blocks: 1, block: 0, shardSize: 4, lastShardImages: 3, inputs: 5, outputs: 3),
       Case(shards: 6, blocks: 5, block: 0, shardSize: 4, lastShardImages: 4, inputs: 20, outputs: 9),
+      // Two full tiles of 64 columns (4 lanes with AVX-512), then 22 columns in two lanes.
+      Case(shards: 5, blocks: 1, block: 0, shardSize: 4, lastShardImages: 2, inputs: 150, outputs: 6),
     ]
     for (number, test) in cases.enumerated() {
       let block = evenShare(of: test.shards, part: test.block, parts: test.blocks)

@@ -3,10 +3,10 @@
 /// slot per shard.
 ///
 /// Each shard's `dW = dYᵀ · X` (what `denseAddWeightGradient` writes into the shard's slot)
-/// is worked out for a tile of 4 rows × 32 columns in registers, pushed on a small stack
-/// in `scratch`, and added to its neighbour as the tree adds the shards' slots; the
-/// block's subtrees that are left (the pairs the reduce phase adds) are written to their
-/// slots once. Each element adds the same products in the same order as the GEMM per
+/// is worked out for a tile of 4 rows × `denseTreeLanes` vectors in registers, pushed on a
+/// small stack in `scratch`, and added to its neighbour as the tree adds the shards' slots;
+/// the block's subtrees that are left (the pairs the reduce phase adds) are written to
+/// their slots once. Each element adds the same products in the same order as the GEMM per
 /// shard followed by `ReductionTree.foldLocalPairs` (a chain of fused multiply-adds from
 /// +0 per shard, then `left + right`), so the bits are the same; but the weights are
 /// written once per block instead of once per shard, and never read back to be folded.
@@ -38,8 +38,10 @@
   }
   precondition(
     depth == roots.count, "denseTreeWeightGradient: the program leaves \(depth) sums for \(roots.count) roots")
-  precondition(rows == 4 && denseTreeLanes == 2, "denseTreeWeightGradient: its tile is written out as 4 rows × 2 lanes")
-  let entry = rows * denseTreeLanes  // vectors per stack entry: lane 0's rows, then lane 1's
+  precondition(
+    rows == 4 && (denseTreeLanes == 2 || denseTreeLanes == 4),
+    "denseTreeWeightGradient: its tile is written out as 4 rows × 2 or 4 lanes")
+  let entry = rows * denseTreeLanes  // vectors per stack entry: lane 0's rows, then lane 1's, …
   precondition(scratch.count >= deepest * entry * Lane.scalarCount, "denseTreeWeightGradient: scratch too small")
   guard deepest > 0 else { return }
   let stack = UnsafeMutableRawPointer(scratch.baseAddress!).bindMemory(to: Lane.self, capacity: deepest * entry)
@@ -66,12 +68,17 @@
       var top = 0
       for step in program {
         if step >= 0 {
-          // Two lanes of columns: 8 independent chains of FMAs, each a shard's few images long.
+          // Two or four lanes of columns: 8 or 16 independent chains of FMAs, each a
+          // shard's few images long, and each broadcast of an output gradient feeds 2 or 4.
+          let wide = denseTreeLanes == 4
           var (c0, c1, c2, c3) = (Lane(), Lane(), Lane(), Lane())
           var (e0, e1, e2, e3) = (Lane(), Lane(), Lane(), Lane())
+          var (f0, f1, f2, f3) = (Lane(), Lane(), Lane(), Lane())
+          var (h0, h1, h2, h3) = (Lane(), Lane(), Lane(), Lane())
           let first = step * shardSize
           for image in first..<min(first + shardSize, images) {
             let (v, w) = (input(image, 0), input(image, 1))
+            let (y, z) = wide ? (input(image, 2), input(image, 3)) : (Lane(), Lane())
             let g = dy + image * outputCount
             let (g0, g1, g2, g3) = (g[r(0)], g[r(1)], g[r(2)], g[r(3)])
             c0 = c0.addingProduct(g0, v)
@@ -82,10 +89,24 @@
             e2 = e2.addingProduct(g2, w)
             c3 = c3.addingProduct(g3, v)
             e3 = e3.addingProduct(g3, w)
+            if wide {
+              f0 = f0.addingProduct(g0, y)
+              h0 = h0.addingProduct(g0, z)
+              f1 = f1.addingProduct(g1, y)
+              h1 = h1.addingProduct(g1, z)
+              f2 = f2.addingProduct(g2, y)
+              h2 = h2.addingProduct(g2, z)
+              f3 = f3.addingProduct(g3, y)
+              h3 = h3.addingProduct(g3, z)
+            }
           }
           let base = top * entry
           (stack[base], stack[base + 1], stack[base + 2], stack[base + 3]) = (c0, c1, c2, c3)
           (stack[base + 4], stack[base + 5], stack[base + 6], stack[base + 7]) = (e0, e1, e2, e3)
+          if wide {
+            (stack[base + 8], stack[base + 9], stack[base + 10], stack[base + 11]) = (f0, f1, f2, f3)
+            (stack[base + 12], stack[base + 13], stack[base + 14], stack[base + 15]) = (h0, h1, h2, h3)
+          }
           top += 1
         } else {
           top -= 1
@@ -119,10 +140,16 @@
 /// measured slower than 4 × 1.
 let denseTreeRows = 4
 
-/// The vectors of 16 columns in a row of `denseTreeWeightGradient`'s tiles: 2, so that
-/// its 8 chains of fused multiply-adds, each only a shard's images long, overlap. The
-/// kernel is written out for 4 rows × 2 lanes; other values need its tile rewritten.
-let denseTreeLanes = 2
+/// The vectors of 16 columns in a row of `denseTreeWeightGradient`'s tiles, so that its
+/// 8 or 16 chains of fused multiply-adds, each only a shard's images long, overlap: 4 with
+/// AVX-512, where each broadcast of an output gradient then feeds 4 FMAs (broadcasts from
+/// memory, not FMAs, limit a tile of 2 on an Ice Lake server), and 2 with AVX2, whose 16
+/// registers hold only 8 accumulators of 16 Floats. The kernel is written out for 2 and 4.
+#if PTRAIN_AVX512
+  let denseTreeLanes = 4
+#else
+  let denseTreeLanes = 2
+#endif
 
 /// The Floats `denseTreeWeightGradient` needs as scratch for a block of up to
 /// `blockShards` shards: its stack holds the subtrees that start the block and end inside
