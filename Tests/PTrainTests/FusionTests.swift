@@ -62,6 +62,26 @@ final class FusionTests: XCTestCase {
     XCTAssertGreaterThan(checked.count, 100, "triples checked")
   }
 
+  /// A convolution that makes the input gradient of the BatchNorm above it
+  /// (`batchNormGradientInConvolution`): F(4×4) and F(5×5), two blocks of 16 channels,
+  /// and two images per GEMM, each in its own padded copy. `check` compares it with the
+  /// stored gradient bit for bit (all rules but that one, and none).
+  func testBatchNormGradientMadeInTheConvolutionBelow() throws {
+    let block = "conv 32 3x3 same nobias, batchnorm, relu"
+    for (input, kernel) in [("8x8x16", ModelPlan.Kernel.winograd4), ("10x9x16", .winograd5)] {
+      let text = "input \(input), \(block), \(block), flatten, dense 3"
+      let plan = try ModelPlan(try ModelDefinition(parsing: text))
+      let replica = Replica(plan: plan, slots: 3, shardImages: 2)
+      // The first convolution needs no input gradient: its BatchNorm stores its own.
+      XCTAssertEqual(replica.batchNormAbove, [nil, nil, nil, 4, nil, nil, nil, nil], text)
+      XCTAssertEqual(replica.winogradImages[3], 2, "\(text): two images per GEMM")
+      let plain = Replica(
+        plan: plan, slots: 3, shardImages: 2, fusions: Fusions.all.subtracting(.batchNormGradientInConvolution))
+      XCTAssertTrue(plain.batchNormAbove.allSatisfy { $0 == nil }, text)
+      try check(text, batch: 3, shardImages: 2, expect: [kernel, kernel])
+    }
+  }
+
   /// Trainers on every thread count, with and without fusions, give a first step's
   /// gradient with the same bits, close to the plain replica's image by image (whose sums
   /// run in another order), and the same parameters after training: for stacked

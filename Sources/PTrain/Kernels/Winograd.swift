@@ -92,6 +92,19 @@ package struct WinogradTiling: Sendable, Equatable {
   }
 }
 
+extension WinogradTiling {
+  /// Writes the image of `made` that starts `offset` Floats in into the interior of
+  /// `padded`, whose border stays zero, as `fillPadded` copies a stored one. Cost: O(input).
+  func fillPadded(from made: BatchNormInputGradient, at offset: Int, _ padded: UnsafeMutablePointer<Float>) {
+    let rowFloats = paddedWidth * channels
+    for y in 0..<height {
+      made.write(
+        pixels: width, channels: channels, from: offset + y * width * channels,
+        to: padded + (y + padding) * rowFloats + padding * channels)
+    }
+  }
+}
+
 /// Floats from one point's rows to the next in a `[point][tile][channel]` buffer whose
 /// points hold `count` Floats each (images · tiles · channels). F(2×2, 3×3) packs them.
 /// F(4×4, 3×3) rounds them up to an odd number of 64-byte lines, so that a tile's 36

@@ -35,16 +35,19 @@ extension WinogradScheme {
   /// correlated with the turned filters (`transformWeights`' `flipped`). Overwrites
   /// `inputGradient`, for `images` images as in `conv3x3Forward`; with
   /// `throughBatchNorm`, takes it through the ReLU of the BatchNorm below and adds that
-  /// BatchNorm's gradient sums (`BatchNormGradientRows`).
+  /// BatchNorm's gradient sums (`BatchNormGradientRows`). With `made`, the output gradient
+  /// is the one it makes (the input gradient of the BatchNorm above), `outputGradient` is
+  /// not read, and `paddedGradient` holds a copy per image, left for the weight gradient.
   /// Cost: 2 · points · images · tiles · in · out FLOP plus the transforms.
   public static func conv3x3InputGradient(
     outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape, flippedWeights: UnsafePointer<Float>,
     paddedGradient: UnsafeMutablePointer<Float>, gradientTiles: UnsafeMutablePointer<Float>,
     products: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>,
-    throughBatchNorm: BatchNormGradientRows? = nil
+    throughBatchNorm: BatchNormGradientRows? = nil, made: BatchNormInputGradient? = nil
   ) {
     let tiling = WinogradTiling.inputGradient(s, outputTile: outputTile)
-    transformInput(outputGradient, images: images, tiling: tiling, padded: paddedGradient, into: gradientTiles)
+    transformInput(
+      outputGradient, images: images, tiling: tiling, padded: paddedGradient, into: gradientTiles, made: made)
     winogradMultiply(
       gradientTiles, flippedWeights, tiles: images * tiling.tiles, inChannels: s.outChannels,
       outChannels: s.inChannels, points: points, into: products)
@@ -65,16 +68,28 @@ extension WinogradScheme {
   /// `biasGradient` is given; `images` images give the bits of one call per image. With
   /// `finishing`, these are the shard's last images: the products (`products` so far, when
   /// `accumulate`) go straight into the weight gradient instead, through a block
-  /// (`finishWeightGradient`), with the same bits.
+  /// (`finishWeightGradient`), with the same bits. With `madeIn`, the output gradient is
+  /// read from the copies `conv3x3InputGradient` made there (`PaddedGradient`), and there
+  /// is no bias gradient.
   /// Cost: 2 · points · images · tiles · in · out FLOP plus O(images · tiles · points · out).
   public static func conv3x3WeightGradient(
     inputTiles: UnsafePointer<Float>, outputGradient: UnsafePointer<Float>, images: Int = 1, shape s: Conv3x3Shape,
     gradientTiles: UnsafeMutablePointer<Float>, products: UnsafeMutablePointer<Float>, accumulate: Bool,
     biasGradient: UnsafeMutablePointer<Float>?,
-    finishing: (block: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>)? = nil
+    finishing: (block: UnsafeMutablePointer<Float>, weightGradient: UnsafeMutablePointer<Float>)? = nil,
+    madeIn paddedGradient: UnsafePointer<Float>? = nil
   ) {
-    transformOutputGradient(
-      outputGradient, images: images, tiling: forwardTiling(s), channels: s.outChannels, into: gradientTiles)
+    let tiling = forwardTiling(s)
+    if let paddedGradient {
+      precondition(biasGradient == nil, "conv3x3WeightGradient: a bias gradient needs the stored output gradient")
+      transformOutputGradient(
+        PaddedGradient(paddedGradient, tiling: .inputGradient(s, outputTile: outputTile)), images: images,
+        tiling: tiling, channels: s.outChannels, into: gradientTiles)
+    } else {
+      transformOutputGradient(
+        StoredGradient(outputGradient, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
+        images: images, tiling: tiling, channels: s.outChannels, into: gradientTiles)
+    }
     if let finishing {
       finishWeightGradient(
         inputTiles: inputTiles, outputGradientTiles: gradientTiles, shape: s, images: images,

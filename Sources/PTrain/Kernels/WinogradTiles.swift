@@ -85,10 +85,12 @@ extension WinogradScheme {
   /// Transforms every input tile: `u[point][tile][c] = (Bᵀ d B)[point]`, after copying
   /// the input into the interior of `padded` (whose border must be zero), as
   /// `winogradTransformInput` does for F(2×2, 3×3). Several images are laid out as
-  /// `winogradTransformInput` lays them out. Cost: O(images · tiles · points · channels) adds.
+  /// `winogradTransformInput` lays them out. With `made`, the input is the gradient it
+  /// makes (`input` is not read), and `padded` holds a copy per image, which stay for
+  /// `PaddedGradient`. Cost: O(images · tiles · points · channels) adds.
   package static func transformInput(
     _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
-    into u: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil
+    into u: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil, made: BatchNormInputGradient? = nil
   ) {
     precondition(t.outputTile == outputTile)
     let channels = t.channels
@@ -99,11 +101,16 @@ extension WinogradScheme {
     precondition(points <= TilePoints.count, "Winograd: an input tile larger than TilePoints holds")
     withScratch(TilePoints.self) { scratch in
       for image in 0..<images {
-        t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
+        let imagePadded = made == nil ? 0 : image * t.paddedCount
+        if let made {
+          t.fillPadded(from: made, at: image * t.inputCount, padded + imagePadded)
+        } else {
+          t.fillPadded(input + image * t.inputCount, padded, normalizing: normalizing)
+        }
         let imageTiles = u + image * t.tiles * channels
         for ty in 0..<t.tilesY {
           for tx in 0..<t.tilesX {
-            let corner = source + (outputTile * ty) * rowBytes + outputTile * tx * pixelBytes
+            let corner = source + imagePadded * 4 + (outputTile * ty) * rowBytes + outputTile * tx * pixelBytes
             let target = UnsafeMutableRawPointer(imageTiles + (ty * t.tilesX + tx) * channels)
             for c in stride(from: 0, to: channels * 4, by: 64) {
               transformInputTile(
@@ -166,11 +173,12 @@ extension WinogradScheme {
     }
   }
 
-  /// Transforms each output tile of an output gradient (zeros past the edge) into
+  /// Transforms each output tile of an output gradient (zeros past the edge), read from
+  /// `gradient`, into
   /// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand; several
   /// images as `winogradTransformOutputGradient`. Cost: O(images · tiles · points · channels) adds.
   package static func transformOutputGradient(
-    _ gradient: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, channels: Int,
+    _ gradient: some WinogradGradientSource, images: Int = 1, tiling t: WinogradTiling, channels: Int,
     into e: UnsafeMutablePointer<Float>
   ) {
     precondition(t.outputTile == outputTile)
@@ -179,7 +187,6 @@ extension WinogradScheme {
     precondition(tile * inputTile <= TileRows.count, "Winograd: an output tile larger than TileRows holds")
     withScratch(TileRows.self) { scratch in
       for image in 0..<images {
-        let source = UnsafeRawPointer(gradient + image * t.outHeight * t.outWidth * channels)
         let imageTiles = e + image * t.tiles * channels
         for ty in 0..<t.tilesY {
           for tx in 0..<t.tilesX {
@@ -190,8 +197,7 @@ extension WinogradScheme {
               transformGradientTile(
                 { dy, dx in
                   guard dy < inRows, dx < inColumns else { return WinogradLane() }
-                  let pixel = (tile * ty + dy) * t.outWidth + tile * tx + dx
-                  return source.loadUnaligned(fromByteOffset: (pixel * channels + c) * 4, as: WinogradLane.self)
+                  return gradient.lane(image: image, y: tile * ty + dy, x: tile * tx + dx, channel: c)
                 }, into: target + c * 4, pointBytes: pointBytes, scratch: scratch)
             }
           }

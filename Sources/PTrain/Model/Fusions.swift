@@ -35,12 +35,17 @@ package struct Fusions: OptionSet, Sendable, Hashable {
   /// shard by shard, reading its weights from memory once per block (`Replica.blockDense`).
   package static let denseOverBlock = Fusions(rawValue: 1 << 6)
 
+  /// An F(4×4) or F(5×5) convolution without bias, read only by the BatchNorm above it,
+  /// makes that BatchNorm's input gradient as its backward reads it (the gradient at its
+  /// own output), so that the BatchNorm's backward stores nothing (`BatchNormInputGradient`).
+  package static let batchNormGradientInConvolution = Fusions(rawValue: 1 << 7)
+
   /// Every rule, each with its name, for tests and messages.
   package static let named: [(name: String, fusion: Fusions)] = [
     ("reluOnStore", .reluOnStore), ("reluGradientInMaxPool", .reluGradientInMaxPool),
     ("batchNormInConvolution", .batchNormInConvolution), ("batchNormInMaxPool", .batchNormInMaxPool),
     ("batchNormSumsInWinograd", .batchNormSumsInWinograd), ("batchNormInAddition", .batchNormInAddition),
-    ("denseOverBlock", .denseOverBlock),
+    ("denseOverBlock", .denseOverBlock), ("batchNormGradientInConvolution", .batchNormGradientInConvolution),
   ]
 
   /// Every rule: what training runs.

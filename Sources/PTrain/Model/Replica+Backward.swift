@@ -97,11 +97,13 @@ extension Replica {
       switch run.kind {
       case .winograd4:
         let added = backwardLargeWinograd(
-          WinogradF4.self, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target)
+          WinogradF4.self, layer: i, group: group, pass: pass, gradient: g, finishingShard: finishingShard, sums: target
+        )
         sumsAdded = sumsAdded || added
       case .winograd5:
         let added = backwardLargeWinograd(
-          WinogradF5.self, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target)
+          WinogradF5.self, layer: i, group: group, pass: pass, gradient: g, finishingShard: finishingShard, sums: target
+        )
         sumsAdded = sumsAdded || added
       case .winograd:
         let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
@@ -130,6 +132,8 @@ extension Replica {
         }
       case .dense:
         denseBackward(group: group, layer: i, pass: pass, gradient: g)
+      case .batchNorm where gradientMadeBelow[i]:
+        break  // the convolution below makes its input gradient (`batchNormAbove`)
       case .relu where sumsAdded && i == layers.lowerBound && run.fusedIntoBelow:
         break  // the convolution above took the gradient through it (`BatchNormGradientRows`)
       default:
@@ -147,16 +151,56 @@ extension Replica {
   /// Runs F(m×m, 3×3) layer `i` backward on the images of `group`, as `backward` does:
   /// its weight and bias gradients into `gradient` (straight through a block for the
   /// shard's last images, with `finishingShard`), and its input gradient, through the
-  /// BatchNorm below when `sums` names it. Returns whether it added that BatchNorm's sums.
+  /// BatchNorm below when `sums` names it. With `batchNormAbove`, it makes the gradient at
+  /// its output from that BatchNorm's. Returns whether it added the sums.
   func backwardLargeWinograd<Scheme: WinogradScheme>(
-    _ scheme: Scheme.Type, layer i: Int, group: Range<Int>, gradient g: UnsafeMutablePointer<Float>,
+    _ scheme: Scheme.Type, layer i: Int, group: Range<Int>, pass: Pass, gradient g: UnsafeMutablePointer<Float>,
     finishingShard: Bool, sums target: (bn: Int, sums: UnsafeMutablePointer<Float>)?
+  ) -> Bool {
+    guard let bn = batchNormAbove[i] else {
+      return backwardLargeWinograd(
+        scheme, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target, made: nil)
+    }
+    let above = runs[bn]
+    return withBatchNormGradientTerms(
+      channels: above.channels, mean: above.batchMean!, inverseDeviation: above.batchInverseDeviation!,
+      gamma: pass.parameters + above.weight, sums: above.gradientSums!, batchCount: batchCounts[bn]
+    ) { terms in
+      backwardLargeWinograd(
+        scheme, layer: i, group: group, gradient: g, finishingShard: finishingShard, sums: target,
+        made: (bn, terms))
+    }
+  }
+
+  /// `backwardLargeWinograd` with the gradient at the layer's output made from BatchNorm
+  /// `made.bn`'s with its terms, or stored.
+  private func backwardLargeWinograd<Scheme: WinogradScheme>(
+    _ scheme: Scheme.Type, layer i: Int, group: Range<Int>, gradient g: UnsafeMutablePointer<Float>,
+    finishingShard: Bool, sums target: (bn: Int, sums: UnsafeMutablePointer<Float>)?,
+    made: (bn: Int, terms: BatchNormGradientTerms)?
   ) -> Bool {
     let run = runs[i]
     let biasGradient = run.trains && run.bias >= 0 ? g + run.bias : nil
     var sumsAdded = false
     for part in parts(of: group, layer: i) {
       let dy = UnsafePointer(gradient(i, part.lowerBound))
+      let source = made.map {
+        BatchNormInputGradient(
+          outputGradient: gradient($0.bn, part.lowerBound), input: output(i, part.lowerBound), terms: $0.terms)
+      }
+      // The input gradient first: with a made gradient, it fills the padded copies that
+      // the weight gradient reads.
+      if run.needsInputGradient {
+        let rows = target.flatMap {
+          $0.bn == normalizedBelow[i] && fusions.contains(.batchNormSumsInWinograd)
+            ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
+        }
+        Scheme.conv3x3InputGradient(
+          outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
+          paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
+          inputGradient: inputGradient(i, part.lowerBound), throughBatchNorm: rows, made: source)
+        sumsAdded = sumsAdded || rows != nil
+      }
       if run.trains {
         if heldInput[i] != part {  // the forward pass's tiles belong to other images by now
           let (source, normalizing) = winogradInput(layer: i)
@@ -169,19 +213,9 @@ extension Replica {
         Scheme.conv3x3WeightGradient(
           inputTiles: run.inputTiles!, outputGradient: dy, images: part.count, shape: run.conv3x3,
           gradientTiles: run.gradientTiles!, products: run.weightProducts!, accumulate: hasProducts[i],
-          biasGradient: biasGradient, finishing: finishes ? (run.weightBlock!, g + run.weight) : nil)
+          biasGradient: biasGradient, finishing: finishes ? (run.weightBlock!, g + run.weight) : nil,
+          madeIn: source == nil ? nil : UnsafePointer(run.paddedGradient!))
         hasProducts[i] = !finishes  // finished products are in the gradient already
-      }
-      if run.needsInputGradient {
-        let rows = target.flatMap {
-          $0.bn == normalizedBelow[i] && fusions.contains(.batchNormSumsInWinograd)
-            ? gradientRows(bn: $0.bn, slot: part.lowerBound, into: $0.sums) : nil
-        }
-        Scheme.conv3x3InputGradient(
-          outputGradient: dy, images: part.count, shape: run.conv3x3, flippedWeights: run.winogradFlipped!,
-          paddedGradient: run.paddedGradient!, gradientTiles: run.gradientTiles!, products: run.products!,
-          inputGradient: inputGradient(i, part.lowerBound), throughBatchNorm: rows)
-        sumsAdded = sumsAdded || rows != nil
       }
     }
     return sumsAdded

@@ -132,6 +132,13 @@ package final class Replica {
   /// the gradient at its output is never stored either, and the pool's output gradient is
   /// kept per image until the batch's sums are known.
   let poolAbove: [Int?]
+  /// Per F(4×4) or F(5×5) convolution: the BatchNorm above it, its output's only reader,
+  /// whose input gradient (the gradient at the convolution's output) the convolution's
+  /// backward makes as it reads it (`BatchNormInputGradient`), or nil.
+  let batchNormAbove: [Int?]
+  /// Per layer: whether it is a BatchNorm whose input gradient the convolution below makes
+  /// (`batchNormAbove`); its own backward does nothing.
+  let gradientMadeBelow: [Bool]
 
   /// A replica of `plan` holding `slots` images, with the layers in `frozen` (indices)
   /// getting no gradients, for shards of up to `shardImages` images, and dense blocks of
@@ -165,6 +172,9 @@ package final class Replica {
     addedBelow = layout.addedBelow
     pooledBelow = layout.pooledBelow
     poolAbove = layout.poolAbove
+    batchNormAbove = layout.batchNormAbove
+    let made = Set(layout.batchNormAbove.compactMap { $0 })
+    gradientMadeBelow = layers.map { made.contains($0.index) }
     input = layout.input
     outputs = layout.outputs
     gradients = layout.gradients

@@ -11,8 +11,8 @@ struct ReplicaLayout {
   let fusesReLU: [Bool]
   /// See `Replica.normalizedBelow`, `appliedAbove`, `pooledBelow` and `poolAbove`.
   let normalizedBelow: [Int?], appliedAbove: [Bool], pooledBelow: [Int?], poolAbove: [Int?]
-  /// See `Replica.addedBelow`.
-  let addedBelow: [Int?]
+  /// See `Replica.addedBelow` and `Replica.batchNormAbove`.
+  let addedBelow: [Int?], batchNormAbove: [Int?]
   let input: Replica.Buffer
   let outputs: [Replica.Buffer], gradients: [Replica.Buffer]
   /// See `Replica.inputGradients` and `Replica.merges`.
@@ -167,6 +167,16 @@ struct ReplicaLayout {
     }
     self.inputGradients = inputGradients
     self.merges = merges
+    // The BatchNorms whose input gradient the convolution below makes as it reads it.
+    batchNormAbove = layers.map { layer in
+      guard fusions.contains(.batchNormGradientInConvolution),
+        layer.kernel == .winograd4 || layer.kernel == .winograd5, layer.bias == nil,
+        let bn = plan.consumers[layer.index].first, plan.consumers[layer.index] == [bn],
+        layers[bn].layer == .batchNorm, poolAbove[bn] == nil, needsInputGradient[layer.index],
+        !Self.overlap(gradients[bn], inputGradients[layer.index][0])
+      else { return nil }
+      return bn
+    }
     // (A gradient that another layer's buffer plan already holds otherwise, such as a
     // residual branch's, leaves the dense layer shard by shard.)
     for i in layers.indices where blockDense[i] && needsInputGradient[i] {
@@ -198,7 +208,11 @@ struct ReplicaLayout {
         own[.inputTiles] = allocate(sizes.inputTiles)
         own[.gradientTiles] = allocate(sizes.gradientTiles)
         own[.products] = allocate(sizes.products)
-        if needsInputGradient[layer.index] { own[.paddedGradient] = allocate(sizes.paddedGradient) }
+        if needsInputGradient[layer.index] {
+          // A copy per image where the weight gradient reads a made gradient from them.
+          let copies = batchNormAbove[layer.index] == nil ? 1 : winogradImages[layer.index]
+          own[.paddedGradient] = allocate(sizes.paddedGradient * copies)
+        }
         if trains[layer.index] {
           own[.weightProducts] = allocate(five ? WinogradF5.weightCount(shape) : WinogradF4.weightCount(shape))
           own[.weightBlock] = allocate(
@@ -265,6 +279,11 @@ struct ReplicaLayout {
       return bn
     }
     return plan.layers[below].layer == .batchNorm ? below : nil
+  }
+
+  /// Whether two buffers share a Float.
+  static func overlap(_ a: Buffer, _ b: Buffer) -> Bool {
+    a.offset < b.offset + b.stride * b.copies && b.offset < a.offset + a.stride * a.copies
   }
 
   /// How many of a group's images a Winograd layer's GEMMs cover at once: as many as keep
