@@ -81,4 +81,41 @@ final class GemmTests: KernelTestCase {
         "the first \(narrow) columns alone, row \(row), m = \(m), n = \(n)")
     }
   }
+
+  /// A product 16 wide and 16 deep (`gemmRegisterRows` with AVX-512): against the naive
+  /// product in every stride mode, and bit for bit against a chain of FMAs in k order and
+  /// against the same columns computed in the tiles (inside a 17-column call).
+  func testSixteenWideSixteenDeepProductsKeepTheTilesBits() {
+    let (n, k) = (16, 16)
+    for m in [1, 5, 8, 13, 37] {
+      assertGemmMatchesNaive(m: m, n: n, k: k)
+      let a = randomFloats(m * k, seed: 11)
+      let b = randomFloats(k * n, seed: 12)
+      let c0 = randomFloats(m * n, seed: 13)
+      for accumulate in [false, true] {
+        let product = withPointers([a, b, c0]) { p in
+          gemm(
+            m: m, n: n, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: n, c: p[2], ldc: n,
+            accumulate: accumulate)
+        }[2]
+        var chains = accumulate ? c0 : [Float](repeating: 0, count: m * n)
+        for i in 0..<m {
+          for j in 0..<n {
+            for p in 0..<k { chains[i * n + j].addProduct(a[i * k + p], b[p * n + j]) }
+          }
+        }
+        XCTAssertEqual(product, chains, "FMA chains in k order, m = \(m), accumulate: \(accumulate)")
+        let wider = 17
+        let b17 = (0..<(k * wider)).map { $0 % wider < n ? b[$0 / wider * n + $0 % wider] : 1 }
+        let c17 = (0..<(m * wider)).map { $0 % wider < n ? c0[$0 / wider * n + $0 % wider] : 0 }
+        let tiles = withPointers([a, b17, c17]) { p in
+          gemm(
+            m: m, n: wider, k: k, a: p[0], aRowStride: k, aColStride: 1, b: p[1], ldb: wider, c: p[2], ldc: wider,
+            accumulate: accumulate)
+        }[2]
+        let tileColumns = (0..<(m * n)).map { tiles[$0 / n * wider + $0 % n] }
+        XCTAssertEqual(product, tileColumns, "the tiles' bits, m = \(m), accumulate: \(accumulate)")
+      }
+    }
+  }
 }

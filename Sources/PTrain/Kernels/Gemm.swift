@@ -45,7 +45,8 @@ package func gemmNextTileRows(remaining: Int, choices: (Int, Int, Int) = gemmTil
 /// The micro-kernel holds a `gemmNextTileRows(remaining:)` × 16-column tile of C in registers (× 32
 /// with AVX-512), broadcasts one A element per row and streams one row of B per step.
 /// With AVX-512, whole multiples of 64 columns go first to `gemmWideRowTiles` (up to 6 rows
-/// × 64 columns), and the rest to those tiles.
+/// × 64 columns), and the rest to those tiles; a product 16 wide and 16 deep goes to
+/// `gemmRegisterRows` instead.
 /// Rows past `m` in the last tile are clamped onto row `m - 1`: they compute and store the
 /// same values twice, which is correct for both modes. Every element of C adds its k
 /// products in order whatever the tile, so the bits do not depend on the tiling.
@@ -59,6 +60,14 @@ package func gemmNextTileRows(remaining: Int, choices: (Int, Int, Int) = gemmTil
 ) {
   let width = GemmLane.scalarCount
   guard m > 0 else { return }
+  #if PTRAIN_AVX512
+    if n == gemmRegisterWidth && k == gemmRegisterWidth {
+      gemmRegisterRows(
+        m: m, a: a, aRowStride: aRowStride, aColStride: aColStride, b: b, ldb: ldb, c: c, ldc: ldc,
+        accumulate: accumulate)
+      return
+    }
+  #endif
   let tail = n % width
   if tail > 0 {
     gemmTailColumns(
