@@ -71,12 +71,15 @@ final class FusionTests: XCTestCase {
     for (input, kernel) in [("8x8x16", ModelPlan.Kernel.winograd4), ("10x9x16", .winograd5)] {
       let text = "input \(input), \(block), \(block), flatten, dense 3"
       let plan = try ModelPlan(try ModelDefinition(parsing: text))
-      let replica = Replica(plan: plan, slots: 3, shardImages: 2)
+      let normalization = Normalization(
+        mean: [Float](repeating: 0.4, count: 16), standardDeviation: [Float](repeating: 0.3, count: 16))
+      let replica = Replica(plan: plan, slots: 3, shardImages: 2, normalization: normalization)
       // The first convolution needs no input gradient: its BatchNorm stores its own.
       XCTAssertEqual(replica.batchNormAbove, [nil, nil, nil, 4, nil, nil, nil, nil], text)
       XCTAssertEqual(replica.winogradImages[3], 2, "\(text): two images per GEMM")
       let plain = Replica(
-        plan: plan, slots: 3, shardImages: 2, fusions: Fusions.all.subtracting(.batchNormGradientInConvolution))
+        plan: plan, slots: 3, shardImages: 2, normalization: normalization,
+        fusions: Fusions.all.subtracting(.batchNormGradientInConvolution))
       XCTAssertTrue(plain.batchNormAbove.allSatisfy { $0 == nil }, text)
       try check(text, batch: 3, shardImages: 2, expect: [kernel, kernel])
     }
