@@ -344,12 +344,8 @@ struct BatchNormGradientTerms {
     channels: channels, mean: mean, inverseDeviation: inverseDeviation, gamma: gamma, sums: sums,
     batchCount: batchCount
   ) { terms in
-    for p in 0..<pixels {
-      for block in 0..<blocks {
-        let i = p * channels + block * 16
-        store16(terms.inputGradient(dy: load16(dy + i), x: load16(x + i), block: block), dx + i)
-      }
-    }
+    BatchNormInputGradient(outputGradient: dy, input: x, terms: terms).write(
+      pixels: pixels, channels: channels, from: 0, to: dx)
   }
   let inverseCount = 1 / Float(batchCount)
   var c = blocks * 16

@@ -5,54 +5,40 @@
 // convolution is made as they are filled (`BatchNormInputGradient`), instead of stored
 // over the map by `batchNormInputGradient` and then copied into them.
 
-/// The gradient at a convolution's output, for the images of one call.
-@_spi(Kernels) public protocol WinogradGradientSource {
-  /// The 16 channels from `channel` of pixel (`y`, `x`) of image `image`.
-  func lane(image: Int, y: Int, x: Int, channel: Int) -> WinogradLane
-}
-
-/// A stored map: `height` × `width` × `channels` per image, one image after another.
-@_spi(Kernels) public struct StoredGradient: WinogradGradientSource {
-  let base: UnsafePointer<Float>
+/// The gradient at a convolution's output, for the images of one call: a stored map, or
+/// the interiors of the zero-bordered copies the input gradient's transform filled.
+@_spi(Kernels) public struct WinogradGradientSource {
+  /// The first image's pixel (0, 0).
+  let origin: UnsafePointer<Float>
   let imageFloats: Int, rowFloats: Int, channels: Int
 
-  public init(_ base: UnsafePointer<Float>, height: Int, width: Int, channels: Int) {
-    self.base = base
+  /// A stored map: `height` × `width` × `channels` per image, one image after another.
+  public init(stored base: UnsafePointer<Float>, height: Int, width: Int, channels: Int) {
+    origin = base
     imageFloats = height * width * channels
     rowFloats = width * channels
     self.channels = channels
   }
 
-  @inline(__always) public func lane(image: Int, y: Int, x: Int, channel: Int) -> WinogradLane {
-    UnsafeRawPointer(base + image * imageFloats + y * rowFloats + x * channels + channel).loadUnaligned(
-      as: WinogradLane.self)
-  }
-}
-
-/// The interiors of zero-bordered copies of `tiling`'s input, one per image
-/// (`WinogradTiling.paddedCount` Floats apart), as the input gradient's transform fills
-/// them with `BatchNormInputGradient`.
-@_spi(Kernels) public struct PaddedGradient: WinogradGradientSource {
-  /// The first image's pixel (0, 0).
-  let origin: UnsafePointer<Float>
-  let imageFloats: Int, rowFloats: Int, channels: Int
-
-  package init(_ base: UnsafePointer<Float>, tiling t: WinogradTiling) {
+  /// Copies of `tiling`'s input, one per image (`WinogradTiling.paddedCount` Floats
+  /// apart), as the input gradient's transform fills them with `BatchNormInputGradient`.
+  package init(padded base: UnsafePointer<Float>, tiling t: WinogradTiling) {
     origin = base + (t.padding * t.paddedWidth + t.padding) * t.channels
     imageFloats = t.paddedCount
     rowFloats = t.paddedWidth * t.channels
     channels = t.channels
   }
 
-  @inline(__always) public func lane(image: Int, y: Int, x: Int, channel: Int) -> WinogradLane {
+  /// The 16 channels from `channel` of pixel (`y`, `x`) of image `image`.
+  @inline(__always) func lane(image: Int, y: Int, x: Int, channel: Int) -> WinogradLane {
     UnsafeRawPointer(origin + image * imageFloats + y * rowFloats + x * channels + channel).loadUnaligned(
       as: WinogradLane.self)
   }
 }
 
 /// The input gradient of a BatchNorm in training, made from its output gradient and its
-/// input (NHWC, one image after another) as it is written: `batchNormInputGradient`'s
-/// values, bit for bit. Channels must be a multiple of 16.
+/// input (NHWC, one image after another) as it is written; `batchNormInputGradient` runs
+/// its blocks of 16 channels through it.
 @_spi(Kernels) public struct BatchNormInputGradient {
   /// The BatchNorm's output gradient, and its input, for the call's first image.
   let outputGradient: UnsafePointer<Float>
@@ -60,9 +46,9 @@
   /// The BatchNorm's terms (`withBatchNormGradientTerms`).
   let terms: BatchNormGradientTerms
 
-  /// Writes the gradient of `pixels` pixels of `channels` from `offset` (Floats from the
-  /// first image's start, a pixel's) to `target`. Cost: 2 loads, 2 FMA and a subtract
-  /// per 16 values.
+  /// Writes the gradient of the whole 16-channel blocks of `pixels` pixels of `channels`
+  /// from `offset` (Floats from the first image's start, a pixel's) to `target`.
+  /// Cost: 2 loads, 2 FMA and a subtract per 16 values.
   @inline(__always) func write(pixels: Int, channels: Int, from offset: Int, to target: UnsafeMutablePointer<Float>) {
     let blocks = channels / 16
     for p in 0..<pixels {

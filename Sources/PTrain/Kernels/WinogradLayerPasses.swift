@@ -69,7 +69,7 @@ extension WinogradScheme {
   /// `finishing`, these are the shard's last images: the products (`products` so far, when
   /// `accumulate`) go straight into the weight gradient instead, through a block
   /// (`finishWeightGradient`), with the same bits. With `madeIn`, the output gradient is
-  /// read from the copies `conv3x3InputGradient` made there (`PaddedGradient`), and there
+  /// read from the copies `conv3x3InputGradient` made there (`WinogradGradientSource`), and there
   /// is no bias gradient.
   /// Cost: 2 · points · images · tiles · in · out FLOP plus O(images · tiles · points · out).
   public static func conv3x3WeightGradient(
@@ -83,11 +83,12 @@ extension WinogradScheme {
     if let paddedGradient {
       precondition(biasGradient == nil, "conv3x3WeightGradient: a bias gradient needs the stored output gradient")
       transformOutputGradient(
-        PaddedGradient(paddedGradient, tiling: .inputGradient(s, outputTile: outputTile)), images: images,
+        WinogradGradientSource(padded: paddedGradient, tiling: .inputGradient(s, outputTile: outputTile)),
+        images: images,
         tiling: tiling, channels: s.outChannels, into: gradientTiles)
     } else {
       transformOutputGradient(
-        StoredGradient(outputGradient, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
+        WinogradGradientSource(stored: outputGradient, height: s.outHeight, width: s.outWidth, channels: s.outChannels),
         images: images, tiling: tiling, channels: s.outChannels, into: gradientTiles)
     }
     if let finishing {

@@ -87,7 +87,7 @@ extension WinogradScheme {
   /// `winogradTransformInput` does for F(2×2, 3×3). Several images are laid out as
   /// `winogradTransformInput` lays them out. With `made`, the input is the gradient it
   /// makes (`input` is not read), and `padded` holds a copy per image, which stay for
-  /// `PaddedGradient`. Cost: O(images · tiles · points · channels) adds.
+  /// `WinogradGradientSource`. Cost: O(images · tiles · points · channels) adds.
   package static func transformInput(
     _ input: UnsafePointer<Float>, images: Int = 1, tiling t: WinogradTiling, padded: UnsafeMutablePointer<Float>,
     into u: UnsafeMutablePointer<Float>, normalizing: FoldedBatchNorm? = nil, made: BatchNormInputGradient? = nil
@@ -178,7 +178,7 @@ extension WinogradScheme {
   /// `e[point][tile][c] = (A e Aᵀ)[point]`, the weight gradient's second operand; several
   /// images as `winogradTransformOutputGradient`. Cost: O(images · tiles · points · channels) adds.
   package static func transformOutputGradient(
-    _ gradient: some WinogradGradientSource, images: Int = 1, tiling t: WinogradTiling, channels: Int,
+    _ gradient: WinogradGradientSource, images: Int = 1, tiling t: WinogradTiling, channels: Int,
     into e: UnsafeMutablePointer<Float>
   ) {
     precondition(t.outputTile == outputTile)
